@@ -1,0 +1,31 @@
+# Stalecast — the two commands a fresh machine needs are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+PORT ?= 3000
+
+.PHONY: run test test-rust lint fmt build
+
+## Build and serve the API, the stream (and the web app once built) on http://localhost:$(PORT),
+## with the embedded OpenStack simulator as upstream (a random server changes every 15 s).
+run:
+	$(CARGO) run --release -p stalecast -- serve --port $(PORT) --sim-churn 15s
+
+## Everything CI checks.
+test: lint test-rust
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test-rust:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --locked --no-fail-fast; \
+	fi
+
+fmt:
+	$(CARGO) fmt --all
+
+build:
+	$(CARGO) build --workspace --all-targets

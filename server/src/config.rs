@@ -1,0 +1,112 @@
+//! The command line: `stalecast serve`, `stalecast sim`. Every flag can also be set with
+//! a `STALECAST_*` environment variable; every one has a default, so `stalecast serve`
+//! alone serves on port 3000 against an embedded simulator.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "stalecast", version, about = "Tells browsers which data just went stale, over one SSE stream.")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "STALECAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API, the update stream and the web app.
+    Serve(ServeConfig),
+    /// Serve the OpenStack-shaped simulator alone.
+    Sim(SimArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// `stalecast serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "STALECAST_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0: any free port).
+    #[arg(long, short, env = "STALECAST_PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Keystone URL of an OpenStack-style API to watch. Without it, an embedded simulator
+    /// is started and watched.
+    #[arg(long, env = "STALECAST_UPSTREAM")]
+    pub upstream: Option<String>,
+    #[arg(long, env = "STALECAST_OS_USER", default_value = "admin")]
+    pub os_user: String,
+    #[arg(long, env = "STALECAST_OS_PASSWORD", default_value = "stalecast", hide_env_values = true)]
+    pub os_password: String,
+    #[arg(long, env = "STALECAST_OS_PROJECT", default_value = "admin")]
+    pub os_project: String,
+    /// Port of the embedded simulator on 127.0.0.1 (0: any free port, logged at start).
+    #[arg(long, env = "STALECAST_SIM_PORT", default_value_t = 0)]
+    pub sim_port: u16,
+    /// Embedded simulator: a random server changes power state this often (off when absent).
+    #[arg(long, env = "STALECAST_SIM_CHURN", value_parser = duration)]
+    pub sim_churn: Option<Duration>,
+    /// How often the poller asks the upstream for each collection.
+    #[arg(long, env = "STALECAST_POLL_INTERVAL", value_parser = duration, default_value = "2s")]
+    pub poll_interval: Duration,
+    /// Timeout of one upstream request.
+    #[arg(long, env = "STALECAST_UPSTREAM_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub upstream_timeout: Duration,
+    /// A `ping` event on idle streams this often.
+    #[arg(long, env = "STALECAST_PING_INTERVAL", value_parser = duration, default_value = "10s")]
+    pub ping_interval: Duration,
+    /// Updates kept for clients that reconnect (`Last-Event-ID`).
+    #[arg(long, env = "STALECAST_RING_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ring_size: u32,
+    /// Updates a stream may fall behind before it is told to resync.
+    #[arg(long, env = "STALECAST_CHANNEL_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub channel_capacity: u32,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "STALECAST_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    /// The defaults of the command line (environment variables included).
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: ServeConfig,
+        }
+        Wrapper::parse_from(["stalecast"]).config
+    }
+}
+
+/// `stalecast sim`.
+#[derive(Clone, Debug, Args)]
+pub struct SimArgs {
+    #[arg(long, env = "STALECAST_SIM_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    #[arg(long, short, env = "STALECAST_SIM_PORT", default_value_t = 5000)]
+    pub port: u16,
+    /// A random server changes power state this often (off when absent).
+    #[arg(long, env = "STALECAST_SIM_CHURN", value_parser = duration)]
+    pub churn: Option<Duration>,
+    /// How long new servers stay BUILD and new volumes creating.
+    #[arg(long, env = "STALECAST_SIM_TRANSITION", value_parser = duration, default_value = "2s")]
+    pub transition_delay: Duration,
+}

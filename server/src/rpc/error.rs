@@ -1,0 +1,157 @@
+//! tRPC's error envelope and the codes Stalecast answers with.
+//!
+//! ```json
+//! {"error":{"code":-32600,"message":"input.sizeGb: invalid type …",
+//!           "data":{"code":"BAD_REQUEST","httpStatus":400,"path":"storage.volumes.create"}}}
+//! ```
+//! A 5xx never says anything internal: the detail goes to the log, the client reads a
+//! generic message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use ts_rs::TS;
+
+/// tRPC's error codes, with their JSON-RPC number and HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    ParseError,
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotSupported,
+    Conflict,
+    PayloadTooLarge,
+    UnprocessableContent,
+    TooManyRequests,
+    InternalServerError,
+    BadGateway,
+    ServiceUnavailable,
+    GatewayTimeout,
+}
+
+impl ErrorCode {
+    /// The JSON-RPC 2.0 number tRPC puts in `error.code`.
+    pub fn json_rpc(self) -> i32 {
+        match self {
+            ErrorCode::ParseError => -32700,
+            ErrorCode::BadRequest => -32600,
+            ErrorCode::Unauthorized => -32001,
+            ErrorCode::Forbidden => -32003,
+            ErrorCode::NotFound => -32004,
+            ErrorCode::MethodNotSupported => -32005,
+            ErrorCode::Conflict => -32009,
+            ErrorCode::PayloadTooLarge => -32013,
+            ErrorCode::UnprocessableContent => -32022,
+            ErrorCode::TooManyRequests => -32029,
+            ErrorCode::InternalServerError
+            | ErrorCode::BadGateway
+            | ErrorCode::ServiceUnavailable
+            | ErrorCode::GatewayTimeout => -32603,
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::ParseError | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnprocessableContent => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+/// An error a procedure answers with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub path: Option<String>,
+}
+
+impl RpcError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        RpcError { code, message: message.into(), path: None }
+    }
+    pub fn parse(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ParseError, message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+    /// An internal failure: `detail` is logged, the client gets a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::new(ErrorCode::InternalServerError, "internal server error")
+    }
+    pub fn with_path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_owned());
+        self
+    }
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// The tRPC envelope as a JSON value.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope {
+            error: ErrorShape {
+                code: self.code.json_rpc(),
+                message: self.message.clone(),
+                data: ErrorData { code: self.code, http_status: self.status().as_u16(), path: self.path.clone() },
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+impl IntoResponse for RpcError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(self.envelope())).into_response()
+    }
+}
+
+/// `{"error": …}` as tRPC clients read it.
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct ErrorEnvelope {
+    pub error: ErrorShape,
+}
+
+#[derive(Clone, Debug, Serialize, TS)]
+pub struct ErrorShape {
+    pub code: i32,
+    pub message: String,
+    pub data: ErrorData,
+}
+
+#[derive(Clone, Debug, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorData {
+    pub code: ErrorCode,
+    pub http_status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub path: Option<String>,
+}

@@ -1,0 +1,204 @@
+//! tRPC v11's HTTP wire format over the procedure [`Registry`].
+//!
+//! - Query: `GET /trpc/<path>?input=<url-encoded JSON>` → `{"result":{"data":…}}`.
+//! - Mutation: `POST /trpc/<path>` with the JSON input as body.
+//! - Batch: `/trpc/<p1>,<p2>?batch=1` with `input={"0":…,"1":…}` (or that object as the
+//!   body) → an array of envelopes, `207` when their statuses differ.
+//! - Errors: the envelope of [`error`], with the matching HTTP status, for everything —
+//!   unknown paths, wrong methods, malformed input, oversized bodies — because tRPC
+//!   clients read only the body.
+
+mod error;
+pub mod registry;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use error::{ErrorCode, ErrorData, ErrorEnvelope, ErrorShape, RpcError};
+pub use registry::{Kind, Procedure, Registry, Reply, TsType};
+
+use crate::app::AppState;
+
+/// The most calls one batch may hold.
+pub const MAX_BATCH: usize = 64;
+
+/// Decodes a procedure's input, naming the offending field on failure
+/// (`input.sizeGb: invalid type: string "x", expected u32`).
+pub fn decode_input<I: DeserializeOwned>(raw: serde_json::Value) -> Result<I, RpcError> {
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::from("input") } else { format!("input.{path}") };
+        RpcError::bad_request(format!("{field}: {}", e.inner()))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TrpcQuery {
+    batch: Option<String>,
+    input: Option<String>,
+}
+
+/// `GET|POST /trpc/<paths>`.
+pub async fn handler(
+    State(app): State<AppState>,
+    method: Method,
+    Path(paths): Path<String>,
+    query: Result<Query<TrpcQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let paths: Vec<&str> = paths.split(',').collect();
+    let first_path = paths.first().copied().unwrap_or_default();
+    let Ok(Query(query)) = query else {
+        return RpcError::bad_request("malformed query string").with_path(first_path).into_response();
+    };
+    let batch = matches!(query.batch.as_deref(), Some("1" | "true"));
+    let inputs = match read_inputs(&app, &method, &query, &headers, body, batch, paths.len()).await {
+        Ok(inputs) => inputs,
+        Err(e) => return e.with_path(first_path).into_response(),
+    };
+
+    if !batch {
+        if paths.len() > 1 {
+            return RpcError::bad_request("several procedures need ?batch=1").into_response();
+        }
+        let input = inputs.into_iter().next().unwrap_or(serde_json::Value::Null);
+        return match call(&app, &method, first_path, input).await {
+            Ok(json) => ok_response(StatusCode::OK, envelope(&json)),
+            Err(e) => e.into_response(),
+        };
+    }
+
+    let calls = paths.iter().zip(inputs).map(|(path, input)| call(&app, &method, path, input));
+    let results = futures_util::future::join_all(calls).await;
+    let statuses: Vec<StatusCode> =
+        results.iter().map(|r| r.as_ref().map_or_else(RpcError::status, |_| StatusCode::OK)).collect();
+    let status = if statuses.windows(2).all(|w| w[0] == w[1]) {
+        statuses.first().copied().unwrap_or(StatusCode::OK)
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    let mut body = BytesMut::new();
+    body.put_u8(b'[');
+    for (i, result) in results.into_iter().enumerate() {
+        if i > 0 {
+            body.put_u8(b',');
+        }
+        match result {
+            Ok(json) => body.extend_from_slice(&envelope(&json)),
+            Err(e) => body.extend_from_slice(&serde_json::to_vec(&e.envelope()).unwrap_or_default()),
+        }
+    }
+    body.put_u8(b']');
+    ok_response(status, body.freeze())
+}
+
+/// Runs one call after checking that it exists and that the method fits its kind.
+async fn call(app: &AppState, method: &Method, path: &str, input: serde_json::Value) -> Result<Bytes, RpcError> {
+    let registry = app.registry();
+    let Some(procedure) = registry.get(path) else {
+        return Err(RpcError::not_found(format!("no procedure named \"{path}\"")).with_path(path));
+    };
+    let expected = match procedure.kind {
+        Kind::Query | Kind::Subscription => Method::GET,
+        Kind::Mutation => Method::POST,
+    };
+    if *method != expected {
+        let kind = match procedure.kind {
+            Kind::Query => "query",
+            Kind::Mutation => "mutation",
+            Kind::Subscription => "subscription",
+        };
+        return Err(
+            RpcError::new(ErrorCode::MethodNotSupported, format!("{path} is a {kind}: use {expected}")).with_path(path)
+        );
+    }
+    procedure.call(app.clone(), input).await.map_err(|e| e.with_path(path))
+}
+
+/// The raw inputs, one per call (`null` where absent).
+async fn read_inputs(
+    app: &AppState,
+    method: &Method,
+    query: &TrpcQuery,
+    headers: &HeaderMap,
+    body: Body,
+    batch: bool,
+    count: usize,
+) -> Result<Vec<serde_json::Value>, RpcError> {
+    if batch && count > MAX_BATCH {
+        return Err(RpcError::bad_request(format!("a batch holds at most {MAX_BATCH} calls, not {count}")));
+    }
+    let raw: Option<Bytes> = if *method == Method::POST {
+        let bytes = read_body(body, headers, app.config().max_body_bytes).await?;
+        (!bytes.iter().all(u8::is_ascii_whitespace)).then_some(bytes)
+    } else if *method == Method::GET {
+        query.input.as_ref().filter(|s| !s.is_empty()).map(|s| Bytes::copy_from_slice(s.as_bytes()))
+    } else {
+        return Err(RpcError::new(
+            ErrorCode::MethodNotSupported,
+            format!("method {method} is not supported: use GET or POST"),
+        ));
+    };
+    let value = match raw {
+        None => serde_json::Value::Null,
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| RpcError::parse(format!("input is not valid JSON: {e}")))?
+        }
+    };
+    if !batch {
+        return Ok(vec![value]);
+    }
+    let mut by_index = match value {
+        serde_json::Value::Null => serde_json::Map::new(),
+        serde_json::Value::Object(map) => map,
+        _ => return Err(RpcError::bad_request("input: a batch's input must be an object keyed by call index")),
+    };
+    Ok((0..count).map(|i| by_index.remove(&i.to_string()).unwrap_or(serde_json::Value::Null)).collect())
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, RpcError> {
+    let too_large = || RpcError::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {limit} bytes"));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            source = err.source();
+        }
+        RpcError::bad_request(format!("could not read the request body: {e}"))
+    })
+}
+
+/// `{"result":{"data":<json>}}`.
+fn envelope(json: &[u8]) -> Bytes {
+    const PREFIX: &[u8] = br#"{"result":{"data":"#;
+    const SUFFIX: &[u8] = b"}}";
+    let mut out = BytesMut::with_capacity(PREFIX.len() + json.len() + SUFFIX.len());
+    out.extend_from_slice(PREFIX);
+    out.extend_from_slice(json);
+    out.extend_from_slice(SUFFIX);
+    out.freeze()
+}
+
+fn ok_response(status: StatusCode, body: Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Anything under `/trpc` the router does not know.
+pub async fn not_found() -> Response {
+    RpcError::not_found("no such route").into_response()
+}

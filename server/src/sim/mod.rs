@@ -1,0 +1,521 @@
+//! An OpenStack-shaped cloud API, served by the same binary: the default upstream of
+//! `stalecast serve` and of the tests, or alone with `stalecast sim`.
+//!
+//! It speaks just enough of Keystone, Nova, Cinder, Glance and Neutron for Stalecast:
+//! password tokens with a service catalog, listings in OpenStack's envelopes, server and
+//! volume creation, deletion and power actions. Resources move through real status
+//! transitions (`BUILD`→`ACTIVE`, `creating`→`available`) after a delay, optional churn
+//! changes things on its own, and fault knobs (`PUT /_sim/faults`) add latency, errors
+//! and malformed bodies for tests. `/_sim/*` is the simulator's own control surface,
+//! without authentication: it binds to loopback by default.
+
+pub mod world;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use world::World;
+
+/// How the simulator behaves.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub user: String,
+    pub password: String,
+    pub project: String,
+    /// How long a token lives.
+    pub token_ttl: Duration,
+    /// How long a new server stays `BUILD` and a new volume `creating`.
+    pub transition_delay: Duration,
+    /// When set, a random server changes power state this often.
+    pub churn_interval: Option<Duration>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            user: "admin".into(),
+            password: "stalecast".into(),
+            project: "admin".into(),
+            token_ttl: Duration::from_secs(3600),
+            transition_delay: Duration::from_secs(2),
+            churn_interval: None,
+        }
+    }
+}
+
+/// Fault injection, adjustable at run time through `PUT /_sim/faults`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every API answer.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Share of API requests answered with a 500 (0.0 to 1.0).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Share of API requests answered with a 200 whose body is not JSON (0.0 to 1.0).
+    #[serde(default)]
+    pub garbage_rate: f64,
+}
+
+/// The simulator's state. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Sim {
+    config: SimConfig,
+    world: Mutex<World>,
+    faults: Mutex<Faults>,
+    tokens: Mutex<HashMap<String, SystemTime>>,
+    /// Requests per API listing/action path, for tests and the load test.
+    requests: Mutex<HashMap<String, u64>>,
+    next_token: AtomicU64,
+}
+
+impl Sim {
+    pub fn new(config: SimConfig) -> Arc<Self> {
+        Arc::new(Sim {
+            config,
+            world: Mutex::new(World::seeded()),
+            faults: Mutex::new(Faults::default()),
+            tokens: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+        })
+    }
+
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    fn faults(&self) -> Faults {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Invalidates every token, as a Keystone restart or revocation would.
+    pub fn revoke_tokens(&self) {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn count(&self, what: &str) {
+        *self.requests.lock().unwrap_or_else(|p| p.into_inner()).entry(what.to_owned()).or_default() += 1;
+    }
+
+    /// Requests served so far, by what they asked for (`GET servers`, …).
+    pub fn request_counts(&self) -> HashMap<String, u64> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn token_valid(&self, token: &str) -> bool {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.get(token).is_some_and(|expiry| *expiry > SystemTime::now())
+    }
+}
+
+/// The simulator's routes.
+pub fn router(sim: Arc<Sim>) -> Router {
+    let api = Router::new()
+        .route("/identity/v3/projects", get(projects))
+        .route("/compute/v2.1/servers/detail", get(servers))
+        .route("/compute/v2.1/servers", post(create_server))
+        .route("/compute/v2.1/servers/{id}", get(server).delete(delete_server))
+        .route("/compute/v2.1/servers/{id}/action", post(server_action))
+        .route("/volume/v3/volumes/detail", get(volumes))
+        .route("/volume/v3/volumes", post(create_volume))
+        .route("/volume/v3/volumes/{id}", axum::routing::delete(delete_volume))
+        .route("/image/v2/images", get(images))
+        .route("/network/v2.0/networks", get(networks))
+        .route_layer(middleware::from_fn_with_state(sim.clone(), authenticated));
+    Router::new()
+        .route("/v3/auth/tokens", post(issue_token))
+        .merge(api)
+        .layer(middleware::from_fn_with_state(sim.clone(), faulty))
+        .route("/_sim/faults", put(put_faults).get(get_faults))
+        .route("/_sim/volume-padding", put(put_padding))
+        .route("/_sim/revoke-tokens", post(revoke))
+        .route("/_sim/stats", get(stats))
+        .with_state(sim)
+}
+
+/// Serves the simulator on `listener` until `shutdown` fires; starts churn if configured.
+pub async fn serve(listener: TcpListener, sim: Arc<Sim>, shutdown: CancellationToken) -> std::io::Result<()> {
+    if let Some(every) = sim.config.churn_interval {
+        tokio::spawn(churn(sim.clone(), every, shutdown.clone()));
+    }
+    axum::serve(listener, router(sim).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Applies the fault knobs to every API request (not to `/_sim`).
+async fn faulty(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Response {
+    let faults = sim.faults();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    let roll: f64 = rand::rng().random();
+    if roll < faults.error_rate {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"computeFault": {"code": 500,
+            "message": "simulated failure"}})),
+        )
+            .into_response();
+    }
+    if roll < faults.error_rate + faults.garbage_rate {
+        return ([(header::CONTENT_TYPE, "application/json")], "<html>proxy error: this is not JSON").into_response();
+    }
+    next.run(request).await
+}
+
+async fn authenticated(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Response {
+    let token = request.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !sim.token_valid(token) {
+        return fault(StatusCode::UNAUTHORIZED, "The request you have made requires authentication.");
+    }
+    next.run(request).await
+}
+
+fn fault(status: StatusCode, message: &str) -> Response {
+    let key = match status {
+        StatusCode::NOT_FOUND => "itemNotFound",
+        StatusCode::BAD_REQUEST => "badRequest",
+        StatusCode::CONFLICT => "conflictingRequest",
+        _ => "error",
+    };
+    (status, Json(json!({ key: {"code": status.as_u16(), "message": message} }))).into_response()
+}
+
+#[derive(Deserialize)]
+struct AuthRequest {
+    auth: AuthBody,
+}
+#[derive(Deserialize)]
+struct AuthBody {
+    identity: Identity,
+}
+#[derive(Deserialize)]
+struct Identity {
+    password: PasswordAuth,
+}
+#[derive(Deserialize)]
+struct PasswordAuth {
+    user: UserAuth,
+}
+#[derive(Deserialize)]
+struct UserAuth {
+    name: String,
+    password: String,
+}
+
+async fn issue_token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<AuthRequest>(&body) else {
+        return fault(StatusCode::BAD_REQUEST, "Expecting to find identity.password.user in auth");
+    };
+    let user = request.auth.identity.password.user;
+    if user.name != sim.config.user || user.password != sim.config.password {
+        return fault(StatusCode::UNAUTHORIZED, "The request you have made requires authentication.");
+    }
+    let n = sim.next_token.fetch_add(1, Ordering::Relaxed);
+    let token = format!("gAAAA-sim-{n:08}-{:016x}", rand::rng().random::<u64>());
+    let expires = SystemTime::now() + sim.config.token_ttl;
+    sim.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), expires);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let base = format!("http://{host}");
+    let endpoint = |kind: &str, path: &str| {
+        json!({"type": kind, "name": kind, "endpoints": [{"interface": "public", "region": "RegionOne",
+               "url": format!("{base}{path}")}]})
+    };
+    let body = json!({"token": {
+        "methods": ["password"],
+        "expires_at": humantime::format_rfc3339_seconds(expires).to_string(),
+        "user": {"name": sim.config.user, "domain": {"id": "default"}},
+        "project": {"id": "prj-admin", "name": sim.config.project},
+        "catalog": [
+            endpoint("identity", "/identity/v3"),
+            endpoint("compute", "/compute/v2.1"),
+            endpoint("volumev3", "/volume/v3"),
+            endpoint("image", "/image/v2"),
+            endpoint("network", "/network/v2.0"),
+        ],
+    }});
+    (StatusCode::CREATED, [("x-subject-token", token)], Json(body)).into_response()
+}
+
+async fn projects(State(sim): State<Arc<Sim>>) -> Response {
+    sim.count("GET projects");
+    Json(json!({"projects": sim.world().projects})).into_response()
+}
+
+async fn servers(State(sim): State<Arc<Sim>>) -> Response {
+    sim.count("GET servers");
+    Json(json!({"servers": sim.world().servers})).into_response()
+}
+
+async fn server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    match sim.world().servers.iter().find(|s| s["id"] == id.as_str()) {
+        Some(server) => Json(json!({ "server": server })).into_response(),
+        None => fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found.")),
+    }
+}
+
+async fn volumes(State(sim): State<Arc<Sim>>) -> Response {
+    sim.count("GET volumes");
+    // Serialized outside the lock: with padding the listing can be megabytes.
+    let volumes = sim.world().volumes_for_listing();
+    Json(json!({ "volumes": volumes })).into_response()
+}
+
+async fn images(State(sim): State<Arc<Sim>>) -> Response {
+    sim.count("GET images");
+    Json(json!({"images": sim.world().images})).into_response()
+}
+
+async fn networks(State(sim): State<Arc<Sim>>) -> Response {
+    sim.count("GET networks");
+    Json(json!({"networks": sim.world().networks})).into_response()
+}
+
+#[derive(Deserialize)]
+struct CreateServerBody {
+    server: NewServer,
+}
+#[derive(Deserialize)]
+struct NewServer {
+    name: String,
+    #[serde(rename = "flavorRef", default)]
+    flavor: Option<String>,
+    #[serde(rename = "imageRef", default)]
+    image: Option<String>,
+    /// Not in Nova's API (the token's project is used there); lets one admin token create
+    /// servers in any project.
+    #[serde(default)]
+    project_id: Option<String>,
+}
+
+async fn create_server(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
+    sim.count("POST servers");
+    let Ok(CreateServerBody { server }) = serde_json::from_slice(&body) else {
+        return fault(StatusCode::BAD_REQUEST, "Invalid input for field/attribute server.");
+    };
+    let project = server.project_id.unwrap_or_else(|| "prj-admin".into());
+    let id = {
+        let mut world = sim.world();
+        if !world.has_project(&project) {
+            return fault(StatusCode::BAD_REQUEST, &format!("Project {project} could not be found."));
+        }
+        let image = server.image.filter(|i| !i.is_empty());
+        if let Some(image) = &image
+            && !world.images.iter().any(|i| i["id"] == image.as_str())
+        {
+            return fault(StatusCode::BAD_REQUEST, &format!("Image {image} could not be found."));
+        }
+        world.new_server(
+            &project,
+            &server.name,
+            server.flavor.as_deref().unwrap_or("m1.small"),
+            image.as_deref(),
+            "BUILD",
+        )
+    };
+    transition_later(sim.clone(), id.clone(), |world, id| World::set_status(&mut world.servers, id, "ACTIVE"));
+    (StatusCode::ACCEPTED, Json(json!({"server": {"id": id, "adminPass": "simulated"}}))).into_response()
+}
+
+async fn delete_server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    sim.count("DELETE servers");
+    let mut world = sim.world();
+    let before = world.servers.len();
+    world.servers.retain(|s| s["id"] != id.as_str());
+    if world.servers.len() == before {
+        return fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found."));
+    }
+    for volume in world.volumes.iter_mut() {
+        let attached =
+            volume["attachments"].as_array().is_some_and(|a| a.iter().any(|a| a["server_id"] == id.as_str()));
+        if attached {
+            volume["attachments"] = json!([]);
+            volume["status"] = json!("available");
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn server_action(State(sim): State<Arc<Sim>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    sim.count("POST servers action");
+    let Ok(Value::Object(action)) = serde_json::from_slice::<Value>(&body) else {
+        return fault(StatusCode::BAD_REQUEST, "Malformed request body");
+    };
+    let (from, to) = if action.contains_key("os-start") {
+        ("SHUTOFF", "ACTIVE")
+    } else if action.contains_key("os-stop") {
+        ("ACTIVE", "SHUTOFF")
+    } else {
+        return fault(StatusCode::BAD_REQUEST, "There is no such action");
+    };
+    let mut world = sim.world();
+    let Some(server) = world.servers.iter().find(|s| s["id"] == id.as_str()) else {
+        return fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found."));
+    };
+    if server["status"] != from {
+        let status = server["status"].as_str().unwrap_or_default().to_owned();
+        return fault(
+            StatusCode::CONFLICT,
+            &format!("Cannot change the power state of instance {id} while it is {status}"),
+        );
+    }
+    World::set_status(&mut world.servers, &id, to);
+    StatusCode::ACCEPTED.into_response()
+}
+
+#[derive(Deserialize)]
+struct CreateVolumeBody {
+    volume: NewVolume,
+}
+#[derive(Deserialize)]
+struct NewVolume {
+    #[serde(default)]
+    name: Option<String>,
+    size: u32,
+    #[serde(default)]
+    description: Option<String>,
+    /// Not in Cinder's API (the URL's project is used there); see `NewServer`.
+    #[serde(default)]
+    project_id: Option<String>,
+}
+
+async fn create_volume(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
+    sim.count("POST volumes");
+    let Ok(CreateVolumeBody { volume }) = serde_json::from_slice(&body) else {
+        return fault(StatusCode::BAD_REQUEST, "Invalid input for field/attribute volume.");
+    };
+    if volume.size == 0 {
+        return fault(StatusCode::BAD_REQUEST, "Invalid input received: size must be greater than 0");
+    }
+    let project = volume.project_id.unwrap_or_else(|| "prj-admin".into());
+    let id = {
+        let mut world = sim.world();
+        if !world.has_project(&project) {
+            return fault(StatusCode::BAD_REQUEST, &format!("Project {project} could not be found."));
+        }
+        world.new_volume(
+            &project,
+            volume.name.as_deref().unwrap_or_default(),
+            volume.size,
+            volume.description.as_deref().unwrap_or_default(),
+            "creating",
+        )
+    };
+    transition_later(sim.clone(), id.clone(), |world, id| World::set_status(&mut world.volumes, id, "available"));
+    (StatusCode::ACCEPTED, Json(json!({"volume": {"id": id, "status": "creating"}}))).into_response()
+}
+
+async fn delete_volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    sim.count("DELETE volumes");
+    let mut world = sim.world();
+    let Some(volume) = world.volumes.iter().find(|v| v["id"] == id.as_str()) else {
+        return fault(StatusCode::NOT_FOUND, &format!("Volume {id} could not be found."));
+    };
+    if volume["status"] == "in-use" {
+        return fault(
+            StatusCode::BAD_REQUEST,
+            "Volume status must be available or error, but current status is: in-use",
+        );
+    }
+    world.volumes.retain(|v| v["id"] != id.as_str());
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// Runs a status transition after the configured delay.
+fn transition_later(sim: Arc<Sim>, id: String, apply: fn(&mut World, &str) -> bool) {
+    let delay = sim.config.transition_delay;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        apply(&mut sim.world(), &id);
+    });
+}
+
+/// Every `every`, a random server switches power state (ACTIVE ↔ SHUTOFF).
+async fn churn(sim: Arc<Sim>, every: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let mut world = sim.world();
+        let candidates: Vec<(String, &str)> = world
+            .servers
+            .iter()
+            .filter_map(|s| match s["status"].as_str() {
+                Some("ACTIVE") => Some((s["id"].as_str()?.to_owned(), "SHUTOFF")),
+                Some("SHUTOFF") => Some((s["id"].as_str()?.to_owned(), "ACTIVE")),
+                _ => None,
+            })
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let (id, to) = &candidates[rand::rng().random_range(0..candidates.len())];
+        World::set_status(&mut world.servers, id, to);
+        tracing::debug!(server = %id, status = to, "churn");
+    }
+}
+
+async fn put_faults(State(sim): State<Arc<Sim>>, Json(faults): Json<Faults>) -> Response {
+    let valid = |r: f64| (0.0..=1.0).contains(&r);
+    if !valid(faults.error_rate) || !valid(faults.garbage_rate) {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "errorRate and garbageRate must be between 0 and 1"})))
+            .into_response();
+    }
+    sim.set_faults(faults);
+    tracing::info!(?faults, "simulator faults set");
+    Json(faults).into_response()
+}
+
+async fn get_faults(State(sim): State<Arc<Sim>>) -> Json<Faults> {
+    Json(sim.faults())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Padding {
+    bytes_per_volume: usize,
+}
+
+async fn put_padding(State(sim): State<Arc<Sim>>, Json(padding): Json<Padding>) -> Response {
+    const MAX: usize = 1 << 20;
+    if padding.bytes_per_volume > MAX {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bytesPerVolume must be at most {MAX}")})))
+            .into_response();
+    }
+    sim.world().volume_padding = padding.bytes_per_volume;
+    Json(json!({"bytesPerVolume": padding.bytes_per_volume})).into_response()
+}
+
+async fn revoke(State(sim): State<Arc<Sim>>) -> StatusCode {
+    sim.revoke_tokens();
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    Json(json!({ "requests": sim.request_counts() }))
+}

@@ -1,0 +1,358 @@
+//! The update bus: what changed, in order, for everyone who listens.
+//!
+//! Every change Stalecast learns about — a mutation it performed, or a difference the
+//! poller found upstream — becomes one [`Update`]: a few dozen bytes naming the
+//! [`UpdateType`] that went stale and, when known, the ids that changed. The bus stamps
+//! each update with a strictly increasing `seq`, keeps the latest ones in a bounded
+//! replay ring for clients that reconnect, and fans them out over a
+//! `tokio::sync::broadcast` channel to one SSE stream per browser tab
+//! ([`stream`]).
+
+pub mod stream;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use ts_rs::TS;
+
+/// The most ids one update names; a larger change is announced for the whole collection.
+pub const MAX_IDS: usize = 64;
+
+/// A kind of data that can go stale. Each maps to the queries it invalidates
+/// (see `domain::invalidation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub enum UpdateType {
+    Projects,
+    Servers,
+    Volumes,
+    Images,
+    Networks,
+}
+
+impl UpdateType {
+    /// Every update type, in a stable order.
+    pub const ALL: [UpdateType; 5] =
+        [UpdateType::Projects, UpdateType::Servers, UpdateType::Volumes, UpdateType::Images, UpdateType::Networks];
+
+    /// The wire name (`"volumes"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateType::Projects => "projects",
+            UpdateType::Servers => "servers",
+            UpdateType::Volumes => "volumes",
+            UpdateType::Images => "images",
+            UpdateType::Networks => "networks",
+        }
+    }
+
+    /// A bit for type filters (`1 << index`).
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl std::fmt::Display for UpdateType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One notification: `type` went stale at `ts`; `ids`, when present, names what changed
+/// (absent means the whole collection).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
+pub struct Update {
+    /// Strictly increasing within a process; also the SSE event id.
+    #[ts(type = "number")]
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: UpdateType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub ids: Option<Vec<String>>,
+    /// Microseconds since the Unix epoch when the update was published.
+    #[ts(type = "number")]
+    pub ts: u64,
+}
+
+/// What the stream sends as an event's data: an update, or an instruction to refetch
+/// everything because updates were missed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum StreamEvent {
+    Update(Update),
+    Resync {
+        /// The bus's latest `seq` when the resync was sent.
+        #[ts(type = "number")]
+        seq: u64,
+        reason: ResyncReason,
+    },
+}
+
+/// Why a client must refetch everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub enum ResyncReason {
+    /// The resume id is older than the replay ring (or from another server process).
+    Gap,
+    /// The client read too slowly and the broadcast channel overtook it.
+    Lagged,
+}
+
+/// An update as it travels the bus: the value plus its JSON, serialized once at publish
+/// time rather than once per subscriber.
+#[derive(Debug)]
+pub struct Published {
+    pub update: Update,
+    /// `{"kind":"update",...}`, the SSE data line.
+    pub json: String,
+}
+
+/// Per-type state for `updates.state` ("room state"): the last update of each type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TypeState {
+    pub seq: u64,
+    pub ts: u64,
+}
+
+/// Sizes of the bus's buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct BusConfig {
+    /// Updates kept for resuming clients.
+    pub ring_size: usize,
+    /// Updates a subscriber may fall behind the live channel before it is told to resync.
+    pub channel_capacity: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { ring_size: 4096, channel_capacity: 1024 }
+    }
+}
+
+/// The broadcast bus plus its replay ring. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct UpdateBus {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<Published>>,
+    ring_size: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The seq the next update gets.
+    next_seq: u64,
+    ring: VecDeque<Arc<Published>>,
+    last: [TypeState; UpdateType::ALL.len()],
+}
+
+/// Where a new subscriber starts.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Updates after the resume id, oldest first, to send before anything from `live`.
+    pub replay: Vec<Arc<Published>>,
+    /// Set when the resume id could not be honoured: the client must resync first.
+    pub gap: bool,
+    /// The bus's latest seq at subscription time.
+    pub seq: u64,
+    /// Everything published after the subscription, in order.
+    pub live: broadcast::Receiver<Arc<Published>>,
+}
+
+/// A snapshot of the bus for `updates.state`.
+#[derive(Clone, Debug)]
+pub struct BusState {
+    pub seq: u64,
+    pub ring_size: usize,
+    pub types: Vec<(UpdateType, TypeState)>,
+}
+
+impl UpdateBus {
+    /// A bus whose first seq is the current time in microseconds, so that a resume id
+    /// handed out by an earlier process is always older than this process's ring and
+    /// gets a resync, never a wrong replay. Values stay far below 2^53.
+    pub fn new(config: BusConfig) -> Self {
+        Self::starting_at(now_micros(), config)
+    }
+
+    /// A bus whose first update gets `first_seq` (tests use small numbers).
+    pub fn starting_at(first_seq: u64, config: BusConfig) -> Self {
+        let ring_size = config.ring_size.max(1);
+        let (tx, _) = broadcast::channel(config.channel_capacity.max(1));
+        UpdateBus {
+            inner: Mutex::new(Inner {
+                next_seq: first_seq.max(1),
+                ring: VecDeque::with_capacity(ring_size),
+                last: Default::default(),
+            }),
+            tx,
+            ring_size,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The lock guards plain data that is always left consistent; a panic elsewhere
+        // while holding it cannot corrupt it, so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Publishes that `kind` changed. `ids` names the changed resources (`None` or more
+    /// than [`MAX_IDS`] ids: the whole collection). Returns the stamped update.
+    pub fn publish(&self, kind: UpdateType, ids: Option<Vec<String>>) -> Arc<Published> {
+        let ids = ids.filter(|ids| !ids.is_empty() && ids.len() <= MAX_IDS);
+        let mut inner = self.lock();
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        // A clock step backwards must not make `ts` go backwards within one type.
+        let ts = now_micros().max(inner.last[kind as usize].ts);
+        let update = Update { seq, kind, ids, ts };
+        let json = serde_json::to_string(&StreamEvent::Update(update.clone())).unwrap_or_else(|_| unreachable_json());
+        let published = Arc::new(Published { update, json });
+        if inner.ring.len() == self.ring_size {
+            inner.ring.pop_front();
+        }
+        inner.ring.push_back(published.clone());
+        inner.last[kind as usize] = TypeState { seq, ts };
+        // Sent under the lock so that the channel's order is the seq order and a
+        // concurrent `subscribe` sees each update either in the ring or live, never both
+        // and never neither. `send` fails only when nobody listens, which is fine.
+        let _ = self.tx.send(published.clone());
+        drop(inner);
+        tracing::debug!(seq, %kind, "update published");
+        published
+    }
+
+    /// Subscribes to updates after `after` (a resume id), or to live updates only.
+    pub fn subscribe(&self, after: Option<u64>) -> Subscription {
+        let inner = self.lock();
+        let live = self.tx.subscribe();
+        let latest = inner.next_seq - 1;
+        let oldest = inner.ring.front().map_or(inner.next_seq, |p| p.update.seq);
+        let (replay, gap) = match after {
+            None => (Vec::new(), false),
+            Some(after) if after > latest => (Vec::new(), true),
+            Some(after) if after + 1 < oldest => (Vec::new(), true),
+            Some(after) => {
+                let skip = (after + 1 - oldest) as usize;
+                (inner.ring.iter().skip(skip).cloned().collect(), false)
+            }
+        };
+        Subscription { replay, gap, seq: latest, live }
+    }
+
+    /// The latest seq handed out (0 before the first update of a bus started at 1).
+    pub fn seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// The latest seq, the ring's capacity and the last update of every type.
+    pub fn state(&self) -> BusState {
+        let inner = self.lock();
+        BusState {
+            seq: inner.next_seq - 1,
+            ring_size: self.ring_size,
+            types: UpdateType::ALL.iter().map(|t| (*t, inner.last[*t as usize])).collect(),
+        }
+    }
+
+    /// How many streams are subscribed right now.
+    pub fn subscriber_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+fn unreachable_json() -> String {
+    // Serializing an `Update` cannot fail: it holds only strings and integers.
+    String::from(r#"{"kind":"resync","seq":0,"reason":"gap"}"#)
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bus(ring: usize) -> UpdateBus {
+        UpdateBus::starting_at(1, BusConfig { ring_size: ring, channel_capacity: 16 })
+    }
+
+    fn seqs(s: &Subscription) -> Vec<u64> {
+        s.replay.iter().map(|p| p.update.seq).collect()
+    }
+
+    #[test]
+    fn seq_increases_and_resume_replays_exactly_what_follows() {
+        let bus = bus(8);
+        for _ in 0..5 {
+            bus.publish(UpdateType::Volumes, None);
+        }
+        let sub = bus.subscribe(Some(2));
+        assert_eq!(seqs(&sub), vec![3, 4, 5]);
+        assert!(!sub.gap);
+        assert!(seqs(&bus.subscribe(Some(5))).is_empty());
+        assert!(!bus.subscribe(Some(5)).gap);
+    }
+
+    #[test]
+    fn resume_older_than_ring_or_from_the_future_is_a_gap() {
+        let bus = bus(3);
+        for _ in 0..10 {
+            bus.publish(UpdateType::Servers, None);
+        }
+        // Ring holds 8, 9, 10: resuming after 7 is still complete, after 6 is not.
+        assert_eq!(seqs(&bus.subscribe(Some(7))), vec![8, 9, 10]);
+        assert!(bus.subscribe(Some(6)).gap);
+        assert!(bus.subscribe(Some(11)).gap);
+    }
+
+    #[test]
+    fn empty_bus_resume_from_before_start_is_a_gap() {
+        let bus = UpdateBus::starting_at(100, BusConfig::default());
+        assert!(!bus.subscribe(Some(99)).gap);
+        assert!(bus.subscribe(Some(42)).gap);
+    }
+
+    #[tokio::test]
+    async fn live_follows_replay_without_duplicate() {
+        let bus = bus(8);
+        bus.publish(UpdateType::Images, None);
+        let mut sub = bus.subscribe(Some(0));
+        bus.publish(UpdateType::Images, Some(vec!["i-1".into()]));
+        assert_eq!(seqs(&sub), vec![1]);
+        let live = sub.live.recv().await.expect("live update");
+        assert_eq!(live.update.seq, 2);
+        assert_eq!(live.update.ids.as_deref(), Some(&["i-1".to_string()][..]));
+    }
+
+    #[test]
+    fn state_tracks_last_update_per_type_and_too_many_ids_mean_all() {
+        let bus = bus(8);
+        bus.publish(UpdateType::Volumes, None);
+        let p = bus.publish(UpdateType::Servers, Some((0..100).map(|i| i.to_string()).collect()));
+        assert_eq!(p.update.ids, None);
+        let state = bus.state();
+        assert_eq!(state.seq, 2);
+        let servers = state.types.iter().find(|(t, _)| *t == UpdateType::Servers).expect("servers");
+        assert_eq!(servers.1.seq, 2);
+        let projects = state.types.iter().find(|(t, _)| *t == UpdateType::Projects).expect("projects");
+        assert_eq!(projects.1.seq, 0);
+    }
+
+    #[test]
+    fn wire_json_is_the_documented_shape() {
+        let bus = bus(8);
+        let p = bus.publish(UpdateType::Volumes, Some(vec!["v-7".into()]));
+        let v: serde_json::Value = serde_json::from_str(&p.json).expect("json");
+        assert_eq!(v["kind"], "update");
+        assert_eq!(v["type"], "volumes");
+        assert_eq!(v["ids"][0], "v-7");
+        assert_eq!(v["seq"], 1);
+        assert!(v["ts"].as_u64().expect("ts") > 1_600_000_000_000_000);
+    }
+}

@@ -1,0 +1,186 @@
+//! The SSE endpoint `updates.onUpdate`: one stream per browser tab.
+//!
+//! Speaks tRPC's `httpSubscriptionLink` format, so the stock `@trpc/client` and a bare
+//! `EventSource` can both read it:
+//!
+//! ```text
+//! event: connected
+//! data: {"reconnectAfterInactivityMs":30000}
+//!
+//! id: 42
+//! data: {"kind":"update","seq":42,"type":"volumes","ids":["v-7"],"ts":1763800000123456}
+//!
+//! event: ping
+//! data:
+//! ```
+//!
+//! A client resumes with the `Last-Event-ID` header (what browsers send when they
+//! reconnect), `?lastEventId=` or `input.lastEventId`, in that order of precedence, and
+//! gets every update after that id from the replay ring, then live ones. When that is
+//! impossible — the id is older than the ring, or this subscriber fell behind the
+//! broadcast channel — it gets `{"kind":"resync",…}` and carries on: never a silent gap.
+//! Every stream ends when the server's cancellation token fires, so graceful shutdown
+//! never waits on open streams.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use ts_rs::TS;
+
+use super::{Published, ResyncReason, StreamEvent, UpdateBus, UpdateType};
+use crate::app::AppState;
+use crate::rpc::{RpcError, decode_input};
+
+/// The procedure path of the stream.
+pub const PATH: &str = "updates.onUpdate";
+
+/// Input of `updates.onUpdate`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, TS)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OnUpdateInput {
+    /// Only these types (absent or empty: all).
+    #[serde(default)]
+    #[ts(optional)]
+    pub types: Option<Vec<UpdateType>>,
+    /// Resume after this event id.
+    #[serde(default)]
+    #[ts(optional)]
+    pub last_event_id: Option<String>,
+}
+
+/// How streams behave.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamConfig {
+    /// A `ping` event after this long without any other event.
+    pub ping_interval: Duration,
+}
+
+impl StreamConfig {
+    /// What the `connected` event tells clients: reconnect when nothing (not even a
+    /// ping) arrived for this long. Three pings' worth, so one late ping is harmless.
+    pub fn reconnect_after_inactivity(&self) -> Duration {
+        self.ping_interval * 3
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    input: Option<String>,
+    #[serde(rename = "lastEventId")]
+    last_event_id: Option<String>,
+}
+
+/// `GET /trpc/updates.onUpdate`.
+pub async fn handler(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return RpcError::bad_request("malformed query string").with_path(PATH).into_response();
+    };
+    let input: OnUpdateInput = match query.input.as_deref() {
+        None | Some("") => OnUpdateInput::default(),
+        Some(raw) => match serde_json::from_str::<serde_json::Value>(raw)
+            .map_err(|e| RpcError::parse(format!("input is not valid JSON: {e}")))
+            .and_then(|v| if v.is_null() { Ok(OnUpdateInput::default()) } else { decode_input(v) })
+        {
+            Ok(input) => input,
+            Err(e) => return e.with_path(PATH).into_response(),
+        },
+    };
+    let header_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let resume = header_id.or(query.last_event_id).or(input.last_event_id);
+    // An id we cannot read is treated like one we no longer have: the client resyncs.
+    // Refusing it with a 400 would end the subscription for good in the stock client.
+    let after = resume.map(|id| id.trim().parse::<u64>().unwrap_or(u64::MAX));
+    let filter =
+        input.types.filter(|t| !t.is_empty()).map_or(u8::MAX, |types| types.iter().fold(0u8, |mask, t| mask | t.bit()));
+
+    let config = app.stream_config();
+    let events = updates(app.bus().clone(), after, filter, app.shutdown_token().clone());
+    let connected = format!(r#"{{"reconnectAfterInactivityMs":{}}}"#, config.reconnect_after_inactivity().as_millis());
+    let first =
+        futures_util::stream::once(
+            async move { Ok::<_, Infallible>(Event::default().event("connected").data(connected)) },
+        );
+    let sse = Sse::new(futures_util::StreamExt::chain(first, events))
+        .keep_alive(KeepAlive::new().interval(config.ping_interval).event(ping()));
+    let mut response = sse.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// The events of one subscriber: resync if needed, the replay, then live updates,
+/// until shutdown.
+fn updates(
+    bus: Arc<UpdateBus>,
+    after: Option<u64>,
+    filter: u8,
+    shutdown: CancellationToken,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let subscription = bus.subscribe(after);
+    async_stream::stream! {
+        let mut live = subscription.live;
+        if subscription.gap {
+            // Live updates continue right after `seq`, so that is the id to resume from.
+            yield Ok(resync(subscription.seq, ResyncReason::Gap).id(subscription.seq.to_string()));
+        }
+        for published in subscription.replay {
+            if wanted(&published, filter) {
+                yield Ok(update_event(&published));
+            }
+        }
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                received = live.recv() => received,
+            };
+            match received {
+                Ok(published) => {
+                    if wanted(&published, filter) {
+                        yield Ok(update_event(&published));
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "subscriber lagged; sending resync");
+                    yield Ok(resync(bus.seq(), ResyncReason::Lagged));
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
+}
+
+fn wanted(published: &Published, filter: u8) -> bool {
+    filter & published.update.kind.bit() != 0
+}
+
+fn update_event(published: &Published) -> Event {
+    Event::default().id(published.update.seq.to_string()).data(&published.json)
+}
+
+fn resync(seq: u64, reason: ResyncReason) -> Event {
+    let json = serde_json::to_string(&StreamEvent::Resync { seq, reason })
+        .unwrap_or_else(|_| String::from(r#"{"kind":"resync","seq":0,"reason":"gap"}"#));
+    Event::default().data(json)
+}
+
+/// The keep-alive event. tRPC's client resets its inactivity timer only on a dispatched
+/// `ping` event, and browsers dispatch no event without a `data:` line — which axum
+/// omits for empty data — so the ping carries an empty JSON object.
+fn ping() -> Event {
+    Event::default().event("ping").data("{}")
+}

@@ -1,0 +1,87 @@
+//! The background poller: one task per update type, one upstream request per type per
+//! interval however many clients are connected.
+//!
+//! Each step is a [`Store::refresh`]: fetch, diff against the cache, store, publish.
+//! When the upstream fails the cache keeps its last value, the task backs off
+//! exponentially with jitter (never a tight loop), and the log says so once when the
+//! type starts failing and once when it recovers — not on every tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{Fetch, Store};
+use crate::domain::model::{Image, Network, Project, Server, Volume};
+
+/// The longest a failing type waits between attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Starts one polling task per update type; they stop when `shutdown` fires.
+pub fn spawn(store: Arc<Store>, interval: Duration, shutdown: CancellationToken, tasks: &mut JoinSet<()>) {
+    tasks.spawn(poll::<Project>(store.clone(), interval, shutdown.clone()));
+    tasks.spawn(poll::<Server>(store.clone(), interval, shutdown.clone()));
+    tasks.spawn(poll::<Volume>(store.clone(), interval, shutdown.clone()));
+    tasks.spawn(poll::<Image>(store.clone(), interval, shutdown.clone()));
+    tasks.spawn(poll::<Network>(store, interval, shutdown));
+}
+
+async fn poll<R: Fetch>(store: Arc<Store>, interval: Duration, shutdown: CancellationToken) {
+    let kind = R::TYPE;
+    let mut failures: u32 = 0;
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            outcome = store.refresh::<R>() => outcome,
+        };
+        let wait = match outcome {
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!(%kind, after_failures = failures, "upstream answers again");
+                }
+                failures = 0;
+                interval
+            }
+            Err(error) => {
+                if failures == 0 {
+                    tracing::warn!(%kind, %error, "upstream poll failed; serving cached values");
+                }
+                failures = failures.saturating_add(1);
+                backoff(interval, failures)
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(started + wait) => {}
+        }
+    }
+}
+
+/// The wait after `failures` consecutive failures: the interval doubled per failure up to
+/// [`MAX_BACKOFF`], then ±20 % jitter so that many types (or nodes) do not retry in step.
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let base = interval.saturating_mul(1u32 << exponent).min(MAX_BACKOFF.max(interval));
+    let jitter = rand::rng().random_range(0.8..1.2);
+    base.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_bounded_and_jittered() {
+        let interval = Duration::from_secs(2);
+        let first = backoff(interval, 1);
+        assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400));
+        let third = backoff(interval, 3);
+        assert!(third >= Duration::from_millis(6400) && third <= Duration::from_millis(9600));
+        for failures in [10, 100, u32::MAX] {
+            assert!(backoff(interval, failures) <= MAX_BACKOFF.mul_f64(1.2));
+        }
+    }
+}
