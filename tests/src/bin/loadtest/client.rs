@@ -1,0 +1,285 @@
+//! One SSE client as lean as a load generator needs: a raw TCP socket bound to a chosen
+//! loopback source address, a hand-written HTTP/1.1 request, chunked-transfer decoding and
+//! SSE framing, and just enough JSON parsing to read `seq` and `ts`.
+//!
+//! A full HTTP client per connection would cost the load generator more CPU than the
+//! server it measures; on a 2-core machine that would show up as the server's latency.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{Buf, BytesMut};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// What one SSE event carried, as far as the load test cares.
+#[derive(Debug, PartialEq)]
+pub enum SseEvent {
+    Connected,
+    Ping,
+    Update { seq: u64, ts: u64, kind: UpdateKind },
+    Resync { seq: u64 },
+    Other(String),
+}
+
+/// The update types the refetch storm reacts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateKind {
+    Volumes,
+    Other,
+}
+
+#[derive(Deserialize)]
+struct Data<'a> {
+    kind: &'a str,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    ts: u64,
+    #[serde(rename = "type", default)]
+    update_type: &'a str,
+}
+
+/// Opens a TCP connection from `source` (port chosen by the kernel) to `server`.
+pub async fn connect_from(source: IpAddr, server: SocketAddr, recv_buffer: Option<u32>) -> io::Result<TcpStream> {
+    let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// An open `updates.onUpdate` stream.
+pub struct SseConn {
+    stream: TcpStream,
+    decoder: Decoder,
+}
+
+impl SseConn {
+    /// Sends the request and reads the response head; fails unless it is
+    /// `200 text/event-stream`.
+    pub async fn open(mut stream: TcpStream, host: &str, path: &str) -> io::Result<SseConn> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = BytesMut::with_capacity(2048);
+        let head_end = loop {
+            if stream.read_buf(&mut raw).await? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the response head"));
+            }
+            if let Some(end) = find(&raw, b"\r\n\r\n") {
+                break end;
+            }
+            if raw.len() > 16 * 1024 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "response head too large"));
+            }
+        };
+        let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+        let status_ok = head.starts_with("http/1.1 200");
+        if !status_ok || !head.contains("content-type: text/event-stream") {
+            let first = head.lines().next().unwrap_or_default().to_owned();
+            return Err(io::Error::other(format!("not an event stream: {first}")));
+        }
+        let chunked = head.contains("transfer-encoding: chunked");
+        raw.advance(head_end + 4);
+        Ok(SseConn { stream, decoder: Decoder::new(raw, chunked) })
+    }
+
+    /// Waits for bytes and appends every complete event to `out`. `Ok(false)` when the
+    /// server closed the stream.
+    pub async fn read_events(&mut self, out: &mut Vec<SseEvent>) -> io::Result<bool> {
+        // Events already buffered with the response head come first.
+        self.decoder.drain(out)?;
+        if !out.is_empty() {
+            return Ok(true);
+        }
+        loop {
+            if self.decoder.raw.capacity() - self.decoder.raw.len() < 1024 {
+                self.decoder.raw.reserve(4096);
+            }
+            let n = self.stream.read_buf(&mut self.decoder.raw).await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            self.decoder.drain(out)?;
+            if !out.is_empty() || self.decoder.ended {
+                return Ok(!self.decoder.ended);
+            }
+        }
+    }
+}
+
+/// Chunked transfer decoding followed by SSE framing.
+struct Decoder {
+    raw: BytesMut,
+    chunked: bool,
+    /// Bytes left in the current chunk.
+    chunk_left: usize,
+    /// The CRLF after a chunk's data is still to be skipped.
+    chunk_crlf: bool,
+    ended: bool,
+    /// Decoded body bytes not yet framed into events.
+    body: Vec<u8>,
+}
+
+impl Decoder {
+    fn new(raw: BytesMut, chunked: bool) -> Self {
+        Decoder { raw, chunked, chunk_left: 0, chunk_crlf: false, ended: false, body: Vec::with_capacity(512) }
+    }
+
+    fn drain(&mut self, out: &mut Vec<SseEvent>) -> io::Result<()> {
+        self.dechunk()?;
+        while let Some(end) = find(&self.body, b"\n\n") {
+            out.push(parse_event(&self.body[..end]));
+            self.body.drain(..end + 2);
+        }
+        Ok(())
+    }
+
+    fn dechunk(&mut self) -> io::Result<()> {
+        if !self.chunked {
+            self.body.extend_from_slice(&self.raw);
+            self.raw.clear();
+            return Ok(());
+        }
+        loop {
+            if self.chunk_left > 0 {
+                let n = self.chunk_left.min(self.raw.len());
+                if n == 0 {
+                    return Ok(());
+                }
+                self.body.extend_from_slice(&self.raw[..n]);
+                self.raw.advance(n);
+                self.chunk_left -= n;
+                if self.chunk_left == 0 {
+                    self.chunk_crlf = true;
+                }
+                continue;
+            }
+            if self.chunk_crlf {
+                if self.raw.len() < 2 {
+                    return Ok(());
+                }
+                self.raw.advance(2);
+                self.chunk_crlf = false;
+            }
+            let Some(line_end) = find(&self.raw, b"\r\n") else { return Ok(()) };
+            let line = std::str::from_utf8(&self.raw[..line_end]).unwrap_or_default();
+            let hex = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(hex, 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {hex:?}")))?;
+            self.raw.advance(line_end + 2);
+            if size == 0 {
+                self.ended = true;
+                return Ok(());
+            }
+            self.chunk_left = size;
+        }
+    }
+}
+
+fn parse_event(block: &[u8]) -> SseEvent {
+    let text = String::from_utf8_lossy(block);
+    let mut event = "message";
+    let mut data = String::new();
+    for line in text.split('\n') {
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => event = value,
+            "data" => {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(value);
+            }
+            _ => {}
+        }
+    }
+    match event {
+        "connected" => SseEvent::Connected,
+        "ping" => SseEvent::Ping,
+        "message" => match serde_json::from_str::<Data>(&data) {
+            Ok(d) if d.kind == "update" => SseEvent::Update {
+                seq: d.seq,
+                ts: d.ts,
+                kind: if d.update_type == "volumes" { UpdateKind::Volumes } else { UpdateKind::Other },
+            },
+            Ok(d) if d.kind == "resync" => SseEvent::Resync { seq: d.seq },
+            _ => SseEvent::Other(data),
+        },
+        other => SseEvent::Other(other.to_owned()),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Opens a client that sends its request and then never reads: a stalled browser tab.
+pub async fn open_stalled(source: IpAddr, server: SocketAddr, host: &str, path: &str) -> io::Result<TcpStream> {
+    let mut stream = connect_from(source, server, Some(4096)).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    Ok(stream)
+}
+
+/// The source address of client `index`: round-robin over 127.0.0.1 … 127.0.0.`count`.
+pub fn source_addr(index: usize, count: u8) -> IpAddr {
+    let count = count.max(1) as usize;
+    IpAddr::from([127, 0, 0, (index % count) as u8 + 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(raw: &[u8], chunked: bool) -> Vec<SseEvent> {
+        let mut decoder = Decoder::new(BytesMut::from(raw), chunked);
+        let mut out = Vec::new();
+        decoder.drain(&mut out).expect("decodes");
+        out
+    }
+
+    #[test]
+    fn decodes_chunked_sse_split_anywhere() {
+        let body = "event: connected\ndata: {\"reconnectAfterInactivityMs\":30000}\n\n\
+                    id: 7\ndata: {\"kind\":\"update\",\"seq\":7,\"type\":\"volumes\",\"ts\":99}\n\n\
+                    event: ping\ndata: {}\n\n\
+                    data: {\"kind\":\"resync\",\"seq\":9,\"reason\":\"lagged\"}\n\n";
+        let mut chunked = Vec::new();
+        for piece in body.as_bytes().chunks(13) {
+            chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            chunked.extend_from_slice(piece);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        let expected = vec![
+            SseEvent::Connected,
+            SseEvent::Update { seq: 7, ts: 99, kind: UpdateKind::Volumes },
+            SseEvent::Ping,
+            SseEvent::Resync { seq: 9 },
+        ];
+        assert_eq!(decode(&chunked, true), expected);
+        // Fed one byte at a time, the same events come out.
+        let mut decoder = Decoder::new(BytesMut::new(), true);
+        let mut out = Vec::new();
+        for byte in &chunked {
+            decoder.raw.extend_from_slice(&[*byte]);
+            decoder.drain(&mut out).expect("decodes");
+        }
+        assert_eq!(out, expected);
+        assert_eq!(decode(body.as_bytes(), false), expected);
+    }
+
+    #[test]
+    fn source_addresses_rotate_over_loopback() {
+        assert_eq!(source_addr(0, 4), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(source_addr(5, 4), IpAddr::from([127, 0, 0, 2]));
+        assert_eq!(source_addr(9, 1), IpAddr::from([127, 0, 0, 1]));
+    }
+}

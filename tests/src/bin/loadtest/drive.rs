@@ -1,0 +1,153 @@
+//! The mutation driver: real tRPC mutations through Stalecast at a fixed rate, each of
+//! which changes the (simulated) cloud and so publishes one update.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::Mutation;
+use crate::stats;
+
+/// What the driver did.
+#[derive(Debug)]
+pub struct Driven {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub latency: Histogram<u64>,
+    pub first_error: Option<String>,
+}
+
+/// Sent so far, for the progress bar.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Sends `rate` mutations per second for `duration`, then waits for the last answers.
+pub async fn drive(
+    http: &reqwest::Client,
+    base: &str,
+    kind: Mutation,
+    rate: f64,
+    duration: Duration,
+    counters: Arc<Counters>,
+) -> anyhow::Result<Driven> {
+    let total = (rate * duration.as_secs_f64()).round() as u64;
+    let mut servers = match kind {
+        Mutation::Servers => toggleable_servers(http, base).await?,
+        Mutation::Volumes => Vec::new(),
+    };
+    let mut created: VecDeque<String> = VecDeque::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight: JoinSet<(Duration, Result<Value, String>)> = JoinSet::new();
+    let mut driven = Driven { sent: 0, ok: 0, failed: 0, latency: stats::histogram(), first_error: None };
+    let record = |driven: &mut Driven, took: Duration, outcome: Result<Value, String>| {
+        stats::record(&mut driven.latency, took.as_micros() as u64);
+        match outcome {
+            Ok(_) => driven.ok += 1,
+            Err(e) => {
+                driven.failed += 1;
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                driven.first_error.get_or_insert(e);
+            }
+        }
+    };
+    for tick in 0..total {
+        ticker.tick().await;
+        let (path, input) = match kind {
+            Mutation::Servers => {
+                let i = (tick as usize) % servers.len();
+                let (id, active) = &mut servers[i];
+                let path = if *active { "compute.servers.stop" } else { "compute.servers.start" };
+                *active = !*active;
+                (path, json!({ "id": id }))
+            }
+            Mutation::Volumes => {
+                // Every other tick deletes the oldest volume this run created.
+                match (tick % 2, created.pop_front()) {
+                    (1, Some(id)) => ("storage.volumes.delete", json!({ "id": id })),
+                    (_, other) => {
+                        if let Some(id) = other {
+                            created.push_front(id);
+                        }
+                        let name = format!("loadtest-{tick}");
+                        ("storage.volumes.create", json!({"projectId": "prj-admin", "name": name, "sizeGb": 1}))
+                    }
+                }
+            }
+        };
+        driven.sent += 1;
+        counters.sent.fetch_add(1, Ordering::Relaxed);
+        let (http, url) = (http.clone(), format!("{base}/trpc/{path}"));
+        in_flight.spawn(async move {
+            let started = Instant::now();
+            let outcome = mutate(&http, &url, &input).await;
+            (started.elapsed(), outcome)
+        });
+        // Volume creations must finish before their deletion is scheduled.
+        if kind == Mutation::Volumes {
+            while let Some(Ok((took, outcome))) = in_flight.try_join_next() {
+                if let Ok(v) = &outcome
+                    && let Some(id) = v["id"].as_str()
+                    && v.get("status").is_some()
+                {
+                    created.push_back(id.to_owned());
+                }
+                record(&mut driven, took, outcome);
+            }
+        }
+    }
+    while let Some(joined) = in_flight.join_next().await {
+        if let Ok((took, outcome)) = joined {
+            record(&mut driven, took, outcome);
+        }
+    }
+    Ok(driven)
+}
+
+/// `POST /trpc/<path>`: the answer's `result.data`, or why it failed.
+async fn mutate(http: &reqwest::Client, url: &str, input: &Value) -> Result<Value, String> {
+    let response = http.post(url).json(input).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| format!("{url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("{url}: {status} {}", body["error"]["message"]));
+    }
+    Ok(body["result"]["data"].clone())
+}
+
+/// The servers that are ACTIVE (→ stop) or SHUTOFF (→ start), as (id, active).
+async fn toggleable_servers(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(String, bool)>> {
+    let body: Value = http
+        .get(format!("{base}/trpc/compute.servers.list"))
+        .send()
+        .await
+        .context("listing servers")?
+        .json()
+        .await
+        .context("listing servers")?;
+    let servers: Vec<(String, bool)> = body["result"]["data"]
+        .as_array()
+        .context("compute.servers.list answered no array")?
+        .iter()
+        .filter_map(|s| {
+            let id = s["id"].as_str()?.to_owned();
+            match s["status"].as_str()? {
+                "ACTIVE" => Some((id, true)),
+                "SHUTOFF" => Some((id, false)),
+                _ => None,
+            }
+        })
+        .collect();
+    anyhow::ensure!(!servers.is_empty(), "no server can be started or stopped");
+    Ok(servers)
+}

@@ -1,0 +1,250 @@
+//! The processes under test — the simulator and the Stalecast server, started from the
+//! `stalecast` binary — and what `/proc` says about their memory and CPU.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A child process whose JSON log goes to a file; warnings and errors are counted.
+pub struct Logged {
+    pub pid: u32,
+    child: Child,
+    pub warnings: Arc<AtomicU64>,
+    pub errors: Arc<AtomicU64>,
+    /// The first few warning/error messages, for the report.
+    pub samples: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Logged {
+    /// Starts `command` (which must log JSON lines on stdout) and waits until it logs
+    /// `message`; answers the value of the line's field `field` (an address).
+    async fn start(mut command: Command, log: &Path, message: &str, field: &str) -> anyhow::Result<(Self, String)> {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null()).kill_on_drop(true);
+        let mut child = command.spawn().with_context(|| format!("starting {command:?}"))?;
+        let pid = child.id().context("child pid")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut file = tokio::fs::File::create(log).await.with_context(|| format!("creating {}", log.display()))?;
+        let warnings = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (found_tx, found_rx) = tokio::sync::oneshot::channel();
+        let (wanted, field) = (message.to_owned(), field.to_owned());
+        let (w, e, s) = (warnings.clone(), errors.clone(), samples.clone());
+        tokio::spawn(async move {
+            let mut found_tx = Some(found_tx);
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = file.write_all(line.as_bytes()).await;
+                let _ = file.write_all(b"\n").await;
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let level = value["level"].as_str().unwrap_or_default();
+                if level == "WARN" || level == "ERROR" {
+                    if level == "WARN" { &w } else { &e }.fetch_add(1, Ordering::Relaxed);
+                    let mut samples = s.lock().unwrap_or_else(|p| p.into_inner());
+                    if samples.len() < 5 {
+                        samples.push(format!("{level} {}", value["fields"]));
+                    }
+                }
+                if value["fields"]["message"] == wanted.as_str()
+                    && let Some(tx) = found_tx.take()
+                {
+                    let _ = tx.send(value["fields"][&field].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            let _ = file.flush().await;
+        });
+        let found = tokio::time::timeout(Duration::from_secs(20), found_rx)
+            .await
+            .with_context(|| format!("{message:?} not logged within 20 s (see {})", log.display()))?
+            .with_context(|| format!("the process exited before logging {message:?} (see {})", log.display()))?;
+        Ok((Logged { pid, child, warnings, errors, samples }, found))
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then waits up to `grace` for a clean exit (SIGKILL after that). Answers
+    /// whether it exited cleanly in time.
+    pub async fn stop(mut self, grace: Duration) -> bool {
+        if !self.alive() {
+            return false;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().await;
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => {
+                let _ = self.child.kill().await;
+                false
+            }
+        }
+    }
+}
+
+/// Starts `stalecast sim` on a free loopback port.
+pub async fn start_sim(bin: &Path, log: &Path) -> anyhow::Result<(Logged, SocketAddr)> {
+    let mut command = Command::new(bin);
+    command.args(["--log-format", "json", "sim", "--host", "127.0.0.1", "--port", "0"]);
+    command.env("RUST_LOG", "warn,stalecast=info");
+    let (child, addr) = Logged::start(command, log, "OpenStack simulator listening", "addr").await?;
+    Ok((child, addr.parse().context("simulator address")?))
+}
+
+/// Starts `stalecast serve` on a free loopback port against `upstream`, optionally with
+/// a lower descriptor limit.
+pub async fn start_server(
+    bin: &Path,
+    upstream: &str,
+    nofile: Option<u64>,
+    extra: &[String],
+    log: &Path,
+) -> anyhow::Result<(Logged, SocketAddr)> {
+    let mut args: Vec<String> = ["--log-format", "json", "serve", "--host", "127.0.0.1", "--port", "0", "--upstream"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(upstream.to_owned());
+    args.extend(extra.iter().cloned());
+    let mut command = match nofile {
+        // `ulimit` in a shell that then becomes the server: the limit is in force from
+        // the first instruction on.
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(r#"ulimit -n "$1" && shift && exec "$@""#).arg("sh").arg(n.to_string()).arg(bin);
+            c.args(&args);
+            c
+        }
+        None => {
+            let mut c = Command::new(bin);
+            c.args(&args);
+            c
+        }
+    };
+    command.env("RUST_LOG", "warn,stalecast=info");
+    let (child, addr) = Logged::start(command, log, "stalecast listening", "addr").await?;
+    Ok((child, addr.parse().context("server address")?))
+}
+
+/// The `stalecast` binary to run: `path` if given, else the release build next to this
+/// tool, else `target/release/stalecast`.
+pub fn server_binary(path: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let candidates: Vec<PathBuf> = match path {
+        Some(p) => vec![p.to_owned()],
+        None => {
+            let mut c = Vec::new();
+            if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_owned)) {
+                c.push(dir.join("stalecast"));
+            }
+            c.push(PathBuf::from("target/release/stalecast"));
+            c
+        }
+    };
+    for candidate in &candidates {
+        if candidate.is_file() {
+            return Ok(candidate.clone());
+        }
+    }
+    bail!("no stalecast binary at {candidates:?}: build it (cargo build --release -p stalecast) or pass --server-bin")
+}
+
+/// A process's resource use at one moment.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    pub rss_kib: u64,
+    /// User + system CPU seconds since the process started.
+    pub cpu_s: f64,
+    /// Bytes written through write(2) and friends, sockets included.
+    pub wchar: u64,
+    pub fds: u64,
+    pub threads: Vec<ThreadCpu>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ThreadCpu {
+    pub tid: u32,
+    pub name: String,
+    pub cpu_s: f64,
+}
+
+/// Clock ticks per second of `/proc/*/stat` (USER_HZ, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// Reads `/proc/<pid>`.
+pub fn sample(pid: u32) -> anyhow::Result<Sample> {
+    let base = PathBuf::from(format!("/proc/{pid}"));
+    let status = std::fs::read_to_string(base.join("status"))?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (_, cpu_s) = stat_cpu(&std::fs::read_to_string(base.join("stat"))?);
+    let wchar = std::fs::read_to_string(base.join("io"))
+        .ok()
+        .and_then(|io| io.lines().find_map(|l| l.strip_prefix("wchar:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(base.join("fd")).map(|d| d.count() as u64).unwrap_or(0);
+    let mut threads = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(base.join("task")) {
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            let (name, cpu_s) = stat_cpu(&stat);
+            let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
+            threads.push(ThreadCpu { tid, name, cpu_s });
+        }
+    }
+    threads.sort_by_key(|t| t.tid);
+    Ok(Sample { rss_kib, cpu_s, wchar, fds, threads })
+}
+
+/// The command name and utime + stime of a `stat` line.
+fn stat_cpu(stat: &str) -> (String, f64) {
+    let name = stat.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')).map_or("", |(n, _)| n).to_owned();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    // After the name: state is field 3, utime 14, stime 15 (1-based in proc(5)).
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (name, (ticks(14) + ticks(15)) / TICKS)
+}
+
+/// CPU seconds each thread used between two samples, busiest first (threads that
+/// used less than 10 ms left out).
+pub fn thread_delta(before: &Sample, after: &Sample) -> Vec<ThreadCpu> {
+    let mut out: Vec<ThreadCpu> = after
+        .threads
+        .iter()
+        .map(|t| {
+            let earlier = before.threads.iter().find(|b| b.tid == t.tid).map_or(0.0, |b| b.cpu_s);
+            ThreadCpu { tid: t.tid, name: t.name.clone(), cpu_s: t.cpu_s - earlier }
+        })
+        .filter(|t| t.cpu_s >= 0.01)
+        .collect();
+    out.sort_by(|a, b| b.cpu_s.total_cmp(&a.cpu_s));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let s = sample(std::process::id()).expect("own /proc");
+        assert!(s.rss_kib > 0);
+        assert!(s.fds > 0);
+        assert!(!s.threads.is_empty());
+        let (name, _) = stat_cpu("42 (tokio-runtime-w) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0");
+        assert_eq!(name, "tokio-runtime-w");
+        assert_eq!(stat_cpu("42 (a b) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0").1, 2.0);
+    }
+}

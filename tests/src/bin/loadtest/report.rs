@@ -1,0 +1,588 @@
+//! Turns what a run measured into a report: JSON, a table on stdout, and two plots
+//! (latency over time, latency histogram) as SVG.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::drive::Driven;
+use crate::procs::{self, Sample, ThreadCpu};
+use crate::stats::{self, Percentiles};
+use crate::worker::WorkerReport;
+use crate::{Mutation, RunArgs};
+
+/// Everything `run` collected, before it is summarised.
+pub struct Measured {
+    pub name: String,
+    pub args: RunArgs,
+    pub mutation: Mutation,
+    pub started_at: SystemTime,
+    pub worker_count: usize,
+    pub per_worker: usize,
+    pub connect_wall: Duration,
+    pub window: Duration,
+    pub seq0: u64,
+    pub seq1: u64,
+    pub driven: Driven,
+    pub reports: Vec<WorkerReport>,
+    pub idle: Option<Sample>,
+    pub connected_sample: Option<Sample>,
+    pub before: Option<Sample>,
+    pub after: Option<Sample>,
+    pub upstream: Option<(BTreeMap<String, u64>, BTreeMap<String, u64>)>,
+    pub server_alive: bool,
+    pub clean_exit: Option<bool>,
+    pub server_warnings: u64,
+    pub server_errors: u64,
+    pub server_log_samples: Vec<String>,
+    pub server_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub name: String,
+    pub started_at: String,
+    pub knobs: Knobs,
+    pub clients: Clients,
+    pub notifications: Notifications,
+    /// From the notification's `ts` to its arrival at the client.
+    pub latency: Percentiles,
+    pub per_second: Vec<Second>,
+    pub mutations: Mutations,
+    pub server: Option<ServerCost>,
+    pub upstream: Option<Upstream>,
+    pub storm: Option<Storm>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Knobs {
+    pub clients: usize,
+    pub rate: f64,
+    pub duration_s: f64,
+    pub mutation: Mutation,
+    pub storm: bool,
+    pub payload_bytes: Option<usize>,
+    pub accept_encoding: Option<String>,
+    pub source_addrs: u8,
+    pub workers: usize,
+    pub clients_per_worker: usize,
+    pub server_nofile: Option<u64>,
+    pub slow_clients: usize,
+    pub target: Option<String>,
+    pub server_args: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Clients {
+    pub requested: usize,
+    pub connected: u64,
+    pub failed: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// Streams the server closed during the run.
+    pub disconnected: u64,
+    pub slow_opened: u64,
+    pub connect: Percentiles,
+    pub connect_wall_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notifications {
+    /// Updates the bus published during the window (seq1 − seq0).
+    pub published: u64,
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub resyncs: u64,
+    pub window_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Second {
+    pub second: u64,
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mutations {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub first_error: Option<String>,
+    pub latency: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerCost {
+    pub rss_idle_kib: u64,
+    pub rss_connected_kib: u64,
+    pub rss_end_kib: u64,
+    pub kib_per_connection: f64,
+    pub fds_connected: u64,
+    pub cpu_s: f64,
+    /// Server CPU over the window divided by the notifications delivered in it.
+    pub cpu_us_per_notification: f64,
+    /// Busiest threads during the window: the fan-out should use every worker thread.
+    pub threads: Vec<ThreadCpu>,
+    pub bytes_written: u64,
+    pub alive_at_end: bool,
+    pub clean_exit: Option<bool>,
+    pub log_warnings: u64,
+    pub log_errors: u64,
+    pub log_samples: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upstream {
+    /// Requests the upstream served during the window, by kind.
+    pub requests: BTreeMap<String, u64>,
+    pub total: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Storm {
+    pub refetches: u64,
+    pub ok: u64,
+    pub not_modified: u64,
+    pub errors: u64,
+    pub body_bytes: u64,
+    pub mean_body_bytes: u64,
+    pub encodings: BTreeMap<String, u64>,
+    /// From the notification's arrival to the refetch's last byte.
+    pub latency: Percentiles,
+}
+
+pub fn build(m: Measured) -> anyhow::Result<RunReport> {
+    let mut latency = stats::histogram();
+    let mut connect = stats::histogram();
+    let mut per_second: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
+    let mut storm_latency = stats::histogram();
+    let mut clients = Clients {
+        requested: m.args.clients,
+        connected: 0,
+        failed: 0,
+        errors: BTreeMap::new(),
+        disconnected: 0,
+        slow_opened: 0,
+        connect: Percentiles::default(),
+        connect_wall_s: m.connect_wall.as_secs_f64(),
+    };
+    let mut n = Notifications {
+        published: m.seq1.saturating_sub(m.seq0),
+        expected: 0,
+        received: 0,
+        lost: 0,
+        duplicates: 0,
+        out_of_order: 0,
+        resyncs: 0,
+        window_s: m.window.as_secs_f64(),
+    };
+    let mut storm = m.args.storm.then(|| Storm {
+        refetches: 0,
+        ok: 0,
+        not_modified: 0,
+        errors: 0,
+        body_bytes: 0,
+        mean_body_bytes: 0,
+        encodings: BTreeMap::new(),
+        latency: Percentiles::default(),
+    });
+    for r in &m.reports {
+        clients.connected += r.connected;
+        clients.failed += r.failed;
+        clients.disconnected += r.disconnected;
+        clients.slow_opened += r.slow_opened;
+        for (k, v) in &r.errors {
+            *clients.errors.entry(k.clone()).or_default() += v;
+        }
+        r.connect_us.add_to(&mut connect);
+        r.latency_us.add_to(&mut latency);
+        for (second, pairs) in &r.per_second {
+            pairs.add_to(per_second.entry(*second).or_insert_with(stats::histogram));
+        }
+        n.expected += r.expected;
+        n.received += r.received;
+        n.lost += r.lost;
+        n.duplicates += r.duplicates;
+        n.out_of_order += r.out_of_order;
+        n.resyncs += r.resyncs;
+        if let (Some(s), Some(w)) = (storm.as_mut(), &r.storm) {
+            s.refetches += w.refetches;
+            s.ok += w.ok;
+            s.not_modified += w.not_modified;
+            s.errors += w.errors;
+            s.body_bytes += w.body_bytes;
+            for (k, v) in &w.encodings {
+                *s.encodings.entry(k.clone()).or_default() += v;
+            }
+            w.latency_us.add_to(&mut storm_latency);
+        }
+    }
+    clients.connect = Percentiles::of(&connect);
+    if let Some(s) = storm.as_mut() {
+        s.latency = Percentiles::of(&storm_latency);
+        s.mean_body_bytes = s.body_bytes.checked_div(s.refetches).unwrap_or(0);
+    }
+
+    let server = match (&m.idle, &m.connected_sample, &m.before, &m.after) {
+        (Some(idle), Some(connected), Some(before), Some(after)) => {
+            let cpu_s = after.cpu_s - before.cpu_s;
+            Some(ServerCost {
+                rss_idle_kib: idle.rss_kib,
+                rss_connected_kib: connected.rss_kib,
+                rss_end_kib: after.rss_kib,
+                kib_per_connection: if clients.connected > 0 {
+                    (connected.rss_kib as f64 - idle.rss_kib as f64) / clients.connected as f64
+                } else {
+                    0.0
+                },
+                fds_connected: connected.fds,
+                cpu_s,
+                cpu_us_per_notification: if n.received > 0 { cpu_s * 1e6 / n.received as f64 } else { 0.0 },
+                threads: procs::thread_delta(before, after),
+                bytes_written: after.wchar.saturating_sub(before.wchar),
+                alive_at_end: m.server_alive,
+                clean_exit: m.clean_exit,
+                log_warnings: m.server_warnings,
+                log_errors: m.server_errors,
+                log_samples: m.server_log_samples.clone(),
+            })
+        }
+        _ => None,
+    };
+    let upstream = m.upstream.as_ref().map(|(before, after)| {
+        let requests: BTreeMap<String, u64> = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k).copied().unwrap_or(0))))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        let total = requests.values().sum();
+        Upstream { requests, total }
+    });
+
+    let mut outputs = BTreeMap::new();
+    let json_path = m.args.out.join(format!("{}.json", m.name));
+    let latency_svg = m.args.out.join(format!("{}-latency.svg", m.name));
+    let histogram_svg = m.args.out.join(format!("{}-histogram.svg", m.name));
+    for (key, path) in [("json", &json_path), ("latencySvg", &latency_svg), ("histogramSvg", &histogram_svg)] {
+        outputs.insert(key.to_owned(), path.display().to_string());
+    }
+    if let Some(log) = &m.server_log {
+        outputs.insert("serverLog".to_owned(), log.display().to_string());
+    }
+    let report = RunReport {
+        name: m.name.clone(),
+        started_at: humantime::format_rfc3339_seconds(m.started_at).to_string(),
+        knobs: Knobs {
+            clients: m.args.clients,
+            rate: m.args.rate,
+            duration_s: m.args.duration.as_secs_f64(),
+            mutation: m.mutation,
+            storm: m.args.storm,
+            payload_bytes: m.args.storm.then_some(m.args.payload_bytes),
+            accept_encoding: m.args.storm.then(|| m.args.accept_encoding.clone()),
+            source_addrs: m.args.source_addrs,
+            workers: m.worker_count,
+            clients_per_worker: m.per_worker,
+            server_nofile: m.args.server_nofile,
+            slow_clients: m.args.slow_clients,
+            target: m.args.target.clone(),
+            server_args: m.args.server_args.clone(),
+        },
+        clients,
+        notifications: n,
+        latency: Percentiles::of(&latency),
+        per_second: per_second
+            .iter()
+            .map(|(second, h)| {
+                let p = Percentiles::of(h);
+                Second { second: *second, count: p.count, p50_ms: p.p50_ms, p99_ms: p.p99_ms, max_ms: p.max_ms }
+            })
+            .collect(),
+        mutations: Mutations {
+            sent: m.driven.sent,
+            ok: m.driven.ok,
+            failed: m.driven.failed,
+            first_error: m.driven.first_error.clone(),
+            latency: Percentiles::of(&m.driven.latency),
+        },
+        server,
+        upstream,
+        storm,
+        outputs,
+    };
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    plot_over_time(&report, &latency_svg)?;
+    plot_histogram(&report.name, &latency, &histogram_svg)?;
+    Ok(report)
+}
+
+/// What the run failed to show (empty: everything held). With `--server-nofile`, clients
+/// beyond the server's limit are expected to be refused or delayed.
+pub fn verdict(args: &RunArgs, r: &RunReport) -> Vec<String> {
+    let mut failed = Vec::new();
+    if r.notifications.lost > 0 {
+        failed.push(format!("{} notifications lost", r.notifications.lost));
+    }
+    if r.notifications.published == 0 {
+        failed.push(String::from("no update was published"));
+    }
+    if r.notifications.duplicates > 0 || r.notifications.out_of_order > 0 {
+        failed.push(String::from("duplicates or reordering"));
+    }
+    if r.clients.disconnected > 0 {
+        failed.push(format!("{} streams closed by the server", r.clients.disconnected));
+    }
+    if r.mutations.failed > 0 {
+        failed.push(format!("{} mutations failed", r.mutations.failed));
+    }
+    if let Some(server) = &r.server {
+        if !server.alive_at_end {
+            failed.push(String::from("the server died"));
+        }
+        if server.clean_exit == Some(false) {
+            failed.push(String::from("the server did not shut down cleanly"));
+        }
+    }
+    if args.server_nofile.is_none() {
+        if r.clients.connected < r.clients.requested as u64 {
+            failed.push(format!("{} of {} clients connected", r.clients.connected, r.clients.requested));
+        }
+    } else if r.clients.connected == 0 {
+        failed.push(String::from("no client connected"));
+    }
+    if let Some(storm) = &r.storm
+        && (storm.errors > 0 || storm.refetches == 0)
+    {
+        failed.push(format!("{} of {} refetches failed", storm.errors, storm.refetches));
+    }
+    failed
+}
+
+fn fmt_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// The table on stdout.
+pub fn print(r: &RunReport) {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut row = |k: &str, v: String| rows.push((k.to_owned(), v));
+    let k = &r.knobs;
+    row(
+        "scenario",
+        format!(
+            "{} clients × {}/s for {} s ({:?}{}), {} worker process(es), {} source addresses",
+            k.clients,
+            k.rate,
+            k.duration_s,
+            k.mutation,
+            if k.storm { ", refetch storm" } else { "" },
+            k.workers,
+            k.source_addrs
+        ),
+    );
+    let c = &r.clients;
+    row(
+        "clients",
+        format!(
+            "{} connected, {} failed{}, {} disconnected",
+            c.connected,
+            c.failed,
+            if c.errors.is_empty() { String::new() } else { format!(" {:?}", c.errors) },
+            c.disconnected
+        ),
+    );
+    row(
+        "connect time",
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; all in {:.1} s",
+            c.connect.p50_ms, c.connect.p99_ms, c.connect.max_ms, c.connect_wall_s
+        ),
+    );
+    let n = &r.notifications;
+    row(
+        "notifications",
+        format!(
+            "{} published; {} expected, {} received, {} LOST, {} duplicates, {} resyncs",
+            n.published, n.expected, n.received, n.lost, n.duplicates, n.resyncs
+        ),
+    );
+    let l = &r.latency;
+    row(
+        "delivery latency",
+        format!(
+            "p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2} ms",
+            l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+        ),
+    );
+    let mu = &r.mutations;
+    row(
+        "mutations",
+        format!(
+            "{} sent, {} ok, {} failed; p50 {:.1} ms, p99 {:.1} ms{}",
+            mu.sent,
+            mu.ok,
+            mu.failed,
+            mu.latency.p50_ms,
+            mu.latency.p99_ms,
+            mu.first_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+        ),
+    );
+    if let Some(s) = &r.server {
+        row(
+            "server memory",
+            format!(
+                "{} idle → {} with clients ({:.2} KiB per connection), {} at the end; {} fds",
+                fmt_bytes(s.rss_idle_kib * 1024),
+                fmt_bytes(s.rss_connected_kib * 1024),
+                s.kib_per_connection,
+                fmt_bytes(s.rss_end_kib * 1024),
+                s.fds_connected
+            ),
+        );
+        let threads: Vec<String> =
+            s.threads.iter().take(4).map(|t| format!("{} {:.2} s", t.name.trim(), t.cpu_s)).collect();
+        row(
+            "server CPU",
+            format!(
+                "{:.2} s in the window, {:.2} µs per delivered notification; threads: {}",
+                s.cpu_s,
+                s.cpu_us_per_notification,
+                threads.join(", ")
+            ),
+        );
+        row(
+            "server health",
+            format!(
+                "{}, {} warnings, {} errors in its log{}",
+                if s.alive_at_end { "alive" } else { "DEAD" },
+                s.log_warnings,
+                s.log_errors,
+                match s.clean_exit {
+                    Some(true) => ", clean shutdown",
+                    Some(false) => ", UNCLEAN shutdown",
+                    None => "",
+                }
+            ),
+        );
+        if !s.log_samples.is_empty() {
+            row("server log", s.log_samples.join(" | "));
+        }
+        row("bytes written", fmt_bytes(s.bytes_written));
+    }
+    if let Some(u) = &r.upstream {
+        let by: Vec<String> = u.requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        row("upstream requests", format!("{} in the window: {}", u.total, by.join(", ")));
+    }
+    if let Some(s) = &r.storm {
+        row(
+            "refetches",
+            format!(
+                "{} ({} × 200, {} × 304, {} failed), {} over the wire, {} mean, encodings {:?}",
+                s.refetches,
+                s.ok,
+                s.not_modified,
+                s.errors,
+                fmt_bytes(s.body_bytes),
+                fmt_bytes(s.mean_body_bytes),
+                s.encodings
+            ),
+        );
+        let l = &s.latency;
+        row(
+            "refetch latency",
+            format!(
+                "p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1} ms",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+            ),
+        );
+    }
+    for (key, path) in &r.outputs {
+        row(key, path.clone());
+    }
+    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    println!("\n{}", r.name);
+    for (k, v) in rows {
+        println!("  {k:<width$}  {v}");
+    }
+}
+
+fn plot_over_time(r: &RunReport, path: &Path) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let x_max = r.per_second.last().map_or(1, |s| s.second + 1) as f64;
+    let y_max = r.per_second.iter().map(|s| s.max_ms).fold(1.0f64, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{}: delivery latency per second", r.name), ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+    chart.configure_mesh().x_desc("seconds since the first mutation").y_desc("latency (ms)").draw()?;
+    let series: [(&str, RGBColor, fn(&Second) -> f64); 3] =
+        [("max", RED, |s| s.max_ms), ("p99", BLUE, |s| s.p99_ms), ("p50", GREEN, |s| s.p50_ms)];
+    for (label, color, value) in series {
+        chart
+            .draw_series(LineSeries::new(r.per_second.iter().map(|s| (s.second as f64 + 0.5, value(s))), &color))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn plot_histogram(name: &str, h: &Histogram<u64>, path: &Path) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    // Up to p99.9 (and a bit), in 60 equal bins; the tail beyond is one last bin.
+    let top_us = (h.value_at_quantile(0.999) as f64 * 1.2).max(100.0);
+    let bins = 60usize;
+    let width_us = top_us / bins as f64;
+    let mut counts = vec![0u64; bins + 1];
+    for v in h.iter_recorded() {
+        let i = ((v.value_iterated_to() as f64 / width_us) as usize).min(bins);
+        counts[i] += v.count_at_value();
+    }
+    let y_max = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+    let x_max = (bins + 1) as f64 * width_us / 1000.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{name}: delivery latency histogram (last bin: ≥ {:.1} ms)", top_us / 1000.0), ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+    chart.configure_mesh().x_desc("latency (ms)").y_desc("notifications").draw()?;
+    chart.draw_series(counts.iter().enumerate().map(|(i, count)| {
+        let x0 = i as f64 * width_us / 1000.0;
+        let x1 = (i + 1) as f64 * width_us / 1000.0;
+        Rectangle::new([(x0, 0.0), (x1, *count as f64)], BLUE.mix(0.7).filled())
+    }))?;
+    root.present()?;
+    Ok(())
+}

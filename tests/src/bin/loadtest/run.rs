@@ -1,0 +1,421 @@
+//! One load-test run, from starting the server to the report: the coordinator.
+//!
+//! 1. Start the simulator and the server (or use `--target`), wait until ready.
+//! 2. Measure the server idle, start the worker processes, wait until every client
+//!    streams (or gave up), measure again: memory per connection.
+//! 3. Open the window (bus seq, CPU, upstream counts), drive mutations for the duration,
+//!    close the window, wait until every notification arrived (or `--drain` passed).
+//! 4. Measure, stop everything, build the report.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use stalecast::updates::now_micros;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, Command};
+
+use crate::drive::{self, Counters};
+use crate::procs::{self, Logged};
+use crate::report::{self, RunReport};
+use crate::worker::{StormConfig, ToCoordinator, ToWorker, WorkerConfig, WorkerReport};
+use crate::{Mutation, RunArgs};
+
+/// Descriptors a worker keeps for itself (runtime, stdio, the refetch pool's spares).
+const FD_RESERVE: u64 = 256;
+
+/// What the coordinator knows about one worker while it runs.
+struct WorkerHandle {
+    stdin: ChildStdin,
+    child: tokio::process::Child,
+    progress: Arc<Progress>,
+    ready: Option<tokio::sync::oneshot::Receiver<()>>,
+    done: Option<tokio::sync::oneshot::Receiver<WorkerReport>>,
+}
+
+#[derive(Default)]
+struct Progress {
+    connected: AtomicU64,
+    failed: AtomicU64,
+    in_window: AtomicU64,
+    refetches: AtomicU64,
+}
+
+/// Sums a counter over all workers.
+fn total(workers: &[WorkerHandle], f: impl Fn(&Progress) -> &AtomicU64) -> u64 {
+    workers.iter().map(|w| f(&w.progress).load(Ordering::Relaxed)).sum()
+}
+
+fn bar(hidden: bool, len: u64, template: &str) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
+    let name = args.name();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let soft_limit = crate::raise_fd_limit();
+    let started_at = SystemTime::now();
+    let server_log = args.out.join(format!("{name}-server.log"));
+    let sim_log = args.out.join(format!("{name}-sim.log"));
+    let mutation = if args.storm { Mutation::Volumes } else { args.mutation };
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+
+    // 1. The processes under test.
+    let (mut server, mut sim, base, sim_url) = match &args.target {
+        Some(url) => (None, None, url.trim_end_matches('/').to_owned(), args.sim_url.clone()),
+        None => {
+            let bin = procs::server_binary(args.server_bin.as_deref())?;
+            let (sim, sim_addr) = procs::start_sim(&bin, &sim_log).await?;
+            let sim_url = format!("http://{sim_addr}");
+            let (server, addr) =
+                procs::start_server(&bin, &sim_url, args.server_nofile, &args.server_args, &server_log).await?;
+            tracing::info!(%addr, %sim_url, pid = server.pid, "server started");
+            (Some(server), Some(sim), format!("http://{addr}"), Some(sim_url))
+        }
+    };
+    let pid = server.as_ref().map(|s| s.pid).or(args.server_pid);
+    let addr: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .parse()
+        .with_context(|| format!("{base}: the target must be http://<ip>:<port> on loopback"))?;
+    anyhow::ensure!(addr.ip().is_loopback(), "{addr}: the load test only targets loopback addresses");
+    wait_ready(&http, &base).await?;
+    // Warnings before readiness (`/readyz` answering 503 while the cache fills) are not the run's.
+    if let Some(server) = &server {
+        server.warnings.store(0, Ordering::Relaxed);
+        server.samples.lock().map(|mut s| s.clear()).unwrap_or_default();
+    }
+
+    if args.storm {
+        let sim_url = sim_url.as_deref().context("--storm needs the simulator (--sim-url with --target)")?;
+        grow_volumes(&http, &base, sim_url, args.payload_bytes).await?;
+    }
+    // Warm the paths the run uses, so lazy initialisation is not counted per connection.
+    let _ = bus_seq(&http, &base).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = pid.map(procs::sample).transpose()?;
+
+    // 2. Workers and their clients.
+    let fds_per_client = if args.storm { 2 } else { 1 };
+    let per_worker = args
+        .clients_per_worker
+        .unwrap_or((soft_limit.saturating_sub(FD_RESERVE) / fds_per_client) as usize)
+        .max(1)
+        .min(args.clients.max(1));
+    let worker_count = args.clients.div_ceil(per_worker).max(1);
+    let storm = args.storm.then(|| StormConfig {
+        path: String::from("/trpc/storage.volumes.list"),
+        accept_encoding: args.accept_encoding.clone(),
+        conditional: !args.no_conditional,
+    });
+    let mut workers = Vec::new();
+    let mut first_index = 0;
+    for w in 0..worker_count {
+        let clients = per_worker.min(args.clients - first_index);
+        let config = WorkerConfig {
+            worker: w,
+            server: addr,
+            path: String::from("/trpc/updates.onUpdate"),
+            clients,
+            first_index,
+            source_addrs: args.source_addrs,
+            connect_concurrency: args.connect_concurrency,
+            connect_timeout_ms: args.connect_timeout.as_millis() as u64,
+            slow_clients: if w == 0 { args.slow_clients } else { 0 },
+            storm: storm.clone(),
+        };
+        first_index += clients;
+        workers.push(spawn_worker(&config).await?);
+    }
+    tracing::info!(clients = args.clients, workers = worker_count, per_worker, soft_limit, "clients connecting");
+
+    let connecting = bar(
+        args.no_progress,
+        args.clients as u64,
+        "connecting {bar:40} {pos}/{len} clients ({msg}) {elapsed}",
+    );
+    let connect_started = Instant::now();
+    let mut ready: Vec<_> = workers.iter_mut().filter_map(|w| w.ready.take()).collect();
+    while !ready.is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut pending = Vec::new();
+        for mut rx in ready {
+            match rx.try_recv() {
+                Ok(()) => {}
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => pending.push(rx),
+                Err(_) => bail!("a worker exited before all its clients connected"),
+            }
+        }
+        ready = pending;
+        connecting.set_position(total(&workers, |p| &p.connected));
+        connecting.set_message(format!("{} failed", total(&workers, |p| &p.failed)));
+    }
+    let connected = total(&workers, |p| &p.connected);
+    let failed = total(&workers, |p| &p.failed);
+    connecting.set_position(connected);
+    connecting.finish_with_message(format!("{failed} failed"));
+    let connect_wall = connect_started.elapsed();
+
+    // Idle for a moment with every client connected: memory per connection.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let connected_sample = pid.map(procs::sample).transpose()?;
+
+    // 3. The measurement window.
+    let seq0 = bus_seq(&http, &base).await?;
+    let start_us = now_micros();
+    for worker in &mut workers {
+        send(&mut worker.stdin, &ToWorker::Window { seq0, start_us }).await?;
+    }
+    let upstream0 = match &sim_url {
+        Some(url) => Some(sim_stats(&http, url).await?),
+        None => None,
+    };
+    let window_started = Instant::now();
+    let before = pid.map(procs::sample).transpose()?;
+
+    let counters = Arc::new(Counters::default());
+    let driving = bar(
+        args.no_progress,
+        args.duration.as_secs().max(1),
+        "running    {bar:40} {pos}/{len} s  {msg}",
+    );
+    let driver = {
+        let (http, base, counters) = (http.clone(), base.clone(), counters.clone());
+        let (rate, duration) = (args.rate, args.duration);
+        tokio::spawn(async move { drive::drive(&http, &base, mutation, rate, duration, counters).await })
+    };
+    let mut driver = std::pin::pin!(driver);
+    let driven = loop {
+        tokio::select! {
+            d = &mut driver => break d.context("driver panicked")??,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        driving.set_position(window_started.elapsed().as_secs());
+        driving.set_message(format!(
+            "{} mutations ({} failed), {} notifications received",
+            counters.sent.load(Ordering::Relaxed),
+            counters.failed.load(Ordering::Relaxed),
+            total(&workers, |p| &p.in_window)
+        ));
+    };
+    driving.finish();
+    let seq1 = bus_seq(&http, &base).await?;
+    for worker in &mut workers {
+        send(&mut worker.stdin, &ToWorker::WindowEnd { seq1 }).await?;
+    }
+    let updates = seq1.saturating_sub(seq0);
+    let expected = updates * connected;
+    let draining = bar(args.no_progress, expected, "delivering {bar:40} {pos}/{len} notifications {msg}");
+    let drain_started = Instant::now();
+    let mut last_refetches = u64::MAX;
+    let mut quiet_since = Instant::now();
+    loop {
+        let received = total(&workers, |p| &p.in_window);
+        let refetches = total(&workers, |p| &p.refetches);
+        draining.set_position(received.min(expected));
+        if refetches != last_refetches {
+            last_refetches = refetches;
+            quiet_since = Instant::now();
+        }
+        // In a storm, refetches still running are part of the run: wait until they stop.
+        let storm_settled = !args.storm || quiet_since.elapsed() > Duration::from_secs(2);
+        if (received >= expected && storm_settled) || drain_started.elapsed() > args.drain {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    draining.finish();
+    let window = window_started.elapsed();
+    let after = pid.map(procs::sample).transpose()?;
+    let upstream1 = match &sim_url {
+        Some(url) => Some(sim_stats(&http, url).await?),
+        None => None,
+    };
+    let alive = http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success());
+
+    // 4. Stop the workers, collect their reports, stop the server.
+    let mut reports = Vec::new();
+    for worker in &mut workers {
+        let _ = send(&mut worker.stdin, &ToWorker::Stop).await;
+    }
+    for mut worker in workers {
+        let done = worker.done.take().context("done channel")?;
+        match tokio::time::timeout(Duration::from_secs(60), done).await {
+            Ok(Ok(report)) => reports.push(report),
+            _ => bail!("a worker sent no report"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker.child.wait()).await;
+    }
+    let server_alive_process = server.as_mut().is_none_or(Logged::alive);
+    let (warnings, errors, samples) = server.as_ref().map_or((0, 0, Vec::new()), |s| {
+        (
+            s.warnings.load(Ordering::Relaxed),
+            s.errors.load(Ordering::Relaxed),
+            s.samples.lock().map(|v| v.clone()).unwrap_or_default(),
+        )
+    });
+    let clean_exit = match server.take() {
+        Some(server) => Some(server.stop(Duration::from_secs(10)).await),
+        None => None,
+    };
+    if let Some(sim) = sim.take() {
+        sim.stop(Duration::from_secs(5)).await;
+    }
+
+    let measured = report::Measured {
+        name,
+        args: args.clone(),
+        mutation,
+        started_at,
+        worker_count,
+        per_worker,
+        connect_wall,
+        window,
+        seq0,
+        seq1,
+        driven,
+        reports,
+        idle,
+        connected_sample,
+        before,
+        after,
+        upstream: upstream0.zip(upstream1),
+        server_alive: alive && server_alive_process,
+        clean_exit,
+        server_warnings: warnings,
+        server_errors: errors,
+        server_log_samples: samples,
+        server_log: args.target.is_none().then_some(server_log),
+    };
+    report::build(measured)
+}
+
+async fn spawn_worker(config: &WorkerConfig) -> anyhow::Result<WorkerHandle> {
+    let exe = std::env::current_exe().context("own executable")?;
+    let mut child = Command::new(exe)
+        .arg("worker")
+        .arg(serde_json::to_string(config)?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a worker")?;
+    let stdin = child.stdin.take().context("worker stdin")?;
+    let stdout = child.stdout.take().context("worker stdout")?;
+    let progress = Arc::new(Progress::default());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let p = progress.clone();
+    tokio::spawn(async move {
+        let (mut ready_tx, mut done_tx) = (Some(ready_tx), Some(done_tx));
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<ToCoordinator>(&line) {
+                Ok(ToCoordinator::Progress { connected, failed, in_window, refetches }) => {
+                    p.connected.store(connected, Ordering::Relaxed);
+                    p.failed.store(failed, Ordering::Relaxed);
+                    p.in_window.store(in_window, Ordering::Relaxed);
+                    p.refetches.store(refetches, Ordering::Relaxed);
+                }
+                Ok(ToCoordinator::Ready { connected, failed }) => {
+                    p.connected.store(connected, Ordering::Relaxed);
+                    p.failed.store(failed, Ordering::Relaxed);
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(ToCoordinator::Done(report)) => {
+                    if let Some(tx) = done_tx.take() {
+                        let _ = tx.send(*report);
+                    }
+                }
+                Err(e) => tracing::warn!(%e, "unreadable worker line"),
+            }
+        }
+    });
+    Ok(WorkerHandle { stdin, child, progress, ready: Some(ready_rx), done: Some(done_rx) })
+}
+
+async fn send(stdin: &mut ChildStdin, msg: &ToWorker) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(msg)?;
+    line.push(b'\n');
+    stdin.write_all(&line).await?;
+    stdin.flush().await?;
+    Ok(())
+}
+
+/// Waits until `/readyz` answers 200 (every collection fetched).
+async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{base}/readyz did not answer 200 within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The bus's latest seq (`updates.state`).
+async fn bus_seq(http: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
+    let body: Value = http.get(format!("{base}/trpc/updates.state")).send().await?.json().await?;
+    body["result"]["data"]["seq"].as_u64().context("updates.state has no seq")
+}
+
+/// Requests the simulator served so far, by kind (`GET volumes`, …).
+pub async fn sim_stats(http: &reqwest::Client, sim_url: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let body: Value = http.get(format!("{sim_url}/_sim/stats")).send().await?.json().await?;
+    let requests = body["requests"].as_object().context("/_sim/stats has no requests")?;
+    Ok(requests.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
+}
+
+/// Pads every volume's description so that `storage.volumes.list` is about `bytes`
+/// long, and waits until Stalecast serves the padded list.
+async fn grow_volumes(http: &reqwest::Client, base: &str, sim_url: &str, bytes: usize) -> anyhow::Result<()> {
+    let list = |http: reqwest::Client| async move {
+        let r = http.get(format!("{base}/trpc/storage.volumes.list")).send().await?;
+        let text = r.bytes().await?;
+        let body: Value = serde_json::from_slice(&text)?;
+        let count = body["result"]["data"].as_array().map_or(0, Vec::len);
+        anyhow::Ok((text.len(), count))
+    };
+    let (_, count) = list(http.clone()).await?;
+    anyhow::ensure!(count > 0, "storage.volumes.list is empty");
+    let per_volume = (bytes / count).min(1 << 20);
+    let r = http
+        .put(format!("{sim_url}/_sim/volume-padding"))
+        .json(&serde_json::json!({ "bytesPerVolume": per_volume }))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "setting the volume padding: {}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (len, _) = list(http.clone()).await?;
+        if len >= bytes * 9 / 10 {
+            tracing::info!(bytes = len, volumes = count, "storage.volumes.list grown");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("storage.volumes.list is {len} bytes after 30 s, expected about {bytes}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
