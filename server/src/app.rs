@@ -188,12 +188,11 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         shutdown: shutdown.clone(),
     }));
     let app = router(state.clone());
-    let token = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await
-    });
-    tracing::info!(%addr, upstream = %state.upstream_url(), "stalecast listening");
+    let max_connections = match state.config().max_connections {
+        0 => crate::serve::default_max_connections(),
+        n => n,
+    };
+    let server = tokio::spawn(crate::serve::serve(listener, app, max_connections, shutdown.clone()));
+    tracing::info!(%addr, upstream = %state.upstream_url(), max_connections, "stalecast listening");
     Ok(RunningApp { addr, sim_addr, sim, state, shutdown, tasks, server })
 }

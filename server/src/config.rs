@@ -82,6 +82,10 @@ pub struct ServeConfig {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "STALECAST_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Most connections open at once; more wait in the listen backlog (0: the process's
+    /// file-descriptor limit less a reserve for upstream connections and files).
+    #[arg(long, env = "STALECAST_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
 }
 
 impl Default for ServeConfig {

@@ -8,12 +8,14 @@
 //! - [`rpc`]: tRPC's HTTP wire format over the procedure registry.
 //! - [`sim`]: the embedded OpenStack-shaped simulator.
 //! - [`app`]: wiring, routing and graceful shutdown.
+//! - [`serve`]: the accept loop, its descriptor budget and the lean event-stream writer.
 
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod health;
 pub mod rpc;
+pub mod serve;
 pub mod sim;
 pub mod updates;
 pub mod upstream;

@@ -131,7 +131,10 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
     let mut md = String::new();
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
         .unwrap_or_else(|| String::from("unknown"));
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -164,7 +164,8 @@ pub struct RunArgs {
 impl RunArgs {
     pub fn name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
-            let rate = if self.rate.fract() == 0.0 { format!("{}", self.rate as u64) } else { format!("{}", self.rate) };
+            let rate =
+                if self.rate.fract() == 0.0 { format!("{}", self.rate as u64) } else { format!("{}", self.rate) };
             let kind = if self.storm { "storm" } else { "fanout" };
             format!("{kind}-{}c-{rate}ps", self.clients)
         })

@@ -544,8 +544,8 @@ fn plot_over_time(r: &RunReport, path: &Path) -> anyhow::Result<()> {
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
     chart.configure_mesh().x_desc("seconds since the first mutation").y_desc("latency (ms)").draw()?;
-    let series: [(&str, RGBColor, fn(&Second) -> f64); 3] =
-        [("max", RED, |s| s.max_ms), ("p99", BLUE, |s| s.p99_ms), ("p50", GREEN, |s| s.p50_ms)];
+    type Series = (&'static str, RGBColor, fn(&Second) -> f64);
+    let series: [Series; 3] = [("max", RED, |s| s.max_ms), ("p99", BLUE, |s| s.p99_ms), ("p50", GREEN, |s| s.p50_ms)];
     for (label, color, value) in series {
         chart
             .draw_series(LineSeries::new(r.per_second.iter().map(|s| (s.second as f64 + 0.5, value(s))), &color))?
@@ -572,7 +572,10 @@ fn plot_histogram(name: &str, h: &Histogram<u64>, path: &Path) -> anyhow::Result
     let y_max = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
     let x_max = (bins + 1) as f64 * width_us / 1000.0;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{name}: delivery latency histogram (last bin: ≥ {:.1} ms)", top_us / 1000.0), ("sans-serif", 20))
+        .caption(
+            format!("{name}: delivery latency histogram (last bin: ≥ {:.1} ms)", top_us / 1000.0),
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)

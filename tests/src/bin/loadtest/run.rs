@@ -142,11 +142,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     }
     tracing::info!(clients = args.clients, workers = worker_count, per_worker, soft_limit, "clients connecting");
 
-    let connecting = bar(
-        args.no_progress,
-        args.clients as u64,
-        "connecting {bar:40} {pos}/{len} clients ({msg}) {elapsed}",
-    );
+    let connecting =
+        bar(args.no_progress, args.clients as u64, "connecting {bar:40} {pos}/{len} clients ({msg}) {elapsed}");
     let connect_started = Instant::now();
     let mut ready: Vec<_> = workers.iter_mut().filter_map(|w| w.ready.take()).collect();
     while !ready.is_empty() {
@@ -187,11 +184,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     let before = pid.map(procs::sample).transpose()?;
 
     let counters = Arc::new(Counters::default());
-    let driving = bar(
-        args.no_progress,
-        args.duration.as_secs().max(1),
-        "running    {bar:40} {pos}/{len} s  {msg}",
-    );
+    let driving = bar(args.no_progress, args.duration.as_secs().max(1), "running    {bar:40} {pos}/{len} s  {msg}");
     let driver = {
         let (http, base, counters) = (http.clone(), base.clone(), counters.clone());
         let (rate, duration) = (args.rate, args.duration);

@@ -67,10 +67,15 @@ pub enum ToCoordinator {
 pub enum ToWorker {
     /// Count updates after `seq0`; bucket latencies by seconds since `startUs`.
     #[serde(rename_all = "camelCase")]
-    Window { seq0: u64, start_us: u64 },
+    Window {
+        seq0: u64,
+        start_us: u64,
+    },
     /// The last update that belongs to the measurement.
     #[serde(rename_all = "camelCase")]
-    WindowEnd { seq1: u64 },
+    WindowEnd {
+        seq1: u64,
+    },
     Stop,
 }
 
@@ -285,35 +290,36 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         report.received += seen.len() as u64;
         report.lost += window.saturating_sub(seen.len() as u64);
     }
-    let recorded = shared.recorded();
-    report.connected = shared.connected.load(Ordering::Relaxed);
-    report.failed = shared.failed.load(Ordering::Relaxed);
-    report.errors = recorded.errors.clone();
-    report.disconnected = recorded.disconnected;
-    report.slow_opened = slow_opened;
-    report.connect_us = Pairs::of(&recorded.connect);
-    report.latency_us = Pairs::of(&recorded.latency);
-    report.per_second = recorded
-        .per_second
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| !h.is_empty())
-        .map(|(s, h)| (s as u64, Pairs::of(h)))
-        .collect();
-    report.resyncs = recorded.resyncs;
-    if config.storm.is_some() {
-        let s = &recorded.storm;
-        report.storm = Some(StormReport {
-            refetches: s.refetches,
-            ok: s.ok,
-            not_modified: s.not_modified,
-            errors: s.errors,
-            body_bytes: s.body_bytes,
-            encodings: s.encodings.clone(),
-            latency_us: s.latency.as_ref().map(Pairs::of).unwrap_or_default(),
-        });
+    {
+        let recorded = shared.recorded();
+        report.connected = shared.connected.load(Ordering::Relaxed);
+        report.failed = shared.failed.load(Ordering::Relaxed);
+        report.errors = recorded.errors.clone();
+        report.disconnected = recorded.disconnected;
+        report.slow_opened = slow_opened;
+        report.connect_us = Pairs::of(&recorded.connect);
+        report.latency_us = Pairs::of(&recorded.latency);
+        report.per_second = recorded
+            .per_second
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(s, h)| (s as u64, Pairs::of(h)))
+            .collect();
+        report.resyncs = recorded.resyncs;
+        if config.storm.is_some() {
+            let s = &recorded.storm;
+            report.storm = Some(StormReport {
+                refetches: s.refetches,
+                ok: s.ok,
+                not_modified: s.not_modified,
+                errors: s.errors,
+                body_bytes: s.body_bytes,
+                encodings: s.encodings.clone(),
+                latency_us: s.latency.as_ref().map(Pairs::of).unwrap_or_default(),
+            });
+        }
     }
-    drop(recorded);
     send(&out, &ToCoordinator::Done(Box::new(report))).await?;
     Ok(())
 }
@@ -410,8 +416,8 @@ impl Client {
                             self.shared.in_window.fetch_add(1, Ordering::Relaxed);
                         }
                         let latency = arrived.saturating_sub(ts);
-                        let second = (arrived.saturating_sub(self.shared.start_us.load(Ordering::Relaxed))
-                            / 1_000_000) as usize;
+                        let second =
+                            (arrived.saturating_sub(self.shared.start_us.load(Ordering::Relaxed)) / 1_000_000) as usize;
                         let mut recorded = self.shared.recorded();
                         stats::record(&mut recorded.latency, latency);
                         if second < 3600 {

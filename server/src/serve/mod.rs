@@ -1,0 +1,283 @@
+//! The HTTP server loop: accepts connections within a descriptor budget and serves each
+//! one with the router — event streams on a lean path ([`event_stream`]), everything
+//! else with hyper.
+//!
+//! Why not `axum::serve`:
+//! - **Descriptor budget.** When the process runs out of file descriptors, `accept`
+//!   fails with `EMFILE`; axum logs that at error level and retries every second, and
+//!   meanwhile the poller cannot open upstream connections either. Here at most
+//!   `max_connections` connections are open at once (default: the descriptor limit less
+//!   a reserve for upstream connections and files). At the limit, new connections wait
+//!   in the listen backlog until one closes, with one warning in the log; existing ones
+//!   are served as before. Should `accept` fail anyway, it backs off (100 ms up to 1 s)
+//!   and says so at most every 10 s — never a spin, never a crash.
+//! - **Memory per stream.** hyper keeps two 8 KiB buffers per HTTP/1 connection (read
+//!   buffer, response-head buffer) for the connection's whole life: with thousands of
+//!   long-lived event streams that was most of the server's memory (22 KiB per idle
+//!   stream measured by the load test). A connection whose first request is
+//!   `GET /trpc/updates.onUpdate` is answered by the same router and handler, but its
+//!   response is written by [`event_stream`] with no buffer kept between events.
+//!
+//! Graceful shutdown: when the token fires, accepting stops, hyper connections finish
+//! their requests, event streams end (the stream handler watches the same token), and
+//! [`serve`] returns once every connection is closed.
+
+mod event_stream;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Descriptors kept free for upstream connections, log files and the runtime itself.
+fn reserve(limit: u64) -> u64 {
+    if limit >= 1024 { 128 } else { (limit / 8).max(8) }
+}
+
+/// Raises the soft descriptor limit to the hard one and answers how many connections
+/// fit in it (all but a reserve).
+pub fn default_max_connections() -> usize {
+    let limit = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024);
+    limit.saturating_sub(reserve(limit)).max(1) as usize
+}
+
+/// How long a new connection may take to send its first request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest first request head read before handing the connection to hyper.
+const MAX_PEEK: usize = 16 * 1024;
+
+/// Serves `router` on `listener` until `shutdown` fires and every connection closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let budget = Arc::new(Semaphore::new(max_connections.max(1)));
+    let tracker = TaskTracker::new();
+    let mut saturated = false;
+    let mut failures: u32 = 0;
+    let mut last_warning: Option<Instant> = None;
+    tracing::debug!(max_connections, "accepting connections");
+    loop {
+        let permit = match budget.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !saturated {
+                    saturated = true;
+                    tracing::warn!(
+                        max_connections,
+                        "connection limit reached: new connections wait in the listen backlog until one closes"
+                    );
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    permit = budget.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        if saturated && budget.available_permits() > max_connections / 100 {
+            saturated = false;
+            tracing::info!(open = max_connections - budget.available_permits(), "accepting connections again");
+        }
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                if failures > 0 {
+                    tracing::info!(failures, "accepting connections again");
+                    failures = 0;
+                }
+                tracker.spawn(connection(stream, remote, router.clone(), permit, shutdown.clone()));
+            }
+            // The peer gave up before we accepted: nothing to do.
+            Err(e) if is_connection_error(&e) => {}
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(
+                        %error,
+                        failures,
+                        open = max_connections - budget.available_permits(),
+                        "cannot accept connections (out of file descriptors?); open connections are still served, \
+                         retrying with backoff"
+                    );
+                }
+                drop(permit);
+                let wait =
+                    Duration::from_millis(100u64 << failures.min(4).saturating_sub(1)).min(Duration::from_secs(1));
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracing::debug!(open = tracker.len(), "waiting for connections to close");
+    tracker.wait().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// One connection: read the first request head, then serve it on the lean path when it
+/// opens the event stream, with hyper otherwise. The permit is released on close.
+async fn connection(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    _permit: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut head = BytesMut::with_capacity(1024);
+    let first = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        first = tokio::time::timeout(HEAD_TIMEOUT, first_request(&mut stream, &mut head)) => first,
+    };
+    let request = match first {
+        Ok(Ok(request)) => request,
+        // Closed, failed or silent before sending a request: nothing to answer.
+        Ok(Err(_)) | Err(_) => return,
+    };
+    match request {
+        Some(request) => {
+            drop(head);
+            event_stream::serve(stream, remote, router, request, shutdown).await;
+        }
+        None => serve_hyper(Rewind { prefix: head.freeze(), inner: stream }, remote, router, shutdown).await,
+    }
+}
+
+/// Reads until the first request head is complete. Answers the request when it opens the
+/// event stream (`GET`, the stream's path, no body), `None` when hyper should serve the
+/// connection (the bytes read so far stay in `buf`).
+async fn first_request(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Option<axum::http::Request<Body>>> {
+    loop {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(_)) => return Ok(event_stream::request(&parsed)),
+            Ok(httparse::Status::Partial) if buf.len() < MAX_PEEK => {
+                if buf.capacity() - buf.len() < 512 {
+                    buf.reserve(buf.len());
+                }
+            }
+            // Too large, malformed or HTTP/2: hyper answers it as it would anyway.
+            _ => return Ok(None),
+        }
+    }
+}
+
+async fn serve_hyper(io: Rewind, remote: SocketAddr, router: Router, shutdown: CancellationToken) {
+    let service = router.map_request(move |request: axum::http::Request<Incoming>| {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(remote));
+        request
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let mut connection = std::pin::pin!(connection);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::trace!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A TCP stream whose first bytes were already read: they are read again first.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reserve_leaves_room_for_upstream_and_files() {
+        assert_eq!(reserve(20_000), 128);
+        assert_eq!(reserve(256), 32);
+        assert_eq!(reserve(16), 8);
+    }
+}
