@@ -2,13 +2,13 @@
 //! answers everything else; this module writes that answer to the socket itself.
 //!
 //! The response head is written once; then each body frame becomes one chunk of the
-//! chunked transfer coding, written straight from the frame's bytes (one `writev`, no
-//! copy, no buffer kept between events). The socket is also watched for the client
+//! chunked transfer coding, framed on the stack and sent with one `write` (no buffer
+//! kept between events). The socket is also watched for the client
 //! closing, so a closed tab frees its subscription at once rather than at the next
 //! write. A slow client only ever blocks its own task; on shutdown a write that cannot
 //! finish is abandoned.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -66,7 +66,8 @@ pub(super) async fn serve(
 ) {
     let version = request.version();
     request.extensions_mut().insert(ConnectInfo(remote));
-    let Ok(response) = router.oneshot(request).await;
+    // Boxed: the router's future is needed only until the answer's head is known.
+    let Ok(response) = Box::pin(router.oneshot(request)).await;
     let streaming = response.status().is_success()
         && response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let result = if streaming {
@@ -132,23 +133,27 @@ async fn stream_body(
     let extra: &[(&str, &str)] = if chunked { &[("transfer-encoding", "chunked")] } else { &[("connection", "close")] };
     let head = head(&response, version, extra);
     let mut body = response.into_body();
-    write_all(stream, &[&head], shutdown).await?;
+    let stream = &*stream;
+    write_all(stream, &head, shutdown).await?;
     drop(head);
-    let mut scratch = [0u8; 64];
+    // Registered once and kept: watching for the client closing costs nothing per event.
+    let mut closed = std::pin::pin!(stream.readable());
     loop {
         let frame = tokio::select! {
             biased;
             frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)) => frame,
-            readable = stream.readable() => {
+            readable = &mut closed => {
                 readable?;
-                match stream.try_read(&mut scratch) {
+                match stream.try_read(&mut [0u8; 64]) {
                     // The client closed its side: the tab is gone.
                     Ok(0) => return Ok(()),
                     // Anything else it sends (a pipelined request) is not for this path.
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
+                closed.set(stream.readable());
+                continue;
             }
         };
         let data = match frame {
@@ -159,47 +164,88 @@ async fn stream_body(
             Some(Err(e)) => return Err(io::Error::other(e)),
             None => break,
         };
-        if chunked {
-            let size = format!("{:x}\r\n", data.len());
-            write_all(stream, &[size.as_bytes(), &data, b"\r\n"], shutdown).await?;
-        } else {
-            write_all(stream, &[&data], shutdown).await?;
+        if !chunked {
+            write_all(stream, &data, shutdown).await?;
+            continue;
+        }
+        let mut size = [0u8; 18];
+        let size = chunk_size(data.len(), &mut size);
+        if let Some(rest) = send_now(stream, &[size, &data, b"\r\n"])? {
+            write_all(stream, &rest, shutdown).await?;
         }
     }
     if chunked {
-        write_all(stream, &[b"0\r\n\r\n"], shutdown).await?;
+        write_all(stream, b"0\r\n\r\n", shutdown).await?;
     }
     Ok(())
 }
 
-/// Writes every slice (at most three), in one `writev` when the socket takes it all;
-/// gives up when the
-/// server shuts down while the client does not read.
-async fn write_all(stream: &mut TcpStream, parts: &[&[u8]], shutdown: &CancellationToken) -> io::Result<()> {
+/// Sends `parts` with one `write` when the socket takes them (the usual case, framed in
+/// a stack buffer that is not part of the task's state); answers what is left to send.
+fn send_now(stream: &TcpStream, parts: &[&[u8]]) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = [0u8; 2048];
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut slices = [IoSlice::new(&[]), IoSlice::new(&[]), IoSlice::new(&[])];
-    for (slice, part) in slices.iter_mut().zip(parts) {
-        *slice = IoSlice::new(part);
+    if total > buf.len() {
+        return Ok(Some(parts.concat()));
     }
-    let written = tokio::select! {
-        written = stream.write_vectored(&slices[..parts.len().min(3)]) => written?,
-        _ = shutdown.cancelled() => return Err(io::ErrorKind::Interrupted.into()),
-    };
-    if written == total {
-        return Ok(());
-    }
-    // A partial write (the socket's buffer is full): the rest, slice by slice.
-    let mut skip = written;
+    let mut at = 0;
     for part in parts {
-        if skip >= part.len() {
-            skip -= part.len();
-            continue;
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    match stream.try_write(&buf[..total]) {
+        Ok(n) if n == total => Ok(None),
+        Ok(n) => Ok(Some(buf[n..total].to_vec())),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(buf[..total].to_vec())),
+        Err(e) => Err(e),
+    }
+}
+
+/// `len` in hex followed by CRLF: a chunk's size line.
+fn chunk_size(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut i = 16;
+    let mut n = len;
+    loop {
+        i -= 1;
+        buf[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
         }
-        tokio::select! {
-            written = stream.write_all(&part[skip..]) => written?,
-            _ = shutdown.cancelled() => return Err(io::ErrorKind::Interrupted.into()),
+    }
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    &buf[i..]
+}
+
+/// Writes all of `bytes`; a full socket buffer waits for this client alone, and is
+/// given up when the server shuts down.
+async fn write_all(stream: &TcpStream, mut bytes: &[u8], shutdown: &CancellationToken) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::select! {
+                    writable = stream.writable() => writable?,
+                    _ = shutdown.cancelled() => return Err(io::ErrorKind::Interrupted.into()),
+                }
+            }
+            Err(e) => return Err(e),
         }
-        skip = 0;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_are_lowercase_hex_lines() {
+        let mut buf = [0u8; 18];
+        assert_eq!(chunk_size(0, &mut buf), b"0\r\n");
+        assert_eq!(chunk_size(0x1a3, &mut buf), b"1a3\r\n");
+        assert_eq!(chunk_size(usize::MAX, &mut buf), b"ffffffffffffffff\r\n");
+    }
 }

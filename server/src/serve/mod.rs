@@ -172,12 +172,14 @@ async fn connection(
         // Closed, failed or silent before sending a request: nothing to answer.
         Ok(Err(_)) | Err(_) => return,
     };
+    // Each path boxed: a task is as large as its largest state, and an event stream
+    // should not carry the size of hyper's connection state for its whole life.
     match request {
         Some(request) => {
             drop(head);
-            event_stream::serve(stream, remote, router, request, shutdown).await;
+            Box::pin(event_stream::serve(stream, remote, router, request, shutdown)).await;
         }
-        None => serve_hyper(Rewind { prefix: head.freeze(), inner: stream }, remote, router, shutdown).await,
+        None => Box::pin(serve_hyper(Rewind { prefix: head.freeze(), inner: stream }, remote, router, shutdown)).await,
     }
 }
 

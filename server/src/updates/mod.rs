@@ -102,13 +102,15 @@ pub enum ResyncReason {
     Lagged,
 }
 
-/// An update as it travels the bus: the value plus its JSON, serialized once at publish
-/// time rather than once per subscriber.
+/// An update as it travels the bus: the value plus its JSON and its whole SSE event,
+/// encoded once at publish time rather than once per subscriber.
 #[derive(Debug)]
 pub struct Published {
     pub update: Update,
     /// `{"kind":"update",...}`, the SSE data line.
     pub json: String,
+    /// `id: <seq>\ndata: <json>\n\n`: what every stream writes, shared, never copied.
+    pub frame: bytes::Bytes,
 }
 
 /// Per-type state for `updates.state` ("room state"): the last update of each type.
@@ -210,7 +212,8 @@ impl UpdateBus {
         let ts = now_micros().max(inner.last[kind as usize].ts);
         let update = Update { seq, kind, ids, ts };
         let json = serde_json::to_string(&StreamEvent::Update(update.clone())).unwrap_or_else(|_| unreachable_json());
-        let published = Arc::new(Published { update, json });
+        let frame = bytes::Bytes::from(format!("id: {seq}\ndata: {json}\n\n"));
+        let published = Arc::new(Published { update, json, frame });
         if inner.ring.len() == self.ring_size {
             inner.ring.pop_front();
         }
@@ -354,5 +357,6 @@ mod tests {
         assert_eq!(v["ids"][0], "v-7");
         assert_eq!(v["seq"], 1);
         assert!(v["ts"].as_u64().expect("ts") > 1_600_000_000_000_000);
+        assert_eq!(p.frame, format!("id: 1\ndata: {}\n\n", p.json).as_bytes());
     }
 }

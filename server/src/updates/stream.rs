@@ -26,13 +26,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use ts_rs::TS;
 
@@ -107,58 +110,127 @@ pub async fn handler(
         input.types.filter(|t| !t.is_empty()).map_or(u8::MAX, |types| types.iter().fold(0u8, |mask, t| mask | t.bit()));
 
     let config = app.stream_config();
-    let events = updates(app.bus().clone(), after, filter, app.shutdown_token().clone());
-    let connected = format!(r#"{{"reconnectAfterInactivityMs":{}}}"#, config.reconnect_after_inactivity().as_millis());
-    let first =
-        futures_util::stream::once(
-            async move { Ok::<_, Infallible>(Event::default().event("connected").data(connected)) },
-        );
-    let sse = Sse::new(futures_util::StreamExt::chain(first, events))
-        .keep_alive(KeepAlive::new().interval(config.ping_interval).event(ping()));
-    let mut response = sse.into_response();
+    let connected = format!(
+        "event: connected\ndata: {{\"reconnectAfterInactivityMs\":{}}}\n\n",
+        config.reconnect_after_inactivity().as_millis()
+    );
+    let events = updates(
+        app.bus().clone(),
+        after,
+        filter,
+        app.shutdown_token().clone(),
+        app.pings().receiver(),
+        Bytes::from(connected),
+    );
+    let mut response = Body::from_stream(events).into_response();
     let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 
-/// The events of one subscriber: resync if needed, the replay, then live updates,
-/// until shutdown.
+/// The keep-alive clock shared by every stream: one task ticks every ping interval and
+/// each idle stream sends a `ping` on the tick. One timer for all streams, rather than
+/// one per stream reset on every event.
+#[derive(Clone, Debug)]
+pub struct Pings(watch::Receiver<u64>);
+
+impl Pings {
+    /// Starts the clock; it stops when `shutdown` fires.
+    pub fn start(interval: Duration, shutdown: CancellationToken, tasks: &mut JoinSet<()>) -> Pings {
+        let (tx, rx) = watch::channel(0u64);
+        tasks.spawn(async move {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticker.tick() => tx.send_modify(|n| *n = n.wrapping_add(1)),
+                }
+            }
+        });
+        Pings(rx)
+    }
+
+    pub fn receiver(&self) -> watch::Receiver<u64> {
+        self.0.clone()
+    }
+}
+
+/// Resolves on the next tick, handing the receiver back (never, once the clock stopped).
+async fn next_tick(mut ticks: watch::Receiver<u64>) -> watch::Receiver<u64> {
+    if ticks.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    ticks
+}
+
+/// What woke a stream up.
+enum Wake {
+    Shutdown,
+    Received(Result<Arc<Published>, RecvError>),
+    Tick(watch::Receiver<u64>),
+}
+
+/// The events of one subscriber, as encoded SSE frames: `connected`, a resync if
+/// needed, the replay, then live updates (each update's frame is shared by every
+/// stream), a `ping` on each tick of the shared clock when nothing else was sent since
+/// the previous one, until shutdown.
 fn updates(
     bus: Arc<UpdateBus>,
     after: Option<u64>,
     filter: u8,
     shutdown: CancellationToken,
-) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    ticks: watch::Receiver<u64>,
+    connected: Bytes,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let subscription = bus.subscribe(after);
     async_stream::stream! {
+        yield Ok(connected);
         let mut live = subscription.live;
         if subscription.gap {
             // Live updates continue right after `seq`, so that is the id to resume from.
-            yield Ok(resync(subscription.seq, ResyncReason::Gap).id(subscription.seq.to_string()));
+            yield Ok(resync(subscription.seq, ResyncReason::Gap, true));
         }
         for published in subscription.replay {
             if wanted(&published, filter) {
-                yield Ok(update_event(&published));
+                yield Ok(published.frame.clone());
             }
         }
+        // Created once: re-registering with the token on every event would contend on
+        // its lock across thousands of streams.
+        let mut cancelled = std::pin::pin!(shutdown.cancelled_owned());
+        let mut tick = Box::pin(next_tick(ticks));
+        // Whether anything was sent since the last tick (`connected` was).
+        let mut sent = true;
         loop {
-            let received = tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
-                received = live.recv() => received,
+                _ = &mut cancelled => Wake::Shutdown,
+                received = live.recv() => Wake::Received(received),
+                ticks = &mut tick => Wake::Tick(ticks),
             };
-            match received {
-                Ok(published) => {
+            match wake {
+                Wake::Shutdown | Wake::Received(Err(RecvError::Closed)) => break,
+                Wake::Received(Ok(published)) => {
                     if wanted(&published, filter) {
-                        yield Ok(update_event(&published));
+                        sent = true;
+                        yield Ok(published.frame.clone());
                     }
                 }
-                Err(RecvError::Lagged(missed)) => {
+                Wake::Received(Err(RecvError::Lagged(missed))) => {
                     tracing::debug!(missed, "subscriber lagged; sending resync");
-                    yield Ok(resync(bus.seq(), ResyncReason::Lagged));
+                    sent = true;
+                    yield Ok(resync(bus.seq(), ResyncReason::Lagged, false));
                 }
-                Err(RecvError::Closed) => break,
+                Wake::Tick(ticks) => {
+                    tick = Box::pin(next_tick(ticks));
+                    if !sent {
+                        yield Ok(Bytes::from_static(PING));
+                    }
+                    sent = false;
+                }
             }
         }
     }
@@ -168,19 +240,15 @@ fn wanted(published: &Published, filter: u8) -> bool {
     filter & published.update.kind.bit() != 0
 }
 
-fn update_event(published: &Published) -> Event {
-    Event::default().id(published.update.seq.to_string()).data(&published.json)
-}
-
-fn resync(seq: u64, reason: ResyncReason) -> Event {
+/// A resync event; `with_id` when the client should resume from `seq`.
+fn resync(seq: u64, reason: ResyncReason, with_id: bool) -> Bytes {
     let json = serde_json::to_string(&StreamEvent::Resync { seq, reason })
         .unwrap_or_else(|_| String::from(r#"{"kind":"resync","seq":0,"reason":"gap"}"#));
-    Event::default().data(json)
+    let frame = if with_id { format!("id: {seq}\ndata: {json}\n\n") } else { format!("data: {json}\n\n") };
+    Bytes::from(frame)
 }
 
 /// The keep-alive event. tRPC's client resets its inactivity timer only on a dispatched
-/// `ping` event, and browsers dispatch no event without a `data:` line — which axum
-/// omits for empty data — so the ping carries an empty JSON object.
-fn ping() -> Event {
-    Event::default().event("ping").data("{}")
-}
+/// `ping` event, and browsers dispatch no event without a `data:` line, so the ping
+/// carries an empty JSON object.
+const PING: &[u8] = b"event: ping\ndata: {}\n\n";
