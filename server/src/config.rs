@@ -3,6 +3,7 @@
 //! alone serves on port 3000 against an embedded simulator.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -82,6 +83,12 @@ pub struct ServeConfig {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "STALECAST_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    // --- web app ---
+    /// The built web app (`npm run build` in `web/`), served at `/`. When it is missing,
+    /// `/` says how to build it.
+    #[arg(long, env = "STALECAST_WEB_DIR", default_value = "web/dist")]
+    pub web_dir: PathBuf,
 }
 
 impl Default for ServeConfig {

@@ -8,6 +8,7 @@
 //! - [`rpc`]: tRPC's HTTP wire format over the procedure registry.
 //! - [`sim`]: the embedded OpenStack-shaped simulator.
 //! - [`app`]: wiring, routing and graceful shutdown.
+//! - [`web`]: the built web app at `/`, with the single-page app's fallback.
 
 pub mod app;
 pub mod config;
@@ -17,3 +18,4 @@ pub mod rpc;
 pub mod sim;
 pub mod updates;
 pub mod upstream;
+pub mod web;

@@ -5,3 +5,4 @@ mod poller;
 mod rpc;
 mod shutdown;
 mod stream;
+mod web;
