@@ -8,8 +8,12 @@
 //! - [`rpc`]: tRPC's HTTP wire format over the procedure registry.
 //! - [`sim`]: the embedded OpenStack-shaped simulator.
 //! - [`app`]: wiring, routing and graceful shutdown.
+//! - [`bindings`], [`openapi`]: the contract generated from the code (TypeScript, OpenAPI);
+//!   [`codegen`] writes or checks them.
 
 pub mod app;
+pub mod bindings;
+pub mod codegen;
 pub mod config;
 pub mod domain;
 pub mod health;

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use ts_rs::TS;
+use utoipa::ToSchema;
 
 use super::{Published, ResyncReason, StreamEvent, UpdateBus, UpdateType};
 use crate::app::AppState;
@@ -44,7 +45,7 @@ use crate::rpc::{RpcError, decode_input};
 pub const PATH: &str = "updates.onUpdate";
 
 /// Input of `updates.onUpdate`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, TS)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OnUpdateInput {
     /// Only these types (absent or empty: all).
@@ -56,6 +57,8 @@ pub struct OnUpdateInput {
     #[ts(optional)]
     pub last_event_id: Option<String>,
 }
+
+impl crate::rpc::Wire for OnUpdateInput {}
 
 /// How streams behave.
 #[derive(Clone, Copy, Debug)]
