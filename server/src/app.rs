@@ -30,7 +30,7 @@ use crate::updates::{BusConfig, UpdateBus};
 use crate::upstream::client::{OpenStackClient, UpstreamConfig};
 use crate::upstream::poller;
 use crate::upstream::store::Store;
-use crate::{domain, health};
+use crate::{domain, health, openapi};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -91,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/trpc/", any(rpc::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // The OpenAPI document and its explorer.
+        .merge(openapi::explorer(openapi::document(state.registry())))
         .layer(CompressionLayer::new().compress_when(compress))
         .layer(cors)
         // Upstream trouble answers 502/503 on purpose and is logged where it happens.

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 use crate::bindings::{self, Files};
 use crate::config::GenArgs;
-use crate::domain;
+use crate::{domain, openapi};
 
 /// What a directory of generated files holds besides them, and what `gen` leaves alone.
 const IGNORED: &[&str] = &["node_modules"];
@@ -18,15 +18,23 @@ const IGNORED: &[&str] = &["node_modules"];
 pub fn run(args: &GenArgs) -> anyhow::Result<()> {
     let registry = domain::registry();
     let bindings = bindings::generate(&registry)?;
+    let openapi = openapi::to_json(&openapi::document(&registry))?;
     if args.check {
-        let stale = check_dir(&args.bindings, &bindings)?;
+        let mut stale = check_dir(&args.bindings, &bindings)?;
+        match std::fs::read_to_string(&args.openapi) {
+            Ok(on_disk) if on_disk == openapi => {}
+            Ok(_) => stale.push(format!("{}: differs from what the code generates", args.openapi.display())),
+            Err(_) => stale.push(format!("{}: missing", args.openapi.display())),
+        }
         if !stale.is_empty() {
             bail!("generated files are out of date — run `make gen` and commit the result:\n  {}", stale.join("\n  "));
         }
-        tracing::info!(files = bindings.len(), "generated files are up to date");
+        tracing::info!(files = bindings.len() + 1, "generated files are up to date");
     } else {
         let (written, removed) = write_dir(&args.bindings, &bindings)?;
         tracing::info!(dir = %args.bindings.display(), written, removed, "bindings generated");
+        write(&args.openapi, &openapi)?;
+        tracing::info!(file = %args.openapi.display(), "OpenAPI document generated");
     }
     Ok(())
 }
@@ -109,7 +117,7 @@ fn is_generated(path: &Path) -> bool {
     })
 }
 
-pub(crate) fn write(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+fn write(path: &PathBuf, text: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

@@ -17,6 +17,7 @@ pub mod codegen;
 pub mod config;
 pub mod domain;
 pub mod health;
+pub mod openapi;
 pub mod rpc;
 pub mod sim;
 pub mod updates;

@@ -149,6 +149,7 @@ impl Resource for Network {
 pub struct ListInput {
     #[serde(default)]
     #[ts(optional)]
+    #[schema(example = "prj-web")]
     pub project_id: Option<String>,
 }
 
@@ -163,11 +164,14 @@ pub struct IdInput {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerCreate {
+    #[schema(example = "prj-web")]
     pub project_id: String,
+    #[schema(example = "api-1")]
     pub name: String,
     /// Flavor name; defaults to `m1.small`.
     #[serde(default)]
     #[ts(optional)]
+    #[schema(example = "m1.small")]
     pub flavor: Option<String>,
     #[serde(default)]
     #[ts(optional)]
@@ -178,9 +182,12 @@ pub struct ServerCreate {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeCreate {
+    #[schema(example = "prj-web")]
     pub project_id: String,
+    #[schema(example = "scratch")]
     pub name: String,
     /// 1 to 16384.
+    #[schema(example = 10, minimum = 1, maximum = 16384)]
     pub size_gb: u32,
     #[serde(default)]
     #[ts(optional)]

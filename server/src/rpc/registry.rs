@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
-use utoipa::openapi::{RefOr, Schema};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::RpcError;
 use crate::app::AppState;
@@ -92,12 +93,20 @@ pub trait Wire: TS + ToSchema + 'static {
     fn export_ts(cfg: &ts_rs::Config) -> Result<(), ts_rs::ExportError> {
         Self::export_all(cfg)
     }
+
+    /// The type's schema where it is used: a `$ref` to its component.
+    fn reference() -> RefOr<Schema> {
+        Ref::from_schema_name(<Self as ToSchema>::name()).into()
+    }
 }
 
 impl<T: Wire> Wire for Vec<T>
 where
     Vec<T>: ToSchema,
 {
+    fn reference() -> RefOr<Schema> {
+        ArrayBuilder::new().items(T::reference()).into()
+    }
     fn components(out: &mut Vec<(String, RefOr<Schema>)>) {
         T::components(out);
     }
@@ -111,6 +120,9 @@ where
     Option<T>: ToSchema,
 {
     const PRESENCE: Presence = Presence::Optional;
+    fn reference() -> RefOr<Schema> {
+        OneOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::Null)).item(T::reference()).into()
+    }
     fn components(out: &mut Vec<(String, RefOr<Schema>)>) {
         T::components(out);
     }
@@ -159,6 +171,9 @@ impl Wire for NoInput {
     fn export_ts(_: &ts_rs::Config) -> Result<(), ts_rs::ExportError> {
         Ok(())
     }
+    fn reference() -> RefOr<Schema> {
+        <Self as utoipa::PartialSchema>::schema()
+    }
 }
 
 /// A [`Wire`] type as the generators see it, behind function pointers so that the
@@ -169,7 +184,7 @@ pub struct WireType {
     pub ts_name: fn(&ts_rs::Config) -> String,
     /// Writes the TypeScript declarations of the type's named parts and their dependencies.
     pub ts_export: fn(&ts_rs::Config) -> Result<(), ts_rs::ExportError>,
-    /// The type's JSON Schema (referring to named components by `$ref`).
+    /// The type's JSON Schema where it is used (named types by `$ref`).
     pub schema: fn() -> RefOr<Schema>,
     /// Pushes the named schemas the type refers to.
     pub components: fn(&mut Vec<(String, RefOr<Schema>)>),
@@ -187,7 +202,7 @@ impl WireType {
         WireType {
             ts_name: <T as TS>::name,
             ts_export: <T as Wire>::export_ts,
-            schema: <T as utoipa::PartialSchema>::schema,
+            schema: <T as Wire>::reference,
             components: <T as Wire>::components,
             presence: T::PRESENCE,
         }
