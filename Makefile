@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORT ?= 3000
 
-.PHONY: run test test-rust lint fmt build
+.PHONY: run test test-rust lint fmt build gen check-gen
 
 ## Build and serve the API, the stream (and the web app once built) on http://localhost:$(PORT),
 ## with the embedded OpenStack simulator as upstream (a random server changes every 15 s).
@@ -11,7 +11,7 @@ run:
 	$(CARGO) run --release -p stalecast -- serve --port $(PORT) --sim-churn 15s
 
 ## Everything CI checks.
-test: lint test-rust
+test: lint check-gen test-rust
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -26,6 +26,15 @@ test-rust:
 
 fmt:
 	$(CARGO) fmt --all
+
+## The generated contract: TypeScript bindings (bindings/) and the OpenAPI document (openapi/),
+## both from the Rust code. `check-gen` fails when the committed files differ from what it produces.
+export TS_RS_EXPORT_DIR := bindings
+gen:
+	$(CARGO) run --quiet --locked -p stalecast -- gen
+
+check-gen:
+	$(CARGO) run --quiet --locked -p stalecast -- gen --check
 
 build:
 	$(CARGO) build --workspace --all-targets

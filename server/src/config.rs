@@ -1,4 +1,4 @@
-//! The command line: `stalecast serve`, `stalecast sim`. Every flag can also be set with
+//! The command line: `stalecast serve`, `stalecast sim`, `stalecast gen`. Every flag can also be set with
 //! a `STALECAST_*` environment variable; every one has a default, so `stalecast serve`
 //! alone serves on port 3000 against an embedded simulator.
 
@@ -30,6 +30,8 @@ pub enum Command {
     Serve(ServeConfig),
     /// Serve the OpenStack-shaped simulator alone.
     Sim(SimArgs),
+    /// Write the TypeScript bindings and the OpenAPI document (or check them).
+    Gen(GenArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -116,4 +118,18 @@ pub struct SimArgs {
     /// How long new servers stay BUILD and new volumes creating.
     #[arg(long, env = "STALECAST_SIM_TRANSITION", value_parser = duration, default_value = "2s")]
     pub transition_delay: Duration,
+}
+
+/// `stalecast gen`.
+#[derive(Clone, Debug, Args)]
+pub struct GenArgs {
+    /// Directory of the TypeScript bindings (ts-rs's export directory).
+    #[arg(long, env = "TS_RS_EXPORT_DIR", default_value = "bindings")]
+    pub bindings: PathBuf,
+    /// Path of the OpenAPI document.
+    #[arg(long, env = "STALECAST_OPENAPI", default_value = "openapi/openapi.json")]
+    pub openapi: PathBuf,
+    /// Write nothing; fail when a file differs from what the code generates.
+    #[arg(long)]
+    pub check: bool,
 }

@@ -1,5 +1,5 @@
-//! The `stalecast` binary: `serve` (the default way to run Stalecast) and `sim` (the
-//! OpenStack-shaped simulator alone).
+//! The `stalecast` binary: `serve` (the default way to run Stalecast), `sim` (the
+//! OpenStack-shaped simulator alone) and `gen` (the generated contract files).
 
 use anyhow::Context;
 use clap::Parser;
@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
             app.wait().await?;
         }
         Command::Sim(args) => run_sim(args, shutdown).await?,
+        Command::Gen(args) => return stalecast::codegen::run(&args),
     }
     tracing::info!("stopped");
     Ok(())

@@ -47,6 +47,13 @@ async fn serves_the_app_with_spa_fallback_without_shadowing_the_api() {
     assert_eq!(response.status(), 404);
     assert!(!response.text().await.expect("body").contains(MARKER));
     assert_eq!(get("/healthz", "text/html").await.expect("healthz").status(), 200);
+    // The explorer and its document keep their own routes too.
+    let response = get("/docs/", "text/html").await.expect("docs");
+    assert_eq!(response.status(), 200);
+    assert!(!response.text().await.expect("body").contains(MARKER));
+    let response = get("/openapi.json", "*/*").await.expect("openapi");
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.expect("body").contains("\"openapi\""));
     let mut stream = app.stream("", None).await;
     assert_eq!(stream.connected().await["reconnectAfterInactivityMs"], 15000);
 
