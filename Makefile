@@ -38,3 +38,43 @@ check-gen:
 
 build:
 	$(CARGO) build --workspace --all-targets
+
+# ---------------------------------------------------------------------------------------
+# Web app and browser tests. `make run` builds the dashboard first; `make test` adds its
+# unit tests and the end-to-end tests (Debian's chromium, installed when missing).
+NPM ?= npm
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+WEB_DEPS := web/node_modules/.package-lock.json
+E2E_DEPS := tests/e2e/node_modules/.package-lock.json
+
+.PHONY: web test-web e2e chromium
+
+run: web
+test: test-web e2e
+
+## The dashboard: type-check and build into web/dist (served by `stalecast serve` at /).
+web: $(WEB_DEPS)
+	cd web && $(NPM) run build
+
+## The dashboard's unit tests (vitest): the update hooks against a scripted stream.
+test-web: $(WEB_DEPS)
+	cd web && $(NPM) test
+
+## Browser end-to-end tests against the real binary.
+e2e: web chromium $(E2E_DEPS)
+	$(CARGO) build --locked -p stalecast
+	cd tests/e2e && STALECAST_BIN="$(CURDIR)/target/debug/stalecast" CHROMIUM="$(CHROMIUM)" $(NPM) test
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund
+
+$(E2E_DEPS): tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && $(NPM) ci --no-audit --no-fund
+
+chromium:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	}

@@ -2,16 +2,19 @@
 import type { UpdateType } from "@stalecast/bindings";
 import type { ReactNode } from "react";
 import { formatAge, microsToMs, useNow } from "../lib/time";
+import { StatusPill } from "./StatusPill";
 import { useLastUpdate } from "../updates/useLastUpdate";
 
 interface Props {
   title: string;
   type: UpdateType;
   count?: number;
+  /** Statuses to count in the header (`ACTIVE` ×14, `SHUTOFF` ×10). */
+  statuses?: readonly string[];
   children?: ReactNode;
 }
 
-export function PageHeader({ title, type, count, children }: Props) {
+export function PageHeader({ title, type, count, statuses, children }: Props) {
   const last = useLastUpdate(type);
   const now = useNow();
   return (
@@ -31,7 +34,23 @@ export function PageHeader({ title, type, count, children }: Props) {
           )}
         </p>
       </div>
+      {statuses && statuses.length > 0 ? <StatusSummary statuses={statuses} /> : null}
       <div className="page-header__actions">{children}</div>
     </header>
+  );
+}
+
+function StatusSummary({ statuses }: { statuses: readonly string[] }) {
+  const counts = new Map<string, number>();
+  for (const status of statuses) counts.set(status, (counts.get(status) ?? 0) + 1);
+  return (
+    <div className="summary" aria-label="By status">
+      {[...counts].sort(([, a], [, b]) => b - a).map(([status, n]) => (
+        <span key={status} className="summary__item">
+          <span className="summary__n">{n}</span>
+          <StatusPill status={status} />
+        </span>
+      ))}
+    </div>
   );
 }

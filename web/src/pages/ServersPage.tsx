@@ -24,7 +24,7 @@ export function ServersPage() {
 
   return (
     <div className="page">
-      <PageHeader title="Servers" type="servers" count={servers.data?.length}>
+      <PageHeader title="Servers" type="servers" count={servers.data?.length} statuses={list.map((r) => r.status)}>
         <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
           {creating ? "Close" : "New server"}
         </button>

@@ -25,7 +25,7 @@ export function VolumesPage() {
 
   return (
     <div className="page">
-      <PageHeader title="Volumes" type="volumes" count={volumes.data?.length}>
+      <PageHeader title="Volumes" type="volumes" count={volumes.data?.length} statuses={list.map((r) => r.status)}>
         {volumes.data ? <span className="muted">{total} GiB</span> : null}
         <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
           {creating ? "Close" : "New volume"}

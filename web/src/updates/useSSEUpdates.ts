@@ -80,10 +80,16 @@ export function useSSEUpdates({ logSize = 50, retryDelayMs = 2000 }: SSEUpdatesO
   );
 
   const onStarted = useCallback(() => {
-    if (everLive.current) return;
-    everLive.current = true;
-    // Answers that arrived before the stream listened may predate an update nobody heard.
-    void queryClient.invalidateQueries({ predicate: (query) => query.state.status === "success" });
+    if (!everLive.current) {
+      everLive.current = true;
+      // Answers that arrived before the stream listened may predate an update nobody heard.
+      void queryClient.invalidateQueries({ predicate: (query) => query.state.status === "success" });
+    } else if (lastSeqRef.current === null) {
+      // Back after a drop, but with no event id to resume from: the server cannot replay
+      // what was missed, so refetch what is shown.
+      void invalidateAll(queryClient);
+    }
+    // Otherwise the reconnect carried Last-Event-ID: the server replays or sends a resync.
   }, [queryClient]);
 
   const input = resumeFrom === undefined ? {} : { lastEventId: resumeFrom };
