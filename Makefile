@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORT ?= 3000
 
-.PHONY: run test test-rust lint fmt build gen check-gen
+.PHONY: run test test-rust lint fmt build gen check-gen test-node
 
 ## Build and serve the API, the stream (and the web app once built) on http://localhost:$(PORT),
 ## with the embedded OpenStack simulator as upstream (a random server changes every 15 s).
@@ -11,7 +11,7 @@ run:
 	$(CARGO) run --release -p stalecast -- serve --port $(PORT) --sim-churn 15s
 
 ## Everything CI checks.
-test: lint check-gen test-rust
+test: lint check-gen test-rust test-node
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -38,3 +38,12 @@ check-gen:
 
 build:
 	$(CARGO) build --workspace --all-targets
+
+## The stock @trpc/client (typed by the generated AppRouter), a bare EventSource and an
+## OpenAPI 3.1 validator against the real binary. Installs its npm packages from the lockfile.
+STALECAST_BIN ?= $(CURDIR)/target/debug/stalecast
+test-node:
+	$(CARGO) build --locked -p stalecast
+	cd tests/node && npm ci --no-audit --no-fund
+	cd tests/node && npx tsc --noEmit
+	cd tests/node && STALECAST_BIN="$(STALECAST_BIN)" npx vitest run
