@@ -39,11 +39,13 @@ check-gen:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## The stock @trpc/client (typed by the generated AppRouter), a bare EventSource and an
-## OpenAPI 3.1 validator against the real binary. Installs its npm packages from the lockfile.
+## The stock @trpc/client (typed by the generated AppRouter), a bare EventSource, an
+## OpenAPI 3.1 validator and the /docs explorer in Debian's chromium, against the real binary.
+## Installs its npm packages from the lockfile, and chromium when it is missing.
 STALECAST_BIN ?= $(CURDIR)/target/debug/stalecast
 test-node:
 	$(CARGO) build --locked -p stalecast
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	cd tests/node && npm ci --no-audit --no-fund
 	cd tests/node && npx tsc --noEmit
 	cd tests/node && STALECAST_BIN="$(STALECAST_BIN)" npx vitest run

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::schema::ArrayBuilder;
 use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::RpcError;
@@ -120,8 +120,10 @@ where
     Option<T>: ToSchema,
 {
     const PRESENCE: Presence = Presence::Optional;
+    /// An optional input is documented as its inner type, marked not required (absent or
+    /// `null` means none), which is also what Swagger UI can offer an editor for.
     fn reference() -> RefOr<Schema> {
-        OneOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::Null)).item(T::reference()).into()
+        T::reference()
     }
     fn components(out: &mut Vec<(String, RefOr<Schema>)>) {
         T::components(out);
