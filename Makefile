@@ -42,7 +42,7 @@ build:
 ## The stock @trpc/client (typed by the generated AppRouter), a bare EventSource, an
 ## OpenAPI 3.1 validator and the /docs explorer in Debian's chromium, against the real binary.
 ## Installs its npm packages from the lockfile, and chromium when it is missing.
-STALECAST_BIN ?= $(CURDIR)/target/debug/stalecast
+STALECAST_BIN ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/stalecast
 test-node:
 	$(CARGO) build --locked -p stalecast
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
