@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORT ?= 3000
 
-.PHONY: run test test-rust lint fmt build gen check-gen
+.PHONY: run test test-rust lint fmt build gen check-gen test-node
 
 ## Build and serve the API, the stream (and the web app once built) on http://localhost:$(PORT),
 ## with the embedded OpenStack simulator as upstream (a random server changes every 15 s).
@@ -11,7 +11,7 @@ run:
 	$(CARGO) run --release -p stalecast -- serve --port $(PORT) --sim-churn 15s
 
 ## Everything CI checks.
-test: lint check-gen test-rust
+test: lint check-gen test-rust test-node
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -39,6 +39,17 @@ check-gen:
 build:
 	$(CARGO) build --workspace --all-targets
 
+## The stock @trpc/client (typed by the generated AppRouter), a bare EventSource, an
+## OpenAPI 3.1 validator and the /docs explorer in Debian's chromium, against the real binary.
+## Installs its npm packages from the lockfile, and chromium when it is missing.
+STALECAST_BIN ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/stalecast
+test-node:
+	$(CARGO) build --locked -p stalecast
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	cd tests/node && npm ci --no-audit --no-fund
+	cd tests/node && npx tsc --noEmit
+	cd tests/node && STALECAST_BIN="$(STALECAST_BIN)" npx vitest run
+
 # ---------------------------------------------------------------------------------------
 # Web app and browser tests. `make run` builds the dashboard first; `make test` adds its
 # unit tests and the end-to-end tests (Debian's chromium, installed when missing).
@@ -64,7 +75,7 @@ test-web: $(WEB_DEPS)
 ## Browser end-to-end tests against the real binary.
 e2e: web chromium $(E2E_DEPS)
 	$(CARGO) build --locked -p stalecast
-	cd tests/e2e && STALECAST_BIN="$(CURDIR)/target/debug/stalecast" CHROMIUM="$(CHROMIUM)" $(NPM) test
+	cd tests/e2e && STALECAST_BIN="$(STALECAST_BIN)" CHROMIUM="$(CHROMIUM)" $(NPM) test
 
 $(WEB_DEPS): web/package.json web/package-lock.json
 	cd web && $(NPM) ci --no-audit --no-fund

@@ -160,7 +160,7 @@ fn router_ts(registry: &Registry, cfg: &ts_rs::Config, declared: &BTreeSet<Strin
 // The type of Stalecast's tRPC router, for the stock client: `createTRPCClient<AppRouter>(…)`.
 // Nothing here runs: every procedure is served by the Stalecast server; this router only
 // declares each one's kind, input and output, built from the server's procedure registry.
-// Import it as a type (`import type { AppRouter }`); `index.ts` re-exports nothing else.
+// `index.ts` re-exports `AppRouter` as a type only, so none of this reaches a bundle.
 
 import { initTRPC } from "@trpc/server";
 import type { TrackedEnvelope } from "@trpc/server";

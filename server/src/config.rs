@@ -1,6 +1,7 @@
-//! The command line: `stalecast serve`, `stalecast sim`, `stalecast gen`. Every flag can also be set with
-//! a `STALECAST_*` environment variable; every one has a default, so `stalecast serve`
-//! alone serves on port 3000 against an embedded simulator.
+//! The command line: `stalecast serve`, `stalecast sim`, `stalecast gen`. Every flag of
+//! `serve` and `sim` can also be set with a `STALECAST_*` environment variable; every one
+//! has a default, so `stalecast serve` alone serves on port 3000 against an embedded
+//! simulator. `gen` writes into the current directory (the repository root).
 
 use std::net::IpAddr;
 use std::path::PathBuf;

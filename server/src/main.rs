@@ -20,7 +20,14 @@ async fn main() -> anyhow::Result<()> {
             app.wait().await?;
         }
         Command::Sim(args) => run_sim(args, shutdown).await?,
-        Command::Gen(args) => return stalecast::codegen::run(&args),
+        Command::Gen(args) => {
+            // A stale file is an expected outcome of `--check`: say so plainly, no backtrace.
+            if let Err(error) = stalecast::codegen::run(&args) {
+                tracing::error!("{error:#}");
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
     }
     tracing::info!("stopped");
     Ok(())

@@ -174,10 +174,10 @@ fn operation(procedure: &Procedure) -> Operation {
         .tag(tag(procedure.path));
     match procedure.kind {
         Kind::Query => {
-            op = op.parameters(input_parameter(procedure).map(|p| [p])).description(Some(format!(
-                "Query `{}`: `GET /trpc/{}?input=<url-encoded JSON>`.",
-                procedure.path, procedure.path
-            )));
+            let query = if procedure.input.presence == Presence::None { "" } else { "?input=<url-encoded JSON>" };
+            op = op
+                .parameters(input_parameter(procedure).map(|p| [p]))
+                .description(Some(format!("Query `{}`: `GET /trpc/{}{query}`.", procedure.path, procedure.path)));
         }
         Kind::Mutation => {
             let body = (procedure.input.presence != Presence::None).then(|| {

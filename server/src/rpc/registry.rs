@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::schema::ArrayBuilder;
 use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::RpcError;
@@ -120,8 +120,10 @@ where
     Option<T>: ToSchema,
 {
     const PRESENCE: Presence = Presence::Optional;
+    /// An optional input is documented as its inner type, marked not required (absent or
+    /// `null` means none), which is also what Swagger UI can offer an editor for.
     fn reference() -> RefOr<Schema> {
-        OneOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::Null)).item(T::reference()).into()
+        T::reference()
     }
     fn components(out: &mut Vec<(String, RefOr<Schema>)>) {
         T::components(out);
@@ -327,5 +329,34 @@ impl Registry {
     /// Every procedure, sorted by path.
     pub fn iter(&self) -> impl Iterator<Item = &Procedure> {
         self.procedures.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_input_is_absent_null_or_empty_and_nothing_else() {
+        for ok in [serde_json::json!(null), serde_json::json!({})] {
+            assert_eq!(crate::rpc::decode_input::<NoInput>(ok).expect("accepted"), NoInput);
+        }
+        for bad in [serde_json::json!({"x": 1}), serde_json::json!(5), serde_json::json!([])] {
+            let error = crate::rpc::decode_input::<NoInput>(bad).expect_err("refused");
+            assert!(error.message.contains("takes no input"), "{}", error.message);
+        }
+    }
+
+    #[test]
+    fn wire_types_describe_presence_and_references() {
+        assert_eq!(WireType::of::<NoInput>().presence, Presence::None);
+        assert_eq!(WireType::of::<Option<crate::domain::model::ListInput>>().presence, Presence::Optional);
+        assert_eq!(WireType::of::<crate::domain::model::IdInput>().presence, Presence::Required);
+        let list = serde_json::to_value((WireType::of::<Vec<crate::domain::model::Volume>>().schema)()).expect("json");
+        assert_eq!(list, serde_json::json!({"type": "array", "items": {"$ref": "#/components/schemas/Volume"}}));
+        assert_eq!(
+            (WireType::of::<Vec<crate::domain::model::Volume>>().ts_name)(&ts_rs::Config::new()),
+            "Array<Volume>"
+        );
     }
 }
