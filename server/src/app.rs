@@ -30,7 +30,7 @@ use crate::updates::{BusConfig, UpdateBus};
 use crate::upstream::client::{OpenStackClient, UpstreamConfig};
 use crate::upstream::poller;
 use crate::upstream::store::Store;
-use crate::{domain, health};
+use crate::{domain, health, openapi, web};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -91,6 +91,10 @@ pub fn router(state: AppState) -> Router {
         .route("/trpc/", any(rpc::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // The OpenAPI document and its explorer.
+        .merge(openapi::explorer(openapi::document(state.registry())))
+        // The web app answers whatever no route above claims, so it never shadows the API.
+        .fallback(web::serve)
         .layer(CompressionLayer::new().compress_when(compress))
         .layer(cors)
         // Upstream trouble answers 502/503 on purpose and is logged where it happens.
@@ -187,6 +191,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         registry: domain::registry(),
         shutdown: shutdown.clone(),
     }));
+    web::check(&state.config().web_dir);
     let app = router(state.clone());
     let token = shutdown.clone();
     let server = tokio::spawn(async move {

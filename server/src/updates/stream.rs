@@ -19,6 +19,8 @@
 //! gets every update after that id from the replay ring, then live ones. When that is
 //! impossible — the id is older than the ring, or this subscriber fell behind the
 //! broadcast channel — it gets `{"kind":"resync",…}` and carries on: never a silent gap.
+//! Every data event, resync included, carries its `seq` as the SSE id, which is what
+//! tRPC's `tracked()` events look like to the stock client.
 //! Every stream ends when the server's cancellation token fires, so graceful shutdown
 //! never waits on open streams.
 
@@ -35,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use ts_rs::TS;
+use utoipa::ToSchema;
 
 use super::{Published, ResyncReason, StreamEvent, UpdateBus, UpdateType};
 use crate::app::AppState;
@@ -44,7 +47,7 @@ use crate::rpc::{RpcError, decode_input};
 pub const PATH: &str = "updates.onUpdate";
 
 /// Input of `updates.onUpdate`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, TS)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OnUpdateInput {
     /// Only these types (absent or empty: all).
@@ -56,6 +59,8 @@ pub struct OnUpdateInput {
     #[ts(optional)]
     pub last_event_id: Option<String>,
 }
+
+impl crate::rpc::Wire for OnUpdateInput {}
 
 /// How streams behave.
 #[derive(Clone, Copy, Debug)]
@@ -135,13 +140,16 @@ fn updates(
         let mut live = subscription.live;
         if subscription.gap {
             // Live updates continue right after `seq`, so that is the id to resume from.
-            yield Ok(resync(subscription.seq, ResyncReason::Gap).id(subscription.seq.to_string()));
+            yield Ok(resync(subscription.seq, ResyncReason::Gap));
         }
         for published in subscription.replay {
             if wanted(&published, filter) {
                 yield Ok(update_event(&published));
             }
         }
+        // After a `lagged` resync, what the channel still holds up to the resync's seq is
+        // covered by the refetch it asks for: skipped, so ids only ever increase.
+        let mut covered = 0;
         loop {
             let received = tokio::select! {
                 biased;
@@ -150,13 +158,14 @@ fn updates(
             };
             match received {
                 Ok(published) => {
-                    if wanted(&published, filter) {
+                    if published.update.seq > covered && wanted(&published, filter) {
                         yield Ok(update_event(&published));
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
+                    covered = bus.seq();
                     tracing::debug!(missed, "subscriber lagged; sending resync");
-                    yield Ok(resync(bus.seq(), ResyncReason::Lagged));
+                    yield Ok(resync(covered, ResyncReason::Lagged));
                 }
                 Err(RecvError::Closed) => break,
             }
@@ -172,10 +181,12 @@ fn update_event(published: &Published) -> Event {
     Event::default().id(published.update.seq.to_string()).data(&published.json)
 }
 
+/// A resync carries `seq` as its SSE id, like every data event: a client that resumes
+/// from it gets what followed, and the stock client's `tracked()` events always have an id.
 fn resync(seq: u64, reason: ResyncReason) -> Event {
     let json = serde_json::to_string(&StreamEvent::Resync { seq, reason })
         .unwrap_or_else(|_| String::from(r#"{"kind":"resync","seq":0,"reason":"gap"}"#));
-    Event::default().data(json)
+    Event::default().id(seq.to_string()).data(json)
 }
 
 /// The keep-alive event. tRPC's client resets its inactivity timer only on a dispatched
