@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORT ?= 3000
 
-.PHONY: run test test-rust lint fmt build
+.PHONY: run test test-rust lint fmt build gen check-gen test-node
 
 ## Build and serve the API, the stream (and the web app once built) on http://localhost:$(PORT),
 ## with the embedded OpenStack simulator as upstream (a random server changes every 15 s).
@@ -11,7 +11,7 @@ run:
 	$(CARGO) run --release -p stalecast -- serve --port $(PORT) --sim-churn 15s
 
 ## Everything CI checks.
-test: lint test-rust
+test: lint check-gen test-rust test-node
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -27,5 +27,65 @@ test-rust:
 fmt:
 	$(CARGO) fmt --all
 
+## The generated contract: TypeScript bindings (bindings/) and the OpenAPI document (openapi/),
+## both from the Rust code. `check-gen` fails when the committed files differ from what it produces.
+export TS_RS_EXPORT_DIR := bindings
+gen:
+	$(CARGO) run --quiet --locked -p stalecast -- gen
+
+check-gen:
+	$(CARGO) run --quiet --locked -p stalecast -- gen --check
+
 build:
 	$(CARGO) build --workspace --all-targets
+
+## The stock @trpc/client (typed by the generated AppRouter), a bare EventSource, an
+## OpenAPI 3.1 validator and the /docs explorer in Debian's chromium, against the real binary.
+## Installs its npm packages from the lockfile, and chromium when it is missing.
+STALECAST_BIN ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/stalecast
+test-node:
+	$(CARGO) build --locked -p stalecast
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	cd tests/node && npm ci --no-audit --no-fund
+	cd tests/node && npx tsc --noEmit
+	cd tests/node && STALECAST_BIN="$(STALECAST_BIN)" npx vitest run
+
+# ---------------------------------------------------------------------------------------
+# Web app and browser tests. `make run` builds the dashboard first; `make test` adds its
+# unit tests and the end-to-end tests (Debian's chromium, installed when missing).
+NPM ?= npm
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+WEB_DEPS := web/node_modules/.package-lock.json
+E2E_DEPS := tests/e2e/node_modules/.package-lock.json
+
+.PHONY: web test-web e2e chromium
+
+run: web
+test: test-web e2e
+
+## The dashboard: type-check and build into web/dist (served by `stalecast serve` at /).
+web: $(WEB_DEPS)
+	cd web && $(NPM) run build
+
+## The dashboard's unit tests (vitest): the update hooks against a scripted stream.
+test-web: $(WEB_DEPS)
+	cd web && $(NPM) test
+
+## Browser end-to-end tests against the real binary.
+e2e: web chromium $(E2E_DEPS)
+	$(CARGO) build --locked -p stalecast
+	cd tests/e2e && STALECAST_BIN="$(STALECAST_BIN)" CHROMIUM="$(CHROMIUM)" $(NPM) test
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund
+
+$(E2E_DEPS): tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && $(NPM) ci --no-audit --no-fund
+
+chromium:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	}

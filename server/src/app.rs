@@ -30,7 +30,7 @@ use crate::updates::{BusConfig, UpdateBus};
 use crate::upstream::client::{OpenStackClient, UpstreamConfig};
 use crate::upstream::poller;
 use crate::upstream::store::Store;
-use crate::{domain, health};
+use crate::{domain, health, openapi, web};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -89,8 +89,13 @@ pub fn router(state: AppState) -> Router {
         .route("/trpc/", any(rpc::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        // Only the routes above: tower-http's compression body keeps every encoder's state
-        // inline (≈ 5.8 KiB), which each open event stream would carry for its whole life.
+        // The OpenAPI document and its explorer.
+        .merge(openapi::explorer(openapi::document(state.registry())))
+        // The web app answers whatever no route claims, so it never shadows the API.
+        .fallback(web::serve)
+        // Everything above, not the stream below: tower-http's compression body keeps
+        // every encoder's state inline (≈ 5.8 KiB), which each open event stream would
+        // carry for its whole life (and events would sit in the encoder's buffer).
         .layer(CompressionLayer::new().compress_when(compress))
         .route(
             &format!("/trpc/{}", stream::PATH),
@@ -196,6 +201,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         shutdown: shutdown.clone(),
         pings,
     }));
+    web::check(&state.config().web_dir);
     let app = router(state.clone());
     let max_connections = match state.config().max_connections {
         0 => crate::serve::default_max_connections(),

@@ -1,8 +1,10 @@
-//! The command line: `stalecast serve`, `stalecast sim`. Every flag can also be set with
-//! a `STALECAST_*` environment variable; every one has a default, so `stalecast serve`
-//! alone serves on port 3000 against an embedded simulator.
+//! The command line: `stalecast serve`, `stalecast sim`, `stalecast gen`. Every flag of
+//! `serve` and `sim` can also be set with a `STALECAST_*` environment variable; every one
+//! has a default, so `stalecast serve` alone serves on port 3000 against an embedded
+//! simulator. `gen` writes into the current directory (the repository root).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -29,6 +31,8 @@ pub enum Command {
     Serve(ServeConfig),
     /// Serve the OpenStack-shaped simulator alone.
     Sim(SimArgs),
+    /// Write the TypeScript bindings and the OpenAPI document (or check them).
+    Gen(GenArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -86,6 +90,12 @@ pub struct ServeConfig {
     /// file-descriptor limit less a reserve for upstream connections and files).
     #[arg(long, env = "STALECAST_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
+
+    // --- web app ---
+    /// The built web app (`npm run build` in `web/`), served at `/`. When it is missing,
+    /// `/` says how to build it.
+    #[arg(long, env = "STALECAST_WEB_DIR", default_value = "web/dist")]
+    pub web_dir: PathBuf,
 }
 
 impl Default for ServeConfig {
@@ -113,4 +123,18 @@ pub struct SimArgs {
     /// How long new servers stay BUILD and new volumes creating.
     #[arg(long, env = "STALECAST_SIM_TRANSITION", value_parser = duration, default_value = "2s")]
     pub transition_delay: Duration,
+}
+
+/// `stalecast gen`.
+#[derive(Clone, Debug, Args)]
+pub struct GenArgs {
+    /// Directory of the TypeScript bindings (ts-rs's export directory).
+    #[arg(long, env = "TS_RS_EXPORT_DIR", default_value = "bindings")]
+    pub bindings: PathBuf,
+    /// Path of the OpenAPI document.
+    #[arg(long, env = "STALECAST_OPENAPI", default_value = "openapi/openapi.json")]
+    pub openapi: PathBuf,
+    /// Write nothing; fail when a file differs from what the code generates.
+    #[arg(long)]
+    pub check: bool,
 }

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::updates::UpdateType;
@@ -17,26 +18,33 @@ pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-#[derive(Debug, Serialize)]
+/// What `/readyz` answers.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Readiness {
-    ready: bool,
-    upstream: String,
-    streams: usize,
-    types: Vec<TypeReadiness>,
+pub struct Readiness {
+    /// Every collection is fresh.
+    pub ready: bool,
+    /// The upstream's Keystone URL.
+    pub upstream: String,
+    /// Open event streams.
+    pub streams: usize,
+    pub types: Vec<TypeReadiness>,
 }
 
-#[derive(Debug, Serialize)]
+/// The freshness of one collection.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct TypeReadiness {
+pub struct TypeReadiness {
     #[serde(rename = "type")]
-    kind: UpdateType,
-    fresh: bool,
-    /// Milliseconds since the upstream last answered for this type (absent: never).
-    age_ms: Option<u64>,
-    failures: u32,
+    pub kind: UpdateType,
+    pub fresh: bool,
+    /// Milliseconds since the upstream last answered for this type (null: never).
+    pub age_ms: Option<u64>,
+    /// Failed fetches since the last success.
+    pub failures: u32,
+    /// The last failure, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// `GET /readyz`: 200 when every collection was fetched successfully within three poll

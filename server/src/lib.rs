@@ -9,13 +9,20 @@
 //! - [`sim`]: the embedded OpenStack-shaped simulator.
 //! - [`app`]: wiring, routing and graceful shutdown.
 //! - [`serve`]: the accept loop, its descriptor budget and the lean event-stream writer.
+//! - [`bindings`], [`openapi`]: the contract generated from the code (TypeScript, OpenAPI);
+//!   [`codegen`] writes or checks them.
+//! - [`web`]: the built web app at `/`, with the single-page app's fallback.
 
 pub mod app;
+pub mod bindings;
+pub mod codegen;
 pub mod config;
 pub mod domain;
 pub mod health;
+pub mod openapi;
 pub mod rpc;
 pub mod serve;
 pub mod sim;
 pub mod updates;
 pub mod upstream;
+pub mod web;

@@ -1,5 +1,5 @@
-//! The `stalecast` binary: `serve` (the default way to run Stalecast) and `sim` (the
-//! OpenStack-shaped simulator alone).
+//! The `stalecast` binary: `serve` (the default way to run Stalecast), `sim` (the
+//! OpenStack-shaped simulator alone) and `gen` (the generated contract files).
 
 use anyhow::Context;
 use clap::Parser;
@@ -20,6 +20,14 @@ async fn main() -> anyhow::Result<()> {
             app.wait().await?;
         }
         Command::Sim(args) => run_sim(args, shutdown).await?,
+        Command::Gen(args) => {
+            // A stale file is an expected outcome of `--check`: say so plainly, no backtrace.
+            if let Err(error) = stalecast::codegen::run(&args) {
+                tracing::error!("{error:#}");
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
     }
     tracing::info!("stopped");
     Ok(())

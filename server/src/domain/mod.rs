@@ -9,7 +9,7 @@
 pub mod model;
 
 use crate::app::AppState;
-use crate::rpc::{Kind, Registry, Reply, RpcError};
+use crate::rpc::{Kind, NoInput, Registry, Reply, RpcError};
 use crate::updates::StreamEvent;
 use crate::updates::UpdateType;
 use crate::updates::stream::{self, OnUpdateInput};
@@ -64,10 +64,10 @@ pub fn registry() -> Registry {
         "Networks, optionally of one project.",
         |app, input| async move { list::<Network>(&app, input).await },
     )
-    .query::<Option<()>, UpdatesState, _, _>(
+    .query::<NoInput, UpdatesState, _, _>(
         "updates.state",
         "The bus's latest seq, the replay ring's size and the last update of each type.",
-        |app, _: Option<()>| async move { Reply::new(&updates_state(&app)) },
+        |app, _: NoInput| async move { Reply::new(&updates_state(&app)) },
     )
     .mutation::<ServerCreate, Server, _, _>(
         "compute.servers.create",
@@ -99,7 +99,7 @@ pub fn registry() -> Registry {
             Reply::new(&Deleted { id: input.id })
         },
     )
-    .subscription::<OnUpdateInput, StreamEvent>(
+    .subscription::<Option<OnUpdateInput>, StreamEvent>(
         stream::PATH,
         "The stream of update notifications (Server-Sent Events).",
     );

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
+use utoipa::ToSchema;
 
+use crate::rpc::Wire;
 use crate::updates::UpdateType;
 
 /// A resource kind the poller keeps in the cache.
@@ -16,7 +18,7 @@ pub trait Resource: Clone + PartialEq + Serialize + Send + Sync + 'static {
 }
 
 /// A Keystone project (tenant).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Project {
     pub id: String,
@@ -26,7 +28,7 @@ pub struct Project {
 }
 
 /// A Nova server (instance).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Server {
     pub id: String,
@@ -42,7 +44,7 @@ pub struct Server {
     pub updated: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerAddress {
     pub network: String,
@@ -50,7 +52,7 @@ pub struct ServerAddress {
 }
 
 /// A Cinder volume.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub id: String,
@@ -66,7 +68,7 @@ pub struct Volume {
 }
 
 /// A Glance image.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Image {
     pub id: String,
@@ -80,7 +82,7 @@ pub struct Image {
 }
 
 /// A Neutron network.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Network {
     pub id: String,
@@ -142,30 +144,34 @@ impl Resource for Network {
 }
 
 /// Input of list queries: everything, or one project's.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListInput {
     #[serde(default)]
     #[ts(optional)]
+    #[schema(example = "prj-web")]
     pub project_id: Option<String>,
 }
 
 /// Input of `…get` queries and of mutations that act on one resource.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdInput {
     pub id: String,
 }
 
 /// Input of `compute.servers.create`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerCreate {
+    #[schema(example = "prj-web")]
     pub project_id: String,
+    #[schema(example = "api-1")]
     pub name: String,
     /// Flavor name; defaults to `m1.small`.
     #[serde(default)]
     #[ts(optional)]
+    #[schema(example = "m1.small")]
     pub flavor: Option<String>,
     #[serde(default)]
     #[ts(optional)]
@@ -173,12 +179,15 @@ pub struct ServerCreate {
 }
 
 /// Input of `storage.volumes.create`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeCreate {
+    #[schema(example = "prj-web")]
     pub project_id: String,
+    #[schema(example = "scratch")]
     pub name: String,
     /// 1 to 16384.
+    #[schema(example = 10, minimum = 1, maximum = 16384)]
     pub size_gb: u32,
     #[serde(default)]
     #[ts(optional)]
@@ -186,14 +195,14 @@ pub struct VolumeCreate {
 }
 
 /// What a delete answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deleted {
     pub id: String,
 }
 
 /// The last update of one type (`updates.state`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TypeUpdateState {
     #[serde(rename = "type")]
@@ -207,7 +216,7 @@ pub struct TypeUpdateState {
 }
 
 /// Output of `updates.state`: where the bus stands, for clients deciding what to refetch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdatesState {
     /// The latest `seq` the bus handed out.
@@ -218,3 +227,15 @@ pub struct UpdatesState {
     pub ring_size: u64,
     pub types: Vec<TypeUpdateState>,
 }
+
+impl Wire for Project {}
+impl Wire for Server {}
+impl Wire for Volume {}
+impl Wire for Image {}
+impl Wire for Network {}
+impl Wire for ListInput {}
+impl Wire for IdInput {}
+impl Wire for ServerCreate {}
+impl Wire for VolumeCreate {}
+impl Wire for Deleted {}
+impl Wire for UpdatesState {}

@@ -12,9 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use ts_rs::TS;
+use utoipa::ToSchema;
 
 /// tRPC's error codes, with their JSON-RPC number and HTTP status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, TS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, TS, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     ParseError,
@@ -134,19 +135,21 @@ impl IntoResponse for RpcError {
 }
 
 /// `{"error": …}` as tRPC clients read it.
-#[derive(Clone, Debug, Serialize, TS)]
+#[derive(Clone, Debug, Serialize, TS, ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorShape,
 }
 
-#[derive(Clone, Debug, Serialize, TS)]
+impl super::Wire for ErrorEnvelope {}
+
+#[derive(Clone, Debug, Serialize, TS, ToSchema)]
 pub struct ErrorShape {
     pub code: i32,
     pub message: String,
     pub data: ErrorData,
 }
 
-#[derive(Clone, Debug, Serialize, TS)]
+#[derive(Clone, Debug, Serialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorData {
     pub code: ErrorCode,

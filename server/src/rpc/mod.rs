@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use error::{ErrorCode, ErrorData, ErrorEnvelope, ErrorShape, RpcError};
-pub use registry::{Kind, Procedure, Registry, Reply, TsType};
+pub use registry::{Kind, NoInput, Presence, Procedure, Registry, Reply, Wire, WireType};
 
 use crate::app::AppState;
 

@@ -12,9 +12,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use ts_rs::TS;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::RpcError;
 use crate::app::AppState;
@@ -62,24 +65,149 @@ impl<O> Reply<O> {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Handler = Box<dyn Fn(AppState, serde_json::Value) -> BoxFuture<Result<Bytes, RpcError>> + Send + Sync>;
 
-/// The TypeScript side of a Rust type, as ts-rs describes it.
-#[derive(Clone, Copy)]
-pub struct TsType {
-    /// The type's name as TypeScript code refers to it (`Volume[]`, `VolumeCreate`).
-    pub name: fn(&ts_rs::Config) -> String,
-    /// Writes the type's declaration and those it depends on.
-    pub export_all: fn(&ts_rs::Config) -> Result<(), ts_rs::ExportError>,
+/// How a procedure's input may be given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// The input must be given.
+    Required,
+    /// The input may be absent (or `null`): an `Option<T>`.
+    Optional,
+    /// The procedure takes no input ([`NoInput`]).
+    None,
 }
 
-impl std::fmt::Debug for TsType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str((self.name)(&ts_rs::Config::default()).as_str())
+/// A type that crosses the wire, described for the contract generators: ts-rs gives its
+/// TypeScript side, utoipa its JSON Schema. Named types implement it with an empty
+/// `impl Wire for T {}` (next to their `ToSchema` derive); a type used in the registry
+/// without it does not compile, so every input and output is described.
+pub trait Wire: TS + ToSchema + 'static {
+    const PRESENCE: Presence = Presence::Required;
+
+    /// Pushes the named schemas this type refers to, itself included.
+    fn components(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push((<Self as ToSchema>::name().into_owned(), Self::schema()));
+        <Self as ToSchema>::schemas(out);
+    }
+
+    /// Writes the TypeScript declarations of this type and those it depends on.
+    fn export_ts(cfg: &ts_rs::Config) -> Result<(), ts_rs::ExportError> {
+        Self::export_all(cfg)
+    }
+
+    /// The type's schema where it is used: a `$ref` to its component.
+    fn reference() -> RefOr<Schema> {
+        Ref::from_schema_name(<Self as ToSchema>::name()).into()
     }
 }
 
-impl TsType {
-    pub fn of<T: TS + 'static>() -> Self {
-        TsType { name: <T as TS>::name, export_all: <T as TS>::export_all }
+impl<T: Wire> Wire for Vec<T>
+where
+    Vec<T>: ToSchema,
+{
+    fn reference() -> RefOr<Schema> {
+        ArrayBuilder::new().items(T::reference()).into()
+    }
+    fn components(out: &mut Vec<(String, RefOr<Schema>)>) {
+        T::components(out);
+    }
+    fn export_ts(cfg: &ts_rs::Config) -> Result<(), ts_rs::ExportError> {
+        T::export_ts(cfg)
+    }
+}
+
+impl<T: Wire> Wire for Option<T>
+where
+    Option<T>: ToSchema,
+{
+    const PRESENCE: Presence = Presence::Optional;
+    /// An optional input is documented as its inner type, marked not required (absent or
+    /// `null` means none), which is also what Swagger UI can offer an editor for.
+    fn reference() -> RefOr<Schema> {
+        T::reference()
+    }
+    fn components(out: &mut Vec<(String, RefOr<Schema>)>) {
+        T::components(out);
+    }
+    fn export_ts(cfg: &ts_rs::Config) -> Result<(), ts_rs::ExportError> {
+        T::export_ts(cfg)
+    }
+}
+
+/// The input of a procedure that takes none: absent, `null` or `{}`. TypeScript sees it
+/// as `undefined`, so the stock client calls such a procedure without arguments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoInput;
+
+impl<'de> Deserialize<'de> for NoInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Null => Ok(NoInput),
+            serde_json::Value::Object(map) if map.is_empty() => Ok(NoInput),
+            _ => Err(serde::de::Error::custom("this procedure takes no input (send none, null or {})")),
+        }
+    }
+}
+
+impl TS for NoInput {
+    type WithoutGenerics = Self;
+    type OptionInnerType = Self;
+    fn name(_: &ts_rs::Config) -> String {
+        String::from("undefined")
+    }
+    fn inline(cfg: &ts_rs::Config) -> String {
+        <Self as TS>::name(cfg)
+    }
+}
+
+impl utoipa::PartialSchema for NoInput {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::schema::empty().into()
+    }
+}
+
+impl ToSchema for NoInput {}
+
+impl Wire for NoInput {
+    const PRESENCE: Presence = Presence::None;
+    fn components(_: &mut Vec<(String, RefOr<Schema>)>) {}
+    fn export_ts(_: &ts_rs::Config) -> Result<(), ts_rs::ExportError> {
+        Ok(())
+    }
+    fn reference() -> RefOr<Schema> {
+        <Self as utoipa::PartialSchema>::schema()
+    }
+}
+
+/// A [`Wire`] type as the generators see it, behind function pointers so that the
+/// registry can hold procedures of different types.
+#[derive(Clone, Copy)]
+pub struct WireType {
+    /// The type's name as TypeScript code refers to it (`Volume[]`, `VolumeCreate`).
+    pub ts_name: fn(&ts_rs::Config) -> String,
+    /// Writes the TypeScript declarations of the type's named parts and their dependencies.
+    pub ts_export: fn(&ts_rs::Config) -> Result<(), ts_rs::ExportError>,
+    /// The type's JSON Schema where it is used (named types by `$ref`).
+    pub schema: fn() -> RefOr<Schema>,
+    /// Pushes the named schemas the type refers to.
+    pub components: fn(&mut Vec<(String, RefOr<Schema>)>),
+    pub presence: Presence,
+}
+
+impl std::fmt::Debug for WireType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str((self.ts_name)(&ts_rs::Config::default()).as_str())
+    }
+}
+
+impl WireType {
+    pub fn of<T: Wire>() -> Self {
+        WireType {
+            ts_name: <T as TS>::name,
+            ts_export: <T as Wire>::export_ts,
+            schema: <T as Wire>::reference,
+            components: <T as Wire>::components,
+            presence: T::PRESENCE,
+        }
     }
 }
 
@@ -88,8 +216,8 @@ pub struct Procedure {
     pub path: &'static str,
     pub kind: Kind,
     pub description: &'static str,
-    pub input: TsType,
-    pub output: TsType,
+    pub input: WireType,
+    pub output: WireType,
     handler: Option<Handler>,
 }
 
@@ -131,8 +259,8 @@ impl Registry {
     /// Registers a query: `handler(app, input)` answers `GET /trpc/<path>`.
     pub fn query<I, O, F, Fut>(&mut self, path: &'static str, description: &'static str, handler: F) -> &mut Self
     where
-        I: DeserializeOwned + TS + Send + 'static,
-        O: TS + 'static,
+        I: DeserializeOwned + Wire + Send,
+        O: Wire,
         F: Fn(AppState, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Reply<O>, RpcError>> + Send + 'static,
     {
@@ -142,8 +270,8 @@ impl Registry {
     /// Registers a mutation: `handler(app, input)` answers `POST /trpc/<path>`.
     pub fn mutation<I, O, F, Fut>(&mut self, path: &'static str, description: &'static str, handler: F) -> &mut Self
     where
-        I: DeserializeOwned + TS + Send + 'static,
-        O: TS + 'static,
+        I: DeserializeOwned + Wire + Send,
+        O: Wire,
         F: Fn(AppState, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Reply<O>, RpcError>> + Send + 'static,
     {
@@ -152,25 +280,21 @@ impl Registry {
 
     /// Describes a subscription served by its own streaming handler; `O` is the type of
     /// each event's data.
-    pub fn subscription<I: TS + 'static, O: TS + 'static>(
-        &mut self,
-        path: &'static str,
-        description: &'static str,
-    ) -> &mut Self {
+    pub fn subscription<I: Wire, O: Wire>(&mut self, path: &'static str, description: &'static str) -> &mut Self {
         self.insert(Procedure {
             path,
             kind: Kind::Subscription,
             description,
-            input: TsType::of::<I>(),
-            output: TsType::of::<O>(),
+            input: WireType::of::<I>(),
+            output: WireType::of::<O>(),
             handler: None,
         })
     }
 
     fn add<I, O, F, Fut>(&mut self, path: &'static str, kind: Kind, description: &'static str, handler: F) -> &mut Self
     where
-        I: DeserializeOwned + TS + Send + 'static,
-        O: TS + 'static,
+        I: DeserializeOwned + Wire + Send,
+        O: Wire,
         F: Fn(AppState, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Reply<O>, RpcError>> + Send + 'static,
     {
@@ -186,8 +310,8 @@ impl Registry {
             path,
             kind,
             description,
-            input: TsType::of::<I>(),
-            output: TsType::of::<O>(),
+            input: WireType::of::<I>(),
+            output: WireType::of::<O>(),
             handler: Some(erased),
         })
     }
@@ -205,5 +329,34 @@ impl Registry {
     /// Every procedure, sorted by path.
     pub fn iter(&self) -> impl Iterator<Item = &Procedure> {
         self.procedures.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_input_is_absent_null_or_empty_and_nothing_else() {
+        for ok in [serde_json::json!(null), serde_json::json!({})] {
+            assert_eq!(crate::rpc::decode_input::<NoInput>(ok).expect("accepted"), NoInput);
+        }
+        for bad in [serde_json::json!({"x": 1}), serde_json::json!(5), serde_json::json!([])] {
+            let error = crate::rpc::decode_input::<NoInput>(bad).expect_err("refused");
+            assert!(error.message.contains("takes no input"), "{}", error.message);
+        }
+    }
+
+    #[test]
+    fn wire_types_describe_presence_and_references() {
+        assert_eq!(WireType::of::<NoInput>().presence, Presence::None);
+        assert_eq!(WireType::of::<Option<crate::domain::model::ListInput>>().presence, Presence::Optional);
+        assert_eq!(WireType::of::<crate::domain::model::IdInput>().presence, Presence::Required);
+        let list = serde_json::to_value((WireType::of::<Vec<crate::domain::model::Volume>>().schema)()).expect("json");
+        assert_eq!(list, serde_json::json!({"type": "array", "items": {"$ref": "#/components/schemas/Volume"}}));
+        assert_eq!(
+            (WireType::of::<Vec<crate::domain::model::Volume>>().ts_name)(&ts_rs::Config::new()),
+            "Array<Volume>"
+        );
     }
 }

@@ -123,6 +123,11 @@ impl Sim {
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// How many tokens Keystone has issued so far.
+    pub fn tokens_issued(&self) -> u64 {
+        self.next_token.load(Ordering::Relaxed) - 1
+    }
+
     fn token_valid(&self, token: &str) -> bool {
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens.get(token).is_some_and(|expiry| *expiry > SystemTime::now())

@@ -17,13 +17,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use ts_rs::TS;
+use utoipa::ToSchema;
 
 /// The most ids one update names; a larger change is announced for the whole collection.
 pub const MAX_IDS: usize = 64;
 
 /// A kind of data that can go stale. Each maps to the queries it invalidates
 /// (see `domain::invalidation`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, TS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum UpdateType {
     Projects,
@@ -63,7 +64,7 @@ impl std::fmt::Display for UpdateType {
 
 /// One notification: `type` went stale at `ts`; `ids`, when present, names what changed
 /// (absent means the whole collection).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS, ToSchema)]
 pub struct Update {
     /// Strictly increasing within a process; also the SSE event id.
     #[ts(type = "number")]
@@ -80,7 +81,7 @@ pub struct Update {
 
 /// What the stream sends as an event's data: an update, or an instruction to refetch
 /// everything because updates were missed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum StreamEvent {
     Update(Update),
@@ -92,8 +93,11 @@ pub enum StreamEvent {
     },
 }
 
+impl crate::rpc::Wire for StreamEvent {}
+impl crate::rpc::Wire for UpdateType {}
+
 /// Why a client must refetch everything.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ResyncReason {
     /// The resume id is older than the replay ring (or from another server process).

@@ -1,7 +1,9 @@
 //! The integration tests: each starts the real Stalecast (with its embedded simulator)
 //! on port 0 and talks HTTP to it.
 
+mod contract;
 mod poller;
 mod rpc;
 mod shutdown;
 mod stream;
+mod web;

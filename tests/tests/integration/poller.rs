@@ -142,3 +142,44 @@ async fn a_revoked_token_is_renewed_without_the_clients_noticing() {
     assert_eq!(status, 200, "{body}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_client_renews_its_token_before_keystone_says_it_expires() {
+    use stalecast::sim::{Sim, SimConfig};
+    use stalecast::upstream::client::{OpenStackClient, UpstreamConfig};
+
+    // Tokens live 31 s; the client renews when less than 30 s are left.
+    let sim = Sim::new(SimConfig { token_ttl: Duration::from_secs(31), ..SimConfig::default() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(stalecast::sim::serve(listener, sim.clone(), shutdown.clone()));
+    let client = OpenStackClient::new(UpstreamConfig {
+        auth_url: format!("http://{addr}"),
+        user: "admin".into(),
+        password: "stalecast".into(),
+        project: "admin".into(),
+        timeout: Duration::from_secs(5),
+    })
+    .expect("client");
+    client.projects().await.expect("first call");
+    client.servers().await.expect("same token");
+    assert_eq!(sim.tokens_issued(), 1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    client.projects().await.expect("after renewal");
+    assert_eq!(sim.tokens_issued(), 2, "the token was renewed ahead of its expiry");
+
+    // Wrong credentials: a clear upstream failure, not a hang or a panic.
+    let wrong = OpenStackClient::new(UpstreamConfig {
+        auth_url: format!("http://{addr}"),
+        user: "admin".into(),
+        password: "wrong".into(),
+        project: "admin".into(),
+        timeout: Duration::from_secs(5),
+    })
+    .expect("client");
+    let error = wrong.projects().await.expect_err("refused");
+    assert!(error.to_string().contains("Keystone refused"), "{error}");
+    shutdown.cancel();
+    server.await.expect("join").expect("serve");
+}

@@ -218,7 +218,9 @@ async fn a_subscriber_that_never_reads_gets_resync_while_another_receives_everyt
     let first = first.expect("published");
     assert_eq!(seqs, (first..first + TOTAL).collect::<Vec<_>>(), "everything, in order, once");
 
-    // The stalled subscriber, once it reads, finds a resync instead of a silent gap.
+    // The stalled subscriber, once it reads, finds a resync instead of a silent gap, with
+    // its seq as the event id (what a resuming client sends back), and after it only
+    // updates with greater ids.
     let needle = br#""reason":"lagged""#;
     let mut total = 0usize;
     let mut window: Vec<u8> = Vec::new();
@@ -228,17 +230,42 @@ async fn a_subscriber_that_never_reads_gets_resync_while_another_receives_everyt
             let n = stalled.read(&mut chunk).await.expect("read");
             assert!(n > 0, "stream closed before any resync");
             total += n;
-            // Search the new bytes plus the tail of the previous read.
-            let keep = window.len().min(needle.len());
+            // Search the new bytes plus the tail of the previous reads.
+            let keep = window.len().min(4096);
             window.drain(..window.len() - keep);
             window.extend_from_slice(&chunk[..n]);
-            if window.windows(needle.len()).any(|w| w == needle) {
-                return;
+            if let Some(at) = window.windows(needle.len()).position(|w| w == needle) {
+                let start = window[..at].windows(2).rposition(|w| w == b"\n\n").map_or(0, |i| i + 2);
+                let mut rest = window[at..].to_vec();
+                // Read on until the resync event and the next one are complete.
+                while rest.windows(2).filter(|w| *w == b"\n\n").count() < 2 {
+                    let n = stalled.read(&mut chunk).await.expect("read");
+                    assert!(n > 0, "stream closed after the resync");
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+                let mut text = String::from_utf8_lossy(&window[start..at]).into_owned();
+                text.push_str(&String::from_utf8_lossy(&rest));
+                return text;
             }
         }
     })
     .await;
-    assert!(found.is_ok(), "no resync in {total} bytes");
+    let Ok(text) = found else { panic!("no resync in {total} bytes") };
+    let mut events = text.split("\n\n");
+    let resync = events.next().expect("resync event");
+    let id: u64 = resync
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap_or_else(|| panic!("the resync has no id: {resync}"))
+        .parse()
+        .expect("numeric id");
+    let data = resync.lines().find_map(|l| l.strip_prefix("data: ")).expect("data");
+    let data: serde_json::Value = serde_json::from_str(data).expect("json");
+    assert_eq!(data["seq"].as_u64(), Some(id), "{resync}");
+    let next = events.next().expect("next event");
+    if let Some(next_id) = next.lines().find_map(|l| l.strip_prefix("id: ")) {
+        assert!(next_id.parse::<u64>().expect("numeric id") > id, "ids only increase: {id} then {next}");
+    }
     app.shutdown().await;
 }
 

@@ -1,0 +1,203 @@
+// The dashboard in a real browser (Debian's chromium) against the real `stalecast` binary:
+// changes reach open pages without reload and fast, only what a page shows is refetched,
+// a restart is survived, and API errors reach the user.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  Cloud,
+  POLL_MS,
+  launchBrowser,
+  mutate,
+  openPage,
+  outPath,
+  startSimulator,
+  startStalecast,
+  timeUntilVisible,
+  uniqueName,
+} from "./lib.mjs";
+
+const LIVE = '[data-testid="connection-state"][data-state="live"]';
+const RECONNECTING = '[data-testid="connection-state"][data-state="reconnecting"]';
+
+function row(page, name) {
+  return page.locator(`tr[data-name="${name}"]`);
+}
+
+/** Opens the "New volume" form and types `name`; answers the form and its submit button. */
+async function fillVolumeForm(page, name) {
+  await page.getByRole("button", { name: "New volume" }).click();
+  const form = page.locator('form[aria-label="New volume"]');
+  await form.locator('input[name="name"]').fill(name);
+  return { form, submit: form.getByRole("button", { name: "Create volume" }) };
+}
+
+describe("the dashboard, with the embedded simulator", () => {
+  let app;
+  let browser;
+  let cloud;
+
+  before(async () => {
+    app = await startStalecast();
+    cloud = new Cloud(app.simUrl);
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await app?.stop();
+  });
+
+  test("a volume created in page A appears in page B within 1 s, without reload", async () => {
+    const a = await openPage(browser, app.base, "/volumes");
+    const b = await openPage(browser, app.base, "/volumes");
+    await b.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    const name = uniqueName("e2e-a");
+    const { submit } = await fillVolumeForm(a, name);
+    const started = performance.now();
+    await submit.click();
+    await row(b, name).waitFor({ timeout: 1000 });
+    const took = Math.round(performance.now() - started);
+    console.log(`# volume created in page A visible in page B after ${took} ms`);
+    assert.ok(took < 1000, `took ${took} ms`);
+    assert.equal(await b.evaluate(() => window.__sameDocument), true, "page B was not reloaded");
+    await a.close();
+    await b.close();
+  });
+
+  test("a change made directly in the cloud appears within one poll interval + 1 s", async () => {
+    const page = await openPage(browser, app.base, "/volumes");
+    const name = uniqueName("e2e-oob");
+    await cloud.login();
+    const started = performance.now();
+    await cloud.createVolume(name);
+    await row(page, name).waitFor({ timeout: POLL_MS + 1000 });
+    const took = Math.round(performance.now() - started);
+    console.log(`# volume created in the simulator visible after ${took} ms (poll interval ${POLL_MS} ms)`);
+    assert.ok(took < POLL_MS + 1000, `took ${took} ms`);
+    await page.close();
+  });
+
+  test("a page showing only servers does not refetch volumes when a volume changes", async () => {
+    const page = await openPage(browser, app.base, "/servers");
+    await page.waitForLoadState("networkidle").catch(() => {}); // the stream never idles
+    await page.waitForTimeout(500);
+    const requests = [];
+    page.on("request", (request) => {
+      const url = new URL(request.url());
+      if (url.pathname.startsWith("/trpc/") && !url.pathname.endsWith("updates.onUpdate")) {
+        requests.push(decodeURIComponent(url.pathname.slice("/trpc/".length)));
+      }
+    });
+    const volumeEvents = page.locator('[data-testid="event-log"] li[data-type="volumes"]');
+    const seen = await volumeEvents.count();
+
+    await mutate(app.base, "storage.volumes.create", { projectId: "prj-data", name: uniqueName("e2e-quiet"), sizeGb: 2 });
+    // The notification reached this page (its event log shows it)…
+    await volumeEvents.nth(seen).waitFor({ timeout: 2000 });
+    await page.waitForTimeout(1000);
+    // …and it asked for nothing about volumes.
+    const volumeRequests = requests.filter((path) => path.includes("storage.volumes"));
+    console.log(`# requests after a volume change on the servers page: ${JSON.stringify(requests)}`);
+    assert.deepEqual(volumeRequests, []);
+
+    // The control: a server change does refetch the servers this page shows.
+    const servers = await (await fetch(`${app.base}/trpc/compute.servers.list`)).json();
+    const active = servers.result.data.find((s) => s.status === "ACTIVE");
+    await mutate(app.base, "compute.servers.stop", { id: active.id });
+    await page.locator(`tr[data-id="${active.id}"] [data-status="SHUTOFF"]`).waitFor({ timeout: 2000 });
+    assert.ok(
+      requests.some((path) => path.includes("compute.servers.list")),
+      `servers were refetched: ${JSON.stringify(requests)}`,
+    );
+    await page.close();
+  });
+
+  test("API errors are shown to the user", async () => {
+    const page = await openPage(browser, app.base, "/volumes");
+    const toast = page.locator('[data-testid="error-toast"]');
+
+    // Input the server rejects: a blank name.
+    const { form, submit } = await fillVolumeForm(page, "   ");
+    await submit.click();
+    await toast.filter({ hasText: "input.name" }).waitFor({ timeout: 3000 });
+    assert.match(await toast.first().innerText(), /BAD_REQUEST/);
+    assert.ok(await form.isVisible(), "the form stays open to fix the input");
+
+    // The cloud failing: every upstream request answers 500.
+    await cloud.setFaults({ errorRate: 1 });
+    try {
+      await form.locator('input[name="name"]').fill(uniqueName("e2e-fault"));
+      await submit.click();
+      await toast.filter({ hasText: "BAD_GATEWAY" }).waitFor({ timeout: 5000 });
+      const text = await toast.filter({ hasText: "BAD_GATEWAY" }).innerText();
+      console.log(`# error shown: ${text.replace(/\s+/g, " ")}`);
+      assert.match(text, /Creating the volume failed/);
+    } finally {
+      await cloud.setFaults({});
+    }
+    await page.close();
+  });
+
+  test("screenshot of the dashboard", async () => {
+    const page = await openPage(browser, app.base, "/servers");
+    const servers = (await (await fetch(`${app.base}/trpc/compute.servers.list`)).json()).result.data;
+    const stopped = servers.filter((s) => s.status === "SHUTOFF").slice(0, 2);
+    for (const server of stopped) await mutate(app.base, "compute.servers.start", { id: server.id });
+    await cloud.createVolume(uniqueName("nightly-backup"), "prj-data");
+    await mutate(app.base, "compute.servers.create", { projectId: "prj-web", name: "web-canary", imageId: "img-debian-13" });
+    await page.locator('tr[data-name="web-canary"]').waitFor({ timeout: 2000 });
+    await page.waitForTimeout(400);
+    const path = outPath("dashboard.png");
+    await page.screenshot({ path });
+    console.log(`# screenshot of the dashboard: ${path}`);
+    await page.close();
+  });
+});
+
+describe("the dashboard across a Stalecast restart", () => {
+  let sim;
+  let app;
+  let browser;
+
+  before(async () => {
+    // The cloud runs on its own so that it outlives Stalecast's restart.
+    sim = await startSimulator();
+    app = await startStalecast({ upstream: sim.url });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await app?.stop();
+    await sim?.stop();
+  });
+
+  test("the page shows reconnecting, then live, and the data changed while it was away", async () => {
+    const page = await openPage(browser, app.base, "/volumes");
+    // One change first, so the page has an event id to resume from.
+    const first = uniqueName("e2e-before");
+    await mutate(app.base, "storage.volumes.create", { projectId: "prj-web", name: first, sizeGb: 1 });
+    await row(page, first).waitFor({ timeout: 2000 });
+
+    const port = app.port;
+    await app.stop();
+    const down = await timeUntilVisible(page.locator(RECONNECTING), 5000);
+    console.log(`# badge shows "reconnecting" ${down} ms after the server stopped`);
+
+    const away = uniqueName("e2e-away");
+    await new Cloud(sim.url).createVolume(away);
+    await page.waitForTimeout(500);
+    assert.equal(await row(page, away).count(), 0, "not visible while Stalecast is down");
+
+    app = await startStalecast({ port, upstream: sim.url });
+    const live = await timeUntilVisible(page.locator(LIVE), 20_000);
+    const shown = await timeUntilVisible(row(page, away), 3000);
+    console.log(`# live again ${live} ms after the restart; the change made meanwhile shown ${shown} ms later`);
+    // The new process cannot replay the old one's ids: it told the page to resync.
+    await page.locator(".eventlog__item--resync").first().waitFor({ timeout: 1000 });
+    await page.close();
+  });
+});

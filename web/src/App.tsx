@@ -1,0 +1,92 @@
+/** The console's frame: header with the project filter and the live badge, navigation, the page, the event log. */
+import { ConnectionBadge } from "./components/ConnectionBadge";
+import { EventLog } from "./components/EventLog";
+import { Sidebar } from "./components/Sidebar";
+import { Toasts } from "./components/Toasts";
+import { ProjectProvider, useProjectFilter } from "./lib/project";
+import { Link, usePath } from "./lib/router";
+import { useProjects } from "./lib/useProjects";
+import { ImagesPage } from "./pages/ImagesPage";
+import { NetworksPage } from "./pages/NetworksPage";
+import { ProjectsPage } from "./pages/ProjectsPage";
+import { ServersPage } from "./pages/ServersPage";
+import { VolumesPage } from "./pages/VolumesPage";
+import { UpdatesProvider } from "./updates/context";
+
+export function App() {
+  return (
+    <UpdatesProvider>
+      <ProjectProvider>
+        <Shell />
+      </ProjectProvider>
+    </UpdatesProvider>
+  );
+}
+
+function Page({ path }: { path: string }) {
+  switch (path) {
+    case "/":
+    case "/servers":
+      return <ServersPage />;
+    case "/volumes":
+      return <VolumesPage />;
+    case "/images":
+      return <ImagesPage />;
+    case "/networks":
+      return <NetworksPage />;
+    case "/projects":
+      return <ProjectsPage />;
+    default:
+      return (
+        <div className="page">
+          <h1>Not found</h1>
+          <p className="muted">
+            There is no page at <span className="mono">{path}</span>. <Link href="/servers">Go to servers</Link>.
+          </p>
+        </div>
+      );
+  }
+}
+
+function ProjectSelect() {
+  const { projects } = useProjects();
+  const { projectId, setProjectId } = useProjectFilter();
+  return (
+    <label className="project-select">
+      <span>Project</span>
+      <select value={projectId ?? ""} onChange={(e) => setProjectId(e.target.value || undefined)} data-testid="project-filter">
+        <option value="">All projects</option>
+        {(projects.data ?? []).map((p) => (
+          <option key={p.id} value={p.id}>
+            {p.name}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+function Shell() {
+  const path = usePath();
+  return (
+    <div className="app">
+      <header className="topbar">
+        <Link href="/servers" className="brand">
+          <span className="brand__mark" aria-hidden="true" />
+          Stalecast
+        </Link>
+        <ProjectSelect />
+        <div className="topbar__spacer" />
+        <ConnectionBadge />
+      </header>
+      <Sidebar />
+      <main className="main">
+        <Page path={path} />
+      </main>
+      <aside className="aside">
+        <EventLog />
+      </aside>
+      <Toasts />
+    </div>
+  );
+}

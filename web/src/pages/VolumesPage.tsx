@@ -1,0 +1,161 @@
+/** Volumes: list, create, delete. */
+import type { Volume } from "@stalecast/bindings";
+import { useMutation, useQuery } from "@tanstack/react-query";
+import { useState, type FormEvent } from "react";
+import { ConfirmButton } from "../components/ConfirmButton";
+import { PageHeader } from "../components/PageHeader";
+import { QueryState } from "../components/QueryState";
+import { StatusPill } from "../components/StatusPill";
+import { useListInput, useProjectFilter } from "../lib/project";
+import { formatTimestamp } from "../lib/time";
+import { useToasts } from "../lib/toasts";
+import { useProjects } from "../lib/useProjects";
+import { useTRPC } from "../trpc";
+import { useAutoRefetch } from "../updates/useAutoRefetch";
+
+export function VolumesPage() {
+  const trpc = useTRPC();
+  const input = useListInput();
+  const volumes = useQuery(trpc.storage.volumes.list.queryOptions(input));
+  const { names } = useProjects();
+  const { changed } = useAutoRefetch("volumes");
+  const [creating, setCreating] = useState(false);
+  const list = volumes.data ?? [];
+  const total = list.reduce((sum, v) => sum + v.sizeGb, 0);
+
+  return (
+    <div className="page">
+      <PageHeader title="Volumes" type="volumes" count={volumes.data?.length} statuses={list.map((r) => r.status)}>
+        {volumes.data ? <span className="muted">{total} GiB</span> : null}
+        <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
+          {creating ? "Close" : "New volume"}
+        </button>
+      </PageHeader>
+      {creating ? <CreateVolume onDone={() => setCreating(false)} /> : null}
+      <QueryState
+        what="volumes"
+        isPending={volumes.isPending}
+        error={volumes.error}
+        hasData={volumes.data !== undefined}
+        onRetry={() => void volumes.refetch()}
+      >
+        <div className="table-wrap">
+          <table className="table" data-testid="volumes-table">
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>Status</th>
+                <th className="num">Size</th>
+                <th>Attached to</th>
+                <th>Project</th>
+                <th>Created</th>
+                <th className="table__actions">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.length === 0 ? (
+                <tr>
+                  <td colSpan={7} className="table__empty">
+                    No volumes here yet.
+                  </td>
+                </tr>
+              ) : (
+                list.map((volume) => (
+                  <VolumeRow key={volume.id} volume={volume} project={names.get(volume.projectId)} changed={changed.has(volume.id)} />
+                ))
+              )}
+            </tbody>
+          </table>
+        </div>
+      </QueryState>
+    </div>
+  );
+}
+
+function VolumeRow({ volume, project, changed }: { volume: Volume; project?: string; changed: boolean }) {
+  const trpc = useTRPC();
+  const remove = useMutation(trpc.storage.volumes.delete.mutationOptions());
+  const attached = volume.attachedTo !== null && volume.attachedTo !== undefined;
+  return (
+    <tr className={changed ? "row--changed" : undefined} data-id={volume.id} data-name={volume.name}>
+      <td>
+        <div className="cell-name">{volume.name || <span className="muted">unnamed</span>}</div>
+        <div className="cell-id mono">{volume.id}</div>
+      </td>
+      <td>
+        <StatusPill status={volume.status} />
+      </td>
+      <td className="num mono">{volume.sizeGb} GiB</td>
+      <td className="mono">{volume.attachedTo ?? <span className="muted">—</span>}</td>
+      <td>{project ?? <span className="mono">{volume.projectId}</span>}</td>
+      <td className="muted">{formatTimestamp(volume.createdAt)}</td>
+      <td className="table__actions">
+        <ConfirmButton
+          label="Delete"
+          busy={remove.isPending}
+          disabled={attached}
+          title={attached ? "Attached volumes cannot be deleted" : undefined}
+          onConfirm={() => remove.mutate({ id: volume.id })}
+        />
+      </td>
+    </tr>
+  );
+}
+
+function CreateVolume({ onDone }: { onDone(): void }) {
+  const trpc = useTRPC();
+  const toasts = useToasts();
+  const { projects } = useProjects();
+  const { projectId: filtered } = useProjectFilter();
+  const [name, setName] = useState("");
+  const [size, setSize] = useState("10");
+  const [projectId, setProjectId] = useState(filtered ?? "");
+  const [description, setDescription] = useState("");
+  const create = useMutation(
+    trpc.storage.volumes.create.mutationOptions({
+      onSuccess: (volume) => {
+        toasts.push({ tone: "ok", title: `Volume ${volume.name} created`, detail: `${volume.id} · ${volume.status}` });
+        onDone();
+      },
+    }),
+  );
+  const project = projectId || projects.data?.[0]?.id || "";
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    create.mutate({
+      projectId: project,
+      name,
+      sizeGb: Number(size),
+      ...(description ? { description } : {}),
+    });
+  };
+  return (
+    <form className="form" onSubmit={submit} aria-label="New volume">
+      <label>
+        Name
+        <input name="name" value={name} onChange={(e) => setName(e.target.value)} required maxLength={255} placeholder="scratch-01" />
+      </label>
+      <label className="form__narrow">
+        Size (GiB)
+        <input name="sizeGb" type="number" min={1} max={16384} value={size} onChange={(e) => setSize(e.target.value)} required />
+      </label>
+      <label>
+        Project
+        <select name="projectId" value={project} onChange={(e) => setProjectId(e.target.value)}>
+          {(projects.data ?? []).map((p) => (
+            <option key={p.id} value={p.id}>
+              {p.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      <label className="form__wide">
+        Description
+        <input name="description" value={description} onChange={(e) => setDescription(e.target.value)} maxLength={1024} placeholder="optional" />
+      </label>
+      <button type="submit" className="btn btn--primary" disabled={create.isPending || !project}>
+        {create.isPending ? "Creating…" : "Create volume"}
+      </button>
+    </form>
+  );
+}

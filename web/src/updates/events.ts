@@ -1,0 +1,71 @@
+/**
+ * What one stream event does to the query cache: an update invalidates the query paths
+ * `UPDATE_QUERY_MAP` lists for its type (by key prefix, so every input of those queries
+ * goes stale, and only the active ones refetch); a resync invalidates everything.
+ */
+import type { QueryPath, StreamEvent, UpdateType, UpdatesState } from "@stalecast/bindings";
+import { UPDATE_QUERY_MAP } from "@stalecast/bindings";
+import type { QueryClient, QueryKey } from "@tanstack/react-query";
+
+/**
+ * The query-key prefix of a procedure: `@trpc/tanstack-react-query` keys a query as
+ * `[["storage", "volumes", "list"], { input, type }]`, so `[["storage", "volumes", "list"]]`
+ * matches every input of that query (the same as `trpc.storage.volumes.list.pathKey()`).
+ */
+export function pathKey(path: QueryPath | string): QueryKey {
+  return [path.split(".")];
+}
+
+/** The query paths an update of `type` makes stale; `undefined` for a type this build does not know. */
+export function pathsFor(type: UpdateType): readonly QueryPath[] | undefined {
+  return (UPDATE_QUERY_MAP as Partial<Record<string, readonly QueryPath[]>>)[type];
+}
+
+/** Marks the queries of `type` stale; the active ones refetch (TanStack's default). */
+export async function invalidateType(queryClient: QueryClient, type: UpdateType): Promise<void> {
+  const paths = pathsFor(type);
+  if (!paths) {
+    // A newer server announced a type this build does not map: be safe, refetch what is shown.
+    await queryClient.invalidateQueries();
+    return;
+  }
+  await Promise.all(paths.map((path) => queryClient.invalidateQueries({ queryKey: pathKey(path) })));
+}
+
+/** Marks every query stale: after a resync, nothing in the cache can be trusted. */
+export async function invalidateAll(queryClient: QueryClient): Promise<void> {
+  await queryClient.invalidateQueries();
+}
+
+function isStreamEvent(value: unknown): value is StreamEvent {
+  if (typeof value !== "object" || value === null) return false;
+  const kind = (value as { kind?: unknown }).kind;
+  return (kind === "update" || kind === "resync") && typeof (value as { seq?: unknown }).seq === "number";
+}
+
+/**
+ * The stream event in what the tRPC client hands to `onData`: events that carry an SSE
+ * `id` (updates, and resyncs after a gap) arrive in tRPC's tracked envelope `{ id, data }`,
+ * the others bare. Anything else is ignored.
+ */
+export function toStreamEvent(raw: unknown): StreamEvent | null {
+  if (isStreamEvent(raw)) return raw;
+  if (typeof raw === "object" && raw !== null && "data" in raw) {
+    const inner = (raw as { data: unknown }).data;
+    if (isStreamEvent(inner)) return inner;
+  }
+  return null;
+}
+
+/**
+ * `updates.state` after an update, without asking the server: the bus's seq and the
+ * type's last seq and time move forward.
+ */
+export function withUpdate(state: UpdatesState | undefined, event: StreamEvent): UpdatesState | undefined {
+  if (!state || event.kind !== "update") return state;
+  const seq = Math.max(state.seq, event.seq);
+  const types = state.types.some((t) => t.type === event.type)
+    ? state.types.map((t) => (t.type === event.type && t.seq < event.seq ? { ...t, seq: event.seq, ts: event.ts } : t))
+    : [...state.types, { type: event.type, seq: event.seq, ts: event.ts }];
+  return { ...state, seq, types };
+}

@@ -1,0 +1,265 @@
+import type { QueryPath, StreamEvent, UpdateType } from "@stalecast/bindings";
+import { UPDATE_QUERY_MAP } from "@stalecast/bindings";
+import { useQuery, type QueryClient } from "@tanstack/react-query";
+import { act, cleanup, render, screen, waitFor } from "@testing-library/react";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createQueryClient, isStreamLive } from "../queryClient";
+import { FakeServer, Providers } from "../test/fakeServer";
+import { useTRPC } from "../trpc";
+import { useUpdates } from "./context";
+import { pathKey } from "./events";
+import { useAutoRefetch } from "./useAutoRefetch";
+
+/** Every query procedure, from the generated map plus `updates.state`. */
+const QUERY_PATHS: QueryPath[] = [...new Set([...Object.values(UPDATE_QUERY_MAP).flat(), "updates.state" as const])];
+const TYPES = Object.keys(UPDATE_QUERY_MAP) as UpdateType[];
+
+function update(type: UpdateType, seq: number, ids?: string[]): StreamEvent {
+  return { kind: "update", type, seq, ts: 1_763_800_000_000_000 + seq, ...(ids ? { ids } : {}) };
+}
+
+function answers() {
+  return {
+    "compute.servers.list": () => [{ id: "srv-1" }],
+    "storage.volumes.list": () => [{ id: "vol-1" }],
+    "updates.state": () => ({ seq: 10, ringSize: 4096, types: TYPES.map((type) => ({ type, seq: 0, ts: 0 })) }),
+  };
+}
+
+/** Shows what the app's one `useSSEUpdates` exposes. */
+function Status() {
+  const { state, lastSeq, events } = useUpdates();
+  return (
+    <div>
+      <span data-testid="state">{state}</span>
+      <span data-testid="seq">{lastSeq ?? "none"}</span>
+      <span data-testid="events">{events.map((e) => (e.event.kind === "update" ? e.event.type : "resync")).join(",")}</span>
+    </div>
+  );
+}
+
+/** A page that shows servers and volumes (so those two queries are active). */
+function ServersAndVolumes() {
+  const trpc = useTRPC();
+  const servers = useQuery(trpc.compute.servers.list.queryOptions({}));
+  const volumes = useQuery(trpc.storage.volumes.list.queryOptions({}));
+  return (
+    <span data-testid="loaded">
+      {servers.data?.length ?? "-"}/{volumes.data?.length ?? "-"}
+    </span>
+  );
+}
+
+let server: FakeServer;
+let queryClient: QueryClient;
+
+beforeEach(() => {
+  server = new FakeServer(answers());
+  queryClient = createQueryClient();
+});
+
+afterEach(() => {
+  cleanup();
+  queryClient.clear();
+});
+
+function mount(children = <Status />, retryDelayMs = 20) {
+  return render(
+    <Providers server={server} queryClient={queryClient} options={{ retryDelayMs }}>
+      {children}
+    </Providers>,
+  );
+}
+
+/** Puts a cached answer (not invalidated) for every query procedure. */
+function seedEveryQuery() {
+  for (const path of QUERY_PATHS) {
+    queryClient.setQueryData([path.split("."), { input: { id: "x" }, type: "query" }], { seeded: path });
+  }
+}
+
+function invalidatedPaths(): string[] {
+  return queryClient
+    .getQueryCache()
+    .findAll()
+    .filter((q) => q.state.isInvalidated)
+    .map((q) => (q.queryKey[0] as string[]).join("."))
+    .sort();
+}
+
+describe("useSSEUpdates", () => {
+  it("opens exactly one subscription and reports connecting, live, reconnecting, live", async () => {
+    mount();
+    expect(screen.getByTestId("state").textContent).toBe("connecting");
+    expect(server.subscriptions).toHaveLength(1);
+
+    act(() => server.connected());
+    expect(screen.getByTestId("state").textContent).toBe("live");
+    expect(isStreamLive()).toBe(true);
+
+    act(() => server.dropped());
+    expect(screen.getByTestId("state").textContent).toBe("reconnecting");
+    expect(isStreamLive()).toBe(false);
+
+    act(() => server.connected());
+    expect(screen.getByTestId("state").textContent).toBe("live");
+    expect(server.subscriptions).toHaveLength(1);
+  });
+
+  it("invalidates exactly the query paths UPDATE_QUERY_MAP lists for each type", () => {
+    mount();
+    act(() => server.connected());
+    let seq = 100;
+    for (const type of TYPES) {
+      seedEveryQuery();
+      expect(invalidatedPaths()).toEqual([]);
+      act(() => server.send(update(type, ++seq), String(seq)));
+      expect(invalidatedPaths()).toEqual([...UPDATE_QUERY_MAP[type]].sort());
+    }
+  });
+
+  it("refetches only the active queries of the updated type", async () => {
+    mount(
+      <>
+        <Status />
+        <ServersAndVolumes />
+      </>,
+    );
+    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/1"));
+    act(() => server.connected());
+    const servers = server.count("compute.servers.list");
+    const volumes = server.count("storage.volumes.list");
+
+    act(() => server.send(update("volumes", 201, ["vol-1"]), "201"));
+    await waitFor(() => expect(server.count("storage.volumes.list")).toBe(volumes + 1));
+    // A cached but inactive query of the type goes stale without a request.
+    expect(server.count("storage.volumes.get")).toBe(0);
+    expect(server.count("compute.servers.list")).toBe(servers);
+    expect(server.count("images.list")).toBe(0);
+  });
+
+  it("invalidates everything on a resync and refetches what is shown", async () => {
+    mount(
+      <>
+        <Status />
+        <ServersAndVolumes />
+      </>,
+    );
+    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/1"));
+    act(() => server.connected());
+    await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+    seedEveryQuery();
+    const servers = server.count("compute.servers.list");
+    const volumes = server.count("storage.volumes.list");
+
+    act(() => server.send({ kind: "resync", seq: 300, reason: "gap" }, "300"));
+    expect(invalidatedPaths()).toEqual(expect.arrayContaining([...QUERY_PATHS].sort()));
+    expect(queryClient.getQueryCache().findAll().every((q) => q.state.isInvalidated || q.state.fetchStatus === "fetching")).toBe(true);
+    await waitFor(() => expect(server.count("compute.servers.list")).toBe(servers + 1));
+    await waitFor(() => expect(server.count("storage.volumes.list")).toBe(volumes + 1));
+    expect(screen.getByTestId("seq").textContent).toBe("300");
+    expect(screen.getByTestId("events").textContent).toBe("resync");
+  });
+
+  it("reads tracked and bare events, keeps the last seq and logs newest first", () => {
+    mount();
+    act(() => server.connected());
+    expect(screen.getByTestId("seq").textContent).toBe("none");
+    act(() => server.send(update("servers", 41, ["srv-1"]), "41"));
+    act(() => server.send(update("images", 42)));
+    act(() => server.send({ not: "an event" }));
+    expect(screen.getByTestId("seq").textContent).toBe("42");
+    expect(screen.getByTestId("events").textContent).toBe("images,servers");
+  });
+
+  it("keeps updates.state current from the stream without refetching it", async () => {
+    function LastVolumes() {
+      const trpc = useTRPC();
+      const state = useQuery(trpc.updates.state.queryOptions());
+      const volumes = state.data?.types.find((t) => t.type === "volumes");
+      return <span data-testid="last">{volumes ? `${volumes.seq}` : "-"}</span>;
+    }
+    mount(<LastVolumes />);
+    await waitFor(() => expect(screen.getByTestId("last").textContent).toBe("0"));
+    act(() => server.connected());
+    // Going live refetches what was loaded before the stream listened.
+    await waitFor(() => expect(server.count("updates.state")).toBe(2));
+    await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+    const fetched = server.count("updates.state");
+    act(() => server.send(update("volumes", 77), "77"));
+    await waitFor(() => expect(screen.getByTestId("last").textContent).toBe("77"));
+    expect(server.count("updates.state")).toBe(fetched);
+  });
+
+  it("refetches what is shown when it reconnects without an event id to resume from", async () => {
+    mount(
+      <>
+        <Status />
+        <ServersAndVolumes />
+      </>,
+    );
+    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/1"));
+    act(() => server.connected());
+    await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+    const volumes = server.count("storage.volumes.list");
+    act(() => server.dropped());
+    act(() => server.connected());
+    await waitFor(() => expect(server.count("storage.volumes.list")).toBe(volumes + 1));
+
+    // With an id, a reconnect leaves it to the server (replay or resync): nothing refetches.
+    act(() => server.send(update("images", 90), "90"));
+    act(() => server.dropped());
+    act(() => server.connected());
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(server.count("storage.volumes.list")).toBe(volumes + 1);
+  });
+
+  it("subscribes again after a final error, resuming after the last seq", async () => {
+    mount();
+    act(() => server.connected());
+    act(() => server.send(update("volumes", 55), "55"));
+    act(() => server.fail());
+    expect(screen.getByTestId("state").textContent).toBe("reconnecting");
+    await waitFor(() => expect(server.subscriptions.filter((s) => !s.closed)).toHaveLength(1));
+    await waitFor(() => expect(server.current.input).toEqual({ lastEventId: "55" }));
+    act(() => server.connected());
+    expect(screen.getByTestId("state").textContent).toBe("live");
+  });
+});
+
+describe("useAutoRefetch", () => {
+  function Watch({ type }: { type: UpdateType }) {
+    const { last, changed } = useAutoRefetch(type, { queryKeys: [["custom", "report"]], highlightMs: 60 });
+    return (
+      <span data-testid="auto">
+        {last ? last.seq : "-"}:{[...changed].join(",")}
+      </span>
+    );
+  }
+
+  it("reports its type's updates, highlights their ids for a while and invalidates extra keys", async () => {
+    mount(<Watch type="volumes" />);
+    act(() => server.connected());
+    queryClient.setQueryData(["custom", "report"], 1);
+    act(() => server.send(update("servers", 5, ["srv-9"]), "5"));
+    expect(screen.getByTestId("auto").textContent).toBe("-:");
+    expect(queryClient.getQueryState(["custom", "report"])?.isInvalidated).toBe(false);
+
+    act(() => server.send(update("volumes", 6, ["vol-1", "vol-2"]), "6"));
+    expect(screen.getByTestId("auto").textContent).toBe("6:vol-1,vol-2");
+    expect(queryClient.getQueryState(["custom", "report"])?.isInvalidated).toBe(true);
+    await waitFor(() => expect(screen.getByTestId("auto").textContent).toBe("6:"));
+  });
+});
+
+describe("pathKey", () => {
+  it("is the prefix @trpc/tanstack-react-query gives a procedure's queries", () => {
+    let key: unknown;
+    function Probe() {
+      key = useTRPC().storage.volumes.list.pathKey();
+      return null;
+    }
+    mount(<Probe />);
+    expect(pathKey("storage.volumes.list")).toEqual(key);
+  });
+});
