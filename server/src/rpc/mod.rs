@@ -7,7 +7,9 @@
 //! - Errors: the envelope of [`error`], with the matching HTTP status, for everything —
 //!   unknown paths, wrong methods, malformed input, oversized bodies — because tRPC
 //!   clients read only the body.
+//! - Query answers carry an `ETag`; `If-None-Match` with it gives `304` ([`encoded`]).
 
+pub mod encoded;
 mod error;
 pub mod registry;
 
@@ -19,8 +21,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use encoded::Encoded;
 pub use error::{ErrorCode, ErrorData, ErrorEnvelope, ErrorShape, RpcError};
-pub use registry::{Kind, NoInput, Presence, Procedure, Registry, Reply, Wire, WireType};
+pub use registry::{Answer, Kind, NoInput, Presence, Procedure, Registry, Reply, Wire, WireType};
 
 use crate::app::AppState;
 
@@ -69,7 +72,11 @@ pub async fn handler(
         }
         let input = inputs.into_iter().next().unwrap_or(serde_json::Value::Null);
         return match call(&app, &method, first_path, input).await {
-            Ok(json) => ok_response(StatusCode::OK, envelope(&json)),
+            Ok(Answer::Shared(encoded)) if method == Method::GET => encoded.respond(&headers).await,
+            Ok(answer) => {
+                let body = encoded::envelope(&answer.json());
+                if method == Method::GET { tagged(&headers, body) } else { ok_response(StatusCode::OK, body) }
+            }
             Err(e) => e.into_response(),
         };
     }
@@ -90,16 +97,32 @@ pub async fn handler(
             body.put_u8(b',');
         }
         match result {
-            Ok(json) => body.extend_from_slice(&envelope(&json)),
+            Ok(answer) => body.extend_from_slice(&encoded::envelope(&answer.json())),
             Err(e) => body.extend_from_slice(&serde_json::to_vec(&e.envelope()).unwrap_or_default()),
         }
     }
     body.put_u8(b']');
+    if method == Method::GET && status == StatusCode::OK {
+        return tagged(&headers, body.freeze());
+    }
     ok_response(status, body.freeze())
 }
 
+/// A query's `200` answer with its `ETag`, or `304` when the client already holds it.
+fn tagged(request: &HeaderMap, body: Bytes) -> Response {
+    let etag = encoded::etag(&body);
+    if encoded::not_modified(request, &etag) {
+        return encoded::not_modified_response(&etag);
+    }
+    let mut response = ok_response(StatusCode::OK, body);
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
 /// Runs one call after checking that it exists and that the method fits its kind.
-async fn call(app: &AppState, method: &Method, path: &str, input: serde_json::Value) -> Result<Bytes, RpcError> {
+async fn call(app: &AppState, method: &Method, path: &str, input: serde_json::Value) -> Result<Answer, RpcError> {
     let registry = app.registry();
     let Some(procedure) = registry.get(path) else {
         return Err(RpcError::not_found(format!("no procedure named \"{path}\"")).with_path(path));
@@ -179,17 +202,6 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         }
         RpcError::bad_request(format!("could not read the request body: {e}"))
     })
-}
-
-/// `{"result":{"data":<json>}}`.
-fn envelope(json: &[u8]) -> Bytes {
-    const PREFIX: &[u8] = br#"{"result":{"data":"#;
-    const SUFFIX: &[u8] = b"}}";
-    let mut out = BytesMut::with_capacity(PREFIX.len() + json.len() + SUFFIX.len());
-    out.extend_from_slice(PREFIX);
-    out.extend_from_slice(json);
-    out.extend_from_slice(SUFFIX);
-    out.freeze()
 }
 
 fn ok_response(status: StatusCode, body: Bytes) -> Response {

@@ -20,6 +20,7 @@ use utoipa::openapi::schema::ArrayBuilder;
 use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::RpcError;
+use super::encoded::Encoded;
 use crate::app::AppState;
 
 /// What a procedure is, in tRPC's terms.
@@ -39,31 +40,50 @@ pub enum Kind {
 /// bytes on the wire cannot disagree.
 #[derive(Clone, Debug)]
 pub struct Reply<O> {
-    json: Bytes,
+    answer: Answer,
     _output: PhantomData<fn() -> O>,
+}
+
+/// The bytes of an answer, as the HTTP layer sends them.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// JSON computed for this request.
+    Json(Bytes),
+    /// A cached value's answer, encoded once and shared by every request for it.
+    Shared(Arc<Encoded>),
+}
+
+impl Answer {
+    /// The procedure's JSON (without the envelope).
+    pub fn json(&self) -> Bytes {
+        match self {
+            Answer::Json(json) => json.clone(),
+            Answer::Shared(encoded) => encoded.json(),
+        }
+    }
 }
 
 impl<O: Serialize> Reply<O> {
     pub fn new(value: &O) -> Result<Self, RpcError> {
         serde_json::to_vec(value)
-            .map(|json| Reply { json: Bytes::from(json), _output: PhantomData })
+            .map(|json| Reply { answer: Answer::Json(Bytes::from(json)), _output: PhantomData })
             .map_err(RpcError::internal)
     }
 }
 
 impl<O> Reply<O> {
-    /// Wraps JSON that the caller guarantees is an `O` (a cached serialization).
-    pub(crate) fn from_serialized(json: Bytes) -> Self {
-        Reply { json, _output: PhantomData }
+    /// Wraps an encoded answer that the caller guarantees is an `O` (a cached value's).
+    pub(crate) fn from_encoded(encoded: Arc<Encoded>) -> Self {
+        Reply { answer: Answer::Shared(encoded), _output: PhantomData }
     }
 
-    pub fn into_json(self) -> Bytes {
-        self.json
+    pub fn into_answer(self) -> Answer {
+        self.answer
     }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Handler = Box<dyn Fn(AppState, serde_json::Value) -> BoxFuture<Result<Bytes, RpcError>> + Send + Sync>;
+type Handler = Box<dyn Fn(AppState, serde_json::Value) -> BoxFuture<Result<Answer, RpcError>> + Send + Sync>;
 
 /// How a procedure's input may be given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,7 +254,7 @@ impl std::fmt::Debug for Procedure {
 
 impl Procedure {
     /// Runs a query or mutation with raw JSON input (`null` when absent).
-    pub async fn call(&self, app: AppState, input: serde_json::Value) -> Result<Bytes, RpcError> {
+    pub async fn call(&self, app: AppState, input: serde_json::Value) -> Result<Answer, RpcError> {
         match &self.handler {
             Some(handler) => handler(app, input).await,
             None => Err(RpcError::new(
@@ -303,7 +323,7 @@ impl Registry {
             let handler = handler.clone();
             Box::pin(async move {
                 let input: I = super::decode_input(raw)?;
-                handler(app, input).await.map(Reply::into_json)
+                handler(app, input).await.map(Reply::into_answer)
             })
         });
         self.insert(Procedure {

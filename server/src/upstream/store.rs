@@ -13,12 +13,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use bytes::Bytes;
-
 use super::UpstreamError;
 use super::client::OpenStackClient;
 use crate::domain::model::{Image, Network, Project, Resource, Server, Volume};
-use crate::rpc::Reply;
+use crate::rpc::{Encoded, Reply};
 use crate::updates::{UpdateBus, UpdateType};
 
 /// A resource kind the store can fetch from upstream.
@@ -56,8 +54,8 @@ impl Fetch for Network {
 #[derive(Debug)]
 pub struct Snapshot<R> {
     pub items: Vec<R>,
-    /// `items` as a JSON array.
-    pub json: Bytes,
+    /// `items` as the answer to a list query, encoded once per value.
+    pub answer: Arc<Encoded>,
     /// When upstream last confirmed this value.
     pub fetched_at: SystemTime,
 }
@@ -66,12 +64,12 @@ impl<R: Resource> Snapshot<R> {
     fn new(items: Vec<R>) -> Result<Self, UpstreamError> {
         let json =
             serde_json::to_vec(&items).map_err(|e| UpstreamError::Failed(format!("serializing {}: {e}", R::TYPE)))?;
-        Ok(Snapshot { items, json: Bytes::from(json), fetched_at: SystemTime::now() })
+        Ok(Snapshot { items, answer: Encoded::new(&json), fetched_at: SystemTime::now() })
     }
 
     /// The whole collection as a procedure's answer, without serializing again.
     pub fn reply(&self) -> Reply<Vec<R>> {
-        Reply::from_serialized(self.json.clone())
+        Reply::from_encoded(self.answer.clone())
     }
 
     pub fn find(&self, id: &str) -> Option<&R> {
@@ -162,7 +160,7 @@ impl Store {
         let snapshot = match (&old, &changed) {
             (Some(old), Some(ids)) if ids.is_empty() => {
                 // Unchanged: keep the serialized bytes, only note that they are fresh.
-                Arc::new(Snapshot { items, json: old.json.clone(), fetched_at: SystemTime::now() })
+                Arc::new(Snapshot { items, answer: old.answer.clone(), fetched_at: SystemTime::now() })
             }
             _ => Arc::new(Snapshot::new(items)?),
         };

@@ -4,6 +4,7 @@
 mod contract;
 mod poller;
 mod rpc;
+mod serving;
 mod shutdown;
 mod stream;
 mod web;

@@ -1,0 +1,271 @@
+//! Query answers made cheap to send again: the success envelope, its `ETag`, and its
+//! gzip and brotli forms, each computed once per value rather than once per request.
+//!
+//! A cached collection ([`crate::upstream::Snapshot`]) holds one [`Encoded`] for as long
+//! as its value does not change, so when thousands of tabs refetch the same large list
+//! after one notification, the server compresses it once and then only copies
+//! references. A client that already holds the value (`If-None-Match` with the current
+//! `ETag`) gets `304 Not Modified` and no body at all.
+//!
+//! Answers that are computed per request (a filtered list, one item) still get an
+//! `ETag` and `304`, and are compressed on the way out by the router's compression layer.
+
+use std::hash::Hasher;
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::OnceCell;
+
+/// Answers smaller than this are sent as they are: compressing them saves nothing.
+const MIN_COMPRESS: usize = 1024;
+
+/// `{"result":{"data":<json>}}`: tRPC's success envelope around a procedure's JSON.
+pub fn envelope(json: &[u8]) -> Bytes {
+    const PREFIX: &[u8] = br#"{"result":{"data":"#;
+    const SUFFIX: &[u8] = b"}}";
+    let mut out = BytesMut::with_capacity(PREFIX.len() + json.len() + SUFFIX.len());
+    out.extend_from_slice(PREFIX);
+    out.extend_from_slice(json);
+    out.extend_from_slice(SUFFIX);
+    out.freeze()
+}
+
+/// A strong entity tag for `bytes`: a 64-bit hash of the content, so an unchanged value
+/// keeps its tag across refetches from upstream (and across server restarts).
+pub fn etag(bytes: &[u8]) -> HeaderValue {
+    // `DefaultHasher::new()` always starts from the same keys: equal bytes, equal tag.
+    // Fast enough for 10 MB once per change.
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(bytes);
+    let tag = format!("\"{:016x}-{:x}\"", hasher.finish(), bytes.len());
+    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// Whether the request's `If-None-Match` names `etag` (or `*`); weak tags compare by
+/// their opaque part, as RFC 9110 prescribes for `If-None-Match`.
+pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let wanted = etag.as_bytes();
+    headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).as_bytes() == wanted
+        },
+    )
+}
+
+/// A content coding this server sends pre-computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    Brotli,
+    Gzip,
+    Identity,
+}
+
+/// The best coding the request's `Accept-Encoding` allows: brotli, then gzip, else none.
+/// Quality values are honoured as far as `q=0` meaning "not this one".
+pub fn preferred(headers: &HeaderMap) -> Coding {
+    let (mut br, mut gzip) = (false, false);
+    let (mut br_refused, mut gzip_refused) = (false, false);
+    let mut star = false;
+    for item in
+        headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','))
+    {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+        });
+        match name.as_str() {
+            "br" => (br, br_refused) = (!refused, refused),
+            "gzip" | "x-gzip" => (gzip, gzip_refused) = (!refused, refused),
+            "*" => star = !refused,
+            _ => {}
+        }
+    }
+    if br || (star && !br_refused) {
+        Coding::Brotli
+    } else if gzip || (star && !gzip_refused) {
+        Coding::Gzip
+    } else {
+        Coding::Identity
+    }
+}
+
+type Compressor = fn(&[u8]) -> std::io::Result<Vec<u8>>;
+
+/// One query answer, ready to be sent any number of times.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The success envelope.
+    envelope: Bytes,
+    etag: HeaderValue,
+    gzip: OnceCell<Bytes>,
+    brotli: OnceCell<Bytes>,
+}
+
+impl Encoded {
+    /// Wraps a procedure's JSON (copied once into the envelope) and tags it.
+    pub fn new(json: &[u8]) -> Arc<Self> {
+        let envelope = envelope(json);
+        let etag = etag(&envelope);
+        Arc::new(Encoded { envelope, etag, gzip: OnceCell::new(), brotli: OnceCell::new() })
+    }
+
+    /// The procedure's JSON alone (for batches), without copying.
+    pub fn json(&self) -> Bytes {
+        const PREFIX: usize = br#"{"result":{"data":"#.len();
+        self.envelope.slice(PREFIX..self.envelope.len() - 2)
+    }
+
+    pub fn envelope(&self) -> Bytes {
+        self.envelope.clone()
+    }
+
+    pub fn etag(&self) -> &HeaderValue {
+        &self.etag
+    }
+
+    /// The envelope in `coding`, compressed on first demand (off the async threads; later
+    /// requests wait for that one compression rather than starting their own).
+    pub async fn body(&self, coding: Coding) -> Bytes {
+        if self.envelope.len() < MIN_COMPRESS {
+            return self.envelope.clone();
+        }
+        let (cell, compress): (_, Compressor) = match coding {
+            Coding::Identity => return self.envelope.clone(),
+            Coding::Gzip => (&self.gzip, gzip),
+            Coding::Brotli => (&self.brotli, brotli),
+        };
+        let envelope = self.envelope.clone();
+        let compressed = cell
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || compress(&envelope).map(Bytes::from))
+                    .await
+                    .map_err(std::io::Error::other)?
+            })
+            .await;
+        match compressed {
+            Ok(bytes) => bytes.clone(),
+            Err(error) => {
+                tracing::warn!(%error, ?coding, "could not compress an answer; sending it uncompressed");
+                self.envelope.clone()
+            }
+        }
+    }
+
+    /// The `200` answer in the best coding the request accepts, or `304` when the client
+    /// already holds this value.
+    pub async fn respond(&self, request: &HeaderMap) -> Response {
+        if not_modified(request, &self.etag) {
+            return not_modified_response(&self.etag);
+        }
+        let mut coding = preferred(request);
+        if self.envelope.len() < MIN_COMPRESS {
+            coding = Coding::Identity;
+        }
+        let body = self.body(coding).await;
+        // If compression failed, `body` is the envelope itself.
+        let coding = if body.len() == self.envelope.len() && body == self.envelope { Coding::Identity } else { coding };
+        let mut response = (StatusCode::OK, body).into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::ETAG, self.etag.clone());
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        match coding {
+            Coding::Brotli => h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br")),
+            Coding::Gzip => h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            // Sent as is: the compression layer would redo per request what was not done
+            // once here (it only ever offers the codings above anyway).
+            Coding::Identity => None,
+        };
+        response
+    }
+}
+
+/// `304 Not Modified` with the tag the client already has.
+pub fn not_modified_response(etag: &HeaderValue) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag.clone());
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    response
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::new(6));
+    encoder.write_all(bytes)?;
+    encoder.finish()
+}
+
+fn brotli(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    // Quality 5: most of brotli's gain for a fraction of its top settings' time.
+    let params = brotli::enc::BrotliEncoderParams { quality: 5, lgwin: 22, ..Default::default() };
+    let mut out = Vec::with_capacity(bytes.len() / 4);
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(name.clone(), HeaderValue::from_str(value).expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn accept_encoding_picks_brotli_then_gzip_and_honours_q0() {
+        let ae = header::ACCEPT_ENCODING;
+        assert_eq!(preferred(&headers(&[(ae.clone(), "gzip, deflate, br, zstd")])), Coding::Brotli);
+        assert_eq!(preferred(&headers(&[(ae.clone(), "gzip")])), Coding::Gzip);
+        assert_eq!(preferred(&headers(&[(ae.clone(), "br;q=0, gzip;q=0.5")])), Coding::Gzip);
+        assert_eq!(preferred(&headers(&[(ae.clone(), "*;q=1, br;q=0")])), Coding::Gzip);
+        assert_eq!(preferred(&headers(&[(ae.clone(), "identity")])), Coding::Identity);
+        assert_eq!(preferred(&HeaderMap::new()), Coding::Identity);
+    }
+
+    #[test]
+    fn if_none_match_accepts_lists_weak_tags_and_star() {
+        let tag = etag(b"abc");
+        let inm = header::IF_NONE_MATCH;
+        assert!(not_modified(&headers(&[(inm.clone(), tag.to_str().expect("ascii"))]), &tag));
+        assert!(not_modified(&headers(&[(inm.clone(), &format!("\"x\", W/{}", tag.to_str().expect("ascii")))]), &tag));
+        assert!(not_modified(&headers(&[(inm.clone(), "*")]), &tag));
+        assert!(!not_modified(&headers(&[(inm.clone(), "\"other\"")]), &tag));
+        assert!(!not_modified(&HeaderMap::new(), &tag));
+        assert_eq!(etag(b"abc"), etag(b"abc"));
+        assert_ne!(etag(b"abc"), etag(b"abd"));
+    }
+
+    #[tokio::test]
+    async fn compressed_forms_decode_to_the_envelope_and_are_made_once() {
+        let json = format!("[{}]", vec![r#"{"id":"vol-0001","name":"data"}"#; 200].join(","));
+        let encoded = Encoded::new(json.as_bytes());
+        assert_eq!(encoded.json(), json.as_bytes());
+
+        let gz = encoded.body(Coding::Gzip).await;
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut plain).expect("gunzip");
+        assert_eq!(plain, encoded.envelope());
+        assert!(gz.len() < encoded.envelope().len() / 4);
+        // The second request gets the same bytes, not a second compression.
+        assert_eq!(encoded.body(Coding::Gzip).await.as_ptr(), gz.as_ptr());
+
+        let br = encoded.body(Coding::Brotli).await;
+        let mut plain = Vec::new();
+        brotli::BrotliDecompress(&mut &br[..], &mut plain).expect("unbrotli");
+        assert_eq!(plain, encoded.envelope());
+    }
+}

@@ -1,0 +1,142 @@
+//! How answers and connections are served: cached lists compressed once and revalidated
+//! with `ETag`/`304`, and a connection budget that never drops open streams.
+
+use std::io::Read;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stalecast::updates::UpdateType;
+use stalecast_tests::{spawn_app, spawn_app_with};
+
+/// Grows every volume's description in the simulator and waits until Stalecast serves
+/// the grown list.
+async fn pad_volumes(app: &stalecast_tests::TestApp, bytes: usize) {
+    let response = app
+        .http
+        .put(format!("{}/_sim/volume-padding", app.sim_url))
+        .json(&json!({"bytesPerVolume": bytes}))
+        .send()
+        .await
+        .expect("padding");
+    assert!(response.status().is_success());
+    for _ in 0..50 {
+        let (_, body) = app.query("storage.volumes.list", None).await;
+        if body.to_string().len() > bytes * 10 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the poller never picked up the padded volumes");
+}
+
+fn list_url(app: &stalecast_tests::TestApp) -> String {
+    app.url("/trpc/storage.volumes.list")
+}
+
+#[tokio::test]
+async fn a_large_list_is_sent_compressed_and_revalidated_with_304() {
+    let app = spawn_app().await;
+    pad_volumes(&app, 4096).await;
+
+    let plain = app.http.get(list_url(&app)).send().await.expect("plain");
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert!(plain.headers().get("content-encoding").is_none(), "no Accept-Encoding, no compression");
+    let etag = plain.headers()["etag"].to_str().expect("etag").to_owned();
+    let plain = plain.bytes().await.expect("body");
+
+    let gzipped = app.http.get(list_url(&app)).header("accept-encoding", "gzip").send().await.expect("gzip");
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["etag"].to_str().expect("etag"), etag, "one value, one tag, any coding");
+    let gzipped = gzipped.bytes().await.expect("body");
+    assert!(gzipped.len() * 10 < plain.len(), "{} compressed vs {} plain", gzipped.len(), plain.len());
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..]).read_to_end(&mut unzipped).expect("gunzip");
+    assert_eq!(unzipped, plain);
+
+    let br = app.http.get(list_url(&app)).header("accept-encoding", "gzip, br").send().await.expect("br");
+    assert_eq!(br.headers()["content-encoding"], "br");
+    let br = br.bytes().await.expect("body");
+    let mut unbrotlied = Vec::new();
+    brotli::BrotliDecompress(&mut &br[..], &mut unbrotlied).expect("unbrotli");
+    assert_eq!(unbrotlied, plain);
+
+    // A client holding the current value gets no body.
+    let again = app.http.get(list_url(&app)).header("if-none-match", &etag).send().await.expect("conditional");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"].to_str().expect("etag"), etag);
+    assert!(again.bytes().await.expect("body").is_empty());
+
+    // Once the list changes, the old tag no longer matches.
+    let id = app.create_volume("etag-test").await;
+    let changed = app.http.get(list_url(&app)).header("if-none-match", &etag).send().await.expect("conditional");
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_ne!(changed.headers()["etag"].to_str().expect("etag"), etag);
+    let body: Value = changed.json().await.expect("json");
+    assert!(body["result"]["data"].as_array().expect("list").iter().any(|v| v["id"] == id));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_query_answer_has_an_etag_and_mutations_have_none() {
+    let app = spawn_app().await;
+    let url = app.url("/trpc/storage.volumes.list?input=%7B%22projectId%22%3A%22prj-web%22%7D");
+    let first = app.http.get(&url).send().await.expect("query");
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].clone();
+    let second = app.http.get(&url).header("if-none-match", etag).send().await.expect("conditional");
+    assert_eq!(second.status(), StatusCode::NOT_MODIFIED);
+
+    let batch = app.url("/trpc/projects.list,images.list?batch=1");
+    let first = app.http.get(&batch).send().await.expect("batch");
+    let etag = first.headers()["etag"].clone();
+    let second = app.http.get(&batch).header("if-none-match", etag).send().await.expect("conditional batch");
+    assert_eq!(second.status(), StatusCode::NOT_MODIFIED);
+
+    let mutation = app
+        .http
+        .post(app.url("/trpc/storage.volumes.create"))
+        .json(&json!({"projectId": "prj-web", "name": "no-etag", "sizeGb": 1}))
+        .send()
+        .await
+        .expect("mutation");
+    assert_eq!(mutation.status(), StatusCode::OK);
+    assert!(mutation.headers().get("etag").is_none());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn beyond_the_connection_limit_new_clients_wait_and_open_streams_keep_flowing() {
+    let app = spawn_app_with(|c| c.max_connections = 3).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        // A client of its own per stream: one connection each.
+        let http = reqwest::Client::new();
+        let response = http.get(app.url("/trpc/updates.onUpdate")).send().await.expect("stream");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut sse = stalecast_tests::SseClient::new(response);
+        sse.connected().await;
+        streams.push((http, sse));
+    }
+
+    // The fourth connection waits in the backlog rather than failing...
+    let waiting = tokio::spawn({
+        let url = app.url("/healthz");
+        async move { reqwest::Client::new().get(url).send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a connection beyond the limit was served");
+
+    // ...while the open streams are served as before.
+    app.app.state.bus().publish(UpdateType::Volumes, Some(vec!["vol-limit".into()]));
+    for (_, sse) in &mut streams {
+        let (_, data) = sse.next_data(Duration::from_secs(2)).await.expect("update at the limit");
+        assert_eq!(data["ids"][0], "vol-limit");
+    }
+
+    // One tab closes: the waiting client is served.
+    drop(streams.pop());
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("served once a slot frees");
+    assert_eq!(status.expect("task").expect("request"), StatusCode::OK);
+    app.shutdown().await;
+}
