@@ -41,6 +41,8 @@ route under `/trpc`:
 - both answer `{\"result\":{\"data\":…}}`, and every error answers the error envelope \
 `{\"error\":{\"code\":…,\"message\":…,\"data\":{\"code\":\"BAD_REQUEST\",\"httpStatus\":400,\"path\":…}}}` \
 with the matching HTTP status;
+- a query's answer carries an `ETag`; sent back as `If-None-Match`, it gives `304 Not Modified` \
+while the value is unchanged. Large cached answers are compressed (`br`, `gzip`) once per value;
 - calls batch as `/trpc/<p1>,<p2>?batch=1` with `input={\"0\":…,\"1\":…}` (the body for \
 mutations): the answer is an array of envelopes, `207` when their statuses differ;
 - `updates.onUpdate` is the event stream: `event: connected`, then one `id:`/`data:` event \
@@ -244,6 +246,13 @@ fn operation(procedure: &Procedure) -> Operation {
             .build(),
     };
     let mut op = op.response("200", success);
+    if procedure.kind == Kind::Query {
+        op = op.response(
+            "304",
+            ResponseBuilder::new()
+                .description("Not modified: the `If-None-Match` sent names the current `ETag`; no body."),
+        );
+    }
     for code in error_statuses(procedure.kind) {
         let (name, _, _) = error_response(*code);
         op = op.response(code.status().as_u16().to_string(), Ref::from_response_name(name));
@@ -406,6 +415,7 @@ mod tests {
             "#/components/schemas/VolumeCreate"
         );
         assert!(create["responses"]["413"].is_object() && create["responses"]["409"].is_object());
+        assert!(create["responses"]["304"].is_null() && list["responses"]["304"].is_object());
         let state = &doc["paths"]["/trpc/updates.state"]["get"];
         assert!(state["parameters"].is_null(), "updates.state takes no input");
         let stream = &doc["paths"]["/trpc/updates.onUpdate"]["get"];
