@@ -97,6 +97,10 @@ pub fn router(state: AppState) -> Router {
         // every encoder's state inline (≈ 5.8 KiB), which each open event stream would
         // carry for its whole life (and events would sit in the encoder's buffer).
         .layer(CompressionLayer::new().compress_when(compress))
+        // Upstream trouble answers 502/503 on purpose and is logged where it happens.
+        // Not the stream either: its body wrapper reads the clock on every event; the
+        // stream logs its own opening and end.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
         .route(
             &format!("/trpc/{}", stream::PATH),
             get(stream::handler).fallback(|| async {
@@ -105,8 +109,6 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(cors)
-        // Upstream trouble answers 502/503 on purpose and is logged where it happens.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
         .with_state(state)
 }
 

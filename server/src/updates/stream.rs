@@ -198,7 +198,15 @@ fn updates(
     connected: Bytes,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let subscription = bus.subscribe(after);
+    tracing::debug!(
+        ?after,
+        types = filter,
+        gap = subscription.gap,
+        replay = subscription.replay.len(),
+        "event stream opened"
+    );
     async_stream::stream! {
+        let _open = OpenStream;
         yield Ok(connected);
         let mut live = subscription.live;
         if subscription.gap {
@@ -249,6 +257,15 @@ fn updates(
                 }
             }
         }
+    }
+}
+
+/// Logs when a stream ends, however it ends (the client left, shutdown).
+struct OpenStream;
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        tracing::debug!("event stream closed");
     }
 }
 
