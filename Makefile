@@ -89,3 +89,29 @@ chromium:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	}
+
+# ---------------------------------------------------------------------------------------
+# Load test (tests/src/bin/loadtest). `make loadtest` runs one scenario with the defaults
+# (2,000 SSE clients, 10 mutations/s for 10 s) against a release build; pass knobs with
+# LOADTEST_ARGS="--clients 10000 --rate 2" (see `loadtest --help`). `make bench` runs the
+# standard matrix and writes tests/load/RESULTS.md. `make test` runs a small smoke scenario
+# that fails on any lost notification or failed connection.
+RELEASE_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release
+DEBUG_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug
+LOADTEST_ARGS ?=
+
+.PHONY: loadtest bench test-load
+
+loadtest:
+	$(CARGO) build --release --locked -p stalecast -p stalecast-tests --bin stalecast --bin loadtest
+	$(RELEASE_DIR)/loadtest $(LOADTEST_ARGS)
+
+bench:
+	$(CARGO) build --release --locked -p stalecast -p stalecast-tests --bin stalecast --bin loadtest
+	$(RELEASE_DIR)/loadtest bench $(LOADTEST_ARGS)
+
+test: test-load
+test-load:
+	$(CARGO) build --locked -p stalecast -p stalecast-tests --bin stalecast --bin loadtest
+	$(DEBUG_DIR)/loadtest --clients 300 --rate 20 --duration 3s --slow-clients 5 --no-progress --assert \
+		--name smoke --server-bin $(DEBUG_DIR)/stalecast
