@@ -147,8 +147,7 @@ impl RunningApp {
 /// Binds, starts the embedded simulator (unless `--upstream` is set), the poller and the
 /// HTTP server, and returns at once. Everything stops when `shutdown` fires.
 pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<RunningApp> {
-    let listener = TcpListener::bind((config.host, config.port))
-        .await
+    let listener = crate::serve::bind(SocketAddr::new(config.host, config.port))
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
     let mut tasks = JoinSet::new();

@@ -60,6 +60,20 @@ pub fn default_max_connections() -> usize {
     limit.saturating_sub(reserve(limit)).max(1) as usize
 }
 
+/// Connections the kernel queues before `accept` (capped by `net.core.somaxconn`). When
+/// thousands of tabs reconnect at once, a short queue drops SYNs and each dropped client
+/// waits a full second before it retries.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket with a deep accept queue (`SO_REUSEADDR`, as `axum::serve` users
+/// get from tokio's own `bind`).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How long a new connection may take to send its first request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest first request head read before handing the connection to hyper.
