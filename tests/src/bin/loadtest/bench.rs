@@ -239,7 +239,7 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
             let _ = writeln!(
                 md,
                 "- Refetches of `storage.volumes.list` (~{} MB): {} ({} × 200, {} × 304, {} failed), \
-                 {:.1} MiB over the wire ({} KiB mean, encodings {:?}); refetch latency p50 {:.1} ms, \
+                 {:.1} MiB over the wire ({} B mean, encodings {:?}); refetch latency p50 {:.1} ms, \
                  p99 {:.1} ms, max {:.1} ms.",
                 r.knobs.payload_bytes.unwrap_or(0) / 1_000_000,
                 s.refetches,
@@ -247,7 +247,7 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
                 s.not_modified,
                 s.errors,
                 s.body_bytes as f64 / (1u64 << 20) as f64,
-                s.mean_body_bytes / 1024,
+                s.mean_body_bytes,
                 s.encodings,
                 s.latency.p50_ms,
                 s.latency.p99_ms,
