@@ -230,6 +230,11 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
                 s.log_warnings,
                 if s.clean_exit == Some(true) { "clean shutdown" } else { "no clean shutdown" }
             );
+            let _ = writeln!(
+                md,
+                "- Load generator (same CPUs): {:.2} CPU-s in the window = {:.2} µs per received notification.",
+                s.generator_cpu_s, s.generator_cpu_us_per_notification
+            );
         }
         if let Some(u) = &r.upstream {
             let by: Vec<String> = u.requests.iter().map(|(k, v)| format!("{k} {v}")).collect();

@@ -34,6 +34,8 @@ pub struct Measured {
     pub connected_sample: Option<Sample>,
     pub before: Option<Sample>,
     pub after: Option<Sample>,
+    /// CPU seconds the load generator used in the window.
+    pub generator_cpu_s: f64,
     pub upstream: Option<(BTreeMap<String, u64>, BTreeMap<String, u64>)>,
     pub server_alive: bool,
     pub clean_exit: Option<bool>,
@@ -141,6 +143,9 @@ pub struct ServerCost {
     pub cpu_us_per_notification: f64,
     /// Busiest threads during the window: the fan-out should use every worker thread.
     pub threads: Vec<ThreadCpu>,
+    /// The load generator's own CPU in the window (it shares the machine).
+    pub generator_cpu_s: f64,
+    pub generator_cpu_us_per_notification: f64,
     pub bytes_written: u64,
     pub alive_at_end: bool,
     pub clean_exit: Option<bool>,
@@ -259,6 +264,12 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
                 cpu_s,
                 cpu_us_per_notification: if n.received > 0 { cpu_s * 1e6 / n.received as f64 } else { 0.0 },
                 threads: procs::thread_delta(before, after),
+                generator_cpu_s: m.generator_cpu_s,
+                generator_cpu_us_per_notification: if n.received > 0 {
+                    m.generator_cpu_s * 1e6 / n.received as f64
+                } else {
+                    0.0
+                },
                 bytes_written: after.wchar.saturating_sub(before.wchar),
                 alive_at_end: m.server_alive,
                 clean_exit: m.clean_exit,
@@ -474,6 +485,13 @@ pub fn print(r: &RunReport) {
                 s.cpu_s,
                 s.cpu_us_per_notification,
                 threads.join(", ")
+            ),
+        );
+        row(
+            "generator CPU",
+            format!(
+                "{:.2} s in the window, {:.2} µs per received notification (the load generator's own cost)",
+                s.generator_cpu_s, s.generator_cpu_us_per_notification
             ),
         );
         row(

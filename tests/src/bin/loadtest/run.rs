@@ -182,6 +182,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     };
     let window_started = Instant::now();
     let before = pid.map(procs::sample).transpose()?;
+    let generator_before = generator_cpu(&workers);
 
     let counters = Arc::new(Counters::default());
     let driving = bar(args.no_progress, args.duration.as_secs().max(1), "running    {bar:40} {pos}/{len} s  {msg}");
@@ -233,6 +234,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     draining.finish();
     let window = window_started.elapsed();
     let after = pid.map(procs::sample).transpose()?;
+    let generator_cpu_s = generator_cpu(&workers) - generator_before;
     let upstream1 = match &sim_url {
         Some(url) => Some(sim_stats(&http, url).await?),
         None => None,
@@ -285,6 +287,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         connected_sample,
         before,
         after,
+        generator_cpu_s,
         upstream: upstream0.zip(upstream1),
         server_alive: alive && server_alive_process,
         clean_exit,
@@ -294,6 +297,18 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         server_log: args.target.is_none().then_some(server_log),
     };
     report::build(measured)
+}
+
+/// CPU seconds the load generator itself (this process and its workers) has used: it
+/// shares the machine with the server, so its cost shows in the latency.
+fn generator_cpu(workers: &[WorkerHandle]) -> f64 {
+    let own = procs::sample(std::process::id()).map_or(0.0, |s| s.cpu_s);
+    own + workers
+        .iter()
+        .filter_map(|w| w.child.id())
+        .filter_map(|pid| procs::sample(pid).ok())
+        .map(|s| s.cpu_s)
+        .sum::<f64>()
 }
 
 async fn spawn_worker(config: &WorkerConfig) -> anyhow::Result<WorkerHandle> {
