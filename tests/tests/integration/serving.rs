@@ -140,3 +140,65 @@ async fn beyond_the_connection_limit_new_clients_wait_and_open_streams_keep_flow
     assert_eq!(status.expect("task").expect("request"), StatusCode::OK);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_closed_tab_frees_its_subscription_without_waiting_for_the_next_update() {
+    let app = spawn_app().await;
+    let bus = app.app.state.bus().clone();
+    let http = reqwest::Client::new();
+    let response = http.get(app.url("/trpc/updates.onUpdate")).send().await.expect("stream");
+    let mut sse = stalecast_tests::SseClient::new(response);
+    sse.connected().await;
+    assert_eq!(bus.subscriber_count(), 1);
+
+    drop(sse);
+    drop(http);
+    // Nothing is published: the server must notice the closed socket by itself.
+    let mut freed = false;
+    for _ in 0..50 {
+        if bus.subscriber_count() == 0 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the subscription outlived its connection");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http_1_0_client_gets_the_stream_until_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let mut socket = tokio::net::TcpStream::connect(app.app.addr).await.expect("connect");
+    socket.write_all(b"GET /trpc/updates.onUpdate HTTP/1.0\r\nHost: test\r\n\r\n").await.expect("request");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("event: connected") {
+        let n = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await.expect("head").expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&received).to_string();
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
+    assert!(text.contains("content-type: text/event-stream"), "{text}");
+    assert!(!text.contains("transfer-encoding"), "HTTP/1.0 has no chunked coding: {text}");
+
+    app.app.state.bus().publish(UpdateType::Images, Some(vec!["img-http10".into()]));
+    while !String::from_utf8_lossy(&received).contains("img-http10") {
+        let n =
+            tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await.expect("update").expect("read");
+        assert!(n > 0);
+        received.extend_from_slice(&buf[..n]);
+    }
+    app.shutdown().await;
+    // Shutdown ends the body by closing the connection: that is HTTP/1.0's end of message.
+    loop {
+        let n =
+            tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await.expect("close").expect("read");
+        if n == 0 {
+            break;
+        }
+    }
+}
