@@ -24,6 +24,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::ServeConfig;
 use crate::rpc::{self, ErrorCode, Registry, RpcError};
+use crate::serve::fanout::Fanout;
 use crate::sim::{self, Sim, SimConfig};
 use crate::updates::stream::{self, StreamConfig};
 use crate::updates::{BusConfig, UpdateBus};
@@ -45,6 +46,7 @@ struct Inner {
     registry: Registry,
     shutdown: CancellationToken,
     pings: stream::Pings,
+    fanout: Arc<Fanout>,
 }
 
 impl AppState {
@@ -69,6 +71,10 @@ impl AppState {
     /// The keep-alive clock every stream shares.
     pub fn pings(&self) -> &stream::Pings {
         &self.0.pings
+    }
+    /// The fan-out that writes updates to the streams the server's own writer serves.
+    pub fn fanout(&self) -> &Arc<Fanout> {
+        &self.0.fanout
     }
     pub fn stream_config(&self) -> StreamConfig {
         StreamConfig { ping_interval: self.0.config.ping_interval }
@@ -192,6 +198,9 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let store = Arc::new(Store::new(Arc::new(client), bus.clone()));
     poller::spawn(store.clone(), config.poll_interval, shutdown.clone(), &mut tasks);
     let pings = stream::Pings::start(config.ping_interval, shutdown.clone(), &mut tasks);
+    // One shard per core: the fan-out of one update runs on every core at once.
+    let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let fanout = Fanout::start(bus.clone(), pings.clone(), shards, shutdown.clone(), &mut tasks);
 
     let state = AppState(Arc::new(Inner {
         config,
@@ -201,6 +210,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         registry: domain::registry(),
         shutdown: shutdown.clone(),
         pings,
+        fanout,
     }));
     web::check(&state.config().web_dir);
     let app = router(state.clone());

@@ -1,6 +1,6 @@
 //! The HTTP server loop: accepts connections within a descriptor budget and serves each
-//! one with the router — event streams on a lean path ([`event_stream`]), everything
-//! else with hyper.
+//! one with the router — event streams on a lean path ([`event_stream`], written by the
+//! [`fanout`]), everything else with hyper.
 //!
 //! Why not `axum::serve`:
 //! - **Descriptor budget.** When the process runs out of file descriptors, `accept`
@@ -17,12 +17,15 @@
 //!   stream measured by the load test). A connection whose first request is
 //!   `GET /trpc/updates.onUpdate` is answered by the same router and handler, but its
 //!   response is written by [`event_stream`] with no buffer kept between events.
+//! - **CPU per notification.** On that path the [`fanout`] writes each update to every
+//!   stream's socket from one task per core, instead of waking one task per stream.
 //!
 //! Graceful shutdown: when the token fires, accepting stops, hyper connections finish
 //! their requests, event streams end (the stream handler watches the same token), and
 //! [`serve`] returns once every connection is closed.
 
 mod event_stream;
+pub mod fanout;
 
 use std::io;
 use std::net::SocketAddr;

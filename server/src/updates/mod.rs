@@ -11,6 +11,7 @@
 pub mod stream;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -145,6 +146,30 @@ pub struct UpdateBus {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Arc<Published>>,
     ring_size: usize,
+    channel_capacity: usize,
+    subscribers: Arc<AtomicUsize>,
+}
+
+/// Counts one open subscription for as long as it lives.
+#[derive(Debug)]
+pub struct Subscriber(Arc<AtomicUsize>);
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a subscriber starts: what to send before any live update.
+#[derive(Debug)]
+pub struct Start {
+    /// Updates after the resume id, oldest first.
+    pub replay: Vec<Arc<Published>>,
+    /// Set when the resume id could not be honoured: the client must resync first.
+    pub gap: bool,
+    /// The bus's latest seq at subscription time: live updates are those after it.
+    pub seq: u64,
+    pub subscriber: Subscriber,
 }
 
 #[derive(Debug)]
@@ -155,7 +180,7 @@ struct Inner {
     last: [TypeState; UpdateType::ALL.len()],
 }
 
-/// Where a new subscriber starts.
+/// A new subscriber with a receiver of its own.
 #[derive(Debug)]
 pub struct Subscription {
     /// Updates after the resume id, oldest first, to send before anything from `live`.
@@ -166,6 +191,7 @@ pub struct Subscription {
     pub seq: u64,
     /// Everything published after the subscription, in order.
     pub live: broadcast::Receiver<Arc<Published>>,
+    pub subscriber: Subscriber,
 }
 
 /// A snapshot of the bus for `updates.state`.
@@ -196,7 +222,14 @@ impl UpdateBus {
             }),
             tx,
             ring_size,
+            channel_capacity: config.channel_capacity.max(1),
+            subscribers: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Updates a subscriber may fall behind before it must resync.
+    pub fn channel_capacity(&self) -> usize {
+        self.channel_capacity
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -236,6 +269,20 @@ impl UpdateBus {
     pub fn subscribe(&self, after: Option<u64>) -> Subscription {
         let inner = self.lock();
         let live = self.tx.subscribe();
+        let start = self.start(&inner, after);
+        Subscription { replay: start.replay, gap: start.gap, seq: start.seq, live, subscriber: start.subscriber }
+    }
+
+    /// Starts a subscriber that receives live updates through someone else's receiver
+    /// (the fan-out): `register` runs under the bus lock, so every update after
+    /// `Start::seq` is published after it returns and none is missed or seen twice.
+    pub fn attach<T>(&self, after: Option<u64>, register: impl FnOnce(Start) -> T) -> T {
+        let inner = self.lock();
+        let start = self.start(&inner, after);
+        register(start)
+    }
+
+    fn start(&self, inner: &Inner, after: Option<u64>) -> Start {
         let latest = inner.next_seq - 1;
         let oldest = inner.ring.front().map_or(inner.next_seq, |p| p.update.seq);
         let (replay, gap) = match after {
@@ -247,7 +294,14 @@ impl UpdateBus {
                 (inner.ring.iter().skip(skip).cloned().collect(), false)
             }
         };
-        Subscription { replay, gap, seq: latest, live }
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        Start { replay, gap, seq: latest, subscriber: Subscriber(self.subscribers.clone()) }
+    }
+
+    /// A receiver of every update published from now on, not counted as a subscriber
+    /// (the fan-out's own).
+    pub fn receiver(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.tx.subscribe()
     }
 
     /// The latest seq handed out (0 before the first update of a bus started at 1).
@@ -267,7 +321,7 @@ impl UpdateBus {
 
     /// How many streams are subscribed right now.
     pub fn subscriber_count(&self) -> usize {
-        self.tx.receiver_count()
+        self.subscribers.load(Ordering::Relaxed)
     }
 }
 

@@ -52,6 +52,7 @@ use utoipa::ToSchema;
 use super::{Published, ResyncReason, StreamEvent, UpdateBus, UpdateType};
 use crate::app::AppState;
 use crate::rpc::{RpcError, decode_input};
+use crate::serve::fanout::DirectStream;
 
 /// The procedure path of the stream.
 pub const PATH: &str = "updates.onUpdate";
@@ -126,15 +127,19 @@ pub async fn handler(
         "event: connected\ndata: {{\"reconnectAfterInactivityMs\":{}}}\n\n",
         config.reconnect_after_inactivity().as_millis()
     );
+    let connected = Bytes::from(connected);
     let events = updates(
         app.bus().clone(),
         after,
         filter,
         app.shutdown_token().clone(),
         app.pings().receiver(),
-        Bytes::from(connected),
+        connected.clone(),
     );
     let mut response = Body::from_stream(events).into_response();
+    // The server's own writer takes the stream from here when it serves the connection
+    // (and then never polls the body); any other connection gets the body.
+    response.extensions_mut().insert(DirectStream { fanout: app.fanout().clone(), after, filter, connected });
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
@@ -197,15 +202,11 @@ fn updates(
     ticks: watch::Receiver<u64>,
     connected: Bytes,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let subscription = bus.subscribe(after);
-    tracing::debug!(
-        ?after,
-        types = filter,
-        gap = subscription.gap,
-        replay = subscription.replay.len(),
-        "event stream opened"
-    );
     async_stream::stream! {
+        // Subscribed on the first poll: a body that is never polled costs nothing.
+        let subscription = bus.subscribe(after);
+        let _subscriber = subscription.subscriber;
+        tracing::debug!(?after, types = filter, gap = subscription.gap, replay = subscription.replay.len(), "event stream opened");
         let _open = OpenStream;
         yield Ok(connected);
         let mut live = subscription.live;
@@ -261,7 +262,7 @@ fn updates(
 }
 
 /// Logs when a stream ends, however it ends (the client left, shutdown).
-struct OpenStream;
+pub(crate) struct OpenStream;
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
@@ -269,13 +270,13 @@ impl Drop for OpenStream {
     }
 }
 
-fn wanted(published: &Published, filter: u8) -> bool {
+pub(crate) fn wanted(published: &Published, filter: u8) -> bool {
     filter & published.update.kind.bit() != 0
 }
 
 /// A resync carries `seq` as its SSE id, like every data event: a client that resumes
 /// from it gets what followed, and the stock client's `tracked()` events always have an id.
-fn resync(seq: u64, reason: ResyncReason) -> Bytes {
+pub(crate) fn resync(seq: u64, reason: ResyncReason) -> Bytes {
     let json = serde_json::to_string(&StreamEvent::Resync { seq, reason })
         .unwrap_or_else(|_| String::from(r#"{"kind":"resync","seq":0,"reason":"gap"}"#));
     Bytes::from(format!("id: {seq}\ndata: {json}\n\n"))
@@ -284,4 +285,4 @@ fn resync(seq: u64, reason: ResyncReason) -> Bytes {
 /// The keep-alive event. tRPC's client resets its inactivity timer only on a dispatched
 /// `ping` event, and browsers dispatch no event without a `data:` line, so the ping
 /// carries an empty JSON object.
-const PING: &[u8] = b"event: ping\ndata: {}\n\n";
+pub(crate) const PING: &[u8] = b"event: ping\ndata: {}\n\n";

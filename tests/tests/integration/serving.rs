@@ -202,3 +202,29 @@ async fn an_http_1_0_client_gets_the_stream_until_the_connection_closes() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_client_that_pauses_reading_catches_up_in_order_without_a_resync() {
+    let app = spawn_app_with(|c| c.channel_capacity = 1024).await;
+    let http = reqwest::Client::new();
+    let response = http.get(app.url("/trpc/updates.onUpdate")).send().await.expect("stream");
+    let mut sse = stalecast_tests::SseClient::new(response);
+    sse.connected().await;
+
+    // ≈ 3 MB of notifications while the client reads nothing: more than the socket
+    // buffers hold, so the server must queue the rest for this client alone.
+    let long_ids: Vec<String> = (0..64).map(|i| format!("vol-{i:04}-{}", "x".repeat(80))).collect();
+    let bus = app.app.state.bus().clone();
+    let mut published = Vec::new();
+    for _ in 0..500 {
+        published.push(bus.publish(UpdateType::Volumes, Some(long_ids.clone())).update.seq);
+        tokio::task::yield_now().await;
+    }
+
+    for seq in published {
+        let (id, data) = sse.next_data(Duration::from_secs(5)).await.expect("every update, after the pause");
+        assert_eq!(data["kind"], "update", "no resync below the channel's capacity: {data}");
+        assert_eq!(id, seq.to_string());
+    }
+    app.shutdown().await;
+}
