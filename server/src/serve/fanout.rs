@@ -187,9 +187,11 @@ impl Fanout {
 impl Shard {
     fn deliver(&self, published: &Published) {
         let seq = published.update.seq;
+        // Framed once for every HTTP/1.1 stream of the shard, not once per socket.
+        let chunk = frame(true, &published.frame);
         for entry in lock(&self.streams).values() {
             if wanted(published, entry.filter) {
-                entry.deliver(seq, &published.frame);
+                entry.deliver(seq, if entry.chunked { &chunk } else { &published.frame });
             }
         }
     }
@@ -208,8 +210,9 @@ impl Shard {
 }
 
 impl Entry {
-    /// One update for this stream: written now when the socket takes it, else queued.
-    fn deliver(&self, seq: u64, event: &[u8]) {
+    /// One update for this stream (`wire`: its bytes as framed for this stream): written
+    /// now when the socket takes it, else queued.
+    fn deliver(&self, seq: u64, wire: &Bytes) {
         let mut state = lock(&self.state);
         if state.closed || seq <= state.last_seq {
             return;
@@ -221,7 +224,7 @@ impl Entry {
         state.last_seq = seq;
         state.sent = true;
         if state.attached {
-            match write_now(&self.socket, self.chunked, event) {
+            match write_now(&self.socket, wire) {
                 Ok(None) => {}
                 Ok(Some(rest)) => {
                     state.queue.push_back(rest);
@@ -238,7 +241,7 @@ impl Entry {
         } else if state.queued_frames >= self.capacity {
             state.lagged = Some(seq);
         } else {
-            state.queue.push_back(frame(self.chunked, event));
+            state.queue.push_back(wire.clone());
             state.queued_frames += 1;
         }
     }
@@ -298,7 +301,7 @@ impl Entry {
                     }
                     let mut state = lock(&self.state);
                     if state.attached && !state.sent {
-                        match write_now(&self.socket, self.chunked, PING) {
+                        match write_now(&self.socket, &frame(self.chunked, PING)) {
                             Ok(None) => {}
                             Ok(Some(rest)) => {
                                 state.queue.push_back(rest);
@@ -326,31 +329,12 @@ fn frame(chunked: bool, event: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// Writes `event` (framed) with one non-blocking `write`, framed on the stack; answers
-/// what the socket did not take.
-fn write_now(socket: &TcpStream, chunked: bool, event: &[u8]) -> io::Result<Option<Bytes>> {
-    let mut buf = [0u8; 2048];
-    let total = if chunked {
-        let size = format!("{:x}\r\n", event.len());
-        let total = size.len() + event.len() + 2;
-        if total > buf.len() {
-            return Ok(Some(frame(chunked, event)));
-        }
-        buf[..size.len()].copy_from_slice(size.as_bytes());
-        buf[size.len()..size.len() + event.len()].copy_from_slice(event);
-        buf[total - 2..total].copy_from_slice(b"\r\n");
-        total
-    } else {
-        if event.len() > buf.len() {
-            return Ok(Some(Bytes::copy_from_slice(event)));
-        }
-        buf[..event.len()].copy_from_slice(event);
-        event.len()
-    };
-    match socket.try_write(&buf[..total]) {
-        Ok(n) if n == total => Ok(None),
-        Ok(n) => Ok(Some(Bytes::copy_from_slice(&buf[n..total]))),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(Bytes::copy_from_slice(&buf[..total]))),
+/// Writes `wire` with one non-blocking `write`; answers what the socket did not take.
+fn write_now(socket: &TcpStream, wire: &Bytes) -> io::Result<Option<Bytes>> {
+    match socket.try_write(wire) {
+        Ok(n) if n == wire.len() => Ok(None),
+        Ok(n) => Ok(Some(wire.slice(n..))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(wire.clone())),
         Err(e) => Err(e),
     }
 }

@@ -24,12 +24,13 @@
 //! Every stream ends when the server's cancellation token fires, so graceful shutdown
 //! never waits on open streams.
 //!
-//! The body is written as ready-made SSE frames rather than through axum's `Sse`: each
-//! update's frame is encoded once at publish time and shared by every stream (a
-//! reference count, no per-subscriber formatting), and one shared clock drives the
-//! keep-alive pings instead of one timer per stream reset on every event. With
-//! thousands of streams that is most of the cost of a notification (see
-//! `tests/load/RESULTS.md`).
+//! The answer carries two ways to deliver the events. Connections the server's own
+//! writer serves (`crate::serve`) take the [`DirectStream`] extension and are written by
+//! the fan-out: each update's frame, encoded once at publish time, goes straight to every
+//! socket. Any other connection (HTTP/2, a reused keep-alive connection) polls the body:
+//! the same ready-made frames, from the bus's broadcast channel. Both send keep-alive
+//! pings from one shared clock rather than a timer per stream. Either is much cheaper
+//! per notification than axum's `Sse` (see `tests/load/RESULTS.md`).
 
 use std::convert::Infallible;
 use std::sync::Arc;

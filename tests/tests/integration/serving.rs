@@ -228,3 +228,30 @@ async fn a_client_that_pauses_reading_catches_up_in_order_without_a_resync() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_stream_opened_on_a_reused_keep_alive_connection_works_like_any_other() {
+    let app = spawn_app().await;
+    // One connection: the query leaves it in the client's pool and the stream reuses it,
+    // so the stream is served by the general HTTP path rather than the stream writer.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+    let query = http.get(app.url("/trpc/projects.list")).send().await.expect("query");
+    assert_eq!(query.status(), StatusCode::OK);
+    query.bytes().await.expect("body");
+    let response = http
+        .get(app.url("/trpc/updates.onUpdate?input=%7B%22types%22%3A%5B%22networks%22%5D%7D"))
+        .send()
+        .await
+        .expect("stream");
+    let mut sse = stalecast_tests::SseClient::new(response);
+    sse.connected().await;
+    assert_eq!(app.app.state.bus().subscriber_count(), 1);
+
+    let bus = app.app.state.bus();
+    bus.publish(UpdateType::Volumes, Some(vec!["vol-filtered-out".into()]));
+    let seq = bus.publish(UpdateType::Networks, Some(vec!["net-reused".into()])).update.seq;
+    let (id, data) = sse.next_data(Duration::from_secs(2)).await.expect("update");
+    assert_eq!(data["ids"][0], "net-reused");
+    assert_eq!(id, seq.to_string());
+    app.shutdown().await;
+}
