@@ -148,10 +148,11 @@ impl Fanout {
                 // Live updates continue right after `seq`, so that is the id to resume from.
                 queue.push_back(frame(chunked, &resync(start.seq, ResyncReason::Gap)));
             }
+            let before = queue.len();
             let replay = start.replay.iter().filter(|p| wanted(p, stream.filter));
             queue.extend(replay.map(|p| frame(chunked, &p.frame)));
             tracing::debug!(after = ?stream.after, types = stream.filter, gap = start.gap,
-                replay = queue.len() - 1, "event stream opened");
+                replay = queue.len() - before, "event stream opened");
             let entry = Arc::new(Entry {
                 socket: socket.clone(),
                 chunked,
