@@ -131,12 +131,14 @@ impl Encoded {
 
     /// The envelope in `coding`, compressed on first demand (off the async threads; later
     /// requests wait for that one compression rather than starting their own).
-    pub async fn body(&self, coding: Coding) -> Bytes {
+    /// Answers the bytes and the coding they are in (the envelope as is when it is too
+    /// small to compress, or should compression fail).
+    pub async fn body(&self, coding: Coding) -> (Bytes, Coding) {
         if self.envelope.len() < MIN_COMPRESS {
-            return self.envelope.clone();
+            return (self.envelope.clone(), Coding::Identity);
         }
         let (cell, compress): (_, Compressor) = match coding {
-            Coding::Identity => return self.envelope.clone(),
+            Coding::Identity => return (self.envelope.clone(), Coding::Identity),
             Coding::Gzip => (&self.gzip, gzip),
             Coding::Brotli => (&self.brotli, brotli),
         };
@@ -149,10 +151,10 @@ impl Encoded {
             })
             .await;
         match compressed {
-            Ok(bytes) => bytes.clone(),
+            Ok(bytes) => (bytes.clone(), coding),
             Err(error) => {
                 tracing::warn!(%error, ?coding, "could not compress an answer; sending it uncompressed");
-                self.envelope.clone()
+                (self.envelope.clone(), Coding::Identity)
             }
         }
     }
@@ -163,13 +165,7 @@ impl Encoded {
         if not_modified(request, &self.etag) {
             return not_modified_response(&self.etag);
         }
-        let mut coding = preferred(request);
-        if self.envelope.len() < MIN_COMPRESS {
-            coding = Coding::Identity;
-        }
-        let body = self.body(coding).await;
-        // If compression failed, `body` is the envelope itself.
-        let coding = if body.len() == self.envelope.len() && body == self.envelope { Coding::Identity } else { coding };
+        let (body, coding) = self.body(preferred(request)).await;
         let mut response = (StatusCode::OK, body).into_response();
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -250,20 +246,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_small_answer_is_sent_as_it_is() {
+        let encoded = Encoded::new(br#"[{"id":"prj-web"}]"#);
+        let (body, coding) = encoded.body(Coding::Brotli).await;
+        assert_eq!(coding, Coding::Identity);
+        assert_eq!(body, encoded.envelope());
+    }
+
+    #[tokio::test]
     async fn compressed_forms_decode_to_the_envelope_and_are_made_once() {
         let json = format!("[{}]", vec![r#"{"id":"vol-0001","name":"data"}"#; 200].join(","));
         let encoded = Encoded::new(json.as_bytes());
         assert_eq!(encoded.json(), json.as_bytes());
 
-        let gz = encoded.body(Coding::Gzip).await;
+        let (gz, coding) = encoded.body(Coding::Gzip).await;
+        assert_eq!(coding, Coding::Gzip);
         let mut plain = Vec::new();
         flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut plain).expect("gunzip");
         assert_eq!(plain, encoded.envelope());
         assert!(gz.len() < encoded.envelope().len() / 4);
         // The second request gets the same bytes, not a second compression.
-        assert_eq!(encoded.body(Coding::Gzip).await.as_ptr(), gz.as_ptr());
+        assert_eq!(encoded.body(Coding::Gzip).await.0.as_ptr(), gz.as_ptr());
 
-        let br = encoded.body(Coding::Brotli).await;
+        let (br, _) = encoded.body(Coding::Brotli).await;
         let mut plain = Vec::new();
         brotli::BrotliDecompress(&mut &br[..], &mut plain).expect("unbrotli");
         assert_eq!(plain, encoded.envelope());
