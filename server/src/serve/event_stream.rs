@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::fanout::DirectStream;
+use super::fanout::{DirectStream, write_all};
 use crate::updates::stream::PATH;
 
 /// The most bytes of a non-stream answer (an error envelope) this path writes.
@@ -133,22 +133,4 @@ async fn plain(stream: &mut TcpStream, response: Response<Body>, version: Versio
     stream.write_all(&head).await?;
     stream.write_all(&bytes).await?;
     stream.flush().await
-}
-
-/// Writes all of `bytes`; a full socket buffer waits for this client alone, and is
-/// given up when the server shuts down.
-async fn write_all(stream: &TcpStream, mut bytes: &[u8], shutdown: &CancellationToken) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::select! {
-                    writable = stream.writable() => writable?,
-                    _ = shutdown.cancelled() => return Err(io::ErrorKind::Interrupted.into()),
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

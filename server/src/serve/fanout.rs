@@ -341,7 +341,7 @@ fn write_now(socket: &TcpStream, wire: &Bytes) -> io::Result<Option<Bytes>> {
 }
 
 /// Writes all of `bytes`, waiting for this socket alone; gives up on shutdown.
-async fn write_all(socket: &TcpStream, mut bytes: &[u8], shutdown: &CancellationToken) -> io::Result<()> {
+pub(super) async fn write_all(socket: &TcpStream, mut bytes: &[u8], shutdown: &CancellationToken) -> io::Result<()> {
     while !bytes.is_empty() {
         match socket.try_write(bytes) {
             Ok(n) => bytes = &bytes[n..],
