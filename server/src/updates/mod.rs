@@ -107,14 +107,13 @@ pub enum ResyncReason {
     Lagged,
 }
 
-/// An update as it travels the bus: the value plus its JSON and its whole SSE event,
-/// encoded once at publish time rather than once per subscriber.
+/// An update as it travels the bus: the value plus its whole SSE event, encoded once at
+/// publish time rather than once per subscriber.
 #[derive(Debug)]
 pub struct Published {
     pub update: Update,
-    /// `{"kind":"update",...}`, the SSE data line.
-    pub json: String,
-    /// `id: <seq>\ndata: <json>\n\n`: what every stream writes, shared, never copied.
+    /// `id: <seq>\ndata: {"kind":"update",...}\n\n`: what every stream writes, shared,
+    /// never copied.
     pub frame: bytes::Bytes,
 }
 
@@ -250,7 +249,7 @@ impl UpdateBus {
         let update = Update { seq, kind, ids, ts };
         let json = serde_json::to_string(&StreamEvent::Update(update.clone())).unwrap_or_else(|_| unreachable_json());
         let frame = bytes::Bytes::from(format!("id: {seq}\ndata: {json}\n\n"));
-        let published = Arc::new(Published { update, json, frame });
+        let published = Arc::new(Published { update, frame });
         if inner.ring.len() == self.ring_size {
             inner.ring.pop_front();
         }
@@ -409,12 +408,14 @@ mod tests {
     fn wire_json_is_the_documented_shape() {
         let bus = bus(8);
         let p = bus.publish(UpdateType::Volumes, Some(vec!["v-7".into()]));
-        let v: serde_json::Value = serde_json::from_str(&p.json).expect("json");
+        let frame = std::str::from_utf8(&p.frame).expect("utf-8");
+        let json = frame.strip_prefix("id: 1\ndata: ").and_then(|f| f.strip_suffix("\n\n")).expect("one SSE event");
+        assert!(!json.contains('\n'), "one data line");
+        let v: serde_json::Value = serde_json::from_str(json).expect("json");
         assert_eq!(v["kind"], "update");
         assert_eq!(v["type"], "volumes");
         assert_eq!(v["ids"][0], "v-7");
         assert_eq!(v["seq"], 1);
         assert!(v["ts"].as_u64().expect("ts") > 1_600_000_000_000_000);
-        assert_eq!(p.frame, format!("id: 1\ndata: {}\n\n", p.json).as_bytes());
     }
 }
