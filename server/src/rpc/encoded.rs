@@ -22,10 +22,12 @@ use tokio::sync::OnceCell;
 /// Answers smaller than this are sent as they are: compressing them saves nothing.
 const MIN_COMPRESS: usize = 1024;
 
+/// tRPC's success envelope, `{"result":{"data":<json>}}`, around a procedure's JSON.
+const PREFIX: &[u8] = br#"{"result":{"data":"#;
+const SUFFIX: &[u8] = b"}}";
+
 /// `{"result":{"data":<json>}}`: tRPC's success envelope around a procedure's JSON.
 pub fn envelope(json: &[u8]) -> Bytes {
-    const PREFIX: &[u8] = br#"{"result":{"data":"#;
-    const SUFFIX: &[u8] = b"}}";
     let mut out = BytesMut::with_capacity(PREFIX.len() + json.len() + SUFFIX.len());
     out.extend_from_slice(PREFIX);
     out.extend_from_slice(json);
@@ -108,17 +110,20 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// Wraps a procedure's JSON (copied once into the envelope) and tags it.
-    pub fn new(json: &[u8]) -> Arc<Self> {
-        let envelope = envelope(json);
+    /// Serializes `value` straight into the envelope (no separate copy of its JSON) and
+    /// tags it.
+    pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Arc<Self>> {
+        let mut out = PREFIX.to_vec();
+        serde_json::to_writer(&mut out, value)?;
+        out.extend_from_slice(SUFFIX);
+        let envelope = Bytes::from(out);
         let etag = etag(&envelope);
-        Arc::new(Encoded { envelope, etag, gzip: OnceCell::new(), brotli: OnceCell::new() })
+        Ok(Arc::new(Encoded { envelope, etag, gzip: OnceCell::new(), brotli: OnceCell::new() }))
     }
 
     /// The procedure's JSON alone (for batches), without copying.
     pub fn json(&self) -> Bytes {
-        const PREFIX: usize = br#"{"result":{"data":"#.len();
-        self.envelope.slice(PREFIX..self.envelope.len() - 2)
+        self.envelope.slice(PREFIX.len()..self.envelope.len() - SUFFIX.len())
     }
 
     pub fn envelope(&self) -> Bytes {
@@ -247,7 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_answer_is_sent_as_it_is() {
-        let encoded = Encoded::new(br#"[{"id":"prj-web"}]"#);
+        let encoded = Encoded::of(&serde_json::json!([{"id": "prj-web"}])).expect("serializes");
         let (body, coding) = encoded.body(Coding::Brotli).await;
         assert_eq!(coding, Coding::Identity);
         assert_eq!(body, encoded.envelope());
@@ -255,9 +260,10 @@ mod tests {
 
     #[tokio::test]
     async fn compressed_forms_decode_to_the_envelope_and_are_made_once() {
-        let json = format!("[{}]", vec![r#"{"id":"vol-0001","name":"data"}"#; 200].join(","));
-        let encoded = Encoded::new(json.as_bytes());
-        assert_eq!(encoded.json(), json.as_bytes());
+        let list = vec![serde_json::json!({"id": "vol-0001", "name": "data"}); 200];
+        let encoded = Encoded::of(&list).expect("serializes");
+        assert_eq!(encoded.json(), serde_json::to_vec(&list).expect("json"));
+        assert_eq!(encoded.envelope(), envelope(&serde_json::to_vec(&list).expect("json")));
 
         let (gz, coding) = encoded.body(Coding::Gzip).await;
         assert_eq!(coding, Coding::Gzip);

@@ -62,9 +62,8 @@ pub struct Snapshot<R> {
 
 impl<R: Resource> Snapshot<R> {
     fn new(items: Vec<R>) -> Result<Self, UpstreamError> {
-        let json =
-            serde_json::to_vec(&items).map_err(|e| UpstreamError::Failed(format!("serializing {}: {e}", R::TYPE)))?;
-        Ok(Snapshot { items, answer: Encoded::new(&json), fetched_at: SystemTime::now() })
+        let answer = Encoded::of(&items).map_err(|e| UpstreamError::Failed(format!("serializing {}: {e}", R::TYPE)))?;
+        Ok(Snapshot { items, answer, fetched_at: SystemTime::now() })
     }
 
     /// The whole collection as a procedure's answer, without serializing again.
