@@ -1,11 +1,11 @@
 /** The console's frame: header with the project filter and the live badge, navigation, the page, the event log. */
 import { ConnectionBadge } from "./components/ConnectionBadge";
 import { EventLog } from "./components/EventLog";
+import { ProjectOptions } from "./components/ProjectOptions";
 import { Sidebar } from "./components/Sidebar";
 import { Toasts } from "./components/Toasts";
 import { ProjectProvider, useProjectFilter } from "./lib/project";
 import { Link, usePath } from "./lib/router";
-import { useProjects } from "./lib/useProjects";
 import { ImagesPage } from "./pages/ImagesPage";
 import { NetworksPage } from "./pages/NetworksPage";
 import { ProjectsPage } from "./pages/ProjectsPage";
@@ -49,18 +49,13 @@ function Page({ path }: { path: string }) {
 }
 
 function ProjectSelect() {
-  const { projects } = useProjects();
   const { projectId, setProjectId } = useProjectFilter();
   return (
     <label className="project-select">
       <span>Project</span>
       <select value={projectId ?? ""} onChange={(e) => setProjectId(e.target.value || undefined)} data-testid="project-filter">
         <option value="">All projects</option>
-        {(projects.data ?? []).map((p) => (
-          <option key={p.id} value={p.id}>
-            {p.name}
-          </option>
-        ))}
+        <ProjectOptions />
       </select>
     </label>
   );

@@ -4,7 +4,9 @@ import { useMutation, useQuery } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { PageHeader } from "../components/PageHeader";
+import { ProjectOptions } from "../components/ProjectOptions";
 import { QueryState } from "../components/QueryState";
+import { ResourceTable, type Column } from "../components/ResourceTable";
 import { StatusPill } from "../components/StatusPill";
 import { useListInput, useProjectFilter } from "../lib/project";
 import { formatTimestamp } from "../lib/time";
@@ -12,6 +14,16 @@ import { useToasts } from "../lib/toasts";
 import { useProjects } from "../lib/useProjects";
 import { useTRPC } from "../trpc";
 import { useAutoRefetch } from "../updates/useAutoRefetch";
+
+const SERVERS_COLUMNS: readonly Column[] = [
+  { label: "Name" },
+  { label: "Status" },
+  { label: "Flavor" },
+  { label: "Addresses" },
+  { label: "Project" },
+  { label: "Updated" },
+  { label: "Actions", className: "table__actions" },
+];
 
 export function ServersPage() {
   const trpc = useTRPC();
@@ -37,34 +49,11 @@ export function ServersPage() {
         hasData={servers.data !== undefined}
         onRetry={() => void servers.refetch()}
       >
-        <div className="table-wrap">
-          <table className="table" data-testid="servers-table">
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Status</th>
-                <th>Flavor</th>
-                <th>Addresses</th>
-                <th>Project</th>
-                <th>Updated</th>
-                <th className="table__actions">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.length === 0 ? (
-                <tr>
-                  <td colSpan={7} className="table__empty">
-                    No servers here yet.
-                  </td>
-                </tr>
-              ) : (
-                list.map((server) => (
-                  <ServerRow key={server.id} server={server} project={names.get(server.projectId)} changed={changed.has(server.id)} />
-                ))
-              )}
-            </tbody>
-          </table>
-        </div>
+        <ResourceTable testId="servers-table" columns={SERVERS_COLUMNS} rows={list.length} empty="No servers here yet.">
+          {list.map((server) => (
+            <ServerRow key={server.id} server={server} project={names.get(server.projectId)} changed={changed.has(server.id)} />
+          ))}
+        </ResourceTable>
       </QueryState>
     </div>
   );
@@ -150,11 +139,7 @@ function CreateServer({ onDone }: { onDone(): void }) {
       <label>
         Project
         <select name="projectId" value={project} onChange={(e) => setProjectId(e.target.value)}>
-          {(projects.data ?? []).map((p) => (
-            <option key={p.id} value={p.id}>
-              {p.name}
-            </option>
-          ))}
+          <ProjectOptions />
         </select>
       </label>
       <label>

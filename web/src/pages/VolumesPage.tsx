@@ -4,7 +4,9 @@ import { useMutation, useQuery } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { PageHeader } from "../components/PageHeader";
+import { ProjectOptions } from "../components/ProjectOptions";
 import { QueryState } from "../components/QueryState";
+import { ResourceTable, type Column } from "../components/ResourceTable";
 import { StatusPill } from "../components/StatusPill";
 import { useListInput, useProjectFilter } from "../lib/project";
 import { formatTimestamp } from "../lib/time";
@@ -12,6 +14,16 @@ import { useToasts } from "../lib/toasts";
 import { useProjects } from "../lib/useProjects";
 import { useTRPC } from "../trpc";
 import { useAutoRefetch } from "../updates/useAutoRefetch";
+
+const VOLUMES_COLUMNS: readonly Column[] = [
+  { label: "Name" },
+  { label: "Status" },
+  { label: "Size", className: "num" },
+  { label: "Attached to" },
+  { label: "Project" },
+  { label: "Created" },
+  { label: "Actions", className: "table__actions" },
+];
 
 export function VolumesPage() {
   const trpc = useTRPC();
@@ -39,34 +51,11 @@ export function VolumesPage() {
         hasData={volumes.data !== undefined}
         onRetry={() => void volumes.refetch()}
       >
-        <div className="table-wrap">
-          <table className="table" data-testid="volumes-table">
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Status</th>
-                <th className="num">Size</th>
-                <th>Attached to</th>
-                <th>Project</th>
-                <th>Created</th>
-                <th className="table__actions">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.length === 0 ? (
-                <tr>
-                  <td colSpan={7} className="table__empty">
-                    No volumes here yet.
-                  </td>
-                </tr>
-              ) : (
-                list.map((volume) => (
-                  <VolumeRow key={volume.id} volume={volume} project={names.get(volume.projectId)} changed={changed.has(volume.id)} />
-                ))
-              )}
-            </tbody>
-          </table>
-        </div>
+        <ResourceTable testId="volumes-table" columns={VOLUMES_COLUMNS} rows={list.length} empty="No volumes here yet.">
+          {list.map((volume) => (
+            <VolumeRow key={volume.id} volume={volume} project={names.get(volume.projectId)} changed={changed.has(volume.id)} />
+          ))}
+        </ResourceTable>
       </QueryState>
     </div>
   );
@@ -142,11 +131,7 @@ function CreateVolume({ onDone }: { onDone(): void }) {
       <label>
         Project
         <select name="projectId" value={project} onChange={(e) => setProjectId(e.target.value)}>
-          {(projects.data ?? []).map((p) => (
-            <option key={p.id} value={p.id}>
-              {p.name}
-            </option>
-          ))}
+          <ProjectOptions />
         </select>
       </label>
       <label className="form__wide">
