@@ -26,7 +26,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::updates::stream::{OpenStream, PING, Pings, resync, wanted};
+use crate::updates::stream::{OpenStream, PING, Pings, opening, resync, wanted};
 use crate::updates::{Published, ResyncReason, Subscriber, UpdateBus};
 
 /// What the stream handler hands the server's own writer: enough to start the stream
@@ -142,17 +142,10 @@ impl Fanout {
         let capacity = self.bus.channel_capacity();
         // Registered under the bus lock: the shard delivers exactly what follows the replay.
         let (entry, _subscriber): (Arc<Entry>, Subscriber) = self.bus.attach(stream.after, |start| {
-            let mut queue = VecDeque::new();
-            queue.push_back(frame(chunked, &stream.connected));
-            if start.gap {
-                // Live updates continue right after `seq`, so that is the id to resume from.
-                queue.push_back(frame(chunked, &resync(start.seq, ResyncReason::Gap)));
-            }
-            let before = queue.len();
-            let replay = start.replay.iter().filter(|p| wanted(p, stream.filter));
-            queue.extend(replay.map(|p| frame(chunked, &p.frame)));
+            let opening = opening(stream.connected.clone(), start.gap, start.seq, &start.replay, stream.filter);
+            let queue: VecDeque<Bytes> = opening.iter().map(|event| frame(chunked, event)).collect();
             tracing::debug!(after = ?stream.after, types = stream.filter, gap = start.gap,
-                replay = queue.len() - before, "event stream opened");
+                replay = start.replay.len(), "event stream opened");
             let entry = Arc::new(Entry {
                 socket: socket.clone(),
                 chunked,

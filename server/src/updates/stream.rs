@@ -209,17 +209,10 @@ fn updates(
         let _subscriber = subscription.subscriber;
         tracing::debug!(?after, types = filter, gap = subscription.gap, replay = subscription.replay.len(), "event stream opened");
         let _open = OpenStream;
-        yield Ok(connected);
+        for frame in opening(connected, subscription.gap, subscription.seq, &subscription.replay, filter) {
+            yield Ok(frame);
+        }
         let mut live = subscription.live;
-        if subscription.gap {
-            // Live updates continue right after `seq`, so that is the id to resume from.
-            yield Ok(resync(subscription.seq, ResyncReason::Gap));
-        }
-        for published in subscription.replay {
-            if wanted(&published, filter) {
-                yield Ok(published.frame.clone());
-            }
-        }
         // Created once: re-registering with the token on every event would contend on
         // its lock across thousands of streams.
         let mut cancelled = std::pin::pin!(shutdown.cancelled_owned());
@@ -269,6 +262,19 @@ impl Drop for OpenStream {
     fn drop(&mut self) {
         tracing::debug!("event stream closed");
     }
+}
+
+/// What a stream sends before any live update: `connected`, a resync when the resume id
+/// is no longer kept (`gap`), then the replay's wanted updates. `seq` is the bus's seq at
+/// subscription time.
+pub(crate) fn opening(connected: Bytes, gap: bool, seq: u64, replay: &[Arc<Published>], filter: u8) -> Vec<Bytes> {
+    let mut frames = vec![connected];
+    if gap {
+        // Live updates continue right after `seq`, so that is the id to resume from.
+        frames.push(resync(seq, ResyncReason::Gap));
+    }
+    frames.extend(replay.iter().filter(|p| wanted(p, filter)).map(|p| p.frame.clone()));
+    frames
 }
 
 pub(crate) fn wanted(published: &Published, filter: u8) -> bool {
