@@ -220,5 +220,18 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     };
     let server = tokio::spawn(crate::serve::serve(listener, app, max_connections, shutdown.clone()));
     tracing::info!(%addr, upstream = %state.upstream_url(), max_connections, "stalecast listening");
+    if let Some(path) = &state.config().ready_file {
+        let sim_addr = sim_addr.map(|a| a.to_string());
+        write_ready_file(path, &serde_json::json!({"addr": addr.to_string(), "simAddr": sim_addr}))?;
+    }
     Ok(RunningApp { addr, sim_addr, sim, state, shutdown, tasks, server })
+}
+
+/// Writes `what` to `path` as JSON, whole: to a temporary file beside it, then renamed,
+/// so a reader polling for the file never sees half of it (`--ready-file`).
+pub fn write_ready_file(path: &std::path::Path, what: &serde_json::Value) -> anyhow::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, what.to_string()).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "stalecast", version, about = "Tells browsers which data just went stale, over one SSE stream.")]
@@ -96,17 +96,50 @@ pub struct ServeConfig {
     /// `/` says how to build it.
     #[arg(long, env = "STALECAST_WEB_DIR", default_value = "web/dist")]
     pub web_dir: PathBuf,
+
+    /// Once listening, write `{"addr":"…","simAddr":"…"|null}` to this file (whole, then
+    /// renamed into place): how scripts and test harnesses learn the ports.
+    #[arg(long, env = "STALECAST_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// `stalecast serve`'s flags alone, as a command of their own.
+#[derive(Parser)]
+struct ServeOnly {
+    #[command(flatten)]
+    config: ServeConfig,
+}
+
+/// [`ServeOnly`] with every environment variable unhooked: only the literal defaults.
+fn literal_defaults() -> clap::Command {
+    ServeOnly::command().mut_args(|arg| arg.env(None::<&'static str>))
 }
 
 impl Default for ServeConfig {
-    /// The defaults of the command line (environment variables included).
+    /// The documented defaults of the command line, whatever `STALECAST_*` variables the
+    /// environment holds: tests and embedders start from the same values everywhere.
     fn default() -> Self {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            config: ServeConfig,
+        let matches = literal_defaults().get_matches_from(["stalecast"]);
+        match ServeOnly::from_arg_matches(&matches) {
+            Ok(parsed) => parsed.config,
+            // Every flag has a default or is optional, so this cannot happen.
+            Err(error) => panic!("the defaults of `stalecast serve` do not parse: {error}"),
         }
-        Wrapper::parse_from(["stalecast"]).config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_read_no_environment_variable() {
+        let hooked = ServeOnly::command().get_arguments().filter(|a| a.get_env().is_some()).count();
+        assert!(hooked > 10, "the flags have their STALECAST_* variables");
+        assert!(literal_defaults().get_arguments().all(|a| a.get_env().is_none()));
+        let default = ServeConfig::default();
+        assert_eq!((default.port, default.ring_size, default.channel_capacity), (3000, 4096, 1024));
+        assert_eq!(default.upstream, None);
     }
 }
 
@@ -123,6 +156,9 @@ pub struct SimArgs {
     /// How long new servers stay BUILD and new volumes creating.
     #[arg(long, env = "STALECAST_SIM_TRANSITION", value_parser = duration, default_value = "2s")]
     pub transition_delay: Duration,
+    /// Once listening, write `{"addr":"…"}` to this file (whole, then renamed into place).
+    #[arg(long, env = "STALECAST_SIM_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// `stalecast gen`.

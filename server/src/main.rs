@@ -39,7 +39,11 @@ async fn run_sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let config =
         SimConfig { churn_interval: args.churn, transition_delay: args.transition_delay, ..SimConfig::default() };
-    tracing::info!(addr = %listener.local_addr()?, user = %config.user, "OpenStack simulator listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, user = %config.user, "OpenStack simulator listening");
+    if let Some(path) = &args.ready_file {
+        stalecast::app::write_ready_file(path, &serde_json::json!({"addr": addr.to_string()}))?;
+    }
     sim::serve(listener, Sim::new(config), shutdown).await?;
     Ok(())
 }
