@@ -1,6 +1,19 @@
-//! Test support: start the real Stalecast (with its embedded simulator) on port 0 and
-//! talk to it over HTTP, as a browser or the stock tRPC client would.
+//! Test support: start the real Stalecast (with its embedded simulator) on port 0, in
+//! process ([`spawn_app`]) or as the real binary ([`child::ChildServer`]), and talk to it
+//! over HTTP as a browser or the stock tRPC client would ([`Client`], [`SseClient`],
+//! [`raw::RawConnection`]).
+//!
+//! Every use of the server crate's internals (its module paths, the bus, the simulator,
+//! the upstream client, the code generators) is in this file, so that the tests follow a
+//! reorganisation of the server in one place. Nothing here reads a `STALECAST_*`
+//! variable but `STALECAST_BIN` (which binary to run): the tests are hermetic.
 
+pub mod child;
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,22 +21,18 @@ use std::time::Duration;
 use eventsource_stream::{Event, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use stalecast::app::RunningApp;
 use stalecast::config::ServeConfig;
-use stalecast::sim::Sim;
+use stalecast::sim::{Sim, SimConfig};
+use stalecast::updates::UpdateType;
 use stalecast::upstream::client::{OpenStackClient, UpstreamConfig};
 use tokio_util::sync::CancellationToken;
 
-/// A running server plus helpers to call it.
+/// A server started in this process, plus a [`Client`] for it (through `Deref`).
 pub struct TestApp {
-    pub base: String,
-    pub http: reqwest::Client,
-    /// The embedded simulator (absent when the test points `upstream` elsewhere).
-    pub sim: Option<Arc<Sim>>,
-    /// Where the upstream (normally the embedded simulator) listens.
-    pub sim_url: String,
-    pub app: RunningApp,
+    client: Client,
+    app: RunningApp,
 }
 
 /// The configuration tests start from: any free ports, a fast poller.
@@ -49,9 +58,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let mut config = test_config();
     adjust(&mut config);
     let app = stalecast::app::start(config, CancellationToken::new()).await.expect("app starts");
-    let sim = app.sim.clone();
-    let sim_url = app.state.upstream_url().to_owned();
-    TestApp { base: format!("http://{}", app.addr), http: reqwest::Client::new(), sim, sim_url, app }
+    let client = Client::new(&format!("http://{}", app.addr), app.state.upstream_url());
+    TestApp { client, app }
 }
 
 fn init_tracing() {
@@ -59,6 +67,116 @@ fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
+}
+
+impl Deref for TestApp {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn update_type(kind: &str) -> UpdateType {
+    serde_json::from_value(json!(kind)).unwrap_or_else(|e| panic!("{kind} is not an update type: {e}"))
+}
+
+impl TestApp {
+    /// Where the API and the stream listen.
+    pub fn addr(&self) -> SocketAddr {
+        self.app.addr
+    }
+
+    /// Publishes an update of `kind` (`"volumes"`, …) on the bus directly, as a mutation
+    /// or the poller would; answers its seq.
+    pub fn publish(&self, kind: &str, ids: Option<Vec<String>>) -> u64 {
+        self.app.state.bus().publish(update_type(kind), ids).update.seq
+    }
+
+    /// Streams subscribed to the bus right now.
+    pub fn subscriber_count(&self) -> usize {
+        self.app.state.bus().subscriber_count()
+    }
+
+    /// Creates a volume in the simulator directly, behind Stalecast's back; answers its id.
+    pub async fn create_volume_out_of_band(&self, project: &str, name: &str, size_gb: u32) -> String {
+        let sim = OpenStackClient::new(upstream_config(&self.sim_url, "stalecast")).expect("simulator client");
+        sim.create_volume(project, name, size_gb, "").await.expect("direct create")
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(self) {
+        self.app.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// The OpenAPI document the code generates.
+pub fn generated_openapi() -> Value {
+    serde_json::to_value(stalecast::openapi::document(&stalecast::domain::registry())).expect("document")
+}
+
+/// The files of the bindings package the code generates, by path relative to `bindings/`.
+pub fn generated_bindings() -> BTreeMap<String, String> {
+    stalecast::bindings::generate(&stalecast::domain::registry()).expect("bindings generate")
+}
+
+fn upstream_config(auth_url: &str, password: &str) -> UpstreamConfig {
+    UpstreamConfig {
+        auth_url: auth_url.to_owned(),
+        user: "admin".into(),
+        password: password.into(),
+        project: "admin".into(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// A simulator alone on a free port, for tests of the upstream client itself.
+pub struct StandaloneSim {
+    pub url: String,
+    sim: Arc<Sim>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl StandaloneSim {
+    /// Starts a simulator whose tokens live `token_ttl`.
+    pub async fn start(token_ttl: Duration) -> Self {
+        let sim = Sim::new(SimConfig { token_ttl, ..SimConfig::default() });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(stalecast::sim::serve(listener, sim.clone(), shutdown.clone()));
+        StandaloneSim { url, sim, shutdown, server }
+    }
+
+    /// Keystone tokens issued so far.
+    pub fn tokens_issued(&self) -> u64 {
+        self.sim.tokens_issued()
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.expect("join").expect("serve");
+    }
+}
+
+/// Stalecast's upstream client, as the poller and the mutations use it.
+pub struct UpstreamClient(OpenStackClient);
+
+impl UpstreamClient {
+    /// A client logging in as `admin` with `password`.
+    pub fn new(auth_url: &str, password: &str) -> Self {
+        UpstreamClient(OpenStackClient::new(upstream_config(auth_url, password)).expect("upstream client"))
+    }
+
+    /// Lists the projects; answers how many, or the error's text.
+    pub async fn projects(&self) -> Result<usize, String> {
+        self.0.projects().await.map(|p| p.len()).map_err(|e| e.to_string())
+    }
+
+    /// Lists the servers; answers how many, or the error's text.
+    pub async fn servers(&self) -> Result<usize, String> {
+        self.0.servers().await.map(|s| s.len()).map_err(|e| e.to_string())
+    }
 }
 
 /// Percent-encodes a query-string value.
@@ -71,7 +189,29 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
-impl TestApp {
+/// `input=…` for a stream that only wants `types`.
+pub fn types_query(types: &[&str]) -> String {
+    format!("input={}", encode(&json!({ "types": types }).to_string()))
+}
+
+/// Calls a running Stalecast (and its upstream's `/_sim` knobs) over HTTP.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// Where the upstream (normally the embedded simulator) listens.
+    pub sim_url: String,
+}
+
+impl Client {
+    pub fn new(base: &str, sim_url: &str) -> Self {
+        Client {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+            sim_url: sim_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -100,11 +240,28 @@ impl TestApp {
 
     /// Creates a volume through Stalecast; answers its id.
     pub async fn create_volume(&self, name: &str) -> String {
-        let (status, body) = self
-            .mutate("storage.volumes.create", serde_json::json!({"projectId": "prj-web", "name": name, "sizeGb": 1}))
-            .await;
+        let (status, body) =
+            self.mutate("storage.volumes.create", json!({"projectId": "prj-web", "name": name, "sizeGb": 1})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["result"]["data"]["id"].as_str().expect("volume id").to_owned()
+    }
+
+    /// `GET /readyz`: status and JSON body.
+    pub async fn readyz(&self) -> (StatusCode, Value) {
+        json_of(self.http.get(self.url("/readyz")).send().await.expect("readyz")).await
+    }
+
+    /// Polls `/readyz` until it answers `want`; answers its body. Panics after 15 s.
+    pub async fn wait_for_readiness(&self, want: u16) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = self.readyz().await;
+            if status == want {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "readyz stayed {status}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Opens `updates.onUpdate` with `query` (e.g. `input=…`) and optional headers.
@@ -123,28 +280,26 @@ impl TestApp {
         SseClient::new(response)
     }
 
-    /// A client for the simulator's own API, to change the cloud out of band.
-    pub fn sim_client(&self) -> OpenStackClient {
-        OpenStackClient::new(UpstreamConfig {
-            auth_url: self.sim_url.clone(),
-            user: "admin".into(),
-            password: "stalecast".into(),
-            project: "admin".into(),
-            timeout: Duration::from_secs(5),
-        })
-        .expect("simulator client")
-    }
-
-    /// Sets the simulator's fault knobs.
+    /// Sets the simulator's fault knobs (`{"errorRate":1.0}`, `{"latencyMs":…}`, `{}`).
     pub async fn set_faults(&self, faults: Value) {
         let response =
             self.http.put(format!("{}/_sim/faults", self.sim_url)).json(&faults).send().await.expect("faults");
         assert!(response.status().is_success());
     }
 
-    /// Stops the server and waits for it.
-    pub async fn shutdown(self) {
-        self.app.shutdown().await.expect("clean shutdown");
+    /// How many requests the simulator served, by `"GET volumes"` and the like. Requests
+    /// its fault knobs answered are not counted.
+    pub async fn sim_requests(&self) -> BTreeMap<String, u64> {
+        let stats: Value = self
+            .http
+            .get(format!("{}/_sim/stats", self.sim_url))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json");
+        serde_json::from_value(stats["requests"].clone()).expect("request counts")
     }
 }
 
@@ -157,6 +312,21 @@ async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
 
+/// What an open stream did next.
+#[derive(Debug)]
+pub enum Next {
+    /// An event of any kind (`connected`, `ping`, or a data message).
+    Event(Event),
+    /// The body ended cleanly: the chunked terminator, or the end of a body delimited
+    /// by the connection's close.
+    End,
+    /// The body broke: a reset, a connection closed inside the chunked coding, a
+    /// malformed event.
+    Failed(String),
+    /// Nothing within the wait: the stream is still open.
+    Quiet,
+}
+
 /// One open `updates.onUpdate` stream.
 pub struct SseClient {
     pub headers: reqwest::header::HeaderMap,
@@ -166,34 +336,87 @@ pub struct SseClient {
 impl SseClient {
     pub fn new(response: reqwest::Response) -> Self {
         let headers = response.headers().clone();
-        let events = response.bytes_stream().eventsource().map(|r| r.map_err(|e| e.to_string())).boxed();
+        Self::from_body(headers, response.bytes_stream().map(|r| r.map_err(|e| format!("{e:?}"))))
+    }
+
+    /// A stream over any body: its decoded bytes, or why it broke.
+    pub fn from_body(
+        headers: reqwest::header::HeaderMap,
+        body: impl Stream<Item = Result<bytes::Bytes, String>> + Send + 'static,
+    ) -> Self {
+        let events = body.eventsource().map(|r| r.map_err(|e| e.to_string())).boxed();
         SseClient { headers, events }
     }
 
-    /// The next event of any kind, or `None` if none came within `wait` or the stream ended.
-    pub async fn next_event(&mut self, wait: Duration) -> Option<Event> {
+    /// What happens next, within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Next {
         match tokio::time::timeout(wait, self.events.next()).await {
-            Ok(Some(Ok(event))) => Some(event),
-            _ => None,
+            Ok(Some(Ok(event))) => Next::Event(event),
+            Ok(Some(Err(error))) => Next::Failed(error),
+            Ok(None) => Next::End,
+            Err(_) => Next::Quiet,
         }
     }
 
-    /// The next data event (update or resync), skipping `connected` and `ping`.
-    pub async fn next_data(&mut self, wait: Duration) -> Option<(String, Value)> {
+    /// The next event of any kind; panics if the stream ends, breaks or stays quiet.
+    pub async fn next_event(&mut self, wait: Duration) -> Event {
+        match self.next(wait).await {
+            Next::Event(event) => event,
+            other => panic!("expected an event within {wait:?}, got {other:?}"),
+        }
+    }
+
+    /// The next data event (update or resync) as its id and JSON, skipping `connected`
+    /// and `ping`; panics if the stream ends, breaks or has none within `wait`.
+    pub async fn next_data(&mut self, wait: Duration) -> (String, Value) {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let event = self.next_event(left).await?;
-            if event.event == "message" {
-                let data = serde_json::from_str(&event.data).expect("event data is JSON");
-                return Some((event.id, data));
+            match self.next(left).await {
+                Next::Event(event) if event.event == "message" => {
+                    let data = serde_json::from_str(&event.data)
+                        .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", event.data));
+                    return (event.id, data);
+                }
+                Next::Event(_) => {}
+                other => panic!("expected a data event within {wait:?}, got {other:?}"),
             }
+        }
+    }
+
+    /// What happens next within `wait`, skipping pings.
+    async fn next_but_pings(&mut self, wait: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Next::Event(event) if event.event == "ping" => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Asserts that for `wait` the stream stays open and sends no data event (pings are
+    /// fine).
+    pub async fn assert_no_data(&mut self, wait: Duration) {
+        match self.next_but_pings(wait).await {
+            Next::Quiet => {}
+            other => panic!("expected an open, quiet stream for {wait:?}, got {other:?}"),
+        }
+    }
+
+    /// Asserts that the stream ends cleanly within `wait`, with no data event first
+    /// (pings are fine).
+    pub async fn assert_ends(&mut self, wait: Duration) {
+        match self.next_but_pings(wait).await {
+            Next::End => {}
+            other => panic!("expected a clean end of the stream within {wait:?}, got {other:?}"),
         }
     }
 
     /// Waits for the `connected` event that opens every stream.
     pub async fn connected(&mut self) -> Value {
-        let event = self.next_event(Duration::from_secs(5)).await.expect("connected event");
+        let event = self.next_event(Duration::from_secs(10)).await;
         assert_eq!(event.event, "connected");
         serde_json::from_str(&event.data).expect("connected data is JSON")
     }

@@ -1,9 +1,40 @@
-//! The contract as served: the OpenAPI document at `/openapi.json` and the explorer at
-//! `/docs`, which must load nothing from the internet.
+//! The contract: the OpenAPI document at `/openapi.json` and the explorer at `/docs`
+//! (which must load nothing from the internet), the committed generated files against
+//! what the code generates, and `stalecast gen --check` failing on drift.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use stalecast::{domain, openapi};
-use stalecast_tests::spawn_app;
+use stalecast_tests::{child, generated_bindings, generated_openapi, spawn_app};
+
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The files under `dir`, relative and `/`-separated, without `node_modules`.
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let entry = entry.expect("dir entry");
+            let path = entry.path();
+            if path.is_dir() {
+                if entry.file_name() != "node_modules" {
+                    walk(root, &path, out);
+                }
+            } else {
+                let relative = path.strip_prefix(root).expect("below root");
+                out.insert(
+                    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
+                );
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
+}
 
 #[tokio::test]
 async fn the_openapi_document_is_served_and_is_the_generated_one() {
@@ -12,11 +43,9 @@ async fn the_openapi_document_is_served_and_is_the_generated_one() {
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().expect("type").starts_with("application/json"));
     let served: Value = response.json().await.expect("json");
-    let generated = serde_json::to_value(openapi::document(&domain::registry())).expect("document");
-    assert_eq!(served, generated);
+    assert_eq!(served, generated_openapi());
     // The committed file (checked against the code by `make check-gen`) is the same document.
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json"))
-        .expect("openapi/openapi.json");
+    let committed = std::fs::read_to_string(root().join("openapi/openapi.json")).expect("openapi/openapi.json");
     assert_eq!(served, serde_json::from_str::<Value>(&committed).expect("committed json"));
     assert!(served["paths"]["/trpc/storage.volumes.create"]["post"].is_object());
     app.shutdown().await;
@@ -53,4 +82,64 @@ async fn the_explorer_is_served_with_everything_it_loads() {
     assert!(init.contains("\"validatorUrl\": \"none\""), "no online validator: {init}");
     assert!(init.contains("\"tryItOutEnabled\": true"), "{init}");
     app.shutdown().await;
+}
+
+#[test]
+fn the_committed_bindings_are_what_the_code_generates() {
+    let generated = generated_bindings();
+    let dir = root().join("bindings");
+    let committed = files_under(&dir);
+    let names: BTreeSet<String> = generated.keys().cloned().collect();
+    assert_eq!(committed, names, "bindings/ holds exactly the generated files (run `make gen`)");
+    for (name, text) in &generated {
+        let on_disk = std::fs::read_to_string(dir.join(name)).expect("committed file");
+        assert!(on_disk == *text, "bindings/{name} differs from what the code generates (run `make gen`)");
+    }
+    assert!(generated["router.ts"].contains("AppRouter"), "{}", generated["router.ts"]);
+}
+
+/// Copies `bindings/` and `openapi/openapi.json` into a fresh directory.
+fn copy_of_the_generated_files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bindings = dir.path().join("bindings");
+    for name in files_under(&root().join("bindings")) {
+        let to = bindings.join(&name);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(root().join("bindings").join(&name), to).expect("copy");
+    }
+    let openapi = dir.path().join("openapi.json");
+    std::fs::copy(root().join("openapi/openapi.json"), &openapi).expect("copy");
+    (dir, bindings, openapi)
+}
+
+#[tokio::test]
+async fn gen_check_passes_on_the_committed_files_and_fails_naming_a_changed_one() {
+    let (_dir, bindings, openapi) = copy_of_the_generated_files();
+    let check = |bindings: PathBuf, openapi: PathBuf| async move {
+        let (bindings, openapi) = (bindings.to_string_lossy().into_owned(), openapi.to_string_lossy().into_owned());
+        child::run(&["gen", "--check", "--bindings", &bindings, "--openapi", &openapi], &[]).await
+    };
+    let (status, output) = check(bindings.clone(), openapi.clone()).await;
+    assert!(status.success(), "{status}: {output}");
+
+    // One binding changed: exit 1, naming that file (and no other).
+    let volume = bindings.join("Volume.ts");
+    let original = std::fs::read_to_string(&volume).expect("Volume.ts");
+    std::fs::write(&volume, original.replace("sizeGb", "sizeGB")).expect("edit");
+    let (status, output) = check(bindings.clone(), openapi.clone()).await;
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains(&volume.display().to_string()), "{output}");
+    assert!(!output.contains("openapi.json"), "{output}");
+    std::fs::write(&volume, original).expect("restore");
+
+    // A file the code does not generate, and a changed OpenAPI document.
+    let stray = bindings.join("Stray.ts");
+    std::fs::write(&stray, "export type Stray = number;\n").expect("stray");
+    let document = std::fs::read_to_string(&openapi).expect("openapi");
+    std::fs::write(&openapi, document.replacen("\"openapi\"", "\"openapi \"", 1)).expect("edit");
+    let (status, output) = check(bindings.clone(), openapi.clone()).await;
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains(&stray.display().to_string()), "{output}");
+    assert!(output.contains(&openapi.display().to_string()), "{output}");
+    assert!(!output.contains("Volume.ts"), "{output}");
 }
