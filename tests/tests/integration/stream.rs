@@ -285,13 +285,18 @@ pub(crate) async fn assert_lagged_resync_and_no_silent_gap(
 ) {
     let mut expected = first;
     let mut resyncs = 0;
+    // What arrived, as offsets from `first` (`R` for a resync), for the failure messages.
+    let mut seen = Vec::new();
     while expected <= last {
         let (id, data) = stream.next_data(WAIT).await;
         let seq = data["seq"].as_u64().expect("seq");
         assert_eq!(id, seq.to_string(), "{data}");
+        seen.push(format!("{}{}", if data["kind"] == "resync" { "R" } else { "" }, seq - first));
         if data["kind"] == "resync" {
             assert_eq!(data["reason"], "lagged", "{data}");
-            assert!(seq + 1 >= expected && seq <= last, "a resync covers what was not delivered: {seq} at {expected}");
+            // Its seq is past what was delivered (or repeats the previous resync's, see below).
+            let repeat = seen.len() > 1 && seen[seen.len() - 2] == format!("R{}", seq - first);
+            assert!((seq >= expected || repeat) && seq <= last, "a resync covers what was not delivered: {seen:?}");
             resyncs += 1;
         } else {
             assert_eq!(seq, expected, "an update was skipped without a resync: {data}");
@@ -300,8 +305,14 @@ pub(crate) async fn assert_lagged_resync_and_no_silent_gap(
     }
     assert!(resyncs > 0, "all {} updates arrived: the reader never fell behind", last - first + 1);
     let marker = app.publish("volumes", Some(vec!["vol-after-resync".into()]));
-    let (id, data) = stream.next_data(WAIT).await;
-    assert_eq!((data["kind"].as_str(), id), (Some("update"), marker.to_string()), "{data}");
+    let (mut id, mut data) = stream.next_data(WAIT).await;
+    // The hyper path can repeat a lagged resync with the same seq when the channel
+    // reports the lag twice: harmless to a client (it refetches again), so tolerated.
+    while data["kind"] == "resync" && data["seq"].as_u64() == Some(expected - 1) {
+        (id, data) = stream.next_data(WAIT).await;
+    }
+    let tail = &seen[seen.len().saturating_sub(20)..];
+    assert_eq!((data["kind"].as_str(), id), (Some("update"), marker.to_string()), "{data} after {tail:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
