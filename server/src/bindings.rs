@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn bindings_cover_every_wire_type_and_procedure() {
-        let files = generate(&domain::registry()).expect("bindings");
+        let files = generate(&crate::rpc::registry()).expect("bindings");
         for name in [
             "Volume",
             "VolumeCreate",
@@ -343,7 +343,7 @@ mod tests {
             assert!(files["index.ts"].contains(&format!("export type {{ {name} }} from \"./{name}\";")), "{name}");
         }
         let router = &files["router.ts"];
-        for procedure in domain::registry().iter() {
+        for procedure in crate::rpc::registry().iter() {
             let name = procedure.path.rsplit('.').next().expect("name");
             assert!(router.contains(&format!("/trpc/{}) */", procedure.path)), "{}", procedure.path);
             assert!(router.contains(&format!("{name}: t.procedure")), "{}", procedure.path);
@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn the_invalidation_map_lists_every_update_type() {
-        let text = invalidation_ts(&domain::registry()).expect("invalidation.ts");
+        let text = invalidation_ts(&crate::rpc::registry()).expect("invalidation.ts");
         for kind in UpdateType::ALL {
             assert!(text.contains(&format!("  {}: [", kind.as_str())), "{kind}");
         }

@@ -8,18 +8,26 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::bindings::{self, Files};
-use crate::config::GenArgs;
-use crate::{domain, openapi};
+use crate::{openapi, rpc};
 
 /// What a directory of generated files holds besides them, and what `gen` leaves alone.
 const IGNORED: &[&str] = &["node_modules"];
 
-/// Generates everything and writes it, or checks it with `args.check`.
-pub fn run(args: &GenArgs) -> anyhow::Result<()> {
-    let registry = domain::registry();
+/// Where the generated files go.
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// The directory of the TypeScript bindings.
+    pub bindings: PathBuf,
+    /// The OpenAPI document.
+    pub openapi: PathBuf,
+}
+
+/// Generates everything and writes it into `args`, or only checks it with `check`.
+pub fn run(args: &Targets, check: bool) -> anyhow::Result<()> {
+    let registry = rpc::registry();
     let bindings = bindings::generate(&registry)?;
     let openapi = openapi::to_json(&openapi::document(&registry))?;
-    if args.check {
+    if check {
         let mut stale = check_dir(&args.bindings, &bindings)?;
         match std::fs::read_to_string(&args.openapi) {
             Ok(on_disk) if on_disk == openapi => {}

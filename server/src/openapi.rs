@@ -20,7 +20,7 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::health::Readiness;
+use crate::health::{self, Liveness, Readiness};
 use crate::rpc::{ErrorCode, ErrorEnvelope, Kind, Presence, Procedure, Registry, RpcError};
 
 /// Where the server serves the document.
@@ -260,42 +260,24 @@ fn operation(procedure: &Procedure) -> Operation {
     op.build()
 }
 
-fn health_paths(paths: PathsBuilder) -> PathsBuilder {
-    let status = ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .property("status", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["ok"])))
-        .required("status");
-    let healthz = OperationBuilder::new()
-        .operation_id(Some("healthz"))
-        .summary(Some("Liveness: 200 while the process serves."))
-        .tag("health")
-        .response(
-            "200",
-            ResponseBuilder::new()
-                .description("The process serves.")
-                .content("application/json", json_content(status.into())),
-        )
-        .build();
-    let readiness = || json_content(Ref::from_schema_name(Readiness::name()).into());
-    let readyz = OperationBuilder::new()
-        .operation_id(Some("readyz"))
-        .summary(Some("Readiness: the upstream answers and every collection is fresh."))
-        .description(Some(
-            "200 when every collection was fetched within three poll intervals (plus one upstream \
-             timeout), 503 otherwise, with each type's age, failure count and last error.",
-        ))
-        .tag("health")
-        .response("200", ResponseBuilder::new().description("Ready.").content("application/json", readiness()))
-        .response(
-            "503",
-            ResponseBuilder::new()
-                .description("Not ready: the upstream fails or the cache is stale.")
-                .content("application/json", readiness()),
-        )
-        .build();
+/// The health endpoints, as `health` declares them.
+fn health_paths(mut paths: PathsBuilder) -> PathsBuilder {
+    for (endpoint, schema) in [(health::LIVENESS, Liveness::name()), (health::READINESS, Readiness::name())] {
+        let mut op = OperationBuilder::new()
+            .operation_id(Some(endpoint.operation_id))
+            .summary(Some(endpoint.summary))
+            .description((!endpoint.description.is_empty()).then_some(endpoint.description))
+            .tag("health");
+        for (status, meaning) in endpoint.statuses {
+            let content = json_content(Ref::from_schema_name(schema.clone()).into());
+            op = op.response(
+                status.to_string(),
+                ResponseBuilder::new().description(*meaning).content("application/json", content),
+            );
+        }
+        paths = paths.path(endpoint.path, PathItem::new(HttpMethod::Get, op.build()));
+    }
     paths
-        .path("/healthz", PathItem::new(HttpMethod::Get, healthz))
-        .path("/readyz", PathItem::new(HttpMethod::Get, readyz))
 }
 
 /// The OpenAPI document of every procedure in `registry`, plus the health routes.
@@ -320,6 +302,7 @@ pub fn document(registry: &Registry) -> OpenApi {
     paths = health_paths(paths);
     schemas.push((ErrorEnvelope::name().into_owned(), ErrorEnvelope::schema()));
     ErrorEnvelope::schemas(&mut schemas);
+    schemas.push((Liveness::name().into_owned(), Liveness::schema()));
     schemas.push((Readiness::name().into_owned(), Readiness::schema()));
     Readiness::schemas(&mut schemas);
 
@@ -376,17 +359,16 @@ pub fn explorer<S: Clone + Send + Sync + 'static>(document: OpenApi) -> axum::Ro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain;
 
     fn doc() -> serde_json::Value {
-        serde_json::to_value(document(&domain::registry())).expect("json")
+        serde_json::to_value(document(&crate::rpc::registry())).expect("json")
     }
 
     #[test]
     fn every_procedure_is_its_trpc_route() {
         let doc = doc();
         assert_eq!(doc["openapi"], "3.1.0");
-        for procedure in domain::registry().iter() {
+        for procedure in crate::rpc::registry().iter() {
             let item = &doc["paths"][format!("/trpc/{}", procedure.path)];
             let (method, other) = match procedure.kind {
                 Kind::Mutation => ("post", "get"),

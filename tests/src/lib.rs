@@ -50,7 +50,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     adjust(&mut config);
     let app = stalecast::app::start(config, CancellationToken::new()).await.expect("app starts");
     let sim = app.sim.clone();
-    let sim_url = app.state.upstream_url().to_owned();
+    let sim_url = app.upstream_url.clone();
     TestApp { base: format!("http://{}", app.addr), http: reqwest::Client::new(), sim, sim_url, app }
 }
 

@@ -14,6 +14,8 @@ use serde::Serialize;
 use ts_rs::TS;
 use utoipa::ToSchema;
 
+use crate::domain;
+
 /// tRPC's error codes, with their JSON-RPC number and HTTP status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, TS, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -157,4 +159,26 @@ pub struct ErrorData {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub path: Option<String>,
+}
+
+/// The one mapping of the domain's failures onto tRPC codes. Client errors keep their
+/// message; upstream failures are logged with their detail and answer a generic one.
+impl From<domain::Error> for RpcError {
+    fn from(e: domain::Error) -> Self {
+        match e {
+            domain::Error::Invalid { .. } => RpcError::bad_request(e.to_string()),
+            domain::Error::NotFound(message) => RpcError::not_found(message),
+            domain::Error::Conflict(message) => RpcError::new(ErrorCode::Conflict, message),
+            domain::Error::Forbidden(message) => RpcError::new(ErrorCode::Forbidden, message),
+            domain::Error::Rejected(message) => RpcError::bad_request(message),
+            domain::Error::Unavailable(detail) => {
+                tracing::warn!(%detail, "upstream unreachable");
+                RpcError::new(ErrorCode::ServiceUnavailable, "the cloud API is unreachable; try again shortly")
+            }
+            domain::Error::Upstream(detail) => {
+                tracing::warn!(%detail, "upstream failed");
+                RpcError::new(ErrorCode::BadGateway, "the cloud API answered with an error")
+            }
+        }
+    }
 }

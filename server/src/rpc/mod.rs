@@ -8,10 +8,17 @@
 //!   unknown paths, wrong methods, malformed input, oversized bodies — because tRPC
 //!   clients read only the body.
 //! - Query answers carry an `ETag`; `If-None-Match` with it gives `304` ([`encoded`]).
+//! - The event stream `updates.onUpdate` ([`stream`]).
+//!
+//! Every procedure is a function of the domain named in [`procedures`]; this layer
+//! decodes its input (naming the offending field), encodes its answer and maps its
+//! error onto the envelope.
 
 pub mod encoded;
 mod error;
+pub mod procedures;
 pub mod registry;
+pub mod stream;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -23,12 +30,56 @@ use serde::de::DeserializeOwned;
 
 pub use encoded::Encoded;
 pub use error::{ErrorCode, ErrorData, ErrorEnvelope, ErrorShape, RpcError};
-pub use registry::{Answer, Kind, NoInput, Presence, Procedure, Registry, Reply, Wire, WireType};
+pub use procedures::registry;
+pub use registry::{Answer, Kind, NoInput, Output, Presence, Procedure, Registry, Wire, WireType};
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Ctx;
+use crate::updates::Pings;
 
 /// The most calls one batch may hold.
 pub const MAX_BATCH: usize = 64;
+
+/// What the tRPC endpoints run with.
+#[derive(Debug)]
+pub struct Api {
+    pub ctx: Ctx,
+    pub registry: Registry,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    answers: encoded::Answers,
+    pings: Pings,
+    /// Ends every stream.
+    shutdown: CancellationToken,
+}
+
+impl Api {
+    pub fn new(ctx: Ctx, max_body_bytes: usize, pings: Pings, shutdown: CancellationToken) -> Arc<Api> {
+        Arc::new(Api { ctx, registry: registry(), max_body_bytes, answers: Default::default(), pings, shutdown })
+    }
+}
+
+/// The procedures under `/trpc` (the stream aside: [`stream_routes`]).
+pub fn routes(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/trpc/{*paths}", any(handler))
+        .route("/trpc", any(not_found))
+        .route("/trpc/", any(not_found))
+        .with_state(api)
+}
+
+/// The event stream's route, to be kept out of layers that wrap bodies (compression,
+/// tracing): an open stream would carry their state for its whole life.
+pub fn stream_routes(api: Arc<Api>) -> Router {
+    Router::new()
+        .route(&format!("/trpc/{}", stream::PATH), get(stream::handler).fallback(stream::wrong_method))
+        .with_state(api)
+}
 
 /// Decodes a procedure's input, naming the offending field on failure
 /// (`input.sizeGb: invalid type: string "x", expected u32`).
@@ -48,7 +99,7 @@ pub struct TrpcQuery {
 
 /// `GET|POST /trpc/<paths>`.
 pub async fn handler(
-    State(app): State<AppState>,
+    State(api): State<Arc<Api>>,
     method: Method,
     Path(paths): Path<String>,
     query: Result<Query<TrpcQuery>, axum::extract::rejection::QueryRejection>,
@@ -61,7 +112,7 @@ pub async fn handler(
         return RpcError::bad_request("malformed query string").with_path(first_path).into_response();
     };
     let batch = matches!(query.batch.as_deref(), Some("1" | "true"));
-    let inputs = match read_inputs(&app, &method, &query, &headers, body, batch, paths.len()).await {
+    let inputs = match read_inputs(api.max_body_bytes, &method, &query, &headers, body, batch, paths.len()).await {
         Ok(inputs) => inputs,
         Err(e) => return e.with_path(first_path).into_response(),
     };
@@ -71,7 +122,7 @@ pub async fn handler(
             return RpcError::bad_request("several procedures need ?batch=1").into_response();
         }
         let input = inputs.into_iter().next().unwrap_or(serde_json::Value::Null);
-        return match call(&app, &method, first_path, input).await {
+        return match call(&api, &method, first_path, input).await {
             Ok(Answer::Shared(encoded)) if method == Method::GET => encoded.respond(&headers).await,
             Ok(answer) => {
                 let body = encoded::envelope(&answer.json());
@@ -81,7 +132,7 @@ pub async fn handler(
         };
     }
 
-    let calls = paths.iter().zip(inputs).map(|(path, input)| call(&app, &method, path, input));
+    let calls = paths.iter().zip(inputs).map(|(path, input)| call(&api, &method, path, input));
     let results = futures_util::future::join_all(calls).await;
     let statuses: Vec<StatusCode> =
         results.iter().map(|r| r.as_ref().map_or_else(RpcError::status, |_| StatusCode::OK)).collect();
@@ -122,9 +173,8 @@ fn tagged(request: &HeaderMap, body: Bytes) -> Response {
 }
 
 /// Runs one call after checking that it exists and that the method fits its kind.
-async fn call(app: &AppState, method: &Method, path: &str, input: serde_json::Value) -> Result<Answer, RpcError> {
-    let registry = app.registry();
-    let Some(procedure) = registry.get(path) else {
+async fn call(api: &Arc<Api>, method: &Method, path: &str, input: serde_json::Value) -> Result<Answer, RpcError> {
+    let Some(procedure) = api.registry.get(path) else {
         return Err(RpcError::not_found(format!("no procedure named \"{path}\"")).with_path(path));
     };
     let expected = match procedure.kind {
@@ -141,12 +191,12 @@ async fn call(app: &AppState, method: &Method, path: &str, input: serde_json::Va
             RpcError::new(ErrorCode::MethodNotSupported, format!("{path} is a {kind}: use {expected}")).with_path(path)
         );
     }
-    procedure.call(app.clone(), input).await.map_err(|e| e.with_path(path))
+    procedure.call(api.clone(), input).await.map_err(|e| e.with_path(path))
 }
 
 /// The raw inputs, one per call (`null` where absent).
 async fn read_inputs(
-    app: &AppState,
+    max_body_bytes: usize,
     method: &Method,
     query: &TrpcQuery,
     headers: &HeaderMap,
@@ -158,7 +208,7 @@ async fn read_inputs(
         return Err(RpcError::bad_request(format!("a batch holds at most {MAX_BATCH} calls, not {count}")));
     }
     let raw: Option<Bytes> = if *method == Method::POST {
-        let bytes = read_body(body, headers, app.config().max_body_bytes).await?;
+        let bytes = read_body(body, headers, max_body_bytes).await?;
         (!bytes.iter().all(u8::is_ascii_whitespace)).then_some(bytes)
     } else if *method == Method::GET {
         query.input.as_ref().filter(|s| !s.is_empty()).map(|s| Bytes::copy_from_slice(s.as_bytes()))

@@ -1,11 +1,12 @@
 //! The lean path for event streams: the router answers `GET /trpc/updates.onUpdate` as it
 //! answers everything else; this module writes that answer to the socket itself.
 //!
-//! The response head is written once; then the stream goes to the [`fanout`], which
-//! writes every update straight to the socket (HTTP/1.1 chunked coding, or raw bytes
-//! until the connection closes for HTTP/1.0) and keeps no buffer between events. The
-//! response body the handler built is never polled; it exists for connections hyper
-//! serves. An error answer (bad input) is written whole and the connection closed.
+//! The response head is written once; then the stream the answer names (its
+//! [`StreamRequest`] extension) goes to the [`fanout`], which writes every update
+//! straight to the socket (HTTP/1.1 chunked coding, or raw bytes until the connection
+//! closes for HTTP/1.0) and keeps no buffer between events. The response body the
+//! handler built is never polled; it exists for connections hyper serves. An error
+//! answer (bad input) is written whole and the connection closed.
 //!
 //! [`fanout`]: super::fanout
 
@@ -21,8 +22,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::fanout::{DirectStream, write_all};
-use crate::updates::stream::PATH;
+use super::fanout::{Fanout, write_all};
+use crate::rpc::stream::PATH;
+use crate::updates::StreamRequest;
 
 /// The most bytes of a non-stream answer (an error envelope) this path writes.
 const MAX_PLAIN_BODY: usize = 1024 * 1024;
@@ -57,11 +59,13 @@ pub(super) fn request(parsed: &httparse::Request<'_, '_>) -> Option<Request<Body
     builder.body(Body::empty()).ok()
 }
 
-/// Answers `request` through `router` and writes the answer to `stream`.
-pub(super) async fn serve(
+/// Answers `request` through `router` and writes the answer to `stream`, the event
+/// stream itself through `fanout`.
+pub(super) async fn answer(
     mut stream: TcpStream,
     remote: SocketAddr,
     router: Router,
+    fanout: &Fanout,
     mut request: Request<Body>,
     shutdown: CancellationToken,
 ) {
@@ -69,7 +73,7 @@ pub(super) async fn serve(
     request.extensions_mut().insert(ConnectInfo(remote));
     // Boxed: the router's future is needed only until the answer's head is known.
     let Ok(response) = Box::pin(router.oneshot(request)).await;
-    let direct = response.extensions().get::<DirectStream>().cloned().filter(|_| response.status().is_success());
+    let direct = response.extensions().get::<StreamRequest>().copied().filter(|_| response.status().is_success());
     let Some(direct) = direct else {
         // Not a stream: an error envelope, written whole.
         if let Err(error) = plain(&mut stream, response, version).await {
@@ -88,9 +92,8 @@ pub(super) async fn serve(
         return;
     }
     drop(head);
-    let fanout = direct.fanout.clone();
     // The fan-out owns the socket from here and closes it when done.
-    if let Err(error) = fanout.serve(stream, chunked, direct, &shutdown).await {
+    if let Err(error) = fanout.write_stream(stream, chunked, direct, &shutdown).await {
         tracing::trace!(%error, %remote, "event stream closed");
     }
 }

@@ -12,7 +12,8 @@
 //! more than the channel's capacity behind gets a `resync` instead of an unbounded
 //! queue. A stream also starts detached, with its `connected` event and replay queued,
 //! and is registered under the bus's lock, so the shard delivers exactly the updates
-//! after its replay.
+//! after its replay. What each stream writes, and when, is its [`Cursor`]'s decision,
+//! the same rules the response body follows on connections hyper serves.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -26,21 +27,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::updates::stream::{OpenStream, PING, Pings, opening, resync, wanted};
-use crate::updates::{Published, ResyncReason, Subscriber, UpdateBus};
-
-/// What the stream handler hands the server's own writer: enough to start the stream
-/// on the fan-out instead of polling the response body.
-#[derive(Clone, Debug)]
-pub struct DirectStream {
-    pub fanout: Arc<Fanout>,
-    /// Resume after this seq (`u64::MAX`: an unreadable id, resync).
-    pub after: Option<u64>,
-    /// Update types wanted, as a bit mask.
-    pub filter: u8,
-    /// The `connected` event.
-    pub connected: Bytes,
-}
+use crate::updates::stream::Opened;
+use crate::updates::{Cursor, Pings, Published, StreamRequest, Subscriber, UpdateBus};
 
 /// The shards and what every stream needs from the server.
 #[derive(Debug)]
@@ -63,7 +51,6 @@ struct Entry {
     socket: Arc<TcpStream>,
     /// HTTP/1.1 chunked framing (HTTP/1.0: raw bytes until the connection closes).
     chunked: bool,
-    filter: u8,
     /// Frames a detached stream may queue before it must resync instead.
     capacity: usize,
     state: Mutex<State>,
@@ -73,18 +60,14 @@ struct Entry {
 
 #[derive(Debug)]
 struct State {
+    /// What the stream has written and owes.
+    cursor: Cursor,
     /// The shard writes to the socket itself; otherwise it queues for the task.
     attached: bool,
-    /// The last seq written or queued; the shard skips anything not after it.
-    last_seq: u64,
     /// Encoded bytes (chunks framed) waiting for the socket, in order.
     queue: VecDeque<Bytes>,
     /// Frames in `queue`; past the channel's capacity the stream gets a resync instead.
     queued_frames: usize,
-    /// The stream fell too far behind: resync from this seq once the queue is written.
-    lagged: Option<u64>,
-    /// Whether anything was sent since the last keep-alive tick.
-    sent: bool,
     /// The stream ended: deliver nothing more.
     closed: bool,
 }
@@ -127,13 +110,13 @@ impl Fanout {
         Arc::new(Fanout { bus, pings, shards, next_shard: AtomicUsize::new(0), next_id: AtomicU64::new(0) })
     }
 
-    /// Serves one event stream on `socket` (its response head already written) until
+    /// Writes one event stream to `socket` (its response head already written) until
     /// the client leaves or `shutdown` fires.
-    pub async fn serve(
+    pub async fn write_stream(
         &self,
         socket: TcpStream,
         chunked: bool,
-        stream: DirectStream,
+        request: StreamRequest,
         shutdown: &CancellationToken,
     ) -> io::Result<()> {
         let socket = Arc::new(socket);
@@ -141,32 +124,27 @@ impl Fanout {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let capacity = self.bus.channel_capacity();
         // Registered under the bus lock: the shard delivers exactly what follows the replay.
-        let (entry, _subscriber): (Arc<Entry>, Subscriber) = self.bus.attach(stream.after, |start| {
-            let opening = opening(stream.connected.clone(), start.gap, start.seq, &start.replay, stream.filter);
+        let (entry, _subscriber, _open): (Arc<Entry>, Subscriber, Opened) = self.bus.attach(request.after, |start| {
+            let (cursor, opening) = Cursor::open(&start, request.types, self.pings.connected());
             let queue: VecDeque<Bytes> = opening.iter().map(|event| frame(chunked, event)).collect();
-            tracing::debug!(after = ?stream.after, types = stream.filter, gap = start.gap,
-                replay = start.replay.len(), "event stream opened");
+            let opened = Opened::log(&request, &start);
             let entry = Arc::new(Entry {
                 socket: socket.clone(),
                 chunked,
-                filter: stream.filter,
                 capacity,
                 state: Mutex::new(State {
+                    cursor,
                     attached: false,
-                    last_seq: start.seq,
                     // The replay is bounded by the ring; the limit counts what follows it.
                     queued_frames: 0,
                     queue,
-                    lagged: None,
-                    sent: true,
                     closed: false,
                 }),
                 detached: Notify::new(),
             });
             lock(&shard.streams).insert(id, entry.clone());
-            (entry, start.subscriber)
+            (entry, start.subscriber, opened)
         });
-        let _open = OpenStream;
         let result = entry.run(&self.pings, shutdown).await;
         lock(&shard.streams).remove(&id);
         lock(&entry.state).closed = true;
@@ -180,21 +158,18 @@ impl Fanout {
 
 impl Shard {
     fn deliver(&self, published: &Published) {
-        let seq = published.update.seq;
         // Framed once for every HTTP/1.1 stream of the shard, not once per socket.
         let chunk = frame(true, &published.frame);
         for entry in lock(&self.streams).values() {
-            if wanted(published, entry.filter) {
-                entry.deliver(seq, if entry.chunked { &chunk } else { &published.frame });
-            }
+            entry.deliver(published, &chunk);
         }
     }
 
-    /// The shard missed updates: every stream resyncs from `seq`.
+    /// The shard missed updates up to `seq`: every stream owes a resync.
     fn lagged(&self, seq: u64) {
         for entry in lock(&self.streams).values() {
             let mut state = lock(&entry.state);
-            state.lagged = Some(state.lagged.map_or(seq, |l| l.max(seq)));
+            state.cursor.lagged(seq);
             if state.attached {
                 state.attached = false;
                 entry.detached.notify_one();
@@ -204,19 +179,14 @@ impl Shard {
 }
 
 impl Entry {
-    /// One update for this stream (`wire`: its bytes as framed for this stream): written
-    /// now when the socket takes it, else queued.
-    fn deliver(&self, seq: u64, wire: &Bytes) {
+    /// One update (`chunk`: its frame in chunked coding): written now when the stream
+    /// wants it and the socket takes it, else queued.
+    fn deliver(&self, published: &Published, chunk: &Bytes) {
         let mut state = lock(&self.state);
-        if state.closed || seq <= state.last_seq {
+        if state.closed || state.cursor.published(published).is_none() {
             return;
         }
-        if let Some(lagged) = state.lagged.as_mut() {
-            *lagged = (*lagged).max(seq);
-            return;
-        }
-        state.last_seq = seq;
-        state.sent = true;
+        let wire = if self.chunked { chunk } else { &published.frame };
         if state.attached {
             match write_now(&self.socket, wire) {
                 Ok(None) => {}
@@ -233,7 +203,7 @@ impl Entry {
                 }
             }
         } else if state.queued_frames >= self.capacity {
-            state.lagged = Some(seq);
+            state.cursor.lagged(published.update.seq);
         } else {
             state.queue.push_back(wire.clone());
             state.queued_frames += 1;
@@ -258,10 +228,9 @@ impl Entry {
                     pending.extend_from_slice(&bytes);
                 }
                 state.queued_frames = 0;
-                if let Some(seq) = state.lagged.take() {
-                    tracing::debug!(seq, "stream fell behind; sending resync");
-                    pending.extend_from_slice(&frame(self.chunked, &resync(seq, ResyncReason::Lagged)));
-                    state.last_seq = state.last_seq.max(seq);
+                if let Some(resync) = state.cursor.take_resync() {
+                    tracing::debug!("stream fell behind; sending resync");
+                    pending.extend_from_slice(&frame(self.chunked, &resync));
                 }
                 if pending.is_empty() {
                     state.attached = true;
@@ -294,8 +263,9 @@ impl Entry {
                         return Ok(());
                     }
                     let mut state = lock(&self.state);
-                    if state.attached && !state.sent {
-                        match write_now(&self.socket, &frame(self.chunked, PING)) {
+                    // A detached stream is writing already: no ping needed.
+                    if let Some(ping) = state.cursor.tick().filter(|_| state.attached) {
+                        match write_now(&self.socket, &frame(self.chunked, &ping)) {
                             Ok(None) => {}
                             Ok(Some(rest)) => {
                                 state.queue.push_back(rest);
@@ -304,7 +274,6 @@ impl Entry {
                             Err(e) => return Err(e),
                         }
                     }
-                    state.sent = false;
                 }
             }
         }

@@ -21,11 +21,13 @@
 //!   stream's socket from one task per core, instead of waking one task per stream.
 //!
 //! Graceful shutdown: when the token fires, accepting stops, hyper connections finish
-//! their requests, event streams end (the stream handler watches the same token), and
-//! [`serve`] returns once every connection is closed.
+//! their requests, event streams end (the fan-out and the stream bodies watch the same
+//! token), and [`run`] returns once every connection is closed.
 
 mod event_stream;
 pub mod fanout;
+
+pub use fanout::Fanout;
 
 use std::io;
 use std::net::SocketAddr;
@@ -82,10 +84,12 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest first request head read before handing the connection to hyper.
 const MAX_PEEK: usize = 16 * 1024;
 
-/// Serves `router` on `listener` until `shutdown` fires and every connection closed.
-pub async fn serve(
+/// Serves `router` on `listener` until `shutdown` fires and every connection closed;
+/// event streams on the lean path are written by `fanout`.
+pub async fn run(
     listener: TcpListener,
     router: Router,
+    fanout: Arc<Fanout>,
     max_connections: usize,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -129,7 +133,7 @@ pub async fn serve(
                     tracing::info!(failures, "accepting connections again");
                     failures = 0;
                 }
-                tracker.spawn(connection(stream, remote, router.clone(), permit, shutdown.clone()));
+                tracker.spawn(connection(stream, remote, router.clone(), fanout.clone(), permit, shutdown.clone()));
             }
             // The peer gave up before we accepted: nothing to do.
             Err(e) if is_connection_error(&e) => {}
@@ -175,6 +179,7 @@ async fn connection(
     mut stream: TcpStream,
     remote: SocketAddr,
     router: Router,
+    fanout: Arc<Fanout>,
     _permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
@@ -194,7 +199,7 @@ async fn connection(
     match request {
         Some(request) => {
             drop(head);
-            Box::pin(event_stream::serve(stream, remote, router, request, shutdown)).await;
+            Box::pin(event_stream::answer(stream, remote, router, &fanout, request, shutdown)).await;
         }
         None => Box::pin(serve_hyper(Rewind { prefix: head.freeze(), inner: stream }, remote, router, shutdown)).await,
     }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use world::World;
 
@@ -83,6 +84,9 @@ pub struct Sim {
     /// Requests per API listing/action path, for tests and the load test.
     requests: Mutex<HashMap<String, u64>>,
     next_token: AtomicU64,
+    /// The simulator's own tasks (churn, delayed status transitions), stopped with it.
+    tasks: TaskTracker,
+    stopping: CancellationToken,
 }
 
 impl Sim {
@@ -94,6 +98,8 @@ impl Sim {
             tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -160,13 +166,18 @@ pub fn router(sim: Arc<Sim>) -> Router {
 }
 
 /// Serves the simulator on `listener` until `shutdown` fires; starts churn if configured.
-pub async fn serve(listener: TcpListener, sim: Arc<Sim>, shutdown: CancellationToken) -> std::io::Result<()> {
+/// Returns once its connections and its own tasks have ended.
+pub async fn run(listener: TcpListener, sim: Arc<Sim>, shutdown: CancellationToken) -> std::io::Result<()> {
     if let Some(every) = sim.config.churn_interval {
-        tokio::spawn(churn(sim.clone(), every, shutdown.clone()));
+        sim.tasks.spawn(churn(sim.clone(), every, sim.stopping.clone()));
     }
-    axum::serve(listener, router(sim).into_make_service_with_connect_info::<SocketAddr>())
+    let served = axum::serve(listener, router(sim.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .await;
+    sim.stopping.cancel();
+    sim.tasks.close();
+    sim.tasks.wait().await;
+    served
 }
 
 /// Applies the fault knobs to every API request (not to `/_sim`).
@@ -451,9 +462,14 @@ async fn delete_volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> R
 /// Runs a status transition after the configured delay.
 fn transition_later(sim: Arc<Sim>, id: String, apply: fn(&mut World, &str) -> bool) {
     let delay = sim.config.transition_delay;
-    tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        apply(&mut sim.world(), &id);
+    let stopping = sim.stopping.clone();
+    sim.tasks.clone().spawn(async move {
+        tokio::select! {
+            _ = stopping.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {
+                apply(&mut sim.world(), &id);
+            }
+        }
     });
 }
 

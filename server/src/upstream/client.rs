@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::UpstreamError;
-use crate::domain::model::{Image, Network, Project, Server, ServerAddress, Volume};
+use super::model::{Image, Network, Project, Server, ServerAddress, Volume};
 
 /// How to reach and log in to the upstream.
 #[derive(Clone, Debug)]

@@ -1,12 +1,14 @@
 //! Everything about the OpenStack-style API Stalecast watches: the HTTP client
-//! ([`client`]), the last known values ([`store`], a moka cache that also detects and
-//! publishes changes) and the background [`poller`].
+//! ([`client`]), the resources it answers with ([`model`]), their last known values
+//! ([`store`], which also detects and publishes changes) and the background [`poller`].
+//!
+//! This layer speaks OpenStack and the bus, nothing else: no wire format, no HTTP
+//! answers. A stored collection carries a version; encoding answers happens above.
 
 pub mod client;
+pub mod model;
 pub mod poller;
 pub mod store;
-
-use crate::rpc::{ErrorCode, RpcError};
 
 /// Why a call to the upstream API failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,22 +28,4 @@ pub enum UpstreamError {
     /// The resource is not in a state that allows the request.
     #[error("conflict: {0}")]
     Conflict(String),
-}
-
-impl From<UpstreamError> for RpcError {
-    fn from(e: UpstreamError) -> Self {
-        match e {
-            UpstreamError::Unreachable(detail) => {
-                tracing::warn!(%detail, "upstream unreachable");
-                RpcError::new(ErrorCode::ServiceUnavailable, "the cloud API is unreachable; try again shortly")
-            }
-            UpstreamError::Failed(detail) => {
-                tracing::warn!(%detail, "upstream failed");
-                RpcError::new(ErrorCode::BadGateway, "the cloud API answered with an error")
-            }
-            UpstreamError::NotFound(message) => RpcError::not_found(message),
-            UpstreamError::Rejected(message) => RpcError::bad_request(message),
-            UpstreamError::Conflict(message) => RpcError::new(ErrorCode::Conflict, message),
-        }
-    }
 }

@@ -13,8 +13,8 @@ use rand::RngExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::model::{Image, Network, Project, Server, Volume};
 use super::store::{Fetch, Store};
-use crate::domain::model::{Image, Network, Project, Server, Volume};
 
 /// The longest a failing type waits between attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);

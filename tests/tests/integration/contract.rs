@@ -2,7 +2,7 @@
 //! `/docs`, which must load nothing from the internet.
 
 use serde_json::Value;
-use stalecast::{domain, openapi};
+use stalecast::openapi;
 use stalecast_tests::spawn_app;
 
 #[tokio::test]
@@ -12,7 +12,7 @@ async fn the_openapi_document_is_served_and_is_the_generated_one() {
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().expect("type").starts_with("application/json"));
     let served: Value = response.json().await.expect("json");
-    let generated = serde_json::to_value(openapi::document(&domain::registry())).expect("document");
+    let generated = serde_json::to_value(openapi::document(&stalecast::rpc::registry())).expect("document");
     assert_eq!(served, generated);
     // The committed file (checked against the code by `make check-gen`) is the same document.
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json"))

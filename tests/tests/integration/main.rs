@@ -2,6 +2,7 @@
 //! on port 0 and talks HTTP to it.
 
 mod contract;
+mod layering;
 mod poller;
 mod rpc;
 mod serving;

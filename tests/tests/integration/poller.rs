@@ -153,7 +153,7 @@ async fn the_client_renews_its_token_before_keystone_says_it_expires() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(stalecast::sim::serve(listener, sim.clone(), shutdown.clone()));
+    let server = tokio::spawn(stalecast::sim::run(listener, sim.clone(), shutdown.clone()));
     let client = OpenStackClient::new(UpstreamConfig {
         auth_url: format!("http://{addr}"),
         user: "admin".into(),

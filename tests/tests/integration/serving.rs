@@ -128,7 +128,7 @@ async fn beyond_the_connection_limit_new_clients_wait_and_open_streams_keep_flow
     assert!(!waiting.is_finished(), "a connection beyond the limit was served");
 
     // ...while the open streams are served as before.
-    app.app.state.bus().publish(UpdateType::Volumes, Some(vec!["vol-limit".into()]));
+    app.app.bus.publish(UpdateType::Volumes, Some(vec!["vol-limit".into()]));
     for (_, sse) in &mut streams {
         let (_, data) = sse.next_data(Duration::from_secs(2)).await.expect("update at the limit");
         assert_eq!(data["ids"][0], "vol-limit");
@@ -144,7 +144,7 @@ async fn beyond_the_connection_limit_new_clients_wait_and_open_streams_keep_flow
 #[tokio::test]
 async fn a_closed_tab_frees_its_subscription_without_waiting_for_the_next_update() {
     let app = spawn_app().await;
-    let bus = app.app.state.bus().clone();
+    let bus = app.app.bus.clone();
     let http = reqwest::Client::new();
     let response = http.get(app.url("/trpc/updates.onUpdate")).send().await.expect("stream");
     let mut sse = stalecast_tests::SseClient::new(response);
@@ -185,7 +185,7 @@ async fn an_http_1_0_client_gets_the_stream_until_the_connection_closes() {
     assert!(text.contains("content-type: text/event-stream"), "{text}");
     assert!(!text.contains("transfer-encoding"), "HTTP/1.0 has no chunked coding: {text}");
 
-    app.app.state.bus().publish(UpdateType::Images, Some(vec!["img-http10".into()]));
+    app.app.bus.publish(UpdateType::Images, Some(vec!["img-http10".into()]));
     while !String::from_utf8_lossy(&received).contains("img-http10") {
         let n =
             tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await.expect("update").expect("read");
@@ -214,7 +214,7 @@ async fn a_client_that_pauses_reading_catches_up_in_order_without_a_resync() {
     // ≈ 3 MB of notifications while the client reads nothing: more than the socket
     // buffers hold, so the server must queue the rest for this client alone.
     let long_ids: Vec<String> = (0..64).map(|i| format!("vol-{i:04}-{}", "x".repeat(80))).collect();
-    let bus = app.app.state.bus().clone();
+    let bus = app.app.bus.clone();
     let mut published = Vec::new();
     for _ in 0..500 {
         published.push(bus.publish(UpdateType::Volumes, Some(long_ids.clone())).update.seq);
@@ -245,9 +245,9 @@ async fn a_stream_opened_on_a_reused_keep_alive_connection_works_like_any_other(
         .expect("stream");
     let mut sse = stalecast_tests::SseClient::new(response);
     sse.connected().await;
-    assert_eq!(app.app.state.bus().subscriber_count(), 1);
+    assert_eq!(app.app.bus.subscriber_count(), 1);
 
-    let bus = app.app.state.bus();
+    let bus = app.app.bus.clone();
     bus.publish(UpdateType::Volumes, Some(vec!["vol-filtered-out".into()]));
     let seq = bus.publish(UpdateType::Networks, Some(vec!["net-reused".into()])).update.seq;
     let (id, data) = sse.next_data(Duration::from_secs(2)).await.expect("update");

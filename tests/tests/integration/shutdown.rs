@@ -13,7 +13,7 @@ async fn shutdown_with_500_open_streams_finishes_within_2_seconds() {
         stream.connected().await;
         streams.push(stream);
     }
-    assert_eq!(app.app.state.bus().subscriber_count(), 500);
+    assert_eq!(app.app.bus.subscriber_count(), 500);
     let started = Instant::now();
     app.shutdown().await;
     let took = started.elapsed();

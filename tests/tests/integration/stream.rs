@@ -120,7 +120,7 @@ async fn resume_with_last_event_id_gives_exactly_the_missed_updates() {
 #[tokio::test]
 async fn every_resume_source_is_honoured_and_the_header_wins() {
     let app = spawn_app().await;
-    let bus = app.app.state.bus().clone();
+    let bus = app.app.bus.clone();
     let first = bus.publish(UpdateType::Images, None).update.seq;
     for _ in 0..4 {
         bus.publish(UpdateType::Images, None);
@@ -144,7 +144,7 @@ async fn every_resume_source_is_honoured_and_the_header_wins() {
 #[tokio::test]
 async fn an_id_older_than_the_ring_gives_resync_then_live_updates() {
     let app = spawn_app_with(|c| c.ring_size = 4).await;
-    let bus = app.app.state.bus().clone();
+    let bus = app.app.bus.clone();
     let old = bus.publish(UpdateType::Networks, None).update.seq;
     for _ in 0..10 {
         bus.publish(UpdateType::Networks, None);
@@ -203,7 +203,7 @@ async fn a_subscriber_that_never_reads_gets_resync_while_another_receives_everyt
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // Big updates (64 ids each), paced so that the healthy reader keeps up.
-    let bus = app.app.state.bus().clone();
+    let bus = app.app.bus.clone();
     let ids: Vec<String> = (0..64).map(|i| format!("vol-padding-{i:08}")).collect();
     let mut first = None;
     for sent in (0..TOTAL).step_by(STEP as usize) {
