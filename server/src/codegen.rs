@@ -49,29 +49,7 @@ pub fn run(args: &Targets, check: bool) -> anyhow::Result<()> {
 
 /// The files under `dir` (relative, `/`-separated), skipping [`IGNORED`] directories.
 fn existing(dir: &Path) -> anyhow::Result<BTreeSet<String>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> anyhow::Result<()> {
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry?;
-            let path = entry.path();
-            let name = entry.file_name();
-            if entry.file_type()?.is_dir() {
-                if !IGNORED.iter().any(|i| name == *i) {
-                    walk(root, &path, out)?;
-                }
-            } else {
-                let relative = path.strip_prefix(root)?;
-                out.insert(
-                    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
-                );
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeSet::new();
-    if dir.exists() {
-        walk(dir, dir, &mut out)?;
-    }
-    Ok(out)
+    Ok(bindings::files_under(dir, IGNORED)?.into_keys().collect())
 }
 
 /// What differs between `dir` and `files`, one line per file.

@@ -56,12 +56,18 @@ fn reserve(limit: u64) -> u64 {
     if limit >= 1024 { 128 } else { (limit / 8).max(8) }
 }
 
-/// Raises the soft descriptor limit to the hard one and answers how many connections
-/// fit in it (all but a reserve).
-pub fn default_max_connections() -> usize {
-    let limit = rlimit::increase_nofile_limit(u64::MAX)
+/// Raises this process's soft descriptor limit to its hard one; answers the soft limit
+/// now in force.
+pub fn raise_nofile_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX)
         .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
-        .unwrap_or(1024);
+        .unwrap_or(1024)
+}
+
+/// Raises the descriptor limit and answers how many connections fit in it (all but a
+/// reserve).
+pub fn default_max_connections() -> usize {
+    let limit = raise_nofile_limit();
     limit.saturating_sub(reserve(limit)).max(1) as usize
 }
 

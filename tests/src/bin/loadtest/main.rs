@@ -174,10 +174,7 @@ impl RunArgs {
 
 /// Raises this process's soft descriptor limit to its hard limit; answers the soft limit.
 pub fn raise_fd_limit() -> u64 {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => limit,
-        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft),
-    }
+    stalecast::serve::raise_nofile_limit()
 }
 
 fn main() -> anyhow::Result<()> {
