@@ -15,17 +15,18 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::{HeaderName, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::ServeConfig;
 use crate::domain::Ctx;
+use crate::guard::{self, Guard};
 use crate::health::{self, Health};
 use crate::rpc::{self, Api};
 use crate::serve::Fanout;
@@ -37,16 +38,17 @@ use crate::upstream::store::Store;
 use crate::{openapi, web};
 
 /// The HTTP routes, with their middleware.
-pub fn router(api: Arc<Api>, health: Arc<Health>, web_dir: &Path) -> Router {
+pub fn router(
+    api: Arc<Api>,
+    health: Arc<Health>,
+    guard: Arc<Guard>,
+    cors_origins: &[String],
+    web_dir: &Path,
+) -> Router {
     // Compress JSON answers, never the event stream (events would sit in a buffer).
     let compress = DefaultPredicate::new().and(NotForContentType::const_new("text/event-stream"));
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("last-event-id")]);
-    Router::new()
+    let router = Router::new()
         .merge(rpc::routes(api.clone()))
-        .merge(health::routes(health))
         // The OpenAPI document and its explorer.
         .merge(openapi::explorer(openapi::document(&api.registry)))
         // The web app answers whatever no route claims, so it never shadows the API.
@@ -57,10 +59,25 @@ pub fn router(api: Arc<Api>, health: Arc<Health>, web_dir: &Path) -> Router {
         .layer(CompressionLayer::new().compress_when(compress))
         // Upstream trouble answers 502/503 on purpose and is logged where it happens.
         // Not the stream either: its body wrapper reads the clock on every event; the
-        // stream logs its own opening and end.
+        // stream logs its own opening and end. Nor the health endpoints: a load balancer
+        // probing an unready node every second would fill the log (readiness logs its
+        // own changes).
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
         .merge(rpc::stream_routes(api))
-        .layer(cors)
+        .merge(health::routes(health));
+    // No CORS headers at all unless an origin is named.
+    let router = if cors_origins.is_empty() {
+        router
+    } else {
+        let origins: Vec<HeaderValue> = cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("last-event-id")]),
+        )
+    };
+    router.layer(axum::middleware::from_fn_with_state(guard, guard::check))
 }
 
 /// A started server.
@@ -151,21 +168,23 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let fanout = Fanout::start(bus.clone(), pings.clone(), shards, shutdown.clone(), &mut tasks);
 
     let ctx = Ctx { client, store: store.clone(), bus: bus.clone() };
-    let api = Api::new(ctx, config.max_body_bytes, pings, shutdown.clone());
-    let health = Arc::new(Health {
-        store,
-        bus: bus.clone(),
-        upstream_url: upstream_url.clone(),
-        poll_interval: config.poll_interval,
-        upstream_timeout: config.upstream_timeout,
-    });
+    let api = Api::new(ctx, config.max_body_bytes, config.body_timeout, pings, shutdown.clone());
+    let health =
+        Arc::new(Health { store, bus: bus.clone(), max_staleness: config.max_staleness, ready: Default::default() });
     web::check(&config.web_dir);
-    let app = router(api, health, &config.web_dir);
+    let guard = Arc::new(Guard::new(config.host, &config.allowed_hosts, &config.cors_origins));
+    let app = router(api, health, guard, &config.cors_origins, &config.web_dir);
     let max_connections = match config.max_connections {
         0 => crate::serve::default_max_connections(),
         n => n,
     };
-    let server = tokio::spawn(crate::serve::run(listener, app, fanout, max_connections, shutdown.clone()));
+    let limits = crate::serve::Limits {
+        max_connections,
+        header_timeout: config.header_timeout,
+        write_timeout: config.write_timeout,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    let server = tokio::spawn(crate::serve::run(listener, app, fanout, limits, shutdown.clone()));
     tracing::info!(%addr, upstream = %upstream_url, max_connections, "stalecast listening");
     if let Some(path) = &config.ready_file {
         let sim_addr = sim_addr.map(|a| a.to_string());

@@ -4,7 +4,7 @@
 //! Each endpoint is declared once, as an [`Endpoint`]: [`routes`] serves it and the
 //! OpenAPI document describes it from the same declaration.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
@@ -41,8 +41,9 @@ pub const READINESS: Endpoint = Endpoint {
     path: "/readyz",
     operation_id: "readyz",
     summary: "Readiness: the upstream answers and every collection is fresh.",
-    description: "200 when every collection was fetched within three poll intervals (plus one upstream \
-                  timeout), 503 otherwise, with each type's age, failure count and last error.",
+    description: "200 while every collection was last confirmed by the upstream within `--max-staleness` \
+                  (single failed polls do not count: queries answer from the last value meanwhile), 503 \
+                  otherwise; with each type's age and failure count. The failures themselves are logged.",
     statuses: &[(200, "Ready."), (503, "Not ready: the upstream fails or the cache is stale.")],
 };
 
@@ -51,10 +52,10 @@ pub const READINESS: Endpoint = Endpoint {
 pub struct Health {
     pub store: Arc<Store>,
     pub bus: Arc<UpdateBus>,
-    /// The upstream's Keystone URL, as shown in `/readyz`.
-    pub upstream_url: String,
-    pub poll_interval: Duration,
-    pub upstream_timeout: Duration,
+    /// Unready once a collection was last confirmed longer ago than this.
+    pub max_staleness: Duration,
+    /// The readiness last answered, to log each change once.
+    pub ready: Mutex<Option<bool>>,
 }
 
 /// Both endpoints.
@@ -86,8 +87,6 @@ pub enum Alive {
 pub struct Readiness {
     /// Every collection is fresh.
     pub ready: bool,
-    /// The upstream's Keystone URL.
-    pub upstream: String,
     /// Open event streams.
     pub streams: usize,
     pub types: Vec<TypeReadiness>,
@@ -104,34 +103,41 @@ pub struct TypeReadiness {
     pub age_ms: Option<u64>,
     /// Failed fetches since the last success.
     pub failures: u32,
-    /// The last failure, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
-/// `GET /readyz`: 200 when every collection was fetched successfully within three poll
-/// intervals (plus one request timeout), else 503 with what is stale and why.
+/// `GET /readyz`: 200 while every collection is younger than `max_staleness`, else 503
+/// with each one's age. What failed is for operators: logged once per change of
+/// readiness, never shown to whoever probes.
 pub async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    let max_age = health.poll_interval * 3 + health.upstream_timeout;
     let now = SystemTime::now();
-    let types: Vec<TypeReadiness> = health
-        .store
-        .health()
-        .into_iter()
-        .map(|(kind, fetches)| {
-            let age = fetches.last_success.map(|at| now.duration_since(at).unwrap_or_default());
+    let fetches = health.store.health();
+    let types: Vec<TypeReadiness> = fetches
+        .iter()
+        .map(|(kind, fetched)| {
+            let age = fetched.last_success.map(|at| now.duration_since(at).unwrap_or_default());
             TypeReadiness {
-                kind,
-                fresh: fetches.failures == 0 && age.is_some_and(|age| age <= max_age),
+                kind: *kind,
+                fresh: age.is_some_and(|age| age <= health.max_staleness),
                 age_ms: age.map(|a| a.as_millis() as u64),
-                failures: fetches.failures,
-                error: fetches.last_error,
+                failures: fetched.failures,
             }
         })
         .collect();
     let ready = types.iter().all(|t| t.fresh);
+    let previous = health.ready.lock().unwrap_or_else(|p| p.into_inner()).replace(ready);
+    if previous != Some(ready) {
+        if ready {
+            tracing::info!("ready: every collection is fresh");
+        } else {
+            let stale: Vec<String> = types
+                .iter()
+                .zip(&fetches)
+                .filter(|(t, _)| !t.fresh)
+                .map(|(t, (_, f))| format!("{}: {}", t.kind, f.last_error.as_deref().unwrap_or("no recent answer")))
+                .collect();
+            tracing::warn!(stale = %stale.join("; "), max_staleness = ?health.max_staleness, "not ready");
+        }
+    }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body =
-        Readiness { ready, upstream: health.upstream_url.clone(), streams: health.bus.subscriber_count(), types };
-    (status, Json(body))
+    (status, Json(Readiness { ready, streams: health.bus.subscriber_count(), types }))
 }

@@ -53,6 +53,7 @@ fn error_statuses(kind: Kind) -> &'static [ErrorCode] {
     match kind {
         Kind::Query => &[
             ErrorCode::BadRequest,
+            ErrorCode::Forbidden,
             ErrorCode::NotFound,
             ErrorCode::MethodNotSupported,
             ErrorCode::InternalServerError,
@@ -61,15 +62,18 @@ fn error_statuses(kind: Kind) -> &'static [ErrorCode] {
         ],
         Kind::Mutation => &[
             ErrorCode::BadRequest,
+            ErrorCode::Forbidden,
             ErrorCode::NotFound,
             ErrorCode::MethodNotSupported,
+            ErrorCode::Timeout,
             ErrorCode::Conflict,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::UnsupportedMediaType,
             ErrorCode::InternalServerError,
             ErrorCode::BadGateway,
             ErrorCode::ServiceUnavailable,
         ],
-        Kind::Subscription => &[ErrorCode::BadRequest, ErrorCode::MethodNotSupported],
+        Kind::Subscription => &[ErrorCode::BadRequest, ErrorCode::Forbidden, ErrorCode::MethodNotSupported],
     }
 }
 
@@ -111,6 +115,25 @@ fn error_kind(code: ErrorCode) -> (&'static str, &'static str, RpcError, &'stati
             "PayloadTooLarge",
             "`PAYLOAD_TOO_LARGE`: the body is larger than `--max-body-bytes`.",
             RpcError::new(code, "request body is larger than 1048576 bytes"),
+            "storage.volumes.create",
+        ),
+        ErrorCode::Forbidden => (
+            "Forbidden",
+            "`FORBIDDEN`: the request's `Host` is not one this server answers to, or its `Origin` is \
+             another site's (see `--allowed-host`, `--cors-origin`).",
+            RpcError::new(code, "cross-origin requests are refused"),
+            "storage.volumes.create",
+        ),
+        ErrorCode::Timeout => (
+            "RequestTimeout",
+            "`TIMEOUT`: the request body did not arrive within `--body-timeout`.",
+            RpcError::new(code, "the request body did not arrive within 30s"),
+            "storage.volumes.create",
+        ),
+        ErrorCode::UnsupportedMediaType => (
+            "UnsupportedMediaType",
+            "`UNSUPPORTED_MEDIA_TYPE`: a mutation's body must be `Content-Type: application/json`.",
+            RpcError::new(code, "a mutation's body must be application/json, not text/plain"),
             "storage.volumes.create",
         ),
         ErrorCode::BadGateway => (

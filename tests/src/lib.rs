@@ -34,6 +34,8 @@ pub fn test_config() -> ServeConfig {
         poll_interval: Duration::from_millis(200),
         upstream_timeout: Duration::from_secs(2),
         ping_interval: Duration::from_secs(5),
+        // Readiness reacts within a second to an upstream that stopped answering.
+        max_staleness: Duration::from_secs(1),
         ..ServeConfig::default()
     }
 }

@@ -26,8 +26,10 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     MethodNotSupported,
+    Timeout,
     Conflict,
     PayloadTooLarge,
+    UnsupportedMediaType,
     UnprocessableContent,
     TooManyRequests,
     InternalServerError,
@@ -46,8 +48,10 @@ impl ErrorCode {
             ErrorCode::Forbidden => -32003,
             ErrorCode::NotFound => -32004,
             ErrorCode::MethodNotSupported => -32005,
+            ErrorCode::Timeout => -32008,
             ErrorCode::Conflict => -32009,
             ErrorCode::PayloadTooLarge => -32013,
+            ErrorCode::UnsupportedMediaType => -32015,
             ErrorCode::UnprocessableContent => -32022,
             ErrorCode::TooManyRequests => -32029,
             ErrorCode::InternalServerError
@@ -64,8 +68,10 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::UnprocessableContent => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -82,11 +88,13 @@ pub struct RpcError {
     pub code: ErrorCode,
     pub message: String,
     pub path: Option<String>,
+    /// For `405`: the methods the path does take (the `Allow` header).
+    pub allow: Option<&'static str>,
 }
 
 impl RpcError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        RpcError { code, message: message.into(), path: None }
+        RpcError { code, message: message.into(), path: None, allow: None }
     }
     pub fn parse(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::ParseError, message)
@@ -101,6 +109,10 @@ impl RpcError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
         Self::new(ErrorCode::InternalServerError, "internal server error")
+    }
+    /// A `405` naming the methods that work.
+    pub fn wrong_method(message: impl Into<String>, allow: &'static str) -> Self {
+        RpcError { allow: Some(allow), ..Self::new(ErrorCode::MethodNotSupported, message) }
     }
     pub fn with_path(mut self, path: &str) -> Self {
         self.path = Some(path.to_owned());
@@ -132,7 +144,11 @@ impl std::error::Error for RpcError {}
 
 impl IntoResponse for RpcError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.envelope())).into_response()
+        let mut response = (self.status(), Json(self.envelope())).into_response();
+        if let Some(allow) = self.allow {
+            response.headers_mut().insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static(allow));
+        }
+        response
     }
 }
 

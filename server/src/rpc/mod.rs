@@ -34,6 +34,7 @@ pub use procedures::registry;
 pub use registry::{Answer, Kind, NoInput, Output, Presence, Procedure, Registry, Wire, WireType};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, get};
@@ -52,6 +53,8 @@ pub struct Api {
     pub registry: Registry,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
     answers: encoded::Answers,
     pings: Pings,
     /// Ends every stream.
@@ -59,8 +62,15 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(ctx: Ctx, max_body_bytes: usize, pings: Pings, shutdown: CancellationToken) -> Arc<Api> {
-        Arc::new(Api { ctx, registry: registry(), max_body_bytes, answers: Default::default(), pings, shutdown })
+    pub fn new(
+        ctx: Ctx,
+        max_body_bytes: usize,
+        body_timeout: Duration,
+        pings: Pings,
+        shutdown: CancellationToken,
+    ) -> Arc<Api> {
+        let answers = Default::default();
+        Arc::new(Api { ctx, registry: registry(), max_body_bytes, body_timeout, answers, pings, shutdown })
     }
 }
 
@@ -112,7 +122,7 @@ pub async fn handler(
         return RpcError::bad_request("malformed query string").with_path(first_path).into_response();
     };
     let batch = matches!(query.batch.as_deref(), Some("1" | "true"));
-    let inputs = match read_inputs(api.max_body_bytes, &method, &query, &headers, body, batch, paths.len()).await {
+    let inputs = match read_inputs(&api, &method, &query, &headers, body, batch, paths.len()).await {
         Ok(inputs) => inputs,
         Err(e) => return e.with_path(first_path).into_response(),
     };
@@ -182,21 +192,19 @@ async fn call(api: &Arc<Api>, method: &Method, path: &str, input: serde_json::Va
         Kind::Mutation => Method::POST,
     };
     if *method != expected {
-        let kind = match procedure.kind {
-            Kind::Query => "query",
-            Kind::Mutation => "mutation",
-            Kind::Subscription => "subscription",
+        let (kind, allow) = match procedure.kind {
+            Kind::Query => ("query", "GET"),
+            Kind::Mutation => ("mutation", "POST"),
+            Kind::Subscription => ("subscription", "GET"),
         };
-        return Err(
-            RpcError::new(ErrorCode::MethodNotSupported, format!("{path} is a {kind}: use {expected}")).with_path(path)
-        );
+        return Err(RpcError::wrong_method(format!("{path} is a {kind}: use {expected}"), allow).with_path(path));
     }
     procedure.call(api.clone(), input).await.map_err(|e| e.with_path(path))
 }
 
 /// The raw inputs, one per call (`null` where absent).
 async fn read_inputs(
-    max_body_bytes: usize,
+    api: &Api,
     method: &Method,
     query: &TrpcQuery,
     headers: &HeaderMap,
@@ -208,15 +216,16 @@ async fn read_inputs(
         return Err(RpcError::bad_request(format!("a batch holds at most {MAX_BATCH} calls, not {count}")));
     }
     let raw: Option<Bytes> = if *method == Method::POST {
-        let bytes = read_body(body, headers, max_body_bytes).await?;
+        check_json(headers)?;
+        let read = tokio::time::timeout(api.body_timeout, read_body(body, headers, api.max_body_bytes));
+        let bytes = read.await.map_err(|_| {
+            RpcError::new(ErrorCode::Timeout, format!("the request body did not arrive within {:?}", api.body_timeout))
+        })??;
         (!bytes.iter().all(u8::is_ascii_whitespace)).then_some(bytes)
     } else if *method == Method::GET {
         query.input.as_ref().filter(|s| !s.is_empty()).map(|s| Bytes::copy_from_slice(s.as_bytes()))
     } else {
-        return Err(RpcError::new(
-            ErrorCode::MethodNotSupported,
-            format!("method {method} is not supported: use GET or POST"),
-        ));
+        return Err(RpcError::wrong_method(format!("method {method} is not supported: use GET or POST"), "GET, POST"));
     };
     let value = match raw {
         None => serde_json::Value::Null,
@@ -233,6 +242,24 @@ async fn read_inputs(
         _ => return Err(RpcError::bad_request("input: a batch's input must be an object keyed by call index")),
     };
     Ok((0..count).map(|i| by_index.remove(&i.to_string()).unwrap_or(serde_json::Value::Null)).collect())
+}
+
+/// Mutations take JSON only: a plain HTML form on another site can send
+/// `text/plain`, `application/x-www-form-urlencoded` or `multipart/form-data` without any
+/// CORS check, but never `application/json`.
+fn check_json(headers: &HeaderMap) -> Result<(), RpcError> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    match media_type.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) => Err(RpcError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("a mutation's body must be application/json, not {other}"),
+        )),
+        None => Err(RpcError::new(ErrorCode::UnsupportedMediaType, "a mutation's body must be application/json")),
+    }
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, RpcError> {

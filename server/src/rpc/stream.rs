@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
 
-use super::{Api, ErrorCode, RpcError, decode_input};
+use super::{Api, RpcError, decode_input};
 use crate::updates::{self, StreamRequest, TypeFilter, UpdateType};
 
 /// The procedure path of the stream.
@@ -87,7 +87,7 @@ pub async fn handler(
 
 /// Any other method on the stream's path.
 pub async fn wrong_method() -> RpcError {
-    RpcError::new(ErrorCode::MethodNotSupported, format!("{PATH} is a subscription: use GET")).with_path(PATH)
+    RpcError::wrong_method(format!("{PATH} is a subscription: use GET"), "GET").with_path(PATH)
 }
 
 fn read_request(
@@ -106,7 +106,9 @@ fn read_request(
         }
     };
     let header_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let resume = header_id.or(query.last_event_id).or(input.last_event_id);
+    // An empty id (what `EventSource` would send for an empty `id:`) means none.
+    let resume =
+        [header_id, query.last_event_id, input.last_event_id].into_iter().flatten().find(|id| !id.trim().is_empty());
     // An id we cannot read is treated like one we no longer have: the client resyncs.
     // Refusing it with a 400 would end the subscription for good in the stock client.
     let after = resume.map(|id| id.trim().parse::<u64>().unwrap_or(u64::MAX));

@@ -12,6 +12,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -67,6 +68,7 @@ pub(super) async fn answer(
     router: Router,
     fanout: &Fanout,
     mut request: Request<Body>,
+    write_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     let version = request.version();
@@ -76,7 +78,7 @@ pub(super) async fn answer(
     let direct = response.extensions().get::<StreamRequest>().copied().filter(|_| response.status().is_success());
     let Some(direct) = direct else {
         // Not a stream: an error envelope, written whole.
-        if let Err(error) = plain(&mut stream, response, version).await {
+        if let Err(error) = plain(&stream, response, version, write_timeout, &shutdown).await {
             tracing::trace!(%error, %remote, "answer not delivered");
         }
         let _ = stream.shutdown().await;
@@ -87,13 +89,13 @@ pub(super) async fn answer(
     let head = head(&response, version, extra);
     // The fan-out writes the stream; the response body is never polled.
     drop(response);
-    if let Err(error) = write_all(&stream, &head, &shutdown).await {
+    if let Err(error) = write_all(&stream, &head, write_timeout, &shutdown).await {
         tracing::trace!(%error, %remote, "event stream closed");
         return;
     }
     drop(head);
     // The fan-out owns the socket from here and closes it when done.
-    if let Err(error) = fanout.write_stream(stream, chunked, direct, &shutdown).await {
+    if let Err(error) = fanout.write_stream(stream, chunked, direct, write_timeout, &shutdown).await {
         tracing::trace!(%error, %remote, "event stream closed");
     }
 }
@@ -127,13 +129,18 @@ fn head(response: &Response<Body>, version: Version, extra: &[(&str, &str)]) -> 
 }
 
 /// A whole answer (an error envelope): `Content-Length`, then the connection closes.
-async fn plain(stream: &mut TcpStream, response: Response<Body>, version: Version) -> io::Result<()> {
+async fn plain(
+    stream: &TcpStream,
+    response: Response<Body>,
+    version: Version,
+    write_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_PLAIN_BODY).await.map_err(io::Error::other)?;
     let response = Response::from_parts(parts, Body::empty());
     let length = bytes.len().to_string();
-    let head = head(&response, version, &[("content-length", &length), ("connection", "close")]);
-    stream.write_all(&head).await?;
-    stream.write_all(&bytes).await?;
-    stream.flush().await
+    let mut answer = head(&response, version, &[("content-length", &length), ("connection", "close")]);
+    answer.extend_from_slice(&bytes);
+    write_all(stream, &answer, write_timeout, shutdown).await
 }

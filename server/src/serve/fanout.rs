@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
@@ -117,6 +118,7 @@ impl Fanout {
         socket: TcpStream,
         chunked: bool,
         request: StreamRequest,
+        write_timeout: Duration,
         shutdown: &CancellationToken,
     ) -> io::Result<()> {
         let socket = Arc::new(socket);
@@ -126,7 +128,10 @@ impl Fanout {
         // Registered under the bus lock: the shard delivers exactly what follows the replay.
         let (entry, _subscriber, _open): (Arc<Entry>, Subscriber, Opened) = self.bus.attach(request.after, |start| {
             let (cursor, opening) = Cursor::open(&start, request.types, self.pings.connected());
-            let queue: VecDeque<Bytes> = opening.iter().map(|event| frame(chunked, event)).collect();
+            let mut queue = VecDeque::new();
+            for event in &opening {
+                queue_event(&mut queue, chunked, event);
+            }
             let opened = Opened::log(&request, &start);
             let entry = Arc::new(Entry {
                 socket: socket.clone(),
@@ -145,7 +150,7 @@ impl Fanout {
             lock(&shard.streams).insert(id, entry.clone());
             (entry, start.subscriber, opened)
         });
-        let result = entry.run(&self.pings, shutdown).await;
+        let result = entry.run(&self.pings, write_timeout, shutdown).await;
         lock(&shard.streams).remove(&id);
         lock(&entry.state).closed = true;
         if result.is_ok() && chunked {
@@ -212,7 +217,7 @@ impl Entry {
 
     /// The stream's own task: writes what the shard queued, sends keep-alive pings, and
     /// watches for the client leaving.
-    async fn run(&self, pings: &Pings, shutdown: &CancellationToken) -> io::Result<()> {
+    async fn run(&self, pings: &Pings, write_timeout: Duration, shutdown: &CancellationToken) -> io::Result<()> {
         let mut closed = std::pin::pin!(self.socket.readable());
         let mut cancelled = std::pin::pin!(shutdown.cancelled());
         let mut ticks = pings.receiver();
@@ -223,22 +228,27 @@ impl Entry {
                 if state.closed {
                     return Err(io::ErrorKind::BrokenPipe.into());
                 }
+                // At most a batch at a time: a long replay is written from the shared
+                // frames, never copied whole.
                 let mut pending = BytesMut::new();
-                for bytes in state.queue.drain(..) {
+                while pending.len() < WRITE_BATCH {
+                    let Some(bytes) = state.queue.pop_front() else { break };
                     pending.extend_from_slice(&bytes);
                 }
-                state.queued_frames = 0;
-                if let Some(resync) = state.cursor.take_resync() {
-                    tracing::debug!("stream fell behind; sending resync");
-                    pending.extend_from_slice(&frame(self.chunked, &resync));
-                }
-                if pending.is_empty() {
-                    state.attached = true;
+                if state.queue.is_empty() {
+                    state.queued_frames = 0;
+                    if let Some(resync) = state.cursor.take_resync() {
+                        tracing::debug!("stream fell behind; sending resync");
+                        pending.extend_from_slice(&frame(self.chunked, &resync));
+                    }
+                    if pending.is_empty() {
+                        state.attached = true;
+                    }
                 }
                 pending
             };
             if !pending.is_empty() {
-                write_all(&self.socket, &pending, shutdown).await?;
+                write_all(&self.socket, &pending, write_timeout, shutdown).await?;
                 continue;
             }
             tokio::select! {
@@ -280,6 +290,21 @@ impl Entry {
     }
 }
 
+/// The most bytes a stream's task copies together for one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Queues `event` as it goes on the wire without copying it: as is, or between the
+/// chunked coding's size line and CRLF.
+fn queue_event(queue: &mut VecDeque<Bytes>, chunked: bool, event: &Bytes) {
+    if chunked {
+        queue.push_back(Bytes::from(format!("{:x}\r\n", event.len())));
+        queue.push_back(event.clone());
+        queue.push_back(Bytes::from_static(b"\r\n"));
+    } else {
+        queue.push_back(event.clone());
+    }
+}
+
 /// `event` as it goes on the wire: a chunk of the chunked coding, or as is.
 fn frame(chunked: bool, event: &[u8]) -> Bytes {
     if !chunked {
@@ -302,8 +327,14 @@ fn write_now(socket: &TcpStream, wire: &Bytes) -> io::Result<Option<Bytes>> {
     }
 }
 
-/// Writes all of `bytes`, waiting for this socket alone; gives up on shutdown.
-pub(super) async fn write_all(socket: &TcpStream, mut bytes: &[u8], shutdown: &CancellationToken) -> io::Result<()> {
+/// Writes all of `bytes`, waiting for this socket alone; gives up on shutdown, or when
+/// the socket takes nothing for `write_timeout` (the client stopped reading).
+pub(super) async fn write_all(
+    socket: &TcpStream,
+    mut bytes: &[u8],
+    write_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
     while !bytes.is_empty() {
         match socket.try_write(bytes) {
             Ok(n) => bytes = &bytes[n..],
@@ -311,6 +342,7 @@ pub(super) async fn write_all(socket: &TcpStream, mut bytes: &[u8], shutdown: &C
                 tokio::select! {
                     writable = socket.writable() => writable?,
                     _ = shutdown.cancelled() => return Err(io::ErrorKind::Interrupted.into()),
+                    _ = tokio::time::sleep(write_timeout) => return Err(io::ErrorKind::TimedOut.into()),
                 }
             }
             Err(e) => return Err(e),

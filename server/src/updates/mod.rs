@@ -165,7 +165,8 @@ pub struct TypeState {
 pub struct BusConfig {
     /// Updates kept for resuming clients.
     pub ring_size: usize,
-    /// Updates a subscriber may fall behind the live channel before it is told to resync.
+    /// Updates a subscriber may fall behind the live channel before it is told to resync;
+    /// also the longest replay a resuming subscriber gets (beyond it: a resync).
     pub channel_capacity: usize,
 }
 
@@ -309,6 +310,9 @@ impl UpdateBus {
             None => (Vec::new(), false),
             Some(after) if after > latest => (Vec::new(), true),
             Some(after) if after + 1 < oldest => (Vec::new(), true),
+            // More missed than a live stream may fall behind: a resync too, so that what
+            // one stream holds for its client is bounded the same way either way.
+            Some(after) if latest - after > self.channel_capacity as u64 => (Vec::new(), true),
             Some(after) => {
                 let skip = (after + 1 - oldest) as usize;
                 (inner.ring.iter().skip(skip).cloned().collect(), false)
@@ -385,6 +389,18 @@ mod tests {
         assert_eq!(seqs(&bus.subscribe(Some(7))), vec![8, 9, 10]);
         assert!(bus.subscribe(Some(6)).0.gap);
         assert!(bus.subscribe(Some(11)).0.gap);
+    }
+
+    #[test]
+    fn a_replay_longer_than_the_channel_capacity_is_a_gap() {
+        let bus = UpdateBus::starting_at(1, BusConfig { ring_size: 64, channel_capacity: 4 });
+        for _ in 0..10 {
+            bus.publish(UpdateType::Volumes, None);
+        }
+        assert_eq!(seqs(&bus.subscribe(Some(6))), vec![7, 8, 9, 10]);
+        assert!(!bus.subscribe(Some(6)).0.gap);
+        let (start, _) = bus.subscribe(Some(5));
+        assert!(start.gap && start.replay.is_empty(), "5 missed, 4 allowed");
     }
 
     #[test]

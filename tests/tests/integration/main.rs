@@ -1,7 +1,9 @@
 //! The integration tests: each starts the real Stalecast (with its embedded simulator)
 //! on port 0 and talks HTTP to it.
 
+mod body_path;
 mod contract;
+mod hardening;
 mod layering;
 mod poller;
 mod rpc;

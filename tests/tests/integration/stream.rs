@@ -180,7 +180,7 @@ async fn a_subscriber_that_never_reads_gets_resync_while_another_receives_everyt
     socket.set_recv_buffer_size(4096).expect("buffer size");
     let mut stalled = socket.connect(app.app.addr).await.expect("connect");
     stalled
-        .write_all(b"GET /trpc/updates.onUpdate HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n\r\n")
+        .write_all(b"GET /trpc/updates.onUpdate HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n")
         .await
         .expect("request");
 
