@@ -72,6 +72,7 @@ fn error_statuses(kind: Kind) -> &'static [ErrorCode] {
             ErrorCode::InternalServerError,
             ErrorCode::BadGateway,
             ErrorCode::ServiceUnavailable,
+            ErrorCode::GatewayTimeout,
         ],
         Kind::Subscription => &[ErrorCode::BadRequest, ErrorCode::Forbidden, ErrorCode::MethodNotSupported],
     }
@@ -134,6 +135,13 @@ fn error_kind(code: ErrorCode) -> (&'static str, &'static str, RpcError, &'stati
             "UnsupportedMediaType",
             "`UNSUPPORTED_MEDIA_TYPE`: a mutation's body must be `Content-Type: application/json`.",
             RpcError::new(code, "a mutation's body must be application/json, not text/plain"),
+            "storage.volumes.create",
+        ),
+        ErrorCode::GatewayTimeout => (
+            "GatewayTimeout",
+            "`GATEWAY_TIMEOUT`: the write reached the cloud API but its outcome is unknown (it timed out \
+             or the connection was lost after sending): check before retrying.",
+            RpcError::new(code, "the cloud API did not confirm the change, which may or may not have been made"),
             "storage.volumes.create",
         ),
         ErrorCode::BadGateway => (
