@@ -41,7 +41,13 @@ async fn read_until(socket: &mut TcpStream, seen: &mut String, needle: &str, wai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_on_a_reused_connection_gets_updates_and_idle_pings() {
-    let app = spawn_app_with(|c| c.ping_interval = Duration::from_millis(300)).await;
+    // A header deadline shorter than the test: a stream that is being answered is not a
+    // connection waiting for its next request head.
+    let app = spawn_app_with(|c| {
+        c.ping_interval = Duration::from_millis(300);
+        c.header_timeout = Duration::from_secs(1);
+    })
+    .await;
     let mut socket = stream_after_a_query(&app).await;
     let mut seen = String::new();
     read_until(&mut socket, &mut seen, "event: connected", Duration::from_secs(10)).await;
@@ -51,9 +57,13 @@ async fn a_stream_on_a_reused_connection_gets_updates_and_idle_pings() {
     read_until(&mut socket, &mut seen, &format!("id: {second}\n"), Duration::from_secs(10)).await;
     let (a, b) = (seen.find(&format!("id: {first}\n")).expect("first"), seen.find(&format!("id: {second}\n")));
     assert!(b.is_some_and(|b| a < b), "in order: {seen}");
-    // Idle now: the shared clock's pings arrive on this path too.
+    // Idle now: the shared clock's pings arrive on this path too, and keep arriving past
+    // the header deadline.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     seen.clear();
     read_until(&mut socket, &mut seen, "event: ping", Duration::from_secs(10)).await;
+    let later = app.app.bus.publish(UpdateType::Images, Some(vec!["img-later".into()])).update.seq;
+    read_until(&mut socket, &mut seen, &format!("id: {later}\n"), Duration::from_secs(10)).await;
     app.shutdown().await;
 }
 
