@@ -22,9 +22,15 @@ pub enum Error {
     /// The upstream refused the request as invalid; the message is the cloud's own.
     #[error("{0}")]
     Rejected(String),
-    /// The upstream cannot be reached (connection refused, timeout). For operators only.
+    /// The upstream cannot be reached, and nothing was changed (connection refused, a read
+    /// timed out). For operators only.
     #[error("upstream unreachable: {0}")]
     Unavailable(String),
+    /// A write reached the upstream but its outcome is unknown (no answer in time, the
+    /// connection lost, an accepted answer unreadable): the client must check before it
+    /// retries, or it may make the change twice. The detail is for operators only.
+    #[error("upstream outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The upstream failed (a 5xx, a malformed body, our own credentials refused). For
     /// operators only.
     #[error("upstream failed: {0}")]
@@ -41,6 +47,7 @@ impl From<UpstreamError> for Error {
     fn from(e: UpstreamError) -> Self {
         match e {
             UpstreamError::Unreachable(detail) => Error::Unavailable(detail),
+            UpstreamError::OutcomeUnknown(detail) => Error::OutcomeUnknown(detail),
             UpstreamError::Failed(detail) => Error::Upstream(detail),
             UpstreamError::NotFound(message) => Error::NotFound(message),
             UpstreamError::Rejected(message) => Error::Rejected(message),

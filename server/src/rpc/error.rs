@@ -175,6 +175,14 @@ impl From<domain::Error> for RpcError {
                 tracing::warn!(%detail, "upstream unreachable");
                 RpcError::new(ErrorCode::ServiceUnavailable, "the cloud API is unreachable; try again shortly")
             }
+            domain::Error::OutcomeUnknown(detail) => {
+                tracing::warn!(%detail, "upstream outcome unknown");
+                RpcError::new(
+                    ErrorCode::GatewayTimeout,
+                    "the cloud API did not confirm the change, which may or may not have been made: \
+                     check before retrying",
+                )
+            }
             domain::Error::Upstream(detail) => {
                 tracing::warn!(%detail, "upstream failed");
                 RpcError::new(ErrorCode::BadGateway, "the cloud API answered with an error")

@@ -119,7 +119,7 @@ impl OpenStackClient {
                 "name": self.config.user, "domain": {"id": "default"}, "password": self.config.password}}},
             "scope": {"project": {"name": self.config.project, "domain": {"id": "default"}}}
         }});
-        let response = self.http.post(&url).json(&body).send().await.map_err(transport)?;
+        let response = self.http.post(&url).json(&body).send().await.map_err(|e| transport(e, false))?;
         let status = response.status();
         if !status.is_success() {
             return Err(UpstreamError::Failed(format!("Keystone refused authentication: {status}")));
@@ -130,7 +130,7 @@ impl OpenStackClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .ok_or_else(|| UpstreamError::Failed("Keystone answered without X-Subject-Token".into()))?;
-        let bytes = response.bytes().await.map_err(transport)?;
+        let bytes = response.bytes().await.map_err(|e| transport(e, false))?;
         let body: TokenEnvelope = decode(&bytes, "Keystone token")?;
         let catalog = body
             .token
@@ -154,7 +154,9 @@ impl OpenStackClient {
     }
 
     /// Sends one request to a service, renewing the token once if it is rejected.
-    /// Answers the body of a 2xx; maps every other outcome to an [`UpstreamError`].
+    /// Answers the body of a 2xx; maps every other outcome to an [`UpstreamError`]. A
+    /// write (any method but `GET`) that was sent and got no readable answer is
+    /// [`UpstreamError::OutcomeUnknown`]: it may have taken effect.
     async fn request(
         &self,
         method: Method,
@@ -162,6 +164,7 @@ impl OpenStackClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<bytes::Bytes, UpstreamError> {
+        let writes = method != Method::GET;
         for attempt in 0..2 {
             let session = self.session().await?;
             let base = session
@@ -175,14 +178,14 @@ impl OpenStackClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request.send().await.map_err(transport)?;
+            let response = request.send().await.map_err(|e| transport(e, writes))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 tracing::info!("upstream rejected the token; authenticating again");
                 self.forget_token(&session.token).await;
                 continue;
             }
-            let bytes = response.bytes().await.map_err(transport)?;
+            let bytes = response.bytes().await.map_err(|e| transport(e, writes))?;
             if status.is_success() {
                 return Ok(bytes);
             }
@@ -238,7 +241,7 @@ impl OpenStackClient {
         let body = json!({"server": {"name": name, "flavorRef": flavor, "imageRef": image_id.unwrap_or(""),
                                      "project_id": project_id}});
         let bytes = self.request(Method::POST, Service::Compute, "/servers", Some(&body)).await?;
-        let created: CreatedServer = decode(&bytes, "created server")?;
+        let created: CreatedServer = decode(&bytes, "created server").map_err(accepted)?;
         Ok(created.server.id)
     }
 
@@ -265,7 +268,7 @@ impl OpenStackClient {
         let body = json!({"volume": {"name": name, "size": size_gb, "description": description,
                                      "project_id": project_id}});
         let bytes = self.request(Method::POST, Service::Volume, "/volumes", Some(&body)).await?;
-        let created: CreatedVolume = decode(&bytes, "created volume")?;
+        let created: CreatedVolume = decode(&bytes, "created volume").map_err(accepted)?;
         Ok(created.volume.id)
     }
 
@@ -285,12 +288,26 @@ fn segment(id: &str) -> String {
         .collect()
 }
 
-fn transport(e: reqwest::Error) -> UpstreamError {
-    if e.is_connect() || e.is_timeout() {
-        UpstreamError::Unreachable(e.to_string())
+/// A transport failure. A connection that could not be made carried nothing; once a
+/// write's request is sent, a timeout or a lost connection leaves its outcome unknown.
+/// A read that timed out changed nothing either way.
+fn transport(e: reqwest::Error, writes: bool) -> UpstreamError {
+    let detail = e.to_string();
+    if e.is_connect() {
+        UpstreamError::Unreachable(detail)
+    } else if writes {
+        UpstreamError::OutcomeUnknown(detail)
+    } else if e.is_timeout() {
+        UpstreamError::Unreachable(detail)
     } else {
-        UpstreamError::Failed(e.to_string())
+        UpstreamError::Failed(detail)
     }
+}
+
+/// A create the upstream accepted (2xx) but whose answer is unreadable: the resource
+/// probably exists, and its id is unknown.
+fn accepted(e: UpstreamError) -> UpstreamError {
+    UpstreamError::OutcomeUnknown(format!("accepted, but {e}"))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, UpstreamError> {

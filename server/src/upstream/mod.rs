@@ -13,9 +13,14 @@ pub mod store;
 /// Why a call to the upstream API failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
-    /// No answer: connection refused, timeout.
+    /// No answer, and nothing can have changed: the connection could not be made, or a
+    /// read (`GET`) timed out.
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
+    /// A write was sent but its answer never came (a timeout, the connection lost), or
+    /// came accepted but unreadable: it may or may not have taken effect.
+    #[error("upstream outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// A 5xx, a body that is not what the API promises, or our own credentials refused.
     #[error("upstream failed: {0}")]
     Failed(String),
