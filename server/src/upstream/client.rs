@@ -220,6 +220,18 @@ impl OpenStackClient {
         Ok(body.volumes.into_iter().map(OsVolume::into_domain).collect())
     }
 
+    /// One server (`GET /servers/{id}`).
+    pub async fn server(&self, id: &str) -> Result<Server, UpstreamError> {
+        let body: ServerEnvelope = self.get(Service::Compute, &format!("/servers/{}", segment(id)), "server").await?;
+        Ok(body.server.into_domain())
+    }
+
+    /// One volume (`GET /volumes/{id}`).
+    pub async fn volume(&self, id: &str) -> Result<Volume, UpstreamError> {
+        let body: VolumeEnvelope = self.get(Service::Volume, &format!("/volumes/{}", segment(id)), "volume").await?;
+        Ok(body.volume.into_domain())
+    }
+
     pub async fn images(&self) -> Result<Vec<Image>, UpstreamError> {
         let body: ImagesEnvelope = self.get(Service::Image, "/images", "images").await?;
         Ok(body.images.into_iter().map(OsImage::into_domain).collect())
@@ -384,6 +396,11 @@ struct ServersEnvelope {
 }
 
 #[derive(Deserialize)]
+struct ServerEnvelope {
+    server: OsServer,
+}
+
+#[derive(Deserialize)]
 struct OsServer {
     id: String,
     name: String,
@@ -440,6 +457,11 @@ impl OsServer {
 #[derive(Deserialize)]
 struct VolumesEnvelope {
     volumes: Vec<OsVolume>,
+}
+
+#[derive(Deserialize)]
+struct VolumeEnvelope {
+    volume: OsVolume,
 }
 
 #[derive(Deserialize)]
