@@ -284,9 +284,16 @@ impl OpenStackClient {
         Ok(created.volume.id)
     }
 
+    /// Deletes a volume. Cinder refuses to delete a volume in a state that forbids it (in
+    /// use, with snapshots, …) with a 400 `InvalidVolume` ("Volume status must be
+    /// available or error…"); a delete's only input is the id, so a 400 here is always
+    /// that state conflict, answered as [`UpstreamError::Conflict`] with Cinder's message.
     pub async fn delete_volume(&self, id: &str) -> Result<(), UpstreamError> {
-        self.request(Method::DELETE, Service::Volume, &format!("/volumes/{}", segment(id)), None).await?;
-        Ok(())
+        match self.request(Method::DELETE, Service::Volume, &format!("/volumes/{}", segment(id)), None).await {
+            Ok(_) => Ok(()),
+            Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
+            Err(e) => Err(e),
+        }
     }
 }
 
