@@ -253,7 +253,7 @@ impl OpenStackClient {
         let body = json!({"server": {"name": name, "flavorRef": flavor, "imageRef": image_id.unwrap_or(""),
                                      "project_id": project_id}});
         let bytes = self.request(Method::POST, Service::Compute, "/servers", Some(&body)).await?;
-        let created: CreatedServer = decode(&bytes, "created server").map_err(accepted)?;
+        let created: CreatedServer = decode(&bytes, "created server")?;
         Ok(created.server.id)
     }
 
@@ -280,7 +280,7 @@ impl OpenStackClient {
         let body = json!({"volume": {"name": name, "size": size_gb, "description": description,
                                      "project_id": project_id}});
         let bytes = self.request(Method::POST, Service::Volume, "/volumes", Some(&body)).await?;
-        let created: CreatedVolume = decode(&bytes, "created volume").map_err(accepted)?;
+        let created: CreatedVolume = decode(&bytes, "created volume")?;
         Ok(created.volume.id)
     }
 
@@ -321,12 +321,6 @@ fn transport(e: reqwest::Error, writes: bool) -> UpstreamError {
     } else {
         UpstreamError::Failed(detail)
     }
-}
-
-/// A create the upstream accepted (2xx) but whose answer is unreadable: the resource
-/// probably exists, and its id is unknown.
-fn accepted(e: UpstreamError) -> UpstreamError {
-    UpstreamError::OutcomeUnknown(format!("accepted, but {e}"))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, UpstreamError> {
