@@ -3,6 +3,7 @@
 
 mod contract;
 mod layering;
+mod mutations;
 mod poller;
 mod rpc;
 mod serving;
