@@ -60,6 +60,35 @@ async fn first_poll_done(app: &TestApp) {
     }
 }
 
+/// A stream of the updates of one type, past its `connected` event.
+async fn stream_of(app: &TestApp, kind: &str) -> SseClient {
+    let input = json!({ "types": [kind] }).to_string();
+    let mut stream = app.stream(&format!("input={}", stalecast_tests::encode(&input)), None).await;
+    stream.connected().await;
+    stream
+}
+
+/// The id of the first resource `list` (a list query) answers with `status`.
+async fn first_with_status(app: &TestApp, list: &str, input: Value, status: &str) -> String {
+    let (_, body) = app.query(list, Some(input)).await;
+    let items = body["result"]["data"].as_array().unwrap_or_else(|| panic!("{list}: {body}"));
+    let found = items.iter().find(|r| r["status"] == status).unwrap_or_else(|| panic!("{list}: none {status}"));
+    found["id"].as_str().expect("id").to_owned()
+}
+
+/// The id of a running server of `project`.
+async fn running_server(app: &TestApp, project: &str) -> String {
+    first_with_status(app, "compute.servers.list", json!({ "projectId": project }), "ACTIVE").await
+}
+
+/// Starts the app once its volumes (and so the projects) are stored.
+async fn spawn_loaded() -> TestApp {
+    let app = spawn_app().await;
+    let (status, body) = app.query("storage.volumes.list", None).await;
+    assert_eq!(status, 200, "{body}");
+    app
+}
+
 /// The next update on `stream`: its type and ids.
 async fn next_update(stream: &mut SseClient, what: &str) -> (String, Value) {
     let (_, data) = stream.next_data(Duration::from_secs(10)).await.unwrap_or_else(|| panic!("no update for {what}"));
@@ -69,11 +98,8 @@ async fn next_update(stream: &mut SseClient, what: &str) -> (String, Value) {
 
 #[tokio::test]
 async fn a_write_that_succeeded_answers_success_when_reading_it_back_fails() {
-    let app = spawn_app().await;
-    let mut stream = app.stream(&format!("input={}", stalecast_tests::encode(r#"{"types":["volumes"]}"#)), None).await;
-    stream.connected().await;
-    let (status, _) = app.query("storage.volumes.list", None).await;
-    assert_eq!(status, 200);
+    let app = spawn_loaded().await;
+    let mut stream = stream_of(&app, "volumes").await;
 
     app.set_faults(json!({"failReads": true})).await;
     let (status, body) = app
@@ -110,9 +136,7 @@ async fn a_write_that_succeeded_answers_success_when_reading_it_back_fails() {
 
 #[tokio::test]
 async fn creates_at_half_errors_leave_no_volume_that_was_not_answered_200() {
-    let app = spawn_app().await;
-    let (status, _) = app.query("storage.volumes.list", None).await;
-    assert_eq!(status, 200);
+    let app = spawn_loaded().await;
     app.set_faults(json!({"errorRate": 0.5})).await;
     let mut answered_ok = BTreeMap::new();
     let mut failed = 0;
@@ -190,16 +214,7 @@ async fn a_mutation_reads_back_its_record_only_and_announces_it_once() {
     first_poll_done(&app).await;
     let mut stream = app.stream("", None).await;
     stream.connected().await;
-    let (_, body) = app.query("compute.servers.list", Some(json!({"projectId": "prj-data"}))).await;
-    let running = body["result"]["data"]
-        .as_array()
-        .expect("servers")
-        .iter()
-        .find(|s| s["status"] == "ACTIVE")
-        .expect("an active server")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let running = running_server(&app, "prj-data").await;
 
     let before = sim_stats(&app).await;
     let (status, body) =
@@ -252,17 +267,9 @@ async fn a_mutation_reads_back_its_record_only_and_announces_it_once() {
 
 #[tokio::test]
 async fn a_record_the_poller_sees_unchanged_is_not_announced_again() {
-    let app = spawn_app().await;
-    let mut stream = app.stream(&format!("input={}", stalecast_tests::encode(r#"{"types":["servers"]}"#)), None).await;
-    stream.connected().await;
-    let (_, body) = app.query("compute.servers.list", Some(json!({"projectId": "prj-web"}))).await;
-    let running = body["result"]["data"]
-        .as_array()
-        .expect("servers")
-        .iter()
-        .find(|s| s["status"] == "ACTIVE")
-        .expect("active")["id"]
-        .clone();
+    let app = spawn_loaded().await;
+    let mut stream = stream_of(&app, "servers").await;
+    let running = running_server(&app, "prj-web").await;
     let (status, _) = app.mutate("compute.servers.stop", json!({"id": running})).await;
     assert_eq!(status, 200);
     assert_eq!(next_update(&mut stream, "stop").await, ("servers".into(), json!([running])));
@@ -276,9 +283,7 @@ async fn a_record_the_poller_sees_unchanged_is_not_announced_again() {
 
 #[tokio::test]
 async fn every_string_input_has_a_limit_that_names_the_field() {
-    let app = spawn_app().await;
-    let (status, _) = app.query("projects.list", None).await;
-    assert_eq!(status, 200);
+    let app = spawn_loaded().await;
     let before = sim_stats(&app).await;
     let huge = "f".repeat(900 * 1024);
     let (status, body) =
@@ -330,14 +335,7 @@ async fn every_string_input_has_a_limit_that_names_the_field() {
 #[tokio::test]
 async fn deleting_a_volume_in_use_is_a_conflict_with_the_clouds_message() {
     let app = spawn_app().await;
-    let (_, body) = app.query("storage.volumes.list", None).await;
-    let in_use = body["result"]["data"]
-        .as_array()
-        .expect("volumes")
-        .iter()
-        .find(|v| v["status"] == "in-use")
-        .expect("a volume in use")["id"]
-        .clone();
+    let in_use = first_with_status(&app, "storage.volumes.list", json!({}), "in-use").await;
     let (status, body) = app.mutate("storage.volumes.delete", json!({"id": in_use})).await;
     assert_eq!((status.as_u16(), error_code(&body)), (409, "CONFLICT"), "{body}");
     let message = body["error"]["message"].as_str().expect("message");
