@@ -3,7 +3,11 @@
 /**
  * Input of `compute.servers.create`.
  */
-export type ServerCreate = { projectId: string, name: string, 
+export type ServerCreate = { projectId: string, 
+/**
+ * Not blank, no control characters.
+ */
+name: string, 
 /**
  * Flavor name; defaults to `m1.small`.
  */

@@ -3,7 +3,11 @@
 /**
  * Input of `storage.volumes.create`.
  */
-export type VolumeCreate = { projectId: string, name: string, 
+export type VolumeCreate = { projectId: string, 
+/**
+ * Not blank, no control characters.
+ */
+name: string, 
 /**
  * 1 to 16384.
  */
