@@ -3,12 +3,20 @@
 /**
  * Input of `compute.servers.create`.
  */
-export type ServerCreate = { projectId: string, 
+export type ServerCreate = { 
 /**
- * Not blank, no control characters.
+ * At most 64 characters.
+ */
+projectId: string, 
+/**
+ * At most 255 characters, not blank, no control characters.
  */
 name: string, 
 /**
- * Flavor name; defaults to `m1.small`.
+ * Flavor name; defaults to `m1.small`; at most 64 characters.
  */
-flavor?: string, imageId?: string, };
+flavor?: string, 
+/**
+ * At most 64 characters.
+ */
+imageId?: string, };

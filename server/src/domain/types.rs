@@ -46,6 +46,7 @@ fn check_name(field: &'static str, name: &str) -> Result<(), Error> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListInput {
+    /// At most 64 characters.
     #[serde(default)]
     #[ts(optional)]
     #[schema(example = "prj-web", max_length = 64)]
@@ -62,6 +63,7 @@ impl ListInput {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdInput {
+    /// At most 64 characters.
     #[schema(max_length = 64)]
     pub id: String,
 }
@@ -76,16 +78,18 @@ impl IdInput {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerCreate {
+    /// At most 64 characters.
     #[schema(example = "prj-web", max_length = 64)]
     pub project_id: String,
-    /// Not blank, no control characters.
+    /// At most 255 characters, not blank, no control characters.
     #[schema(example = "api-1", max_length = 255)]
     pub name: String,
-    /// Flavor name; defaults to `m1.small`.
+    /// Flavor name; defaults to `m1.small`; at most 64 characters.
     #[serde(default)]
     #[ts(optional)]
     #[schema(example = "m1.small", max_length = 64)]
     pub flavor: Option<String>,
+    /// At most 64 characters.
     #[serde(default)]
     #[ts(optional)]
     #[schema(max_length = 64)]
@@ -105,14 +109,16 @@ impl ServerCreate {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeCreate {
+    /// At most 64 characters.
     #[schema(example = "prj-web", max_length = 64)]
     pub project_id: String,
-    /// Not blank, no control characters.
+    /// At most 255 characters, not blank, no control characters.
     #[schema(example = "scratch", max_length = 255)]
     pub name: String,
     /// 1 to 16384.
     #[schema(example = 10, minimum = 1, maximum = 16384)]
     pub size_gb: u32,
+    /// At most 1024 characters.
     #[serde(default)]
     #[ts(optional)]
     #[schema(max_length = 1024)]
