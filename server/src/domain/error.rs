@@ -27,8 +27,8 @@ pub enum Error {
     #[error("upstream unreachable: {0}")]
     Unavailable(String),
     /// A write reached the upstream but its outcome is unknown (no answer in time, the
-    /// connection lost, an accepted answer unreadable): the client must check before it
-    /// retries, or it may make the change twice. The detail is for operators only.
+    /// connection lost): the client must check before it retries, or it may make the
+    /// change twice. The detail is for operators only.
     #[error("upstream outcome unknown: {0}")]
     OutcomeUnknown(String),
     /// The upstream failed (a 5xx, a malformed body, our own credentials refused). For

@@ -3,9 +3,14 @@
 //! (`Error`) when they fail; and the invalidation map that says which queries each
 //! update type makes stale.
 //!
-//! Queries read the [`Store`]. Mutations write upstream, then refresh the affected
-//! collection — which publishes the update — before they answer, so a client that sees
-//! the answer can rely on the notification being out.
+//! Queries read the [`Store`]. Mutations write upstream, then refresh only the record
+//! they changed (one show call upstream, which stores it and publishes the update) before
+//! they answer, so a client that sees the answer can rely on the notification being out.
+//! A delete removes the record from the store without asking upstream again. When the
+//! write succeeded but the refresh after it fails, the mutation still answers success,
+//! with what the write itself told; the poller catches up and publishes the change then.
+//! Every input is checked first (each string has a maximum length, [`types`]), so
+//! nothing invalid reaches upstream.
 //!
 //! Nothing here knows HTTP or tRPC: the `rpc` layer names these procedures on the wire
 //! and turns their errors into tRPC's envelope, and a unit test can call them with no
@@ -22,7 +27,7 @@ use types::*;
 use crate::updates::{UpdateBus, UpdateType};
 use crate::upstream::client::OpenStackClient;
 use crate::upstream::model::{Project, Server, Volume};
-use crate::upstream::store::{Fetch, Snapshot, Store};
+use crate::upstream::store::{Fetch, Show, Snapshot, Store};
 
 /// Which query procedures each update type makes stale. Declared once, here, next to the
 /// procedures; emitted to TypeScript as `UPDATE_QUERY_MAP`. Every path must be a
@@ -53,6 +58,9 @@ pub enum Listing<R> {
 
 /// A collection, or one project's part of it.
 pub async fn list<R: Fetch>(ctx: &Ctx, input: Option<ListInput>) -> Result<Listing<R>, Error> {
+    if let Some(input) = &input {
+        input.validate()?;
+    }
     let snapshot = ctx.store.get::<R>().await?;
     Ok(match input.and_then(|i| i.project_id) {
         None => Listing::Whole(snapshot),
@@ -64,6 +72,7 @@ pub async fn list<R: Fetch>(ctx: &Ctx, input: Option<ListInput>) -> Result<Listi
 
 /// One resource by id.
 pub async fn get<R: Fetch>(ctx: &Ctx, input: IdInput) -> Result<R, Error> {
+    input.validate()?;
     let snapshot = ctx.store.get::<R>().await?;
     found(&snapshot, &input.id)
 }
@@ -93,58 +102,93 @@ pub fn updates_state(ctx: &Ctx) -> UpdatesState {
     }
 }
 
-/// Creates a server; answers it as stored after the write (status `BUILD`).
+/// Creates a server; answers it as upstream shows it after the write (status `BUILD`).
 pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Error> {
-    check_name("name", &input.name)?;
+    input.validate()?;
     check_project(ctx, &input.project_id).await?;
     let flavor = input.flavor.as_deref().unwrap_or("m1.small");
     let id = ctx.client.create_server(&input.project_id, &input.name, flavor, input.image_id.as_deref()).await?;
-    let snapshot = ctx.store.refresh::<Server>().await?;
-    found(&snapshot, &id)
+    let written = Server {
+        id,
+        name: input.name,
+        project_id: input.project_id,
+        status: "BUILD".into(),
+        flavor: flavor.to_owned(),
+        image_id: input.image_id,
+        addresses: Vec::new(),
+        created: String::new(),
+        updated: String::new(),
+    };
+    Ok(refreshed(ctx, written).await)
 }
 
 pub async fn delete_server(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
+    input.validate()?;
     ctx.client.delete_server(&input.id).await?;
-    ctx.store.refresh::<Server>().await?;
+    ctx.store.forget::<Server>(&input.id).await;
     Ok(Deleted { id: input.id })
 }
 
 /// Runs a server action (`os-start`, `os-stop`); answers the server after it.
 pub async fn server_action(ctx: &Ctx, input: IdInput, action: &str) -> Result<Server, Error> {
+    input.validate()?;
     ctx.client.server_action(&input.id, action).await?;
-    let snapshot = ctx.store.refresh::<Server>().await?;
-    found(&snapshot, &input.id)
+    // What is known without reading again: the last stored record (the action's effect
+    // shows once the poller sees it), or only the id if none was ever stored.
+    let known = ctx.store.cached::<Server>().and_then(|s| s.find(&input.id).cloned());
+    let written = known.unwrap_or_else(|| Server {
+        id: input.id,
+        name: String::new(),
+        project_id: String::new(),
+        status: String::new(),
+        flavor: String::new(),
+        image_id: None,
+        addresses: Vec::new(),
+        created: String::new(),
+        updated: String::new(),
+    });
+    Ok(refreshed(ctx, written).await)
 }
 
-/// Creates a volume; answers it as stored after the write (status `creating`).
+/// Creates a volume; answers it as upstream shows it after the write (status `creating`).
 pub async fn create_volume(ctx: &Ctx, input: VolumeCreate) -> Result<Volume, Error> {
-    check_name("name", &input.name)?;
-    if !(1..=16384).contains(&input.size_gb) {
-        return Err(Error::invalid("sizeGb", "must be between 1 and 16384"));
-    }
-    let description = input.description.as_deref().unwrap_or_default();
-    if description.chars().count() > 1024 {
-        return Err(Error::invalid("description", "at most 1024 characters"));
-    }
+    input.validate()?;
     check_project(ctx, &input.project_id).await?;
-    let id = ctx.client.create_volume(&input.project_id, &input.name, input.size_gb, description).await?;
-    let snapshot = ctx.store.refresh::<Volume>().await?;
-    found(&snapshot, &id)
+    let description = input.description.unwrap_or_default();
+    let id = ctx.client.create_volume(&input.project_id, &input.name, input.size_gb, &description).await?;
+    let written = Volume {
+        id,
+        name: input.name,
+        project_id: input.project_id,
+        status: "creating".into(),
+        size_gb: input.size_gb,
+        attached_to: None,
+        description,
+        created_at: String::new(),
+    };
+    Ok(refreshed(ctx, written).await)
 }
 
 pub async fn delete_volume(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
+    input.validate()?;
     ctx.client.delete_volume(&input.id).await?;
-    ctx.store.refresh::<Volume>().await?;
+    ctx.store.forget::<Volume>(&input.id).await;
     Ok(Deleted { id: input.id })
 }
 
-/// Checks a display name: 1 to 255 characters, not only white space, no control
-/// characters.
-fn check_name(field: &'static str, name: &str) -> Result<(), Error> {
-    if name.trim().is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must be 1 to 255 characters, not blank, without control characters"));
+/// After a successful write: the record as upstream now shows it, stored and published
+/// (one show call). If that read fails, or the record is already gone, the write still
+/// happened: answers `written`, what the write itself told, and leaves the rest to the
+/// poller.
+async fn refreshed<R: Show>(ctx: &Ctx, written: R) -> R {
+    match ctx.store.refresh_one::<R>(written.id()).await {
+        Ok(Some(record)) => record,
+        Ok(None) => written,
+        Err(error) => {
+            tracing::warn!(kind = %R::TYPE, id = written.id(), %error, "written upstream, but reading it back failed; the poller will catch up");
+            written
+        }
     }
-    Ok(())
 }
 
 /// Checks that `projectId` names a known project.

@@ -220,6 +220,18 @@ impl OpenStackClient {
         Ok(body.volumes.into_iter().map(OsVolume::into_domain).collect())
     }
 
+    /// One server (`GET /servers/{id}`).
+    pub async fn server(&self, id: &str) -> Result<Server, UpstreamError> {
+        let body: ServerEnvelope = self.get(Service::Compute, &format!("/servers/{}", segment(id)), "server").await?;
+        Ok(body.server.into_domain())
+    }
+
+    /// One volume (`GET /volumes/{id}`).
+    pub async fn volume(&self, id: &str) -> Result<Volume, UpstreamError> {
+        let body: VolumeEnvelope = self.get(Service::Volume, &format!("/volumes/{}", segment(id)), "volume").await?;
+        Ok(body.volume.into_domain())
+    }
+
     pub async fn images(&self) -> Result<Vec<Image>, UpstreamError> {
         let body: ImagesEnvelope = self.get(Service::Image, "/images", "images").await?;
         Ok(body.images.into_iter().map(OsImage::into_domain).collect())
@@ -241,7 +253,7 @@ impl OpenStackClient {
         let body = json!({"server": {"name": name, "flavorRef": flavor, "imageRef": image_id.unwrap_or(""),
                                      "project_id": project_id}});
         let bytes = self.request(Method::POST, Service::Compute, "/servers", Some(&body)).await?;
-        let created: CreatedServer = decode(&bytes, "created server").map_err(accepted)?;
+        let created: CreatedServer = decode(&bytes, "created server")?;
         Ok(created.server.id)
     }
 
@@ -268,13 +280,20 @@ impl OpenStackClient {
         let body = json!({"volume": {"name": name, "size": size_gb, "description": description,
                                      "project_id": project_id}});
         let bytes = self.request(Method::POST, Service::Volume, "/volumes", Some(&body)).await?;
-        let created: CreatedVolume = decode(&bytes, "created volume").map_err(accepted)?;
+        let created: CreatedVolume = decode(&bytes, "created volume")?;
         Ok(created.volume.id)
     }
 
+    /// Deletes a volume. Cinder refuses to delete a volume in a state that forbids it (in
+    /// use, with snapshots, …) with a 400 `InvalidVolume` ("Volume status must be
+    /// available or error…"); a delete's only input is the id, so a 400 here is always
+    /// that state conflict, answered as [`UpstreamError::Conflict`] with Cinder's message.
     pub async fn delete_volume(&self, id: &str) -> Result<(), UpstreamError> {
-        self.request(Method::DELETE, Service::Volume, &format!("/volumes/{}", segment(id)), None).await?;
-        Ok(())
+        match self.request(Method::DELETE, Service::Volume, &format!("/volumes/{}", segment(id)), None).await {
+            Ok(_) => Ok(()),
+            Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -302,12 +321,6 @@ fn transport(e: reqwest::Error, writes: bool) -> UpstreamError {
     } else {
         UpstreamError::Failed(detail)
     }
-}
-
-/// A create the upstream accepted (2xx) but whose answer is unreadable: the resource
-/// probably exists, and its id is unknown.
-fn accepted(e: UpstreamError) -> UpstreamError {
-    UpstreamError::OutcomeUnknown(format!("accepted, but {e}"))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, UpstreamError> {
@@ -384,6 +397,11 @@ struct ServersEnvelope {
 }
 
 #[derive(Deserialize)]
+struct ServerEnvelope {
+    server: OsServer,
+}
+
+#[derive(Deserialize)]
 struct OsServer {
     id: String,
     name: String,
@@ -440,6 +458,11 @@ impl OsServer {
 #[derive(Deserialize)]
 struct VolumesEnvelope {
     volumes: Vec<OsVolume>,
+}
+
+#[derive(Deserialize)]
+struct VolumeEnvelope {
+    volume: OsVolume,
 }
 
 #[derive(Deserialize)]

@@ -17,8 +17,8 @@ pub enum UpstreamError {
     /// read (`GET`) timed out.
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
-    /// A write was sent but its answer never came (a timeout, the connection lost), or
-    /// came accepted but unreadable: it may or may not have taken effect.
+    /// A write was sent but its answer never came (a timeout, the connection lost): it
+    /// may or may not have taken effect.
     #[error("upstream outcome unknown: {0}")]
     OutcomeUnknown(String),
     /// A 5xx, a body that is not what the API promises, or our own credentials refused.

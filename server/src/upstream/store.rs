@@ -2,8 +2,11 @@
 //! upstream answer into an [`Update`](crate::updates::Update).
 //!
 //! [`Store::refresh`] fetches a collection, compares it with the stored one, stores it
-//! and publishes the changed ids. The poller and the mutations both go through it (one
-//! refresh per type at a time), so every change is announced exactly once. Queries read
+//! and publishes the changed ids; the poller goes through it. A mutation changes one
+//! record and refreshes only that one: [`Store::refresh_one`] shows it upstream and
+//! stores it in its collection, [`Store::forget`] removes a deleted one. All of them
+//! hold the type's refresh lock (one at a time per type) and publish only what differs
+//! from the stored value, so every change is announced exactly once. Queries read
 //! the stored value and reach upstream only when there is none yet; when the upstream
 //! fails, they keep answering from it while [`Store::health`] reports how stale it is.
 //!
@@ -66,6 +69,22 @@ impl Fetch for Network {
     }
     fn slot(slots: &Slots) -> &Slot<Self> {
         &slots.networks
+    }
+}
+
+/// A resource kind the upstream can also show one at a time (`GET /servers/{id}`).
+pub trait Show: Fetch {
+    fn show(client: &OpenStackClient, id: &str) -> impl Future<Output = Result<Self, UpstreamError>> + Send;
+}
+
+impl Show for Server {
+    fn show(client: &OpenStackClient, id: &str) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
+        client.server(id)
+    }
+}
+impl Show for Volume {
+    fn show(client: &OpenStackClient, id: &str) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
+        client.volume(id)
     }
 }
 
@@ -179,6 +198,49 @@ impl Store {
         self.fetch_and_store::<R>().await
     }
 
+    /// Shows one record upstream and stores it in its collection (replaced, or added at
+    /// the end), or removes it when upstream says it does not exist; publishes its id
+    /// when that changed the stored collection. Answers the record, `None` when it does
+    /// not exist. A collection never fetched is left alone: its first load will hold the
+    /// record, and nobody can have seen it without.
+    pub async fn refresh_one<R: Show>(&self, id: &str) -> Result<Option<R>, UpstreamError> {
+        let _guard = self.refresh_locks[R::TYPE as usize].lock().await;
+        let record = match R::show(&self.client, id).await {
+            Ok(record) => Some(record),
+            Err(UpstreamError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        self.store_one(id, record.clone());
+        Ok(record)
+    }
+
+    /// Removes a record deleted upstream from its collection, publishing its id if it
+    /// was stored.
+    pub async fn forget<R: Fetch>(&self, id: &str) {
+        let _guard = self.refresh_locks[R::TYPE as usize].lock().await;
+        self.store_one::<R>(id, None);
+    }
+
+    /// Puts `record` (or its absence) into the stored collection as record `id`: a new
+    /// version and its id published when that changes anything. The caller holds the
+    /// type's refresh lock.
+    fn store_one<R: Fetch>(&self, id: &str, record: Option<R>) {
+        let Some(old) = self.cached::<R>() else { return };
+        let mut items = old.items.clone();
+        match (items.iter().position(|r| r.id() == id), record) {
+            (Some(at), Some(record)) if items[at] != record => items[at] = record,
+            (Some(at), None) => {
+                items.remove(at);
+            }
+            (None, Some(record)) => items.push(record),
+            _ => return,
+        }
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        // The collection as a whole was confirmed when it was last fetched, not now.
+        R::slot(&self.slots).set(Arc::new(Snapshot { items, version, fetched_at: old.fetched_at }));
+        self.bus.publish(R::TYPE, Some(vec![id.to_owned()]));
+    }
+
     /// The body of a refresh; the caller holds the type's refresh lock.
     async fn fetch_and_store<R: Fetch>(&self) -> Result<Arc<Snapshot<R>>, UpstreamError> {
         let items = match R::fetch(&self.client).await {
@@ -202,8 +264,9 @@ impl Store {
         let old = self.cached::<R>();
         let changed = old.as_ref().map(|old| changed_ids(&old.items, &items));
         let version = match (&old, &changed) {
-            // Unchanged: the same version, only fresher.
-            (Some(old), Some(ids)) if ids.is_empty() => old.version,
+            // Unchanged (in order too: a record stored alone was added at the end): the same
+            // version, only fresher.
+            (Some(old), Some(ids)) if ids.is_empty() && old.items == items => old.version,
             _ => self.next_version.fetch_add(1, Ordering::Relaxed),
         };
         let snapshot = Arc::new(Snapshot { items, version, fetched_at: SystemTime::now() });

@@ -5,6 +5,7 @@ mod body_path;
 mod contract;
 mod hardening;
 mod layering;
+mod mutations;
 mod poller;
 mod rpc;
 mod serving;

@@ -94,9 +94,7 @@ async fn when_the_upstream_fails_queries_answer_from_the_cache_until_it_recovers
     wait_for_readiness(&app, 200).await;
     let (_, before) = app.query("compute.servers.list", None).await;
 
-    // A 500 made nothing: BAD_GATEWAY. A 200 with an unreadable body may have made the
-    // server: the outcome is unknown, GATEWAY_TIMEOUT (check before retrying).
-    for (faults, want) in [(json!({"errorRate": 1.0}), 502), (json!({"garbageRate": 1.0}), 504)] {
+    for faults in [json!({"errorRate": 1.0}), json!({"garbageRate": 1.0})] {
         app.set_faults(faults.clone()).await;
         let body = wait_for_readiness(&app, 503).await;
         assert_eq!(body["ready"], false);
@@ -106,9 +104,8 @@ async fn when_the_upstream_fails_queries_answer_from_the_cache_until_it_recovers
         assert_eq!(status, 200, "{faults}: cached answer");
         assert_eq!(during, before);
         let (status, body) = app.mutate("compute.servers.create", json!({"projectId": "prj-web", "name": "x"})).await;
-        assert_eq!(status, want, "{faults}: {body}");
-        let code = if want == 502 { "BAD_GATEWAY" } else { "GATEWAY_TIMEOUT" };
-        assert_eq!(body["error"]["data"]["code"], code);
+        assert_eq!(status, 502, "{faults}: {body}");
+        assert_eq!(body["error"]["data"]["code"], "BAD_GATEWAY");
         assert!(!body.to_string().contains("simulated"), "a 5xx says nothing internal: {body}");
 
         app.set_faults(json!({})).await;
