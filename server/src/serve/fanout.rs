@@ -297,7 +297,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// chunked coding's size line and CRLF.
 fn queue_event(queue: &mut VecDeque<Bytes>, chunked: bool, event: &Bytes) {
     if chunked {
-        queue.push_back(Bytes::from(format!("{:x}\r\n", event.len())));
+        queue.push_back(Bytes::from(chunk_head(event.len())));
         queue.push_back(event.clone());
         queue.push_back(Bytes::from_static(b"\r\n"));
     } else {
@@ -311,10 +311,15 @@ fn frame(chunked: bool, event: &[u8]) -> Bytes {
         return Bytes::copy_from_slice(event);
     }
     let mut out = BytesMut::with_capacity(event.len() + 20);
-    out.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
+    out.extend_from_slice(chunk_head(event.len()).as_bytes());
     out.extend_from_slice(event);
     out.extend_from_slice(b"\r\n");
     out.freeze()
+}
+
+/// The chunked coding's size line for a chunk of `len` bytes.
+fn chunk_head(len: usize) -> String {
+    format!("{len:x}\r\n")
 }
 
 /// Writes `wire` with one non-blocking `write`; answers what the socket did not take.
