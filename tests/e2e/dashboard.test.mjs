@@ -3,7 +3,7 @@
 // a restart is survived, and API errors reach the user.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import {
   Cloud,
   POLL_MS,
@@ -42,6 +42,9 @@ describe("the dashboard, with the embedded simulator", () => {
     cloud = new Cloud(app.simUrl);
     browser = await launchBrowser();
   });
+
+  // A server that crashed fails the test it crashed in, not just the suite's end.
+  afterEach(() => app.assertRunning());
 
   after(async () => {
     await browser?.close();
@@ -167,6 +170,11 @@ describe("the dashboard across a Stalecast restart", () => {
     sim = await startSimulator();
     app = await startStalecast({ upstream: sim.url });
     browser = await launchBrowser();
+  });
+
+  afterEach(() => {
+    sim.assertRunning();
+    app.assertRunning();
   });
 
   after(async () => {
