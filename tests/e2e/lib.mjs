@@ -42,14 +42,66 @@ export async function launchBrowser() {
   return chromium.launch(launchOptions);
 }
 
-/** Opens `path` and waits until the page's update stream is live and its table loaded. */
+/** The tRPC requests (not the update stream) each open page sent, and those not yet answered. */
+const requestsOf = new WeakMap();
+
+/**
+ * Opens `path` and waits until the page's update stream is live, its table loaded and
+ * its requests settled (`trpcSettled`). From the start, its tRPC requests are recorded
+ * (see `trpcRequests`).
+ */
 export async function openPage(browser, base, path) {
   const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
   page.on("pageerror", (error) => console.error(`page error on ${path}:`, error));
+  const requests = { sent: [], pending: new Set() };
+  requestsOf.set(page, requests);
+  page.on("request", (request) => {
+    const url = new URL(request.url());
+    if (!url.pathname.startsWith("/trpc/") || url.pathname === "/trpc/updates.onUpdate") return;
+    requests.sent.push(decodeURIComponent(url.pathname.slice("/trpc/".length)));
+    requests.pending.add(request);
+  });
+  for (const event of ["requestfinished", "requestfailed"]) page.on(event, (request) => requests.pending.delete(request));
   await page.goto(base + path);
   await page.locator('[data-testid="connection-state"][data-state="live"]').waitFor({ timeout: 15_000 });
   await page.locator("table tbody tr[data-id]").first().waitFor({ timeout: 15_000 });
+  await trpcSettled(page);
   return page;
+}
+
+/**
+ * The procedures of each tRPC request `page` sent, in order: `"storage.volumes.list"`,
+ * or `"a,b"` for a batch of two.
+ */
+export function trpcRequests(page) {
+  return requestsOf.get(page).sent;
+}
+
+/** How long a page must send nothing to count as settled. */
+const QUIET_MS = 300;
+
+/**
+ * Waits until every tRPC request `page` sent was answered and it sent none for
+ * `QUIET_MS`: what one event made it fetch has all been sent by then (it is sent at
+ * once, in one batch). Fails after 10 s.
+ */
+export async function trpcSettled(page) {
+  const { sent, pending } = requestsOf.get(page);
+  const deadline = Date.now() + 10_000;
+  let count = -1;
+  let quietSince = Date.now();
+  for (;;) {
+    if (sent.length !== count || pending.size > 0) {
+      count = sent.length;
+      quietSince = Date.now();
+    } else if (Date.now() - quietSince >= QUIET_MS) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`the page's requests did not settle in 10 s: sent ${JSON.stringify(sent)}, ${pending.size} unanswered`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** Milliseconds until `locator` is visible, failing after `limitMs`. */
