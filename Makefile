@@ -17,7 +17,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# The integration tests also run the `stalecast` binary itself (tests/src/child.rs): build
+# it first, so that they never run a stale one.
 test-rust:
+	$(CARGO) build -p stalecast --locked
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
 	else \
@@ -95,7 +98,10 @@ chromium:
 # (2,000 SSE clients, 10 mutations/s for 10 s) against a release build; pass knobs with
 # LOADTEST_ARGS="--clients 10000 --rate 2" (see `loadtest --help`). `make bench` runs the
 # standard matrix and writes tests/load/RESULTS.md. `make test` runs a small smoke scenario
-# that fails on any lost notification or failed connection.
+# that fails on any lost notification or failed connection, and on any stalled client that
+# was not sent a `lagged` resync. Loopback buffers hold some 250 notifications for a stalled
+# client even with the smallest buffers it can ask for, so the smoke run publishes 400 and
+# lets the server queue 16 more per stream before it must resync it.
 RELEASE_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release
 DEBUG_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug
 LOADTEST_ARGS ?=
@@ -113,5 +119,5 @@ bench:
 test: test-load
 test-load:
 	$(CARGO) build --locked -p stalecast -p stalecast-tests --bin stalecast --bin loadtest
-	$(DEBUG_DIR)/loadtest --clients 300 --rate 20 --duration 3s --slow-clients 5 --no-progress --assert \
-		--name smoke --server-bin $(DEBUG_DIR)/stalecast
+	$(DEBUG_DIR)/loadtest --clients 300 --rate 50 --duration 8s --slow-clients 5 --expect-lagged \
+		--server-arg=--channel-capacity=16 --no-progress --assert --name smoke --server-bin $(DEBUG_DIR)/stalecast

@@ -3,4 +3,8 @@
 /**
  * Input of `…get` queries and of mutations that act on one resource.
  */
-export type IdInput = { id: string, };
+export type IdInput = { 
+/**
+ * At most 64 characters.
+ */
+id: string, };

@@ -3,4 +3,8 @@
 /**
  * Input of list queries: everything, or one project's.
  */
-export type ListInput = { projectId?: string, };
+export type ListInput = { 
+/**
+ * At most 64 characters.
+ */
+projectId?: string, };

@@ -3,8 +3,20 @@
 /**
  * Input of `compute.servers.create`.
  */
-export type ServerCreate = { projectId: string, name: string, 
+export type ServerCreate = { 
 /**
- * Flavor name; defaults to `m1.small`.
+ * At most 64 characters.
  */
-flavor?: string, imageId?: string, };
+projectId: string, 
+/**
+ * At most 255 characters, not blank, no control characters.
+ */
+name: string, 
+/**
+ * Flavor name; defaults to `m1.small`; at most 64 characters.
+ */
+flavor?: string, 
+/**
+ * At most 64 characters.
+ */
+imageId?: string, };

@@ -2,6 +2,6 @@
 
 /**
  * A kind of data that can go stale. Each maps to the queries it invalidates
- * (see `domain::invalidation`).
+ * (`domain::INVALIDATION`).
  */
 export type UpdateType = "projects" | "servers" | "volumes" | "images" | "networks";

@@ -3,8 +3,20 @@
 /**
  * Input of `storage.volumes.create`.
  */
-export type VolumeCreate = { projectId: string, name: string, 
+export type VolumeCreate = { 
+/**
+ * At most 64 characters.
+ */
+projectId: string, 
+/**
+ * At most 255 characters, not blank, no control characters.
+ */
+name: string, 
 /**
  * 1 to 16384.
  */
-sizeGb: number, description?: string, };
+sizeGb: number, 
+/**
+ * At most 1024 characters.
+ */
+description?: string, };

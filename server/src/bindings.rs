@@ -71,7 +71,10 @@ fn ts_declarations(registry: &Registry) -> anyhow::Result<Files> {
         (wire.ts_export)(&cfg).with_context(|| format!("exporting {wire:?}"))?;
     }
     let mut files = Files::new();
-    read_tree(&dir, &dir, &mut files)?;
+    for (name, path) in files_under(&dir, &[])? {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        files.insert(name, text);
+    }
     Ok(files)
 }
 
@@ -83,19 +86,29 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn read_tree(root: &Path, dir: &Path, files: &mut Files) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            read_tree(root, &path, files)?;
-        } else {
-            let relative =
-                path.strip_prefix(root)?.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>();
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            files.insert(relative.join("/"), text);
+/// The files under `dir`, by their path relative to it (`/`-separated), skipping
+/// directories named in `skip`; nothing when `dir` does not exist.
+pub fn files_under(dir: &Path, skip: &[&str]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, PathBuf>) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                if !skip.iter().any(|s| entry.file_name() == *s) {
+                    walk(root, &path, skip, out)?;
+                }
+            } else {
+                let relative = path.strip_prefix(root)?.components().map(|c| c.as_os_str().to_string_lossy());
+                out.insert(relative.collect::<Vec<_>>().join("/"), path);
+            }
         }
+        Ok(())
     }
-    Ok(())
+    let mut out = BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, skip, &mut out)?;
+    }
+    Ok(out)
 }
 
 /// `invalidation.ts`: `QueryPath` and `UPDATE_QUERY_MAP`, from [`domain::INVALIDATION`].
@@ -314,7 +327,7 @@ mod tests {
 
     #[test]
     fn bindings_cover_every_wire_type_and_procedure() {
-        let files = generate(&domain::registry()).expect("bindings");
+        let files = generate(&crate::rpc::registry()).expect("bindings");
         for name in [
             "Volume",
             "VolumeCreate",
@@ -343,7 +356,7 @@ mod tests {
             assert!(files["index.ts"].contains(&format!("export type {{ {name} }} from \"./{name}\";")), "{name}");
         }
         let router = &files["router.ts"];
-        for procedure in domain::registry().iter() {
+        for procedure in crate::rpc::registry().iter() {
             let name = procedure.path.rsplit('.').next().expect("name");
             assert!(router.contains(&format!("/trpc/{}) */", procedure.path)), "{}", procedure.path);
             assert!(router.contains(&format!("{name}: t.procedure")), "{}", procedure.path);
@@ -357,7 +370,7 @@ mod tests {
 
     #[test]
     fn the_invalidation_map_lists_every_update_type() {
-        let text = invalidation_ts(&domain::registry()).expect("invalidation.ts");
+        let text = invalidation_ts(&crate::rpc::registry()).expect("invalidation.ts");
         for kind in UpdateType::ALL {
             assert!(text.contains(&format!("  {}: [", kind.as_str())), "{kind}");
         }

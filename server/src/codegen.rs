@@ -8,18 +8,26 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::bindings::{self, Files};
-use crate::config::GenArgs;
-use crate::{domain, openapi};
+use crate::{openapi, rpc};
 
 /// What a directory of generated files holds besides them, and what `gen` leaves alone.
 const IGNORED: &[&str] = &["node_modules"];
 
-/// Generates everything and writes it, or checks it with `args.check`.
-pub fn run(args: &GenArgs) -> anyhow::Result<()> {
-    let registry = domain::registry();
+/// Where the generated files go.
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// The directory of the TypeScript bindings.
+    pub bindings: PathBuf,
+    /// The OpenAPI document.
+    pub openapi: PathBuf,
+}
+
+/// Generates everything and writes it into `args`, or only checks it with `check`.
+pub fn run(args: &Targets, check: bool) -> anyhow::Result<()> {
+    let registry = rpc::registry();
     let bindings = bindings::generate(&registry)?;
     let openapi = openapi::to_json(&openapi::document(&registry))?;
-    if args.check {
+    if check {
         let mut stale = check_dir(&args.bindings, &bindings)?;
         match std::fs::read_to_string(&args.openapi) {
             Ok(on_disk) if on_disk == openapi => {}
@@ -41,29 +49,7 @@ pub fn run(args: &GenArgs) -> anyhow::Result<()> {
 
 /// The files under `dir` (relative, `/`-separated), skipping [`IGNORED`] directories.
 fn existing(dir: &Path) -> anyhow::Result<BTreeSet<String>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> anyhow::Result<()> {
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry?;
-            let path = entry.path();
-            let name = entry.file_name();
-            if entry.file_type()?.is_dir() {
-                if !IGNORED.iter().any(|i| name == *i) {
-                    walk(root, &path, out)?;
-                }
-            } else {
-                let relative = path.strip_prefix(root)?;
-                out.insert(
-                    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
-                );
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeSet::new();
-    if dir.exists() {
-        walk(dir, dir, &mut out)?;
-    }
-    Ok(out)
+    Ok(bindings::files_under(dir, IGNORED)?.into_keys().collect())
 }
 
 /// What differs between `dir` and `files`, one line per file.

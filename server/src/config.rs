@@ -25,6 +25,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API, the update stream and the web app.
@@ -41,6 +43,15 @@ fn duration(s: &str) -> Result<Duration, String> {
         return Err("must be longer than zero".into());
     }
     Ok(d)
+}
+
+fn origin(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(authority) if !authority.is_empty() && !authority.contains('/') => Ok(s.to_owned()),
+        _ => Err("an origin is scheme://host[:port], e.g. https://app.example.com".into()),
+    }
 }
 
 /// `stalecast serve`.
@@ -90,6 +101,33 @@ pub struct ServeConfig {
     /// file-descriptor limit less a reserve for upstream connections and files).
     #[arg(long, env = "STALECAST_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
+    /// How long a connection may take to send a request head, and how long an idle
+    /// keep-alive connection waits for its next request.
+    #[arg(long, env = "STALECAST_HEADER_TIMEOUT", value_parser = duration, default_value = "20s")]
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive (408 after that).
+    #[arg(long, env = "STALECAST_BODY_TIMEOUT", value_parser = duration, default_value = "30s")]
+    pub body_timeout: Duration,
+    /// How long an answer (or an event stream) may wait for a client that does not read
+    /// before the connection is closed.
+    #[arg(long, env = "STALECAST_WRITE_TIMEOUT", value_parser = duration, default_value = "30s")]
+    pub write_timeout: Duration,
+    /// How long shutdown waits for open connections to finish before it closes them.
+    #[arg(long, env = "STALECAST_SHUTDOWN_TIMEOUT", value_parser = duration, default_value = "5s")]
+    pub shutdown_timeout: Duration,
+    /// `/readyz` answers 503 once a collection's last successful fetch is older than this.
+    #[arg(long, env = "STALECAST_MAX_STALENESS", value_parser = duration, default_value = "30s")]
+    pub max_staleness: Duration,
+
+    // --- who may call ---
+    /// A host name the server answers to, besides the listen address, `localhost`,
+    /// `127.0.0.1` and `[::1]` (repeat, or comma-separated); any other `Host` is refused.
+    #[arg(long = "allowed-host", env = "STALECAST_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// An origin (`https://app.example.com`) whose pages may call the API cross-site, with
+    /// CORS (repeat, or comma-separated). None by default: no CORS headers at all.
+    #[arg(long = "cors-origin", env = "STALECAST_CORS_ORIGINS", value_delimiter = ',', value_parser = origin)]
+    pub cors_origins: Vec<String>,
 
     // --- web app ---
     /// The built web app (`npm run build` in `web/`), served at `/`. When it is missing,

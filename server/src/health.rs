@@ -1,21 +1,84 @@
 //! `/healthz` (the process answers) and `/readyz` (the upstream answers and the cache is
 //! fresh), for load balancers and orchestrators.
+//!
+//! Each endpoint is declared once, as an [`Endpoint`]: [`routes`] serves it and the
+//! OpenAPI document describes it from the same declaration.
 
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
-use crate::updates::UpdateType;
+use crate::updates::{UpdateBus, UpdateType};
+use crate::upstream::store::Store;
+
+/// A health endpoint as the router and the OpenAPI document both see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint {
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub description: &'static str,
+    /// The statuses it answers, with what each means.
+    pub statuses: &'static [(u16, &'static str)],
+}
+
+pub const LIVENESS: Endpoint = Endpoint {
+    path: "/healthz",
+    operation_id: "healthz",
+    summary: "Liveness: 200 while the process serves.",
+    description: "",
+    statuses: &[(200, "The process serves.")],
+};
+
+pub const READINESS: Endpoint = Endpoint {
+    path: "/readyz",
+    operation_id: "readyz",
+    summary: "Readiness: the upstream answers and every collection is fresh.",
+    description: "200 while every collection was last confirmed by the upstream within `--max-staleness` \
+                  (single failed polls do not count: queries answer from the last value meanwhile), 503 \
+                  otherwise; with each type's age and failure count. The failures themselves are logged.",
+    statuses: &[(200, "Ready."), (503, "Not ready: the upstream fails or the cache is stale.")],
+};
+
+/// What readiness is judged from.
+#[derive(Debug)]
+pub struct Health {
+    pub store: Arc<Store>,
+    pub bus: Arc<UpdateBus>,
+    /// Unready once a collection was last confirmed longer ago than this.
+    pub max_staleness: Duration,
+    /// The readiness last answered, to log each change once.
+    pub ready: Mutex<Option<bool>>,
+}
+
+/// Both endpoints.
+pub fn routes(health: Arc<Health>) -> Router {
+    Router::new().route(LIVENESS.path, get(healthz)).route(READINESS.path, get(readyz)).with_state(health)
+}
 
 /// `GET /healthz`: always 200 while the process serves.
 pub async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok"}))
+    Json(Liveness { status: Alive::Ok })
+}
+
+/// What `/healthz` answers: `{"status":"ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(inline)]
+    pub status: Alive,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Alive {
+    Ok,
 }
 
 /// What `/readyz` answers.
@@ -24,8 +87,6 @@ pub async fn healthz() -> impl IntoResponse {
 pub struct Readiness {
     /// Every collection is fresh.
     pub ready: bool,
-    /// The upstream's Keystone URL.
-    pub upstream: String,
     /// Open event streams.
     pub streams: usize,
     pub types: Vec<TypeReadiness>,
@@ -42,35 +103,41 @@ pub struct TypeReadiness {
     pub age_ms: Option<u64>,
     /// Failed fetches since the last success.
     pub failures: u32,
-    /// The last failure, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
-/// `GET /readyz`: 200 when every collection was fetched successfully within three poll
-/// intervals (plus one request timeout), else 503 with what is stale and why.
-pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    let config = app.config();
-    let max_age = config.poll_interval * 3 + config.upstream_timeout;
+/// `GET /readyz`: 200 while every collection is younger than `max_staleness`, else 503
+/// with each one's age. What failed is for operators: logged once per change of
+/// readiness, never shown to whoever probes.
+pub async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
     let now = SystemTime::now();
-    let types: Vec<TypeReadiness> = app
-        .store()
-        .health()
-        .into_iter()
-        .map(|(kind, health)| {
-            let age = health.last_success.map(|at| now.duration_since(at).unwrap_or_default());
+    let fetches = health.store.health();
+    let types: Vec<TypeReadiness> = fetches
+        .iter()
+        .map(|(kind, fetched)| {
+            let age = fetched.last_success.map(|at| now.duration_since(at).unwrap_or_default());
             TypeReadiness {
-                kind,
-                fresh: health.failures == 0 && age.is_some_and(|age| age <= max_age),
+                kind: *kind,
+                fresh: age.is_some_and(|age| age <= health.max_staleness),
                 age_ms: age.map(|a| a.as_millis() as u64),
-                failures: health.failures,
-                error: health.last_error,
+                failures: fetched.failures,
             }
         })
         .collect();
     let ready = types.iter().all(|t| t.fresh);
+    let previous = health.ready.lock().unwrap_or_else(|p| p.into_inner()).replace(ready);
+    if previous != Some(ready) {
+        if ready {
+            tracing::info!("ready: every collection is fresh");
+        } else {
+            let stale: Vec<String> = types
+                .iter()
+                .zip(&fetches)
+                .filter(|(t, _)| !t.fresh)
+                .map(|(t, (_, f))| format!("{}: {}", t.kind, f.last_error.as_deref().unwrap_or("no recent answer")))
+                .collect();
+            tracing::warn!(stale = %stale.join("; "), max_staleness = ?health.max_staleness, "not ready");
+        }
+    }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body =
-        Readiness { ready, upstream: app.upstream_url().to_owned(), streams: app.bus().subscriber_count(), types };
-    (status, Json(body))
+    (status, Json(Readiness { ready, streams: health.bus.subscriber_count(), types }))
 }

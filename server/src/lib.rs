@@ -2,22 +2,38 @@
 //! OpenStack-style APIs and tells browsers, over one Server-Sent-Events stream per tab,
 //! which data just went stale.
 //!
-//! - [`updates`]: the update bus (broadcast + replay ring) and the SSE stream.
-//! - [`upstream`]: the OpenStack client, the moka-backed store and the poller.
-//! - [`domain`]: the procedures and the update-type → query invalidation map.
-//! - [`rpc`]: tRPC's HTTP wire format over the procedure registry.
-//! - [`sim`]: the embedded OpenStack-shaped simulator.
-//! - [`app`]: wiring, routing and graceful shutdown.
-//! - [`serve`]: the accept loop, its descriptor budget and the lean event-stream writer.
-//! - [`bindings`], [`openapi`]: the contract generated from the code (TypeScript, OpenAPI);
-//!   [`codegen`] writes or checks them.
-//! - [`web`]: the built web app at `/`, with the single-page app's fallback.
+//! # Layout
+//!
+//! The modules form layers; each imports only from the layers above it in this list
+//! (checked by a test in `make test`, `tests/tests/integration/layering.rs`):
+//!
+//! 1. [`sim`]: the embedded OpenStack-shaped simulator. Imports nothing of Stalecast's.
+//! 2. [`updates`]: the bus, the replay ring, the update types, the SSE frames, the one
+//!    stream [`Cursor`](updates::Cursor) both delivery paths follow, the keep-alive
+//!    clock. No HTTP.
+//! 3. [`upstream`]: the OpenStack client, the resource model, the store of last known
+//!    values (versioned), the poller. No wire format.
+//! 4. [`domain`]: the procedures as functions over a [`Ctx`](domain::Ctx), answering
+//!    [`domain::Error`]; the invalidation map. No axum, no tRPC.
+//! 5. [`rpc`]: tRPC's wire format: the procedure registry, encoded answers (one per
+//!    collection version), the mapping of domain errors, the stream endpoint.
+//!    [`health`] (`/healthz`, `/readyz`) and [`web`] (the dashboard) are HTTP endpoints
+//!    at this level too, and [`guard`] checks every request's `Host` and `Origin`.
+//! 6. [`serve`]: the accept loop with its descriptor budget, the lean event-stream
+//!    writer and the fan-out.
+//! 7. [`bindings`], [`openapi`], [`codegen`]: the contract generated from the registry.
+//! 8. [`app`] wires everything (and [`config`] is what it is wired from); `main` runs.
+//!
+//! Data flows one way: the poller or a procedure stores a changed value in the store,
+//! which publishes an update on the bus; each stream's cursor decides what to write, and
+//! the fan-out (or the response body) writes it to the socket.
 
 pub mod app;
 pub mod bindings;
 pub mod codegen;
 pub mod config;
 pub mod domain;
+pub mod guard;
 pub mod health;
 pub mod openapi;
 pub mod rpc;

@@ -22,7 +22,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Sim(args) => run_sim(args, shutdown).await?,
         Command::Gen(args) => {
             // A stale file is an expected outcome of `--check`: say so plainly, no backtrace.
-            if let Err(error) = stalecast::codegen::run(&args) {
+            let targets = stalecast::codegen::Targets { bindings: args.bindings, openapi: args.openapi };
+            if let Err(error) = stalecast::codegen::run(&targets, args.check) {
                 tracing::error!("{error:#}");
                 std::process::exit(1);
             }
@@ -44,7 +45,7 @@ async fn run_sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<(
     if let Some(path) = &args.ready_file {
         stalecast::app::write_ready_file(path, &serde_json::json!({"addr": addr.to_string()}))?;
     }
-    sim::serve(listener, Sim::new(config), shutdown).await?;
+    sim::run(listener, Sim::new(config), shutdown).await?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::health::Readiness;
+use crate::health::{self, Liveness, Readiness};
 use crate::rpc::{ErrorCode, ErrorEnvelope, Kind, Presence, Procedure, Registry, RpcError};
 
 /// Where the server serves the document.
@@ -53,6 +53,7 @@ fn error_statuses(kind: Kind) -> &'static [ErrorCode] {
     match kind {
         Kind::Query => &[
             ErrorCode::BadRequest,
+            ErrorCode::Forbidden,
             ErrorCode::NotFound,
             ErrorCode::MethodNotSupported,
             ErrorCode::InternalServerError,
@@ -61,15 +62,19 @@ fn error_statuses(kind: Kind) -> &'static [ErrorCode] {
         ],
         Kind::Mutation => &[
             ErrorCode::BadRequest,
+            ErrorCode::Forbidden,
             ErrorCode::NotFound,
             ErrorCode::MethodNotSupported,
+            ErrorCode::Timeout,
             ErrorCode::Conflict,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::UnsupportedMediaType,
             ErrorCode::InternalServerError,
             ErrorCode::BadGateway,
             ErrorCode::ServiceUnavailable,
+            ErrorCode::GatewayTimeout,
         ],
-        Kind::Subscription => &[ErrorCode::BadRequest, ErrorCode::MethodNotSupported],
+        Kind::Subscription => &[ErrorCode::BadRequest, ErrorCode::Forbidden, ErrorCode::MethodNotSupported],
     }
 }
 
@@ -111,6 +116,32 @@ fn error_kind(code: ErrorCode) -> (&'static str, &'static str, RpcError, &'stati
             "PayloadTooLarge",
             "`PAYLOAD_TOO_LARGE`: the body is larger than `--max-body-bytes`.",
             RpcError::new(code, "request body is larger than 1048576 bytes"),
+            "storage.volumes.create",
+        ),
+        ErrorCode::Forbidden => (
+            "Forbidden",
+            "`FORBIDDEN`: the request's `Host` is not one this server answers to, or its `Origin` is \
+             another site's (see `--allowed-host`, `--cors-origin`).",
+            RpcError::new(code, "cross-origin requests are refused"),
+            "storage.volumes.create",
+        ),
+        ErrorCode::Timeout => (
+            "RequestTimeout",
+            "`TIMEOUT`: the request body did not arrive within `--body-timeout`.",
+            RpcError::new(code, "the request body did not arrive within 30s"),
+            "storage.volumes.create",
+        ),
+        ErrorCode::UnsupportedMediaType => (
+            "UnsupportedMediaType",
+            "`UNSUPPORTED_MEDIA_TYPE`: a mutation's body must be `Content-Type: application/json`.",
+            RpcError::new(code, "a mutation's body must be application/json, not text/plain"),
+            "storage.volumes.create",
+        ),
+        ErrorCode::GatewayTimeout => (
+            "GatewayTimeout",
+            "`GATEWAY_TIMEOUT`: the write reached the cloud API but its outcome is unknown (it timed out \
+             or the connection was lost after sending): check before retrying.",
+            RpcError::new(code, "the cloud API did not confirm the change, which may or may not have been made"),
             "storage.volumes.create",
         ),
         ErrorCode::BadGateway => (
@@ -260,42 +291,24 @@ fn operation(procedure: &Procedure) -> Operation {
     op.build()
 }
 
-fn health_paths(paths: PathsBuilder) -> PathsBuilder {
-    let status = ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .property("status", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["ok"])))
-        .required("status");
-    let healthz = OperationBuilder::new()
-        .operation_id(Some("healthz"))
-        .summary(Some("Liveness: 200 while the process serves."))
-        .tag("health")
-        .response(
-            "200",
-            ResponseBuilder::new()
-                .description("The process serves.")
-                .content("application/json", json_content(status.into())),
-        )
-        .build();
-    let readiness = || json_content(Ref::from_schema_name(Readiness::name()).into());
-    let readyz = OperationBuilder::new()
-        .operation_id(Some("readyz"))
-        .summary(Some("Readiness: the upstream answers and every collection is fresh."))
-        .description(Some(
-            "200 when every collection was fetched within three poll intervals (plus one upstream \
-             timeout), 503 otherwise, with each type's age, failure count and last error.",
-        ))
-        .tag("health")
-        .response("200", ResponseBuilder::new().description("Ready.").content("application/json", readiness()))
-        .response(
-            "503",
-            ResponseBuilder::new()
-                .description("Not ready: the upstream fails or the cache is stale.")
-                .content("application/json", readiness()),
-        )
-        .build();
+/// The health endpoints, as `health` declares them.
+fn health_paths(mut paths: PathsBuilder) -> PathsBuilder {
+    for (endpoint, schema) in [(health::LIVENESS, Liveness::name()), (health::READINESS, Readiness::name())] {
+        let mut op = OperationBuilder::new()
+            .operation_id(Some(endpoint.operation_id))
+            .summary(Some(endpoint.summary))
+            .description((!endpoint.description.is_empty()).then_some(endpoint.description))
+            .tag("health");
+        for (status, meaning) in endpoint.statuses {
+            let content = json_content(Ref::from_schema_name(schema.clone()).into());
+            op = op.response(
+                status.to_string(),
+                ResponseBuilder::new().description(*meaning).content("application/json", content),
+            );
+        }
+        paths = paths.path(endpoint.path, PathItem::new(HttpMethod::Get, op.build()));
+    }
     paths
-        .path("/healthz", PathItem::new(HttpMethod::Get, healthz))
-        .path("/readyz", PathItem::new(HttpMethod::Get, readyz))
 }
 
 /// The OpenAPI document of every procedure in `registry`, plus the health routes.
@@ -320,6 +333,7 @@ pub fn document(registry: &Registry) -> OpenApi {
     paths = health_paths(paths);
     schemas.push((ErrorEnvelope::name().into_owned(), ErrorEnvelope::schema()));
     ErrorEnvelope::schemas(&mut schemas);
+    schemas.push((Liveness::name().into_owned(), Liveness::schema()));
     schemas.push((Readiness::name().into_owned(), Readiness::schema()));
     Readiness::schemas(&mut schemas);
 
@@ -376,17 +390,16 @@ pub fn explorer<S: Clone + Send + Sync + 'static>(document: OpenApi) -> axum::Ro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain;
 
     fn doc() -> serde_json::Value {
-        serde_json::to_value(document(&domain::registry())).expect("json")
+        serde_json::to_value(document(&crate::rpc::registry())).expect("json")
     }
 
     #[test]
     fn every_procedure_is_its_trpc_route() {
         let doc = doc();
         assert_eq!(doc["openapi"], "3.1.0");
-        for procedure in domain::registry().iter() {
+        for procedure in crate::rpc::registry().iter() {
             let item = &doc["paths"][format!("/trpc/{}", procedure.path)];
             let (method, other) = match procedure.kind {
                 Kind::Mutation => ("post", "get"),

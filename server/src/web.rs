@@ -5,11 +5,13 @@
 //! `/assets/*` with a year-long immutable cache, everything else revalidated). A path
 //! that names no file answers `index.html` when it is a page of the single-page app —
 //! a browser navigation, or a path without a file extension — so `/volumes` survives a
-//! reload; a missing `/assets/x.js` stays a 404. When the app was not built, `/`
-//! answers a short page saying how to build it instead of failing.
+//! reload; a missing `/assets/x.js` stays a 404. When the app was not built, every
+//! `GET` it would answer gets a short page saying how to build it instead.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -17,7 +19,10 @@ use axum::response::{Html, IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::app::AppState;
+/// A router that answers every path with the app in `dir` (use it as the fallback).
+pub fn routes(dir: PathBuf) -> Router {
+    Router::new().fallback(files).with_state(Arc::new(dir))
+}
 
 /// Logs a warning at start when the web app is missing.
 pub fn check(dir: &Path) {
@@ -31,12 +36,12 @@ pub fn check(dir: &Path) {
 
 /// The router's fallback: static files with the single-page app's fallback to
 /// `index.html`.
-pub async fn serve(State(app): State<AppState>, request: Request) -> Response {
+async fn files(State(dir): State<Arc<PathBuf>>, request: Request) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "method not allowed\n")
             .into_response();
     }
-    let dir = app.config().web_dir.as_path();
+    let dir = dir.as_path();
     let index = dir.join("index.html");
     if !tokio::fs::metadata(&index).await.is_ok_and(|m| m.is_file()) {
         return not_built(dir);

@@ -3,7 +3,7 @@
 // a restart is survived, and API errors reach the user.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import {
   Cloud,
   POLL_MS,
@@ -14,6 +14,8 @@ import {
   startSimulator,
   startStalecast,
   timeUntilVisible,
+  trpcRequests,
+  trpcSettled,
   uniqueName,
 } from "./lib.mjs";
 
@@ -42,6 +44,9 @@ describe("the dashboard, with the embedded simulator", () => {
     cloud = new Cloud(app.simUrl);
     browser = await launchBrowser();
   });
+
+  // A server that crashed fails the test it crashed in, not just the suite's end.
+  afterEach(() => app.assertRunning());
 
   after(async () => {
     await browser?.close();
@@ -80,38 +85,39 @@ describe("the dashboard, with the embedded simulator", () => {
     await page.close();
   });
 
-  test("a page showing only servers does not refetch volumes when a volume changes", async () => {
-    const page = await openPage(browser, app.base, "/servers");
-    await page.waitForLoadState("networkidle").catch(() => {}); // the stream never idles
-    await page.waitForTimeout(500);
-    const requests = [];
-    page.on("request", (request) => {
-      const url = new URL(request.url());
-      if (url.pathname.startsWith("/trpc/") && !url.pathname.endsWith("updates.onUpdate")) {
-        requests.push(decodeURIComponent(url.pathname.slice("/trpc/".length)));
-      }
-    });
-    const volumeEvents = page.locator('[data-testid="event-log"] li[data-type="volumes"]');
-    const seen = await volumeEvents.count();
+  test("a page showing volumes and servers refetches only the list whose type changed", async () => {
+    // The volumes page also lists servers: it names the server each volume is attached to.
+    const page = await openPage(browser, app.base, "/volumes");
+    const attached = page.locator('[data-testid="attached-to"] .cell-name').first();
+    await attached.waitFor({ timeout: 5000 });
+    // Volumes earlier tests created finish creating first (each of those is an update too).
+    await page.waitForFunction(() => !document.querySelector('[data-status="creating"]'), null, { timeout: 10_000 });
+    await trpcSettled(page);
+    const sent = trpcRequests(page);
 
-    await mutate(app.base, "storage.volumes.create", { projectId: "prj-data", name: uniqueName("e2e-quiet"), sizeGb: 2 });
-    // The notification reached this page (its event log shows it)…
-    await volumeEvents.nth(seen).waitFor({ timeout: 2000 });
-    await page.waitForTimeout(1000);
-    // …and it asked for nothing about volumes.
-    const volumeRequests = requests.filter((path) => path.includes("storage.volumes"));
-    console.log(`# requests after a volume change on the servers page: ${JSON.stringify(requests)}`);
-    assert.deepEqual(volumeRequests, []);
+    // A volume changes: the volumes list is refetched, the servers list is not.
+    let mark = sent.length;
+    const name = uniqueName("e2e-only-volumes");
+    await mutate(app.base, "storage.volumes.create", { projectId: "prj-data", name, sizeGb: 2 });
+    await row(page, name).waitFor({ timeout: 5000 });
+    await trpcSettled(page);
+    console.log(`# requests after a volume change on the volumes page: ${JSON.stringify(sent.slice(mark))}`);
+    assert.deepEqual(sent.slice(mark), ["storage.volumes.list"]);
+    // The cloud finishes creating it (the poller's update): once more, volumes alone.
+    await row(page, name).locator('[data-status="available"]').waitFor({ timeout: 5000 });
+    await trpcSettled(page);
+    assert.deepEqual(sent.slice(mark), ["storage.volumes.list", "storage.volumes.list"]);
 
-    // The control: a server change does refetch the servers this page shows.
-    const servers = await (await fetch(`${app.base}/trpc/compute.servers.list`)).json();
-    const active = servers.result.data.find((s) => s.status === "ACTIVE");
+    // A server changes: the servers list is refetched, the volumes list is not.
+    mark = sent.length;
+    const serverEvents = page.locator('[data-testid="event-log"] li[data-type="servers"]');
+    const seen = await serverEvents.count();
+    const servers = (await (await fetch(`${app.base}/trpc/compute.servers.list`)).json()).result.data;
+    const active = servers.find((s) => s.status === "ACTIVE");
     await mutate(app.base, "compute.servers.stop", { id: active.id });
-    await page.locator(`tr[data-id="${active.id}"] [data-status="SHUTOFF"]`).waitFor({ timeout: 2000 });
-    assert.ok(
-      requests.some((path) => path.includes("compute.servers.list")),
-      `servers were refetched: ${JSON.stringify(requests)}`,
-    );
+    await serverEvents.nth(seen).waitFor({ timeout: 5000 });
+    await trpcSettled(page);
+    assert.deepEqual(sent.slice(mark), ["compute.servers.list"]);
     await page.close();
   });
 
@@ -167,6 +173,11 @@ describe("the dashboard across a Stalecast restart", () => {
     sim = await startSimulator();
     app = await startStalecast({ upstream: sim.url });
     browser = await launchBrowser();
+  });
+
+  afterEach(() => {
+    sim.assertRunning();
+    app.assertRunning();
   });
 
   after(async () => {

@@ -2,12 +2,12 @@
 // when a test needs the cloud to outlive Stalecast, the simulator alone), drive Debian's
 // chromium through playwright-core, and change the simulated cloud out of band.
 
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { launchOptions } from "../harness/chromium.mjs";
+import { startServe, startSim } from "../harness/stalecast.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -16,133 +16,92 @@ const root = resolve(here, "../..");
 export const BIN = process.env.STALECAST_BIN ?? join(root, "target/debug/stalecast");
 export const WEB_DIR = process.env.STALECAST_WEB_DIR ?? join(root, "web/dist");
 export const OUT_DIR = join(here, "out");
-export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 /** How often Stalecast polls the simulator in these tests. */
 export const POLL_MS = 500;
 
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-const running = new Set();
-process.on("exit", () => {
-  for (const child of running) child.kill("SIGKILL");
-});
-
-/**
- * Starts `stalecast <args>` with JSON logs and resolves once the log line `message` shows,
- * with that line's fields. Rejects if the process exits first or nothing shows in 20 s.
- */
-function startProcess(args, message) {
-  const child = spawn(BIN, ["--log-format", "json", ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info,tower_http=warn" },
-  });
-  running.add(child);
-  const log = [];
-  const exited = new Promise((resolve) =>
-    child.once("exit", (code, signal) => {
-      running.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  const ready = new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "${message}" in 20 s:\n${log.join("\n")}`)), 20_000);
-    for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream }).on("line", (line) => {
-        log.push(line);
-        if (log.length > 400) log.shift();
-        try {
-          const entry = JSON.parse(line);
-          if (entry.fields?.message === message) {
-            clearTimeout(timer);
-            resolveReady(entry.fields);
-          }
-        } catch {
-          // not JSON: a panic message, kept in the log
-        }
-      });
-    }
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`stalecast ${args[0]} exited (${code ?? signal}) before "${message}":\n${log.join("\n")}`));
-    });
-  });
-  return {
-    child,
-    log,
-    ready,
-    exited,
-    /** SIGTERM (a graceful shutdown), then SIGKILL if it takes more than 5 s. */
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
 /**
  * `stalecast serve` on `port` (0: any), polling every `POLL_MS`; without `upstream`, with
- * the embedded simulator. Resolves to `{ base, port, simUrl, stop }`.
+ * the embedded simulator. Resolves to `{ base, port, simUrl, log, assertRunning, stop }`;
+ * `stop()` rejects unless the server shut down cleanly.
  */
 export async function startStalecast({ port = 0, upstream, extra = [] } = {}) {
-  const args = ["serve", "--port", String(port), "--poll-interval", `${POLL_MS}ms`, "--web-dir", WEB_DIR, ...extra];
-  if (upstream) args.push("--upstream", upstream);
-  const process_ = startProcess(args, "stalecast listening");
-  const server = await process_.ready;
-  return {
-    base: `http://${server.addr}`,
-    port: Number(server.addr.split(":").pop()),
-    simUrl: upstream ?? `http://${fieldsOf(process_.log, "embedded OpenStack simulator listening").sim_addr}`,
-    log: process_.log,
-    stop: process_.stop,
-  };
+  const flags = ["--log-format", "json", "--poll-interval", `${POLL_MS}ms`, "--web-dir", WEB_DIR, ...extra];
+  if (upstream) flags.push("--upstream", upstream);
+  const server = await startServe(BIN, { port, flags });
+  return { ...server, simUrl: upstream ?? server.simUrl };
 }
 
-/** The fields of the first log line with `message` (logged before the server's ready line). */
-function fieldsOf(log, message) {
-  for (const line of log) {
-    try {
-      const entry = JSON.parse(line);
-      if (entry.fields?.message === message) return entry.fields;
-    } catch {
-      // not JSON
-    }
-  }
-  throw new Error(`no "${message}" in the log:\n${log.join("\n")}`);
-}
-
-/** `stalecast sim` alone on any free port. Resolves to `{ url, stop }`. */
+/** `stalecast sim` alone on any free port. Resolves to `{ url, assertRunning, stop }`. */
 export async function startSimulator() {
-  const process_ = startProcess(["sim", "--port", "0", "--transition-delay", "1s"], "OpenStack simulator listening");
-  const fields = await process_.ready;
-  return { url: `http://${fields.addr}`, stop: process_.stop };
+  return startSim(BIN, { flags: ["--log-format", "json", "--transition-delay", "1s"] });
 }
 
 /** Debian's chromium, with the flags these tests run it with. */
 export async function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+  return chromium.launch(launchOptions);
 }
 
-/** Opens `path` and waits until the page's update stream is live and its table loaded. */
+/** The tRPC requests (not the update stream) each open page sent, and those not yet answered. */
+const requestsOf = new WeakMap();
+
+/**
+ * Opens `path` and waits until the page's update stream is live, its table loaded and
+ * its requests settled (`trpcSettled`). From the start, its tRPC requests are recorded
+ * (see `trpcRequests`).
+ */
 export async function openPage(browser, base, path) {
   const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
   page.on("pageerror", (error) => console.error(`page error on ${path}:`, error));
+  const requests = { sent: [], pending: new Set() };
+  requestsOf.set(page, requests);
+  page.on("request", (request) => {
+    const url = new URL(request.url());
+    if (!url.pathname.startsWith("/trpc/") || url.pathname === "/trpc/updates.onUpdate") return;
+    requests.sent.push(decodeURIComponent(url.pathname.slice("/trpc/".length)));
+    requests.pending.add(request);
+  });
+  for (const event of ["requestfinished", "requestfailed"]) page.on(event, (request) => requests.pending.delete(request));
   await page.goto(base + path);
   await page.locator('[data-testid="connection-state"][data-state="live"]').waitFor({ timeout: 15_000 });
   await page.locator("table tbody tr[data-id]").first().waitFor({ timeout: 15_000 });
+  await trpcSettled(page);
   return page;
+}
+
+/**
+ * The procedures of each tRPC request `page` sent, in order: `"storage.volumes.list"`,
+ * or `"a,b"` for a batch of two.
+ */
+export function trpcRequests(page) {
+  return requestsOf.get(page).sent;
+}
+
+/** How long a page must send nothing to count as settled. */
+const QUIET_MS = 300;
+
+/**
+ * Waits until every tRPC request `page` sent was answered and it sent none for
+ * `QUIET_MS`: what one event made it fetch has all been sent by then (it is sent at
+ * once, in one batch). Fails after 10 s.
+ */
+export async function trpcSettled(page) {
+  const { sent, pending } = requestsOf.get(page);
+  const deadline = Date.now() + 10_000;
+  let count = -1;
+  let quietSince = Date.now();
+  for (;;) {
+    if (sent.length !== count || pending.size > 0) {
+      count = sent.length;
+      quietSince = Date.now();
+    } else if (Date.now() - quietSince >= QUIET_MS) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`the page's requests did not settle in 10 s: sent ${JSON.stringify(sent)}, ${pending.size} unanswered`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** Milliseconds until `locator` is visible, failing after `limitMs`. */

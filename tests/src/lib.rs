@@ -43,6 +43,8 @@ pub fn test_config() -> ServeConfig {
         poll_interval: Duration::from_millis(200),
         upstream_timeout: Duration::from_secs(2),
         ping_interval: Duration::from_secs(5),
+        // Readiness reacts within a second to an upstream that stopped answering.
+        max_staleness: Duration::from_secs(1),
         ..ServeConfig::default()
     }
 }
@@ -58,7 +60,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let mut config = test_config();
     adjust(&mut config);
     let app = stalecast::app::start(config, CancellationToken::new()).await.expect("app starts");
-    let client = Client::new(&format!("http://{}", app.addr), app.state.upstream_url());
+    let client = Client::new(&format!("http://{}", app.addr), &app.upstream_url);
     TestApp { client, app }
 }
 
@@ -89,18 +91,23 @@ impl TestApp {
     /// Publishes an update of `kind` (`"volumes"`, …) on the bus directly, as a mutation
     /// or the poller would; answers its seq.
     pub fn publish(&self, kind: &str, ids: Option<Vec<String>>) -> u64 {
-        self.app.state.bus().publish(update_type(kind), ids).update.seq
+        self.app.bus.publish(update_type(kind), ids).update.seq
     }
 
     /// Streams subscribed to the bus right now.
     pub fn subscriber_count(&self) -> usize {
-        self.app.state.bus().subscriber_count()
+        self.app.bus.subscriber_count()
     }
 
     /// Creates a volume in the simulator directly, behind Stalecast's back; answers its id.
     pub async fn create_volume_out_of_band(&self, project: &str, name: &str, size_gb: u32) -> String {
         let sim = OpenStackClient::new(upstream_config(&self.sim_url, "stalecast")).expect("simulator client");
         sim.create_volume(project, name, size_gb, "").await.expect("direct create")
+    }
+
+    /// The embedded simulator (absent when the test points `upstream` elsewhere).
+    pub fn sim(&self) -> Option<&Arc<Sim>> {
+        self.app.sim.as_ref()
     }
 
     /// Stops the server and waits for it.
@@ -111,12 +118,18 @@ impl TestApp {
 
 /// The OpenAPI document the code generates.
 pub fn generated_openapi() -> Value {
-    serde_json::to_value(stalecast::openapi::document(&stalecast::domain::registry())).expect("document")
+    serde_json::to_value(stalecast::openapi::document(&stalecast::rpc::registry())).expect("document")
 }
 
 /// The files of the bindings package the code generates, by path relative to `bindings/`.
 pub fn generated_bindings() -> BTreeMap<String, String> {
-    stalecast::bindings::generate(&stalecast::domain::registry()).expect("bindings generate")
+    stalecast::bindings::generate(&stalecast::rpc::registry()).expect("bindings generate")
+}
+
+/// The files under `dir`, relative and `/`-separated, without `node_modules`, as the
+/// code generator's check walks them.
+pub fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    stalecast::bindings::files_under(dir, &["node_modules"]).expect("read dir").into_keys().collect()
 }
 
 fn upstream_config(auth_url: &str, password: &str) -> UpstreamConfig {
@@ -144,7 +157,7 @@ impl StandaloneSim {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(stalecast::sim::serve(listener, sim.clone(), shutdown.clone()));
+        let server = tokio::spawn(stalecast::sim::run(listener, sim.clone(), shutdown.clone()));
         StandaloneSim { url, sim, shutdown, server }
     }
 

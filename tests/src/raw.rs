@@ -52,7 +52,7 @@ impl RawConnection {
 
     /// Writes `GET path HTTP/1.1` with `headers` (a `host` header is added).
     pub async fn send_get(&mut self, path: &str, headers: &[(&str, &str)]) {
-        let mut request = format!("GET {path} HTTP/1.1\r\nhost: stalecast.test\r\n");
+        let mut request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }

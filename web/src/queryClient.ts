@@ -17,10 +17,6 @@ export function setStreamLive(live: boolean): void {
   streamLive = live;
 }
 
-export function isStreamLive(): boolean {
-  return streamLive;
-}
-
 /** `onMutationError` hears every failed mutation, with its key (`[["storage", "volumes", "create"]]`). */
 export function createQueryClient(onMutationError?: (error: unknown, key: MutationKey | undefined) => void): QueryClient {
   return new QueryClient({

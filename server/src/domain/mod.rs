@@ -1,20 +1,33 @@
-//! The domain routers: every query and mutation over projects, servers, volumes, images
-//! and networks, registered in one [`Registry`], and the invalidation map that says which
-//! queries each update type makes stale.
+//! The procedures: every query and mutation over projects, servers, volumes, images and
+//! networks, as plain async functions over a [`Ctx`], answering a [`domain::Error`]
+//! (`Error`) when they fail; and the invalidation map that says which queries each
+//! update type makes stale.
 //!
-//! Queries read the [`Store`](crate::upstream::store::Store). Mutations write upstream,
-//! then refresh the affected collection — which publishes the update — before they
-//! answer, so a client that sees the answer can rely on the notification being out.
+//! Queries read the [`Store`]. Mutations write upstream, then refresh only the record
+//! they changed (one show call upstream, which stores it and publishes the update) before
+//! they answer, so a client that sees the answer can rely on the notification being out.
+//! A delete removes the record from the store without asking upstream again. When the
+//! write succeeded but the refresh after it fails, the mutation still answers success,
+//! with what the write itself told; the poller catches up and publishes the change then.
+//! Every input is checked first (each string has a maximum length, [`types`]), so
+//! nothing invalid reaches upstream.
+//!
+//! Nothing here knows HTTP or tRPC: the `rpc` layer names these procedures on the wire
+//! and turns their errors into tRPC's envelope, and a unit test can call them with no
+//! socket at all.
 
-pub mod model;
+mod error;
+pub mod types;
 
-use crate::app::AppState;
-use crate::rpc::{Kind, NoInput, Registry, Reply, RpcError};
-use crate::updates::StreamEvent;
-use crate::updates::UpdateType;
-use crate::updates::stream::{self, OnUpdateInput};
-use crate::upstream::store::{Fetch, Snapshot};
-use model::*;
+use std::sync::Arc;
+
+pub use error::Error;
+use types::*;
+
+use crate::updates::{UpdateBus, UpdateType};
+use crate::upstream::client::OpenStackClient;
+use crate::upstream::model::{Project, Server, Volume};
+use crate::upstream::store::{Fetch, Show, Snapshot, Store};
 
 /// Which query procedures each update type makes stale. Declared once, here, next to the
 /// procedures; emitted to TypeScript as `UPDATE_QUERY_MAP`. Every path must be a
@@ -27,108 +40,45 @@ pub const INVALIDATION: &[(UpdateType, &[&str])] = &[
     (UpdateType::Networks, &["networks.list"]),
 ];
 
-/// The query paths an update type invalidates.
-pub fn invalidated_by(kind: UpdateType) -> &'static [&'static str] {
-    INVALIDATION.iter().find(|(t, _)| *t == kind).map_or(&[], |(_, paths)| paths)
+/// What every procedure runs with. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub client: Arc<OpenStackClient>,
+    pub store: Arc<Store>,
+    pub bus: Arc<UpdateBus>,
 }
 
-/// Every procedure Stalecast answers.
-pub fn registry() -> Registry {
-    let mut r = Registry::new();
-    r.query::<Option<ListInput>, Vec<Project>, _, _>("projects.list", "All projects.", |app, input| async move {
-        list::<Project>(&app, input).await
-    })
-    .query::<Option<ListInput>, Vec<Server>, _, _>(
-        "compute.servers.list",
-        "Servers (instances), optionally of one project.",
-        |app, input| async move { list::<Server>(&app, input).await },
-    )
-    .query::<IdInput, Server, _, _>("compute.servers.get", "One server by id.", |app, input| async move {
-        get::<Server>(&app, &input.id).await
-    })
-    .query::<Option<ListInput>, Vec<Volume>, _, _>(
-        "storage.volumes.list",
-        "Block-storage volumes, optionally of one project.",
-        |app, input| async move { list::<Volume>(&app, input).await },
-    )
-    .query::<IdInput, Volume, _, _>("storage.volumes.get", "One volume by id.", |app, input| async move {
-        get::<Volume>(&app, &input.id).await
-    })
-    .query::<Option<ListInput>, Vec<Image>, _, _>(
-        "images.list",
-        "Images, optionally those owned by one project.",
-        |app, input| async move { list::<Image>(&app, input).await },
-    )
-    .query::<Option<ListInput>, Vec<Network>, _, _>(
-        "networks.list",
-        "Networks, optionally of one project.",
-        |app, input| async move { list::<Network>(&app, input).await },
-    )
-    .query::<NoInput, UpdatesState, _, _>(
-        "updates.state",
-        "The bus's latest seq, the replay ring's size and the last update of each type.",
-        |app, _: NoInput| async move { Reply::new(&updates_state(&app)) },
-    )
-    .mutation::<ServerCreate, Server, _, _>(
-        "compute.servers.create",
-        "Creates a server (status BUILD, then ACTIVE).",
-        |app, input| async move { create_server(&app, input).await },
-    )
-    .mutation::<IdInput, Deleted, _, _>("compute.servers.delete", "Deletes a server.", |app, input| async move {
-        app.store().client().delete_server(&input.id).await?;
-        refreshed::<Server>(&app).await?;
-        Reply::new(&Deleted { id: input.id })
-    })
-    .mutation::<IdInput, Server, _, _>("compute.servers.start", "Starts a stopped server.", |app, input| async move {
-        server_action(&app, &input.id, "os-start").await
-    })
-    .mutation::<IdInput, Server, _, _>("compute.servers.stop", "Stops a running server.", |app, input| async move {
-        server_action(&app, &input.id, "os-stop").await
-    })
-    .mutation::<VolumeCreate, Volume, _, _>(
-        "storage.volumes.create",
-        "Creates a volume (status creating, then available).",
-        |app, input| async move { create_volume(&app, input).await },
-    )
-    .mutation::<IdInput, Deleted, _, _>(
-        "storage.volumes.delete",
-        "Deletes a volume that is not attached.",
-        |app, input| async move {
-            app.store().client().delete_volume(&input.id).await?;
-            refreshed::<Volume>(&app).await?;
-            Reply::new(&Deleted { id: input.id })
-        },
-    )
-    .subscription::<Option<OnUpdateInput>, StreamEvent>(
-        stream::PATH,
-        "The stream of update notifications (Server-Sent Events).",
-    );
-    debug_assert!(r.iter().all(|p| p.kind != Kind::Subscription || p.path == stream::PATH));
-    r
+/// A list query's answer: the whole stored collection, shared as it is (its version lets
+/// the wire layer encode it once), or the part of it the input asked for.
+#[derive(Debug)]
+pub enum Listing<R> {
+    Whole(Arc<Snapshot<R>>),
+    Part(Vec<R>),
 }
 
-async fn list<R: Fetch>(app: &AppState, input: Option<ListInput>) -> Result<Reply<Vec<R>>, RpcError> {
-    let snapshot = app.store().get::<R>().await?;
-    match input.and_then(|i| i.project_id) {
-        None => Ok(snapshot.reply()),
+/// A collection, or one project's part of it.
+pub async fn list<R: Fetch>(ctx: &Ctx, input: Option<ListInput>) -> Result<Listing<R>, Error> {
+    if let Some(input) = &input {
+        input.validate()?;
+    }
+    let snapshot = ctx.store.get::<R>().await?;
+    Ok(match input.and_then(|i| i.project_id) {
+        None => Listing::Whole(snapshot),
         Some(project) => {
-            let items: Vec<R> =
-                snapshot.items.iter().filter(|r| r.project_id() == Some(project.as_str())).cloned().collect();
-            Reply::new(&items)
+            Listing::Part(snapshot.items.iter().filter(|r| r.project_id() == Some(project.as_str())).cloned().collect())
         }
-    }
+    })
 }
 
-async fn get<R: Fetch>(app: &AppState, id: &str) -> Result<Reply<R>, RpcError> {
-    let snapshot = app.store().get::<R>().await?;
-    found(&snapshot, id)
+/// One resource by id.
+pub async fn get<R: Fetch>(ctx: &Ctx, input: IdInput) -> Result<R, Error> {
+    input.validate()?;
+    let snapshot = ctx.store.get::<R>().await?;
+    found(&snapshot, &input.id)
 }
 
-fn found<R: Fetch>(snapshot: &Snapshot<R>, id: &str) -> Result<Reply<R>, RpcError> {
-    match snapshot.find(id) {
-        Some(item) => Reply::new(item),
-        None => Err(RpcError::not_found(format!("no {} with id \"{id}\"", singular(R::TYPE)))),
-    }
+fn found<R: Fetch>(snapshot: &Snapshot<R>, id: &str) -> Result<R, Error> {
+    snapshot.find(id).cloned().ok_or_else(|| Error::NotFound(format!("no {} with id \"{id}\"", singular(R::TYPE))))
 }
 
 fn singular(kind: UpdateType) -> &'static str {
@@ -141,13 +91,10 @@ fn singular(kind: UpdateType) -> &'static str {
     }
 }
 
-/// Refreshes a collection after a write, which publishes what changed.
-async fn refreshed<R: Fetch>(app: &AppState) -> Result<std::sync::Arc<Snapshot<R>>, RpcError> {
-    Ok(app.store().refresh::<R>().await?)
-}
-
-fn updates_state(app: &AppState) -> UpdatesState {
-    let state = app.bus().state();
+/// Where the bus stands: its latest seq, the replay ring's size, the last update of each
+/// type.
+pub fn updates_state(ctx: &Ctx) -> UpdatesState {
+    let state = ctx.bus.state();
     UpdatesState {
         seq: state.seq,
         ring_size: state.ring_size as u64,
@@ -155,77 +102,180 @@ fn updates_state(app: &AppState) -> UpdatesState {
     }
 }
 
-/// Checks a display name: 1 to 255 characters, not only white space, no control
-/// characters.
-fn check_name(field: &str, name: &str) -> Result<(), RpcError> {
-    if name.trim().is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
-        return Err(RpcError::bad_request(format!(
-            "input.{field}: must be 1 to 255 characters, not blank, without control characters"
-        )));
+/// Creates a server; answers it as upstream shows it after the write (status `BUILD`).
+pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Error> {
+    input.validate()?;
+    check_project(ctx, &input.project_id).await?;
+    let flavor = input.flavor.as_deref().unwrap_or("m1.small");
+    let id = ctx.client.create_server(&input.project_id, &input.name, flavor, input.image_id.as_deref()).await?;
+    let written = Server {
+        id,
+        name: input.name,
+        project_id: input.project_id,
+        status: "BUILD".into(),
+        flavor: flavor.to_owned(),
+        image_id: input.image_id,
+        addresses: Vec::new(),
+        created: String::new(),
+        updated: String::new(),
+    };
+    Ok(refreshed(ctx, written).await)
+}
+
+pub async fn delete_server(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
+    input.validate()?;
+    ctx.client.delete_server(&input.id).await?;
+    ctx.store.forget::<Server>(&input.id).await;
+    Ok(Deleted { id: input.id })
+}
+
+/// Runs a server action (`os-start`, `os-stop`); answers the server after it.
+pub async fn server_action(ctx: &Ctx, input: IdInput, action: &str) -> Result<Server, Error> {
+    input.validate()?;
+    ctx.client.server_action(&input.id, action).await?;
+    // What is known without reading again: the last stored record (the action's effect
+    // shows once the poller sees it), or only the id if none was ever stored.
+    let known = ctx.store.cached::<Server>().and_then(|s| s.find(&input.id).cloned());
+    let written = known.unwrap_or_else(|| Server {
+        id: input.id,
+        name: String::new(),
+        project_id: String::new(),
+        status: String::new(),
+        flavor: String::new(),
+        image_id: None,
+        addresses: Vec::new(),
+        created: String::new(),
+        updated: String::new(),
+    });
+    Ok(refreshed(ctx, written).await)
+}
+
+/// Creates a volume; answers it as upstream shows it after the write (status `creating`).
+pub async fn create_volume(ctx: &Ctx, input: VolumeCreate) -> Result<Volume, Error> {
+    input.validate()?;
+    check_project(ctx, &input.project_id).await?;
+    let description = input.description.unwrap_or_default();
+    let id = ctx.client.create_volume(&input.project_id, &input.name, input.size_gb, &description).await?;
+    let written = Volume {
+        id,
+        name: input.name,
+        project_id: input.project_id,
+        status: "creating".into(),
+        size_gb: input.size_gb,
+        attached_to: None,
+        description,
+        created_at: String::new(),
+    };
+    Ok(refreshed(ctx, written).await)
+}
+
+pub async fn delete_volume(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
+    input.validate()?;
+    ctx.client.delete_volume(&input.id).await?;
+    ctx.store.forget::<Volume>(&input.id).await;
+    Ok(Deleted { id: input.id })
+}
+
+/// After a successful write: the record as upstream now shows it, stored and published
+/// (one show call). If that read fails, or the record is already gone, the write still
+/// happened: answers `written`, what the write itself told, and leaves the rest to the
+/// poller.
+async fn refreshed<R: Show>(ctx: &Ctx, written: R) -> R {
+    match ctx.store.refresh_one::<R>(written.id()).await {
+        Ok(Some(record)) => record,
+        Ok(None) => written,
+        Err(error) => {
+            tracing::warn!(kind = %R::TYPE, id = written.id(), %error, "written upstream, but reading it back failed; the poller will catch up");
+            written
+        }
     }
-    Ok(())
 }
 
 /// Checks that `projectId` names a known project.
-async fn check_project(app: &AppState, project_id: &str) -> Result<(), RpcError> {
-    let projects = app.store().get::<Project>().await?;
+async fn check_project(ctx: &Ctx, project_id: &str) -> Result<(), Error> {
+    let projects = ctx.store.get::<Project>().await?;
     if projects.find(project_id).is_none() {
-        return Err(RpcError::bad_request(format!("input.projectId: no project with id \"{project_id}\"")));
+        return Err(Error::invalid("projectId", format!("no project with id \"{project_id}\"")));
     }
     Ok(())
-}
-
-async fn create_server(app: &AppState, input: ServerCreate) -> Result<Reply<Server>, RpcError> {
-    check_name("name", &input.name)?;
-    check_project(app, &input.project_id).await?;
-    let flavor = input.flavor.as_deref().unwrap_or("m1.small");
-    let id =
-        app.store().client().create_server(&input.project_id, &input.name, flavor, input.image_id.as_deref()).await?;
-    let snapshot = refreshed::<Server>(app).await?;
-    found(&snapshot, &id)
-}
-
-async fn server_action(app: &AppState, id: &str, action: &str) -> Result<Reply<Server>, RpcError> {
-    app.store().client().server_action(id, action).await?;
-    let snapshot = refreshed::<Server>(app).await?;
-    found(&snapshot, id)
-}
-
-async fn create_volume(app: &AppState, input: VolumeCreate) -> Result<Reply<Volume>, RpcError> {
-    check_name("name", &input.name)?;
-    if !(1..=16384).contains(&input.size_gb) {
-        return Err(RpcError::bad_request("input.sizeGb: must be between 1 and 16384"));
-    }
-    let description = input.description.as_deref().unwrap_or_default();
-    if description.chars().count() > 1024 {
-        return Err(RpcError::bad_request("input.description: at most 1024 characters"));
-    }
-    check_project(app, &input.project_id).await?;
-    let id = app.store().client().create_volume(&input.project_id, &input.name, input.size_gb, description).await?;
-    let snapshot = refreshed::<Volume>(app).await?;
-    found(&snapshot, &id)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    //! The procedures called as functions: a store seeded by hand, an upstream nobody
+    //! listens on, no socket of Stalecast's.
 
-    #[test]
-    fn every_invalidated_path_is_a_registered_query() {
-        let registry = registry();
-        for (kind, paths) in INVALIDATION {
-            assert!(!paths.is_empty(), "{kind} invalidates nothing");
-            for path in *paths {
-                let procedure = registry.get(path).unwrap_or_else(|| panic!("{kind} → {path}: not registered"));
-                assert_eq!(procedure.kind, Kind::Query, "{kind} → {path}: not a query");
-            }
+    use std::time::Duration;
+
+    use super::*;
+    use crate::updates::BusConfig;
+    use crate::upstream::client::UpstreamConfig;
+
+    fn ctx() -> Ctx {
+        let client = Arc::new(
+            OpenStackClient::new(UpstreamConfig {
+                // Nothing listens on port 9 (discard): any upstream call fails at once.
+                auth_url: "http://127.0.0.1:9".into(),
+                user: "u".into(),
+                password: "p".into(),
+                project: "p".into(),
+                timeout: Duration::from_secs(1),
+            })
+            .expect("client"),
+        );
+        let bus = Arc::new(UpdateBus::starting_at(1, BusConfig::default()));
+        let store = Arc::new(Store::new(client.clone(), bus.clone()));
+        Ctx { client, store, bus }
+    }
+
+    fn volume(id: &str, project: &str) -> Volume {
+        Volume {
+            id: id.into(),
+            name: id.into(),
+            project_id: project.into(),
+            status: "available".into(),
+            size_gb: 1,
+            attached_to: None,
+            description: String::new(),
+            created_at: String::new(),
         }
     }
 
-    #[test]
-    fn every_update_type_has_an_invalidation_entry() {
-        for kind in UpdateType::ALL {
-            assert!(INVALIDATION.iter().filter(|(t, _)| *t == kind).count() == 1, "{kind}");
+    #[tokio::test]
+    async fn lists_and_gets_answer_from_the_store() {
+        let ctx = ctx();
+        ctx.store.seed(vec![volume("v-1", "prj-a"), volume("v-2", "prj-b")]);
+        match list::<Volume>(&ctx, None).await.expect("list") {
+            Listing::Whole(snapshot) => assert_eq!(snapshot.items.len(), 2),
+            Listing::Part(_) => panic!("no filter: the whole stored collection"),
         }
+        let input = Some(ListInput { project_id: Some("prj-b".into()) });
+        match list::<Volume>(&ctx, input).await.expect("list") {
+            Listing::Part(items) => assert_eq!(items, vec![volume("v-2", "prj-b")]),
+            Listing::Whole(_) => panic!("a project filter answers a part"),
+        }
+        assert_eq!(get::<Volume>(&ctx, IdInput { id: "v-1".into() }).await.expect("get"), volume("v-1", "prj-a"));
+        let missing = get::<Volume>(&ctx, IdInput { id: "v-9".into() }).await.expect_err("absent");
+        assert_eq!(missing, Error::NotFound("no volume with id \"v-9\"".into()));
+    }
+
+    #[tokio::test]
+    async fn invalid_input_names_its_field_before_anything_reaches_upstream() {
+        let ctx = ctx();
+        let input = VolumeCreate { project_id: "prj-a".into(), name: "ok".into(), size_gb: 0, description: None };
+        let error = create_volume(&ctx, input).await.expect_err("size 0");
+        assert_eq!(error, Error::invalid("sizeGb", "must be between 1 and 16384"));
+        ctx.store.seed(vec![Project {
+            id: "prj-a".into(),
+            name: "a".into(),
+            description: String::new(),
+            enabled: true,
+        }]);
+        let input = ServerCreate { project_id: "prj-x".into(), name: "web".into(), flavor: None, image_id: None };
+        let error = create_server(&ctx, input).await.expect_err("unknown project");
+        assert_eq!(error, Error::invalid("projectId", "no project with id \"prj-x\""));
+        // With valid input the write is attempted, and the unreachable upstream says so.
+        let input = ServerCreate { project_id: "prj-a".into(), name: "web".into(), flavor: None, image_id: None };
+        assert!(matches!(create_server(&ctx, input).await, Err(Error::Unavailable(_))));
     }
 }

@@ -1,25 +1,32 @@
 //! Query answers made cheap to send again: the success envelope, its `ETag`, and its
 //! gzip and brotli forms, each computed once per value rather than once per request.
 //!
-//! A cached collection ([`crate::upstream::Snapshot`]) holds one [`Encoded`] for as long
-//! as its value does not change, so when thousands of tabs refetch the same large list
-//! after one notification, the server compresses it once and then only copies
-//! references. A client that already holds the value (`If-None-Match` with the current
-//! `ETag`) gets `304 Not Modified` and no body at all.
+//! A whole stored collection is encoded once per version ([`Answers`]), so when
+//! thousands of tabs refetch the same large list after one notification, the server
+//! serializes and compresses it once and then only copies references. A client that
+//! already holds the value (`If-None-Match` with the current `ETag`) gets
+//! `304 Not Modified` and no body at all.
 //!
 //! Answers that are computed per request (a filtered list, one item) still get an
 //! `ETag` and `304`, and are compressed on the way out by the router's compression layer.
+//! So is a shared answer smaller than [`MIN_COMPRESS`]: keeping compressed copies of it
+//! would save little, and compressing a kilobyte per request costs next to nothing.
 
 use std::hash::Hasher;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::OnceCell;
 
-/// Answers smaller than this are sent as they are: compressing them saves nothing.
+use super::RpcError;
+use crate::updates::UpdateType;
+use crate::upstream::store::{Fetch, Snapshot};
+
+/// Shared answers smaller than this get no compressed copies of their own (the router's
+/// compression layer compresses them per request).
 const MIN_COMPRESS: usize = 1024;
 
 /// tRPC's success envelope, `{"result":{"data":<json>}}`, around a procedure's JSON.
@@ -130,10 +137,6 @@ impl Encoded {
         self.envelope.clone()
     }
 
-    pub fn etag(&self) -> &HeaderValue {
-        &self.etag
-    }
-
     /// The envelope in `coding`, compressed on first demand (off the async threads; later
     /// requests wait for that one compression rather than starting their own).
     /// Answers the bytes and the coding they are in (the envelope as is when it is too
@@ -180,11 +183,44 @@ impl Encoded {
         match coding {
             Coding::Brotli => h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br")),
             Coding::Gzip => h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-            // Sent as is: the compression layer would redo per request what was not done
-            // once here (it only ever offers the codings above anyway).
+            // A small answer: the router's compression layer compresses it per request
+            // when the client accepts a coding. A large one is identity only when the
+            // client accepts none (or compression failed): it goes out as it is.
             Coding::Identity => None,
         };
         response
+    }
+}
+
+/// One encoded answer per whole collection: the current version's, encoded on first
+/// demand (later requests for the same version wait for that one encoding).
+#[derive(Debug, Default)]
+pub struct Answers {
+    slots: [Mutex<Option<VersionAnswer>>; UpdateType::ALL.len()],
+}
+
+/// A collection version and its answer, once encoded.
+type VersionAnswer = (u64, Arc<OnceCell<Arc<Encoded>>>);
+
+impl Answers {
+    /// The answer to a list query for the whole of `snapshot`.
+    pub async fn whole<R: Fetch>(&self, snapshot: &Snapshot<R>) -> Result<Arc<Encoded>, RpcError> {
+        let cell = {
+            let mut slot = self.slots[R::TYPE as usize].lock().unwrap_or_else(|p| p.into_inner());
+            match &*slot {
+                Some((version, cell)) if *version == snapshot.version => cell.clone(),
+                // A request still holding an older value than the one kept: encoded for
+                // it alone, the newer one stays.
+                Some((version, _)) if *version > snapshot.version => Arc::new(OnceCell::new()),
+                _ => {
+                    let cell = Arc::new(OnceCell::new());
+                    *slot = Some((snapshot.version, cell.clone()));
+                    cell
+                }
+            }
+        };
+        let encoded = cell.get_or_try_init(|| async { Encoded::of(&snapshot.items) }).await;
+        encoded.cloned().map_err(RpcError::internal)
     }
 }
 

@@ -14,6 +14,8 @@ use serde::Serialize;
 use ts_rs::TS;
 use utoipa::ToSchema;
 
+use crate::domain;
+
 /// tRPC's error codes, with their JSON-RPC number and HTTP status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, TS, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -24,8 +26,10 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     MethodNotSupported,
+    Timeout,
     Conflict,
     PayloadTooLarge,
+    UnsupportedMediaType,
     UnprocessableContent,
     TooManyRequests,
     InternalServerError,
@@ -44,8 +48,10 @@ impl ErrorCode {
             ErrorCode::Forbidden => -32003,
             ErrorCode::NotFound => -32004,
             ErrorCode::MethodNotSupported => -32005,
+            ErrorCode::Timeout => -32008,
             ErrorCode::Conflict => -32009,
             ErrorCode::PayloadTooLarge => -32013,
+            ErrorCode::UnsupportedMediaType => -32015,
             ErrorCode::UnprocessableContent => -32022,
             ErrorCode::TooManyRequests => -32029,
             ErrorCode::InternalServerError
@@ -62,8 +68,10 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotSupported => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::UnprocessableContent => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,11 +88,13 @@ pub struct RpcError {
     pub code: ErrorCode,
     pub message: String,
     pub path: Option<String>,
+    /// For `405`: the methods the path does take (the `Allow` header).
+    pub allow: Option<&'static str>,
 }
 
 impl RpcError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        RpcError { code, message: message.into(), path: None }
+        RpcError { code, message: message.into(), path: None, allow: None }
     }
     pub fn parse(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::ParseError, message)
@@ -99,6 +109,10 @@ impl RpcError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
         Self::new(ErrorCode::InternalServerError, "internal server error")
+    }
+    /// A `405` naming the methods that work.
+    pub fn wrong_method(message: impl Into<String>, allow: &'static str) -> Self {
+        RpcError { allow: Some(allow), ..Self::new(ErrorCode::MethodNotSupported, message) }
     }
     pub fn with_path(mut self, path: &str) -> Self {
         self.path = Some(path.to_owned());
@@ -130,7 +144,11 @@ impl std::error::Error for RpcError {}
 
 impl IntoResponse for RpcError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.envelope())).into_response()
+        let mut response = (self.status(), Json(self.envelope())).into_response();
+        if let Some(allow) = self.allow {
+            response.headers_mut().insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static(allow));
+        }
+        response
     }
 }
 
@@ -157,4 +175,34 @@ pub struct ErrorData {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub path: Option<String>,
+}
+
+/// The one mapping of the domain's failures onto tRPC codes. Client errors keep their
+/// message; upstream failures are logged with their detail and answer a generic one.
+impl From<domain::Error> for RpcError {
+    fn from(e: domain::Error) -> Self {
+        match e {
+            domain::Error::Invalid { .. } => RpcError::bad_request(e.to_string()),
+            domain::Error::NotFound(message) => RpcError::not_found(message),
+            domain::Error::Conflict(message) => RpcError::new(ErrorCode::Conflict, message),
+            domain::Error::Forbidden(message) => RpcError::new(ErrorCode::Forbidden, message),
+            domain::Error::Rejected(message) => RpcError::bad_request(message),
+            domain::Error::Unavailable(detail) => {
+                tracing::warn!(%detail, "upstream unreachable");
+                RpcError::new(ErrorCode::ServiceUnavailable, "the cloud API is unreachable; try again shortly")
+            }
+            domain::Error::OutcomeUnknown(detail) => {
+                tracing::warn!(%detail, "upstream outcome unknown");
+                RpcError::new(
+                    ErrorCode::GatewayTimeout,
+                    "the cloud API did not confirm the change, which may or may not have been made: \
+                     check before retrying",
+                )
+            }
+            domain::Error::Upstream(detail) => {
+                tracing::warn!(%detail, "upstream failed");
+                RpcError::new(ErrorCode::BadGateway, "the cloud API answered with an error")
+            }
+        }
+    }
 }

@@ -8,10 +8,17 @@
 //!   unknown paths, wrong methods, malformed input, oversized bodies — because tRPC
 //!   clients read only the body.
 //! - Query answers carry an `ETag`; `If-None-Match` with it gives `304` ([`encoded`]).
+//! - The event stream `updates.onUpdate` ([`stream`]).
+//!
+//! Every procedure is a function of the domain named in [`procedures`]; this layer
+//! decodes its input (naming the offending field), encodes its answer and maps its
+//! error onto the envelope.
 
 pub mod encoded;
 mod error;
+pub mod procedures;
 pub mod registry;
+pub mod stream;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -23,12 +30,66 @@ use serde::de::DeserializeOwned;
 
 pub use encoded::Encoded;
 pub use error::{ErrorCode, ErrorData, ErrorEnvelope, ErrorShape, RpcError};
-pub use registry::{Answer, Kind, NoInput, Presence, Procedure, Registry, Reply, Wire, WireType};
+pub use procedures::registry;
+pub use registry::{Answer, Kind, NoInput, Output, Presence, Procedure, Registry, Wire, WireType};
 
-use crate::app::AppState;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, get};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Ctx;
+use crate::updates::Pings;
 
 /// The most calls one batch may hold.
 pub const MAX_BATCH: usize = 64;
+
+/// What the tRPC endpoints run with.
+#[derive(Debug)]
+pub struct Api {
+    pub ctx: Ctx,
+    pub registry: Registry,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+    answers: encoded::Answers,
+    pings: Pings,
+    /// Ends every stream.
+    shutdown: CancellationToken,
+}
+
+impl Api {
+    pub fn new(
+        ctx: Ctx,
+        max_body_bytes: usize,
+        body_timeout: Duration,
+        pings: Pings,
+        shutdown: CancellationToken,
+    ) -> Arc<Api> {
+        let answers = Default::default();
+        Arc::new(Api { ctx, registry: registry(), max_body_bytes, body_timeout, answers, pings, shutdown })
+    }
+}
+
+/// The procedures under `/trpc` (the stream aside: [`stream_routes`]).
+pub fn routes(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/trpc/{*paths}", any(handler))
+        .route("/trpc", any(not_found))
+        .route("/trpc/", any(not_found))
+        .with_state(api)
+}
+
+/// The event stream's route, to be kept out of layers that wrap bodies (compression,
+/// tracing): an open stream would carry their state for its whole life.
+pub fn stream_routes(api: Arc<Api>) -> Router {
+    Router::new()
+        .route(&format!("/trpc/{}", stream::PATH), get(stream::handler).fallback(stream::wrong_method))
+        .with_state(api)
+}
 
 /// Decodes a procedure's input, naming the offending field on failure
 /// (`input.sizeGb: invalid type: string "x", expected u32`).
@@ -48,7 +109,7 @@ pub struct TrpcQuery {
 
 /// `GET|POST /trpc/<paths>`.
 pub async fn handler(
-    State(app): State<AppState>,
+    State(api): State<Arc<Api>>,
     method: Method,
     Path(paths): Path<String>,
     query: Result<Query<TrpcQuery>, axum::extract::rejection::QueryRejection>,
@@ -61,7 +122,7 @@ pub async fn handler(
         return RpcError::bad_request("malformed query string").with_path(first_path).into_response();
     };
     let batch = matches!(query.batch.as_deref(), Some("1" | "true"));
-    let inputs = match read_inputs(&app, &method, &query, &headers, body, batch, paths.len()).await {
+    let inputs = match read_inputs(&api, &method, &query, &headers, body, batch, paths.len()).await {
         Ok(inputs) => inputs,
         Err(e) => return e.with_path(first_path).into_response(),
     };
@@ -71,7 +132,7 @@ pub async fn handler(
             return RpcError::bad_request("several procedures need ?batch=1").into_response();
         }
         let input = inputs.into_iter().next().unwrap_or(serde_json::Value::Null);
-        return match call(&app, &method, first_path, input).await {
+        return match call(&api, &method, first_path, input).await {
             Ok(Answer::Shared(encoded)) if method == Method::GET => encoded.respond(&headers).await,
             Ok(answer) => {
                 let body = encoded::envelope(&answer.json());
@@ -81,7 +142,7 @@ pub async fn handler(
         };
     }
 
-    let calls = paths.iter().zip(inputs).map(|(path, input)| call(&app, &method, path, input));
+    let calls = paths.iter().zip(inputs).map(|(path, input)| call(&api, &method, path, input));
     let results = futures_util::future::join_all(calls).await;
     let statuses: Vec<StatusCode> =
         results.iter().map(|r| r.as_ref().map_or_else(RpcError::status, |_| StatusCode::OK)).collect();
@@ -122,9 +183,8 @@ fn tagged(request: &HeaderMap, body: Bytes) -> Response {
 }
 
 /// Runs one call after checking that it exists and that the method fits its kind.
-async fn call(app: &AppState, method: &Method, path: &str, input: serde_json::Value) -> Result<Answer, RpcError> {
-    let registry = app.registry();
-    let Some(procedure) = registry.get(path) else {
+async fn call(api: &Arc<Api>, method: &Method, path: &str, input: serde_json::Value) -> Result<Answer, RpcError> {
+    let Some(procedure) = api.registry.get(path) else {
         return Err(RpcError::not_found(format!("no procedure named \"{path}\"")).with_path(path));
     };
     let expected = match procedure.kind {
@@ -132,21 +192,19 @@ async fn call(app: &AppState, method: &Method, path: &str, input: serde_json::Va
         Kind::Mutation => Method::POST,
     };
     if *method != expected {
-        let kind = match procedure.kind {
-            Kind::Query => "query",
-            Kind::Mutation => "mutation",
-            Kind::Subscription => "subscription",
+        let (kind, allow) = match procedure.kind {
+            Kind::Query => ("query", "GET"),
+            Kind::Mutation => ("mutation", "POST"),
+            Kind::Subscription => ("subscription", "GET"),
         };
-        return Err(
-            RpcError::new(ErrorCode::MethodNotSupported, format!("{path} is a {kind}: use {expected}")).with_path(path)
-        );
+        return Err(RpcError::wrong_method(format!("{path} is a {kind}: use {expected}"), allow).with_path(path));
     }
-    procedure.call(app.clone(), input).await.map_err(|e| e.with_path(path))
+    procedure.call(api.clone(), input).await.map_err(|e| e.with_path(path))
 }
 
 /// The raw inputs, one per call (`null` where absent).
 async fn read_inputs(
-    app: &AppState,
+    api: &Api,
     method: &Method,
     query: &TrpcQuery,
     headers: &HeaderMap,
@@ -158,15 +216,16 @@ async fn read_inputs(
         return Err(RpcError::bad_request(format!("a batch holds at most {MAX_BATCH} calls, not {count}")));
     }
     let raw: Option<Bytes> = if *method == Method::POST {
-        let bytes = read_body(body, headers, app.config().max_body_bytes).await?;
+        check_json(headers)?;
+        let read = tokio::time::timeout(api.body_timeout, read_body(body, headers, api.max_body_bytes));
+        let bytes = read.await.map_err(|_| {
+            RpcError::new(ErrorCode::Timeout, format!("the request body did not arrive within {:?}", api.body_timeout))
+        })??;
         (!bytes.iter().all(u8::is_ascii_whitespace)).then_some(bytes)
     } else if *method == Method::GET {
         query.input.as_ref().filter(|s| !s.is_empty()).map(|s| Bytes::copy_from_slice(s.as_bytes()))
     } else {
-        return Err(RpcError::new(
-            ErrorCode::MethodNotSupported,
-            format!("method {method} is not supported: use GET or POST"),
-        ));
+        return Err(RpcError::wrong_method(format!("method {method} is not supported: use GET or POST"), "GET, POST"));
     };
     let value = match raw {
         None => serde_json::Value::Null,
@@ -183,6 +242,24 @@ async fn read_inputs(
         _ => return Err(RpcError::bad_request("input: a batch's input must be an object keyed by call index")),
     };
     Ok((0..count).map(|i| by_index.remove(&i.to_string()).unwrap_or(serde_json::Value::Null)).collect())
+}
+
+/// Mutations take JSON only: a plain HTML form on another site can send
+/// `text/plain`, `application/x-www-form-urlencoded` or `multipart/form-data` without any
+/// CORS check, but never `application/json`.
+fn check_json(headers: &HeaderMap) -> Result<(), RpcError> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    match media_type.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) => Err(RpcError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("a mutation's body must be application/json, not {other}"),
+        )),
+        None => Err(RpcError::new(ErrorCode::UnsupportedMediaType, "a mutation's body must be application/json")),
+    }
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, RpcError> {

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -19,9 +18,10 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::ArrayBuilder;
 use utoipa::openapi::{Ref, RefOr, Schema};
 
-use super::RpcError;
-use super::encoded::Encoded;
-use crate::app::AppState;
+use super::encoded::{Answers, Encoded};
+use super::{Api, RpcError};
+use crate::domain::{self, Ctx, Listing};
+use crate::upstream::store::Fetch;
 
 /// What a procedure is, in tRPC's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -35,21 +35,12 @@ pub enum Kind {
     Subscription,
 }
 
-/// A procedure's answer: the JSON of an `O`, serialized once. Only constructible from an
-/// `O` (or from something that holds `O`'s JSON), so the registered output type and the
-/// bytes on the wire cannot disagree.
-#[derive(Clone, Debug)]
-pub struct Reply<O> {
-    answer: Answer,
-    _output: PhantomData<fn() -> O>,
-}
-
 /// The bytes of an answer, as the HTTP layer sends them.
 #[derive(Clone, Debug)]
 pub enum Answer {
     /// JSON computed for this request.
     Json(Bytes),
-    /// A cached value's answer, encoded once and shared by every request for it.
+    /// A stored value's answer, encoded once and shared by every request for it.
     Shared(Arc<Encoded>),
 }
 
@@ -63,27 +54,37 @@ impl Answer {
     }
 }
 
-impl<O: Serialize> Reply<O> {
-    pub fn new(value: &O) -> Result<Self, RpcError> {
-        serde_json::to_vec(value)
-            .map(|json| Reply { answer: Answer::Json(Bytes::from(json)), _output: PhantomData })
-            .map_err(RpcError::internal)
+/// What a procedure's result becomes on the wire. `Wire` is the type the contract
+/// describes, so the registered output type and the bytes sent cannot disagree.
+pub trait Output: Send + 'static {
+    type Wire: Wire;
+    fn encode(self, answers: &Answers) -> impl Future<Output = Result<Answer, RpcError>> + Send;
+}
+
+impl<T: Wire + Serialize + Send> Output for T {
+    type Wire = T;
+    async fn encode(self, _: &Answers) -> Result<Answer, RpcError> {
+        serde_json::to_vec(&self).map(|json| Answer::Json(Bytes::from(json))).map_err(RpcError::internal)
     }
 }
 
-impl<O> Reply<O> {
-    /// Wraps an encoded answer that the caller guarantees is an `O` (a cached value's).
-    pub(crate) fn from_encoded(encoded: Arc<Encoded>) -> Self {
-        Reply { answer: Answer::Shared(encoded), _output: PhantomData }
-    }
-
-    pub fn into_answer(self) -> Answer {
-        self.answer
+/// A whole stored collection is encoded once per version and shared; a part of it is
+/// encoded for the request.
+impl<R: Fetch + Wire + Serialize> Output for Listing<R>
+where
+    Vec<R>: Wire,
+{
+    type Wire = Vec<R>;
+    async fn encode(self, answers: &Answers) -> Result<Answer, RpcError> {
+        match self {
+            Listing::Whole(snapshot) => answers.whole(&snapshot).await.map(Answer::Shared),
+            Listing::Part(items) => items.encode(answers).await,
+        }
     }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Handler = Box<dyn Fn(AppState, serde_json::Value) -> BoxFuture<Result<Answer, RpcError>> + Send + Sync>;
+type Handler = Box<dyn Fn(Arc<Api>, serde_json::Value) -> BoxFuture<Result<Answer, RpcError>> + Send + Sync>;
 
 /// How a procedure's input may be given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,9 +255,9 @@ impl std::fmt::Debug for Procedure {
 
 impl Procedure {
     /// Runs a query or mutation with raw JSON input (`null` when absent).
-    pub async fn call(&self, app: AppState, input: serde_json::Value) -> Result<Answer, RpcError> {
+    pub async fn call(&self, api: Arc<Api>, input: serde_json::Value) -> Result<Answer, RpcError> {
         match &self.handler {
-            Some(handler) => handler(app, input).await,
+            Some(handler) => handler(api, input).await,
             None => Err(RpcError::new(
                 super::ErrorCode::MethodNotSupported,
                 format!("{} is a subscription: open it as an event stream", self.path),
@@ -276,24 +277,24 @@ impl Registry {
         Self::default()
     }
 
-    /// Registers a query: `handler(app, input)` answers `GET /trpc/<path>`.
+    /// Registers a query: `handler(ctx, input)` answers `GET /trpc/<path>`.
     pub fn query<I, O, F, Fut>(&mut self, path: &'static str, description: &'static str, handler: F) -> &mut Self
     where
         I: DeserializeOwned + Wire + Send,
-        O: Wire,
-        F: Fn(AppState, I) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Reply<O>, RpcError>> + Send + 'static,
+        O: Output,
+        F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, domain::Error>> + Send + 'static,
     {
         self.add::<I, O, F, Fut>(path, Kind::Query, description, handler)
     }
 
-    /// Registers a mutation: `handler(app, input)` answers `POST /trpc/<path>`.
+    /// Registers a mutation: `handler(ctx, input)` answers `POST /trpc/<path>`.
     pub fn mutation<I, O, F, Fut>(&mut self, path: &'static str, description: &'static str, handler: F) -> &mut Self
     where
         I: DeserializeOwned + Wire + Send,
-        O: Wire,
-        F: Fn(AppState, I) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Reply<O>, RpcError>> + Send + 'static,
+        O: Output,
+        F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, domain::Error>> + Send + 'static,
     {
         self.add::<I, O, F, Fut>(path, Kind::Mutation, description, handler)
     }
@@ -314,16 +315,17 @@ impl Registry {
     fn add<I, O, F, Fut>(&mut self, path: &'static str, kind: Kind, description: &'static str, handler: F) -> &mut Self
     where
         I: DeserializeOwned + Wire + Send,
-        O: Wire,
-        F: Fn(AppState, I) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Reply<O>, RpcError>> + Send + 'static,
+        O: Output,
+        F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, domain::Error>> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let erased: Handler = Box::new(move |app, raw| {
+        let erased: Handler = Box::new(move |api, raw| {
             let handler = handler.clone();
             Box::pin(async move {
                 let input: I = super::decode_input(raw)?;
-                handler(app, input).await.map(Reply::into_answer)
+                let output = handler(api.ctx.clone(), input).await?;
+                output.encode(&api.answers).await
             })
         });
         self.insert(Procedure {
@@ -331,7 +333,7 @@ impl Registry {
             kind,
             description,
             input: WireType::of::<I>(),
-            output: WireType::of::<O>(),
+            output: WireType::of::<O::Wire>(),
             handler: Some(erased),
         })
     }
@@ -355,6 +357,8 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::types::{IdInput, ListInput};
+    use crate::upstream::model::Volume;
 
     #[test]
     fn no_input_is_absent_null_or_empty_and_nothing_else() {
@@ -370,13 +374,10 @@ mod tests {
     #[test]
     fn wire_types_describe_presence_and_references() {
         assert_eq!(WireType::of::<NoInput>().presence, Presence::None);
-        assert_eq!(WireType::of::<Option<crate::domain::model::ListInput>>().presence, Presence::Optional);
-        assert_eq!(WireType::of::<crate::domain::model::IdInput>().presence, Presence::Required);
-        let list = serde_json::to_value((WireType::of::<Vec<crate::domain::model::Volume>>().schema)()).expect("json");
+        assert_eq!(WireType::of::<Option<ListInput>>().presence, Presence::Optional);
+        assert_eq!(WireType::of::<IdInput>().presence, Presence::Required);
+        let list = serde_json::to_value((WireType::of::<Vec<Volume>>().schema)()).expect("json");
         assert_eq!(list, serde_json::json!({"type": "array", "items": {"$ref": "#/components/schemas/Volume"}}));
-        assert_eq!(
-            (WireType::of::<Vec<crate::domain::model::Volume>>().ts_name)(&ts_rs::Config::new()),
-            "Array<Volume>"
-        );
+        assert_eq!((WireType::of::<Vec<Volume>>().ts_name)(&ts_rs::Config::new()), "Array<Volume>");
     }
 }

@@ -1,16 +1,18 @@
 //! The lean path for event streams: the router answers `GET /trpc/updates.onUpdate` as it
 //! answers everything else; this module writes that answer to the socket itself.
 //!
-//! The response head is written once; then the stream goes to the [`fanout`], which
-//! writes every update straight to the socket (HTTP/1.1 chunked coding, or raw bytes
-//! until the connection closes for HTTP/1.0) and keeps no buffer between events. The
-//! response body the handler built is never polled; it exists for connections hyper
-//! serves. An error answer (bad input) is written whole and the connection closed.
+//! The response head is written once; then the stream the answer names (its
+//! [`StreamRequest`] extension) goes to the [`fanout`], which writes every update
+//! straight to the socket (HTTP/1.1 chunked coding, or raw bytes until the connection
+//! closes for HTTP/1.0) and keeps no buffer between events. The response body the
+//! handler built is never polled; it exists for connections hyper serves. An error
+//! answer (bad input) is written whole and the connection closed.
 //!
 //! [`fanout`]: super::fanout
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -21,8 +23,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::fanout::{DirectStream, write_all};
-use crate::updates::stream::PATH;
+use super::fanout::{Fanout, write_all};
+use crate::rpc::stream::PATH;
+use crate::updates::StreamRequest;
 
 /// The most bytes of a non-stream answer (an error envelope) this path writes.
 const MAX_PLAIN_BODY: usize = 1024 * 1024;
@@ -57,22 +60,25 @@ pub(super) fn request(parsed: &httparse::Request<'_, '_>) -> Option<Request<Body
     builder.body(Body::empty()).ok()
 }
 
-/// Answers `request` through `router` and writes the answer to `stream`.
-pub(super) async fn serve(
+/// Answers `request` through `router` and writes the answer to `stream`, the event
+/// stream itself through `fanout`.
+pub(super) async fn answer(
     mut stream: TcpStream,
     remote: SocketAddr,
     router: Router,
+    fanout: &Fanout,
     mut request: Request<Body>,
+    write_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     let version = request.version();
     request.extensions_mut().insert(ConnectInfo(remote));
     // Boxed: the router's future is needed only until the answer's head is known.
     let Ok(response) = Box::pin(router.oneshot(request)).await;
-    let direct = response.extensions().get::<DirectStream>().cloned().filter(|_| response.status().is_success());
+    let direct = response.extensions().get::<StreamRequest>().copied().filter(|_| response.status().is_success());
     let Some(direct) = direct else {
         // Not a stream: an error envelope, written whole.
-        if let Err(error) = plain(&mut stream, response, version).await {
+        if let Err(error) = plain(&stream, response, version, write_timeout, &shutdown).await {
             tracing::trace!(%error, %remote, "answer not delivered");
         }
         let _ = stream.shutdown().await;
@@ -83,14 +89,13 @@ pub(super) async fn serve(
     let head = head(&response, version, extra);
     // The fan-out writes the stream; the response body is never polled.
     drop(response);
-    if let Err(error) = write_all(&stream, &head, &shutdown).await {
+    if let Err(error) = write_all(&stream, &head, write_timeout, &shutdown).await {
         tracing::trace!(%error, %remote, "event stream closed");
         return;
     }
     drop(head);
-    let fanout = direct.fanout.clone();
     // The fan-out owns the socket from here and closes it when done.
-    if let Err(error) = fanout.serve(stream, chunked, direct, &shutdown).await {
+    if let Err(error) = fanout.write_stream(stream, chunked, direct, write_timeout, &shutdown).await {
         tracing::trace!(%error, %remote, "event stream closed");
     }
 }
@@ -124,13 +129,18 @@ fn head(response: &Response<Body>, version: Version, extra: &[(&str, &str)]) -> 
 }
 
 /// A whole answer (an error envelope): `Content-Length`, then the connection closes.
-async fn plain(stream: &mut TcpStream, response: Response<Body>, version: Version) -> io::Result<()> {
+async fn plain(
+    stream: &TcpStream,
+    response: Response<Body>,
+    version: Version,
+    write_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_PLAIN_BODY).await.map_err(io::Error::other)?;
     let response = Response::from_parts(parts, Body::empty());
     let length = bytes.len().to_string();
-    let head = head(&response, version, &[("content-length", &length), ("connection", "close")]);
-    stream.write_all(&head).await?;
-    stream.write_all(&bytes).await?;
-    stream.flush().await
+    let mut answer = head(&response, version, &[("content-length", &length), ("connection", "close")]);
+    answer.extend_from_slice(&bytes);
+    write_all(stream, &answer, write_timeout, shutdown).await
 }

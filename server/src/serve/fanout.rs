@@ -12,12 +12,14 @@
 //! more than the channel's capacity behind gets a `resync` instead of an unbounded
 //! queue. A stream also starts detached, with its `connected` event and replay queued,
 //! and is registered under the bus's lock, so the shard delivers exactly the updates
-//! after its replay.
+//! after its replay. What each stream writes, and when, is its [`Cursor`]'s decision,
+//! the same rules the response body follows on connections hyper serves.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
@@ -26,21 +28,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::updates::stream::{OpenStream, PING, Pings, opening, resync, wanted};
-use crate::updates::{Published, ResyncReason, Subscriber, UpdateBus};
-
-/// What the stream handler hands the server's own writer: enough to start the stream
-/// on the fan-out instead of polling the response body.
-#[derive(Clone, Debug)]
-pub struct DirectStream {
-    pub fanout: Arc<Fanout>,
-    /// Resume after this seq (`u64::MAX`: an unreadable id, resync).
-    pub after: Option<u64>,
-    /// Update types wanted, as a bit mask.
-    pub filter: u8,
-    /// The `connected` event.
-    pub connected: Bytes,
-}
+use crate::updates::stream::Opened;
+use crate::updates::{Cursor, Pings, Published, StreamRequest, Subscriber, UpdateBus};
 
 /// The shards and what every stream needs from the server.
 #[derive(Debug)]
@@ -63,7 +52,6 @@ struct Entry {
     socket: Arc<TcpStream>,
     /// HTTP/1.1 chunked framing (HTTP/1.0: raw bytes until the connection closes).
     chunked: bool,
-    filter: u8,
     /// Frames a detached stream may queue before it must resync instead.
     capacity: usize,
     state: Mutex<State>,
@@ -73,18 +61,14 @@ struct Entry {
 
 #[derive(Debug)]
 struct State {
+    /// What the stream has written and owes.
+    cursor: Cursor,
     /// The shard writes to the socket itself; otherwise it queues for the task.
     attached: bool,
-    /// The last seq written or queued; the shard skips anything not after it.
-    last_seq: u64,
     /// Encoded bytes (chunks framed) waiting for the socket, in order.
     queue: VecDeque<Bytes>,
     /// Frames in `queue`; past the channel's capacity the stream gets a resync instead.
     queued_frames: usize,
-    /// The stream fell too far behind: resync from this seq once the queue is written.
-    lagged: Option<u64>,
-    /// Whether anything was sent since the last keep-alive tick.
-    sent: bool,
     /// The stream ended: deliver nothing more.
     closed: bool,
 }
@@ -127,13 +111,14 @@ impl Fanout {
         Arc::new(Fanout { bus, pings, shards, next_shard: AtomicUsize::new(0), next_id: AtomicU64::new(0) })
     }
 
-    /// Serves one event stream on `socket` (its response head already written) until
+    /// Writes one event stream to `socket` (its response head already written) until
     /// the client leaves or `shutdown` fires.
-    pub async fn serve(
+    pub async fn write_stream(
         &self,
         socket: TcpStream,
         chunked: bool,
-        stream: DirectStream,
+        request: StreamRequest,
+        write_timeout: Duration,
         shutdown: &CancellationToken,
     ) -> io::Result<()> {
         let socket = Arc::new(socket);
@@ -141,33 +126,31 @@ impl Fanout {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let capacity = self.bus.channel_capacity();
         // Registered under the bus lock: the shard delivers exactly what follows the replay.
-        let (entry, _subscriber): (Arc<Entry>, Subscriber) = self.bus.attach(stream.after, |start| {
-            let opening = opening(stream.connected.clone(), start.gap, start.seq, &start.replay, stream.filter);
-            let queue: VecDeque<Bytes> = opening.iter().map(|event| frame(chunked, event)).collect();
-            tracing::debug!(after = ?stream.after, types = stream.filter, gap = start.gap,
-                replay = start.replay.len(), "event stream opened");
+        let (entry, _subscriber, _open): (Arc<Entry>, Subscriber, Opened) = self.bus.attach(request.after, |start| {
+            let (cursor, opening) = Cursor::open(&start, request.types, self.pings.connected());
+            let mut queue = VecDeque::new();
+            for event in &opening {
+                queue_event(&mut queue, chunked, event);
+            }
+            let opened = Opened::log(&request, &start);
             let entry = Arc::new(Entry {
                 socket: socket.clone(),
                 chunked,
-                filter: stream.filter,
                 capacity,
                 state: Mutex::new(State {
+                    cursor,
                     attached: false,
-                    last_seq: start.seq,
                     // The replay is bounded by the ring; the limit counts what follows it.
                     queued_frames: 0,
                     queue,
-                    lagged: None,
-                    sent: true,
                     closed: false,
                 }),
                 detached: Notify::new(),
             });
             lock(&shard.streams).insert(id, entry.clone());
-            (entry, start.subscriber)
+            (entry, start.subscriber, opened)
         });
-        let _open = OpenStream;
-        let result = entry.run(&self.pings, shutdown).await;
+        let result = entry.run(&self.pings, write_timeout, shutdown).await;
         lock(&shard.streams).remove(&id);
         lock(&entry.state).closed = true;
         if result.is_ok() && chunked {
@@ -180,21 +163,18 @@ impl Fanout {
 
 impl Shard {
     fn deliver(&self, published: &Published) {
-        let seq = published.update.seq;
         // Framed once for every HTTP/1.1 stream of the shard, not once per socket.
         let chunk = frame(true, &published.frame);
         for entry in lock(&self.streams).values() {
-            if wanted(published, entry.filter) {
-                entry.deliver(seq, if entry.chunked { &chunk } else { &published.frame });
-            }
+            entry.deliver(published, &chunk);
         }
     }
 
-    /// The shard missed updates: every stream resyncs from `seq`.
+    /// The shard missed updates up to `seq`: every stream owes a resync.
     fn lagged(&self, seq: u64) {
         for entry in lock(&self.streams).values() {
             let mut state = lock(&entry.state);
-            state.lagged = Some(state.lagged.map_or(seq, |l| l.max(seq)));
+            state.cursor.lagged(seq);
             if state.attached {
                 state.attached = false;
                 entry.detached.notify_one();
@@ -204,19 +184,14 @@ impl Shard {
 }
 
 impl Entry {
-    /// One update for this stream (`wire`: its bytes as framed for this stream): written
-    /// now when the socket takes it, else queued.
-    fn deliver(&self, seq: u64, wire: &Bytes) {
+    /// One update (`chunk`: its frame in chunked coding): written now when the stream
+    /// wants it and the socket takes it, else queued.
+    fn deliver(&self, published: &Published, chunk: &Bytes) {
         let mut state = lock(&self.state);
-        if state.closed || seq <= state.last_seq {
+        if state.closed || state.cursor.published(published).is_none() {
             return;
         }
-        if let Some(lagged) = state.lagged.as_mut() {
-            *lagged = (*lagged).max(seq);
-            return;
-        }
-        state.last_seq = seq;
-        state.sent = true;
+        let wire = if self.chunked { chunk } else { &published.frame };
         if state.attached {
             match write_now(&self.socket, wire) {
                 Ok(None) => {}
@@ -233,7 +208,7 @@ impl Entry {
                 }
             }
         } else if state.queued_frames >= self.capacity {
-            state.lagged = Some(seq);
+            state.cursor.dropped();
         } else {
             state.queue.push_back(wire.clone());
             state.queued_frames += 1;
@@ -242,7 +217,7 @@ impl Entry {
 
     /// The stream's own task: writes what the shard queued, sends keep-alive pings, and
     /// watches for the client leaving.
-    async fn run(&self, pings: &Pings, shutdown: &CancellationToken) -> io::Result<()> {
+    async fn run(&self, pings: &Pings, write_timeout: Duration, shutdown: &CancellationToken) -> io::Result<()> {
         let mut closed = std::pin::pin!(self.socket.readable());
         let mut cancelled = std::pin::pin!(shutdown.cancelled());
         let mut ticks = pings.receiver();
@@ -253,23 +228,27 @@ impl Entry {
                 if state.closed {
                     return Err(io::ErrorKind::BrokenPipe.into());
                 }
+                // At most a batch at a time: a long replay is written from the shared
+                // frames, never copied whole.
                 let mut pending = BytesMut::new();
-                for bytes in state.queue.drain(..) {
+                while pending.len() < WRITE_BATCH {
+                    let Some(bytes) = state.queue.pop_front() else { break };
                     pending.extend_from_slice(&bytes);
                 }
-                state.queued_frames = 0;
-                if let Some(seq) = state.lagged.take() {
-                    tracing::debug!(seq, "stream fell behind; sending resync");
-                    pending.extend_from_slice(&frame(self.chunked, &resync(seq, ResyncReason::Lagged)));
-                    state.last_seq = state.last_seq.max(seq);
-                }
-                if pending.is_empty() {
-                    state.attached = true;
+                if state.queue.is_empty() {
+                    state.queued_frames = 0;
+                    if let Some(resync) = state.cursor.take_resync() {
+                        tracing::debug!("stream fell behind; sending resync");
+                        pending.extend_from_slice(&frame(self.chunked, &resync));
+                    }
+                    if pending.is_empty() {
+                        state.attached = true;
+                    }
                 }
                 pending
             };
             if !pending.is_empty() {
-                write_all(&self.socket, &pending, shutdown).await?;
+                write_all(&self.socket, &pending, write_timeout, shutdown).await?;
                 continue;
             }
             tokio::select! {
@@ -294,8 +273,9 @@ impl Entry {
                         return Ok(());
                     }
                     let mut state = lock(&self.state);
-                    if state.attached && !state.sent {
-                        match write_now(&self.socket, &frame(self.chunked, PING)) {
+                    // A detached stream is writing already: no ping needed.
+                    if let Some(ping) = state.cursor.tick().filter(|_| state.attached) {
+                        match write_now(&self.socket, &frame(self.chunked, &ping)) {
                             Ok(None) => {}
                             Ok(Some(rest)) => {
                                 state.queue.push_back(rest);
@@ -304,10 +284,24 @@ impl Entry {
                             Err(e) => return Err(e),
                         }
                     }
-                    state.sent = false;
                 }
             }
         }
+    }
+}
+
+/// The most bytes a stream's task copies together for one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Queues `event` as it goes on the wire without copying it: as is, or between the
+/// chunked coding's size line and CRLF.
+fn queue_event(queue: &mut VecDeque<Bytes>, chunked: bool, event: &Bytes) {
+    if chunked {
+        queue.push_back(Bytes::from(chunk_head(event.len())));
+        queue.push_back(event.clone());
+        queue.push_back(Bytes::from_static(b"\r\n"));
+    } else {
+        queue.push_back(event.clone());
     }
 }
 
@@ -317,10 +311,15 @@ fn frame(chunked: bool, event: &[u8]) -> Bytes {
         return Bytes::copy_from_slice(event);
     }
     let mut out = BytesMut::with_capacity(event.len() + 20);
-    out.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
+    out.extend_from_slice(chunk_head(event.len()).as_bytes());
     out.extend_from_slice(event);
     out.extend_from_slice(b"\r\n");
     out.freeze()
+}
+
+/// The chunked coding's size line for a chunk of `len` bytes.
+fn chunk_head(len: usize) -> String {
+    format!("{len:x}\r\n")
 }
 
 /// Writes `wire` with one non-blocking `write`; answers what the socket did not take.
@@ -333,8 +332,14 @@ fn write_now(socket: &TcpStream, wire: &Bytes) -> io::Result<Option<Bytes>> {
     }
 }
 
-/// Writes all of `bytes`, waiting for this socket alone; gives up on shutdown.
-pub(super) async fn write_all(socket: &TcpStream, mut bytes: &[u8], shutdown: &CancellationToken) -> io::Result<()> {
+/// Writes all of `bytes`, waiting for this socket alone; gives up on shutdown, or when
+/// the socket takes nothing for `write_timeout` (the client stopped reading).
+pub(super) async fn write_all(
+    socket: &TcpStream,
+    mut bytes: &[u8],
+    write_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
     while !bytes.is_empty() {
         match socket.try_write(bytes) {
             Ok(n) => bytes = &bytes[n..],
@@ -342,6 +347,7 @@ pub(super) async fn write_all(socket: &TcpStream, mut bytes: &[u8], shutdown: &C
                 tokio::select! {
                     writable = socket.writable() => writable?,
                     _ = shutdown.cancelled() => return Err(io::ErrorKind::Interrupted.into()),
+                    _ = tokio::time::sleep(write_timeout) => return Err(io::ErrorKind::TimedOut.into()),
                 }
             }
             Err(e) => return Err(e),

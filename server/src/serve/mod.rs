@@ -21,12 +21,15 @@
 //!   stream's socket from one task per core, instead of waking one task per stream.
 //!
 //! Graceful shutdown: when the token fires, accepting stops, hyper connections finish
-//! their requests, event streams end (the stream handler watches the same token), and
-//! [`serve`] returns once every connection is closed.
+//! their requests, event streams end (the fan-out and the stream bodies watch the same
+//! token), and [`run`] returns once every connection is closed.
 
 mod event_stream;
 pub mod fanout;
 
+pub use fanout::Fanout;
+
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -39,12 +42,12 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -54,12 +57,18 @@ fn reserve(limit: u64) -> u64 {
     if limit >= 1024 { 128 } else { (limit / 8).max(8) }
 }
 
-/// Raises the soft descriptor limit to the hard one and answers how many connections
-/// fit in it (all but a reserve).
-pub fn default_max_connections() -> usize {
-    let limit = rlimit::increase_nofile_limit(u64::MAX)
+/// Raises this process's soft descriptor limit to its hard one; answers the soft limit
+/// now in force.
+pub fn raise_nofile_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX)
         .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
-        .unwrap_or(1024);
+        .unwrap_or(1024)
+}
+
+/// Raises the descriptor limit and answers how many connections fit in it (all but a
+/// reserve).
+pub fn default_max_connections() -> usize {
+    let limit = raise_nofile_limit();
     limit.saturating_sub(reserve(limit)).max(1) as usize
 }
 
@@ -77,18 +86,37 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// How long a new connection may take to send its first request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest first request head read before handing the connection to hyper.
 const MAX_PEEK: usize = 16 * 1024;
 
-/// Serves `router` on `listener` until `shutdown` fires and every connection closed.
-pub async fn serve(
+/// What no connection may exceed, so that slow or idle clients cannot hold the
+/// connection budget (or shutdown) for long.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// For each request head to arrive, the first and every later one, so also how long
+    /// an idle keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// For a blocked write to make progress (a client that stopped reading).
+    pub write_timeout: Duration,
+    /// After shutdown starts, for open connections to finish; then they are closed.
+    pub shutdown_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` fires and every connection closed (or
+/// was closed at the shutdown deadline); event streams on the lean path are written by
+/// `fanout`.
+pub async fn run(
     listener: TcpListener,
     router: Router,
-    max_connections: usize,
+    fanout: Arc<Fanout>,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let max_connections = limits.max_connections;
+    // Fires at the shutdown deadline: every connection still open drops its socket.
+    let hard_stop = CancellationToken::new();
     let budget = Arc::new(Semaphore::new(max_connections.max(1)));
     let tracker = TaskTracker::new();
     let mut saturated = false;
@@ -129,7 +157,15 @@ pub async fn serve(
                     tracing::info!(failures, "accepting connections again");
                     failures = 0;
                 }
-                tracker.spawn(connection(stream, remote, router.clone(), permit, shutdown.clone()));
+                let served = connection(stream, remote, router.clone(), fanout.clone(), limits, shutdown.clone());
+                let hard_stop = hard_stop.clone();
+                tracker.spawn(async move {
+                    let _permit = permit;
+                    tokio::select! {
+                        _ = served => {}
+                        _ = hard_stop.cancelled() => {}
+                    }
+                });
             }
             // The peer gave up before we accepted: nothing to do.
             Err(e) if is_connection_error(&e) => {}
@@ -158,7 +194,15 @@ pub async fn serve(
     drop(listener);
     tracker.close();
     tracing::debug!(open = tracker.len(), "waiting for connections to close");
-    tracker.wait().await;
+    if tokio::time::timeout(limits.shutdown_timeout, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            open = tracker.len(),
+            deadline = ?limits.shutdown_timeout,
+            "connections still open at the shutdown deadline: closing them"
+        );
+        hard_stop.cancel();
+        tracker.wait().await;
+    }
     Ok(())
 }
 
@@ -170,19 +214,20 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// One connection: read the first request head, then serve it on the lean path when it
-/// opens the event stream, with hyper otherwise. The permit is released on close.
+/// opens the event stream, with hyper otherwise.
 async fn connection(
     mut stream: TcpStream,
     remote: SocketAddr,
     router: Router,
-    _permit: OwnedSemaphorePermit,
+    fanout: Arc<Fanout>,
+    limits: Limits,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let mut head = BytesMut::with_capacity(1024);
     let first = tokio::select! {
         _ = shutdown.cancelled() => return,
-        first = tokio::time::timeout(HEAD_TIMEOUT, first_request(&mut stream, &mut head)) => first,
+        first = tokio::time::timeout(limits.header_timeout, first_request(&mut stream, &mut head)) => first,
     };
     let request = match first {
         Ok(Ok(request)) => request,
@@ -194,9 +239,14 @@ async fn connection(
     match request {
         Some(request) => {
             drop(head);
-            Box::pin(event_stream::serve(stream, remote, router, request, shutdown)).await;
+            Box::pin(event_stream::answer(stream, remote, router, &fanout, request, limits.write_timeout, shutdown))
+                .await;
         }
-        None => Box::pin(serve_hyper(Rewind { prefix: head.freeze(), inner: stream }, remote, router, shutdown)).await,
+        None => {
+            let io =
+                Rewind { prefix: head.freeze(), inner: stream, write_timeout: limits.write_timeout, stalled: None };
+            Box::pin(serve_hyper(io, remote, router, limits, shutdown)).await
+        }
     }
 }
 
@@ -223,13 +273,15 @@ async fn first_request(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result
     }
 }
 
-async fn serve_hyper(io: Rewind, remote: SocketAddr, router: Router, shutdown: CancellationToken) {
+async fn serve_hyper(io: Rewind, remote: SocketAddr, router: Router, limits: Limits, shutdown: CancellationToken) {
     let service = router.map_request(move |request: axum::http::Request<Incoming>| {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(remote));
         request
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Every later request head (and the wait for it) has the same deadline as the first.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
     let mut connection = std::pin::pin!(connection);
     let mut shutting_down = false;
@@ -249,10 +301,30 @@ async fn serve_hyper(io: Rewind, remote: SocketAddr, router: Router, shutdown: C
     }
 }
 
-/// A TCP stream whose first bytes were already read: they are read again first.
+/// A TCP stream whose first bytes were already read: they are read again first. A write
+/// that makes no progress for `write_timeout` fails, which ends the connection.
 struct Rewind {
     prefix: Bytes,
     inner: TcpStream,
+    write_timeout: Duration,
+    /// Running while a write waits for the client to read.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Rewind {
+    /// Passes a write's outcome through, timing how long it has been blocked.
+    fn deadline<T>(&mut self, cx: &mut Context<'_>, outcome: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if outcome.is_ready() {
+            self.stalled = None;
+            return outcome;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for Rewind {
@@ -269,20 +341,23 @@ impl AsyncRead for Rewind {
 
 impl AsyncWrite for Rewind {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let outcome = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.deadline(cx, outcome)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let outcome = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.deadline(cx, outcome)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let outcome = Pin::new(&mut self.inner).poll_flush(cx);
+        self.deadline(cx, outcome)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)

@@ -3,7 +3,7 @@
 //!
 //! It speaks just enough of Keystone, Nova, Cinder, Glance and Neutron for Stalecast:
 //! password tokens with a service catalog, listings in OpenStack's envelopes, server and
-//! volume creation, deletion and power actions. Resources move through real status
+//! volume creation, shows, deletion and power actions. Resources move through real status
 //! transitions (`BUILD`→`ACTIVE`, `creating`→`available`) after a delay, optional churn
 //! changes things on its own, and fault knobs (`PUT /_sim/faults`) add latency, errors
 //! and malformed bodies for tests. `/_sim/*` is the simulator's own control surface,
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use world::World;
 
@@ -71,6 +72,10 @@ pub struct Faults {
     /// Share of API requests answered with a 200 whose body is not JSON (0.0 to 1.0).
     #[serde(default)]
     pub garbage_rate: f64,
+    /// Answer every API read (`GET`: listings and shows) with a 500, while writes and
+    /// authentication keep working: a write that succeeds and the read after it fails.
+    #[serde(default)]
+    pub fail_reads: bool,
 }
 
 /// The simulator's state. Cheap to share behind an `Arc`.
@@ -80,9 +85,13 @@ pub struct Sim {
     world: Mutex<World>,
     faults: Mutex<Faults>,
     tokens: Mutex<HashMap<String, SystemTime>>,
-    /// Requests per API listing/action path, for tests and the load test.
+    /// Requests per API call (`GET volumes` a listing, `GET volume` a show, `POST volumes`
+    /// a create, …), for tests and the load test.
     requests: Mutex<HashMap<String, u64>>,
     next_token: AtomicU64,
+    /// The simulator's own tasks (churn, delayed status transitions), stopped with it.
+    tasks: TaskTracker,
+    stopping: CancellationToken,
 }
 
 impl Sim {
@@ -94,6 +103,8 @@ impl Sim {
             tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -144,7 +155,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/compute/v2.1/servers/{id}/action", post(server_action))
         .route("/volume/v3/volumes/detail", get(volumes))
         .route("/volume/v3/volumes", post(create_volume))
-        .route("/volume/v3/volumes/{id}", axum::routing::delete(delete_volume))
+        .route("/volume/v3/volumes/{id}", get(volume).delete(delete_volume))
         .route("/image/v2/images", get(images))
         .route("/network/v2.0/networks", get(networks))
         .route_layer(middleware::from_fn_with_state(sim.clone(), authenticated));
@@ -160,13 +171,18 @@ pub fn router(sim: Arc<Sim>) -> Router {
 }
 
 /// Serves the simulator on `listener` until `shutdown` fires; starts churn if configured.
-pub async fn serve(listener: TcpListener, sim: Arc<Sim>, shutdown: CancellationToken) -> std::io::Result<()> {
+/// Returns once its connections and its own tasks have ended.
+pub async fn run(listener: TcpListener, sim: Arc<Sim>, shutdown: CancellationToken) -> std::io::Result<()> {
     if let Some(every) = sim.config.churn_interval {
-        tokio::spawn(churn(sim.clone(), every, shutdown.clone()));
+        sim.tasks.spawn(churn(sim.clone(), every, sim.stopping.clone()));
     }
-    axum::serve(listener, router(sim).into_make_service_with_connect_info::<SocketAddr>())
+    let served = axum::serve(listener, router(sim.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .await;
+    sim.stopping.cancel();
+    sim.tasks.close();
+    sim.tasks.wait().await;
+    served
 }
 
 /// Applies the fault knobs to every API request (not to `/_sim`).
@@ -176,7 +192,8 @@ async fn faulty(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Re
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
     let roll: f64 = rand::rng().random();
-    if roll < faults.error_rate {
+    let failed_read = faults.fail_reads && request.method() == axum::http::Method::GET;
+    if failed_read || roll < faults.error_rate {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({"computeFault": {"code": 500,
@@ -275,6 +292,7 @@ async fn servers(State(sim): State<Arc<Sim>>) -> Response {
 }
 
 async fn server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    sim.count("GET server");
     match sim.world().servers.iter().find(|s| s["id"] == id.as_str()) {
         Some(server) => Json(json!({ "server": server })).into_response(),
         None => fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found.")),
@@ -286,6 +304,14 @@ async fn volumes(State(sim): State<Arc<Sim>>) -> Response {
     // Serialized outside the lock: with padding the listing can be megabytes.
     let volumes = sim.world().volumes_for_listing();
     Json(json!({ "volumes": volumes })).into_response()
+}
+
+async fn volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    sim.count("GET volume");
+    match sim.world().volume_as_served(&id) {
+        Some(volume) => Json(json!({ "volume": volume })).into_response(),
+        None => fault(StatusCode::NOT_FOUND, &format!("Volume {id} could not be found.")),
+    }
 }
 
 async fn images(State(sim): State<Arc<Sim>>) -> Response {
@@ -451,9 +477,14 @@ async fn delete_volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> R
 /// Runs a status transition after the configured delay.
 fn transition_later(sim: Arc<Sim>, id: String, apply: fn(&mut World, &str) -> bool) {
     let delay = sim.config.transition_delay;
-    tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        apply(&mut sim.world(), &id);
+    let stopping = sim.stopping.clone();
+    sim.tasks.clone().spawn(async move {
+        tokio::select! {
+            _ = stopping.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {
+                apply(&mut sim.world(), &id);
+            }
+        }
     });
 }
 

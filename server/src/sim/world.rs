@@ -165,18 +165,21 @@ impl World {
 
     /// The volumes as served, with the configured padding in each description.
     pub fn volumes_for_listing(&self) -> Vec<Value> {
-        if self.volume_padding == 0 {
-            return self.volumes.clone();
+        self.volumes.iter().map(|v| self.padded(v)).collect()
+    }
+
+    /// One volume as served (the same representation as in the listing).
+    pub fn volume_as_served(&self, id: &str) -> Option<Value> {
+        self.volumes.iter().find(|v| v["id"] == id).map(|v| self.padded(v))
+    }
+
+    fn padded(&self, volume: &Value) -> Value {
+        let mut volume = volume.clone();
+        if self.volume_padding > 0 {
+            let description =
+                format!("{}{}", volume["description"].as_str().unwrap_or_default(), "x".repeat(self.volume_padding));
+            volume["description"] = json!(description);
         }
-        let filler = "x".repeat(self.volume_padding);
-        self.volumes
-            .iter()
-            .map(|v| {
-                let mut v = v.clone();
-                let description = format!("{}{filler}", v["description"].as_str().unwrap_or_default());
-                v["description"] = json!(description);
-                v
-            })
-            .collect()
+        volume
     }
 }

@@ -3,12 +3,21 @@
 //! Every change Stalecast learns about — a mutation it performed, or a difference the
 //! poller found upstream — becomes one [`Update`]: a few dozen bytes naming the
 //! [`UpdateType`] that went stale and, when known, the ids that changed. The bus stamps
-//! each update with a strictly increasing `seq`, keeps the latest ones in a bounded
-//! replay ring for clients that reconnect, and fans them out over a
-//! `tokio::sync::broadcast` channel to one SSE stream per browser tab
-//! ([`stream`]).
+//! each update with a strictly increasing `seq`, encodes its SSE event once ([`frame`]),
+//! keeps the latest ones in a bounded replay ring for clients that reconnect, and sends
+//! them over a `tokio::sync::broadcast` channel to whoever delivers them.
+//!
+//! What one stream writes, and when, is decided by its [`Cursor`] (shared by both
+//! delivery paths); the keep-alive clock all streams share is [`Pings`]; [`stream`]
+//! turns a broadcast receiver into the stream's frames. Nothing here knows HTTP.
 
+pub mod cursor;
+pub mod frame;
+mod pings;
 pub mod stream;
+
+pub use cursor::Cursor;
+pub use pings::Pings;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +33,7 @@ use utoipa::ToSchema;
 pub const MAX_IDS: usize = 64;
 
 /// A kind of data that can go stale. Each maps to the queries it invalidates
-/// (see `domain::invalidation`).
+/// (`domain::INVALIDATION`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum UpdateType {
@@ -52,9 +61,39 @@ impl UpdateType {
     }
 
     /// A bit for type filters (`1 << index`).
-    pub fn bit(self) -> u8 {
+    fn bit(self) -> u8 {
         1 << (self as u8)
     }
+}
+
+/// The update types one stream wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypeFilter(u8);
+
+impl TypeFilter {
+    /// Every type.
+    pub const ALL: TypeFilter = TypeFilter(u8::MAX);
+
+    /// Only `types` (none given: every type).
+    pub fn only(types: &[UpdateType]) -> TypeFilter {
+        if types.is_empty() {
+            return TypeFilter::ALL;
+        }
+        TypeFilter(types.iter().fold(0, |mask, t| mask | t.bit()))
+    }
+
+    pub fn wants(self, kind: UpdateType) -> bool {
+        self.0 & kind.bit() != 0
+    }
+}
+
+/// What a client asked of the stream: where to resume and which types. Handed from the
+/// endpoint that parsed the request to whichever path delivers the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamRequest {
+    /// Resume after this seq (`u64::MAX` for an id that cannot be read: a resync).
+    pub after: Option<u64>,
+    pub types: TypeFilter,
 }
 
 impl std::fmt::Display for UpdateType {
@@ -94,9 +133,6 @@ pub enum StreamEvent {
     },
 }
 
-impl crate::rpc::Wire for StreamEvent {}
-impl crate::rpc::Wire for UpdateType {}
-
 /// Why a client must refetch everything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -129,7 +165,8 @@ pub struct TypeState {
 pub struct BusConfig {
     /// Updates kept for resuming clients.
     pub ring_size: usize,
-    /// Updates a subscriber may fall behind the live channel before it is told to resync.
+    /// Updates a subscriber may fall behind the live channel before it is told to resync;
+    /// also the longest replay a resuming subscriber gets (beyond it: a resync).
     pub channel_capacity: usize,
 }
 
@@ -177,20 +214,6 @@ struct Inner {
     next_seq: u64,
     ring: VecDeque<Arc<Published>>,
     last: [TypeState; UpdateType::ALL.len()],
-}
-
-/// A new subscriber with a receiver of its own.
-#[derive(Debug)]
-pub struct Subscription {
-    /// Updates after the resume id, oldest first, to send before anything from `live`.
-    pub replay: Vec<Arc<Published>>,
-    /// Set when the resume id could not be honoured: the client must resync first.
-    pub gap: bool,
-    /// The bus's latest seq at subscription time.
-    pub seq: u64,
-    /// Everything published after the subscription, in order.
-    pub live: broadcast::Receiver<Arc<Published>>,
-    pub subscriber: Subscriber,
 }
 
 /// A snapshot of the bus for `updates.state`.
@@ -247,8 +270,7 @@ impl UpdateBus {
         // A clock step backwards must not make `ts` go backwards within one type.
         let ts = now_micros().max(inner.last[kind as usize].ts);
         let update = Update { seq, kind, ids, ts };
-        let json = serde_json::to_string(&StreamEvent::Update(update.clone())).unwrap_or_else(|_| unreachable_json());
-        let frame = bytes::Bytes::from(format!("id: {seq}\ndata: {json}\n\n"));
+        let frame = frame::event(seq, &StreamEvent::Update(update.clone()));
         let published = Arc::new(Published { update, frame });
         if inner.ring.len() == self.ring_size {
             inner.ring.pop_front();
@@ -264,12 +286,12 @@ impl UpdateBus {
         published
     }
 
-    /// Subscribes to updates after `after` (a resume id), or to live updates only.
-    pub fn subscribe(&self, after: Option<u64>) -> Subscription {
+    /// Subscribes with a receiver of its own: where to start after `after` (a resume
+    /// id; `None`: live updates only), and everything published after that start.
+    pub fn subscribe(&self, after: Option<u64>) -> (Start, broadcast::Receiver<Arc<Published>>) {
         let inner = self.lock();
         let live = self.tx.subscribe();
-        let start = self.start(&inner, after);
-        Subscription { replay: start.replay, gap: start.gap, seq: start.seq, live, subscriber: start.subscriber }
+        (self.start(&inner, after), live)
     }
 
     /// Starts a subscriber that receives live updates through someone else's receiver
@@ -288,6 +310,9 @@ impl UpdateBus {
             None => (Vec::new(), false),
             Some(after) if after > latest => (Vec::new(), true),
             Some(after) if after + 1 < oldest => (Vec::new(), true),
+            // More missed than a live stream may fall behind: a resync too, so that what
+            // one stream holds for its client is bounded the same way either way.
+            Some(after) if latest - after > self.channel_capacity as u64 => (Vec::new(), true),
             Some(after) => {
                 let skip = (after + 1 - oldest) as usize;
                 (inner.ring.iter().skip(skip).cloned().collect(), false)
@@ -324,11 +349,6 @@ impl UpdateBus {
     }
 }
 
-fn unreachable_json() -> String {
-    // Serializing an `Update` cannot fail: it holds only strings and integers.
-    String::from(r#"{"kind":"resync","seq":0,"reason":"gap"}"#)
-}
-
 /// Microseconds since the Unix epoch.
 pub fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
@@ -342,8 +362,8 @@ mod tests {
         UpdateBus::starting_at(1, BusConfig { ring_size: ring, channel_capacity: 16 })
     }
 
-    fn seqs(s: &Subscription) -> Vec<u64> {
-        s.replay.iter().map(|p| p.update.seq).collect()
+    fn seqs(s: &(Start, broadcast::Receiver<Arc<Published>>)) -> Vec<u64> {
+        s.0.replay.iter().map(|p| p.update.seq).collect()
     }
 
     #[test]
@@ -354,9 +374,9 @@ mod tests {
         }
         let sub = bus.subscribe(Some(2));
         assert_eq!(seqs(&sub), vec![3, 4, 5]);
-        assert!(!sub.gap);
+        assert!(!sub.0.gap);
         assert!(seqs(&bus.subscribe(Some(5))).is_empty());
-        assert!(!bus.subscribe(Some(5)).gap);
+        assert!(!bus.subscribe(Some(5)).0.gap);
     }
 
     #[test]
@@ -367,15 +387,27 @@ mod tests {
         }
         // Ring holds 8, 9, 10: resuming after 7 is still complete, after 6 is not.
         assert_eq!(seqs(&bus.subscribe(Some(7))), vec![8, 9, 10]);
-        assert!(bus.subscribe(Some(6)).gap);
-        assert!(bus.subscribe(Some(11)).gap);
+        assert!(bus.subscribe(Some(6)).0.gap);
+        assert!(bus.subscribe(Some(11)).0.gap);
+    }
+
+    #[test]
+    fn a_replay_longer_than_the_channel_capacity_is_a_gap() {
+        let bus = UpdateBus::starting_at(1, BusConfig { ring_size: 64, channel_capacity: 4 });
+        for _ in 0..10 {
+            bus.publish(UpdateType::Volumes, None);
+        }
+        assert_eq!(seqs(&bus.subscribe(Some(6))), vec![7, 8, 9, 10]);
+        assert!(!bus.subscribe(Some(6)).0.gap);
+        let (start, _) = bus.subscribe(Some(5));
+        assert!(start.gap && start.replay.is_empty(), "5 missed, 4 allowed");
     }
 
     #[test]
     fn empty_bus_resume_from_before_start_is_a_gap() {
         let bus = UpdateBus::starting_at(100, BusConfig::default());
-        assert!(!bus.subscribe(Some(99)).gap);
-        assert!(bus.subscribe(Some(42)).gap);
+        assert!(!bus.subscribe(Some(99)).0.gap);
+        assert!(bus.subscribe(Some(42)).0.gap);
     }
 
     #[tokio::test]
@@ -385,7 +417,7 @@ mod tests {
         let mut sub = bus.subscribe(Some(0));
         bus.publish(UpdateType::Images, Some(vec!["i-1".into()]));
         assert_eq!(seqs(&sub), vec![1]);
-        let live = sub.live.recv().await.expect("live update");
+        let live = sub.1.recv().await.expect("live update");
         assert_eq!(live.update.seq, 2);
         assert_eq!(live.update.ids.as_deref(), Some(&["i-1".to_string()][..]));
     }

@@ -1,179 +1,27 @@
-//! The SSE endpoint `updates.onUpdate`: one stream per browser tab.
+//! One stream's frames from a broadcast receiver of its own: what the response body
+//! sends on connections hyper serves (HTTP/2, or a keep-alive connection whose first
+//! request was not the stream). The server's own writer delivers the same frames
+//! through the fan-out instead; both follow one [`Cursor`].
 //!
-//! Speaks tRPC's `httpSubscriptionLink` format, so the stock `@trpc/client` and a bare
-//! `EventSource` can both read it:
-//!
-//! ```text
-//! event: connected
-//! data: {"reconnectAfterInactivityMs":30000}
-//!
-//! id: 42
-//! data: {"kind":"update","seq":42,"type":"volumes","ids":["v-7"],"ts":1763800000123456}
-//!
-//! event: ping
-//! data: {}
-//! ```
-//!
-//! A client resumes with the `Last-Event-ID` header (what browsers send when they
-//! reconnect), `?lastEventId=` or `input.lastEventId`, in that order of precedence, and
-//! gets every update after that id from the replay ring, then live ones. When that is
-//! impossible — the id is older than the ring, or this subscriber fell behind the
-//! broadcast channel — it gets `{"kind":"resync",…}` and carries on: never a silent gap.
-//! Every data event, resync included, carries its `seq` as the SSE id, which is what
-//! tRPC's `tracked()` events look like to the stock client.
-//! Every stream ends when the server's cancellation token fires, so graceful shutdown
-//! never waits on open streams.
-//!
-//! The answer carries two ways to deliver the events. Connections the server's own
-//! writer serves (`crate::serve`) take the [`DirectStream`] extension and are written by
-//! the fan-out: each update's frame, encoded once at publish time, goes straight to every
-//! socket. Any other connection (HTTP/2, a reused keep-alive connection) polls the body:
-//! the same ready-made frames, from the bus's broadcast channel. Both send keep-alive
-//! pings from one shared clock rather than a timer per stream. Either is much cheaper
-//! per notification than axum's `Sse` (see `tests/load/RESULTS.md`).
+//! The stream subscribes on its first poll (a body that is never polled costs
+//! nothing), then writes `connected`, a resync if needed, the replay, live updates and
+//! keep-alive pings, until the bus closes or `shutdown` fires.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use ts_rs::TS;
-use utoipa::ToSchema;
 
-use super::{Published, ResyncReason, StreamEvent, UpdateBus, UpdateType};
-use crate::app::AppState;
-use crate::rpc::{RpcError, decode_input};
-use crate::serve::fanout::DirectStream;
+use super::{Cursor, Pings, Published, StreamRequest, UpdateBus};
 
-/// The procedure path of the stream.
-pub const PATH: &str = "updates.onUpdate";
-
-/// Input of `updates.onUpdate`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, TS, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OnUpdateInput {
-    /// Only these types (absent or empty: all).
-    #[serde(default)]
-    #[ts(optional)]
-    pub types: Option<Vec<UpdateType>>,
-    /// Resume after this event id.
-    #[serde(default)]
-    #[ts(optional)]
-    pub last_event_id: Option<String>,
-}
-
-impl crate::rpc::Wire for OnUpdateInput {}
-
-/// How streams behave.
-#[derive(Clone, Copy, Debug)]
-pub struct StreamConfig {
-    /// A `ping` event after this long without any other event.
-    pub ping_interval: Duration,
-}
-
-impl StreamConfig {
-    /// What the `connected` event tells clients: reconnect when nothing (not even a
-    /// ping) arrived for this long. Three pings' worth, so one late ping is harmless.
-    pub fn reconnect_after_inactivity(&self) -> Duration {
-        self.ping_interval * 3
-    }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StreamQuery {
-    input: Option<String>,
-    #[serde(rename = "lastEventId")]
-    last_event_id: Option<String>,
-}
-
-/// `GET /trpc/updates.onUpdate`.
-pub async fn handler(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(query)) = query else {
-        return RpcError::bad_request("malformed query string").with_path(PATH).into_response();
-    };
-    let input: OnUpdateInput = match query.input.as_deref() {
-        None | Some("") => OnUpdateInput::default(),
-        Some(raw) => match serde_json::from_str::<serde_json::Value>(raw)
-            .map_err(|e| RpcError::parse(format!("input is not valid JSON: {e}")))
-            .and_then(|v| if v.is_null() { Ok(OnUpdateInput::default()) } else { decode_input(v) })
-        {
-            Ok(input) => input,
-            Err(e) => return e.with_path(PATH).into_response(),
-        },
-    };
-    let header_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let resume = header_id.or(query.last_event_id).or(input.last_event_id);
-    // An id we cannot read is treated like one we no longer have: the client resyncs.
-    // Refusing it with a 400 would end the subscription for good in the stock client.
-    let after = resume.map(|id| id.trim().parse::<u64>().unwrap_or(u64::MAX));
-    let filter =
-        input.types.filter(|t| !t.is_empty()).map_or(u8::MAX, |types| types.iter().fold(0u8, |mask, t| mask | t.bit()));
-
-    let config = app.stream_config();
-    let connected = format!(
-        "event: connected\ndata: {{\"reconnectAfterInactivityMs\":{}}}\n\n",
-        config.reconnect_after_inactivity().as_millis()
-    );
-    let connected = Bytes::from(connected);
-    let events = updates(
-        app.bus().clone(),
-        after,
-        filter,
-        app.shutdown_token().clone(),
-        app.pings().receiver(),
-        connected.clone(),
-    );
-    let mut response = Body::from_stream(events).into_response();
-    // The server's own writer takes the stream from here when it serves the connection
-    // (and then never polls the body); any other connection gets the body.
-    response.extensions_mut().insert(DirectStream { fanout: app.fanout().clone(), after, filter, connected });
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
-}
-
-/// The keep-alive clock shared by every stream: one task ticks every ping interval and
-/// each idle stream sends a `ping` on the tick. One timer for all streams, rather than
-/// one per stream reset on every event.
-#[derive(Clone, Debug)]
-pub struct Pings(watch::Receiver<u64>);
-
-impl Pings {
-    /// Starts the clock; it stops when `shutdown` fires.
-    pub fn start(interval: Duration, shutdown: CancellationToken, tasks: &mut JoinSet<()>) -> Pings {
-        let (tx, rx) = watch::channel(0u64);
-        tasks.spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = ticker.tick() => tx.send_modify(|n| *n = n.wrapping_add(1)),
-                }
-            }
-        });
-        Pings(rx)
-    }
-
-    pub fn receiver(&self) -> watch::Receiver<u64> {
-        self.0.clone()
-    }
+/// What woke a stream up.
+enum Wake {
+    Shutdown,
+    Received(Result<Arc<Published>, RecvError>),
+    Tick(watch::Receiver<u64>),
 }
 
 /// Resolves on the next tick, handing the receiver back (never, once the clock stopped).
@@ -184,44 +32,25 @@ async fn next_tick(mut ticks: watch::Receiver<u64>) -> watch::Receiver<u64> {
     ticks
 }
 
-/// What woke a stream up.
-enum Wake {
-    Shutdown,
-    Received(Result<Arc<Published>, RecvError>),
-    Tick(watch::Receiver<u64>),
-}
-
-/// The events of one subscriber, as encoded SSE frames: `connected`, a resync if
-/// needed, the replay, then live updates (each update's frame is shared by every
-/// stream), a `ping` on each tick of the shared clock when nothing else was sent since
-/// the previous one, until shutdown.
-fn updates(
+/// The frames of one stream, in order.
+pub fn frames(
     bus: Arc<UpdateBus>,
-    after: Option<u64>,
-    filter: u8,
+    request: StreamRequest,
+    pings: Pings,
     shutdown: CancellationToken,
-    ticks: watch::Receiver<u64>,
-    connected: Bytes,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+) -> impl Stream<Item = Bytes> + Send + 'static {
     async_stream::stream! {
-        // Subscribed on the first poll: a body that is never polled costs nothing.
-        let subscription = bus.subscribe(after);
-        let _subscriber = subscription.subscriber;
-        tracing::debug!(?after, types = filter, gap = subscription.gap, replay = subscription.replay.len(), "event stream opened");
-        let _open = OpenStream;
-        for frame in opening(connected, subscription.gap, subscription.seq, &subscription.replay, filter) {
-            yield Ok(frame);
+        let (start, mut live) = bus.subscribe(request.after);
+        let (mut cursor, opening) = Cursor::open(&start, request.types, pings.connected());
+        let _open = Opened::log(&request, &start);
+        let _subscriber = start.subscriber;
+        for frame in opening {
+            yield frame;
         }
-        let mut live = subscription.live;
         // Created once: re-registering with the token on every event would contend on
         // its lock across thousands of streams.
         let mut cancelled = std::pin::pin!(shutdown.cancelled_owned());
-        let mut tick = Box::pin(next_tick(ticks));
-        // Whether anything was sent since the last tick (`connected` was).
-        let mut sent = true;
-        // After a `lagged` resync, what the channel still holds up to the resync's seq is
-        // covered by the refetch it asks for: skipped, so ids only ever increase.
-        let mut covered = 0;
+        let mut tick = Box::pin(next_tick(pings.receiver()));
         loop {
             let wake = tokio::select! {
                 biased;
@@ -232,64 +61,152 @@ fn updates(
             match wake {
                 Wake::Shutdown | Wake::Received(Err(RecvError::Closed)) => break,
                 Wake::Received(Ok(published)) => {
-                    if published.update.seq > covered && wanted(&published, filter) {
-                        sent = true;
-                        yield Ok(published.frame.clone());
+                    if let Some(frame) = cursor.published(&published) {
+                        yield frame.clone();
                     }
                 }
                 Wake::Received(Err(RecvError::Lagged(missed))) => {
-                    covered = bus.seq();
                     tracing::debug!(missed, "subscriber lagged; sending resync");
-                    sent = true;
-                    yield Ok(resync(covered, ResyncReason::Lagged));
+                    cursor.lagged(bus.seq());
+                    if let Some(frame) = cursor.take_resync() {
+                        yield frame;
+                    }
                 }
                 Wake::Tick(ticks) => {
                     tick = Box::pin(next_tick(ticks));
-                    if !sent {
-                        yield Ok(Bytes::from_static(PING));
+                    if let Some(ping) = cursor.tick() {
+                        yield ping;
                     }
-                    sent = false;
                 }
             }
         }
     }
 }
 
-/// Logs when a stream ends, however it ends (the client left, shutdown).
-pub(crate) struct OpenStream;
+/// Logs a stream's opening, and its end however it ends (the client left, shutdown).
+#[derive(Debug)]
+pub struct Opened;
 
-impl Drop for OpenStream {
+impl Opened {
+    pub fn log(request: &StreamRequest, start: &super::Start) -> Opened {
+        tracing::debug!(after = ?request.after, types = ?request.types, gap = start.gap,
+            replay = start.replay.len(), "event stream opened");
+        Opened
+    }
+}
+
+impl Drop for Opened {
     fn drop(&mut self) {
         tracing::debug!("event stream closed");
     }
 }
 
-/// What a stream sends before any live update: `connected`, a resync when the resume id
-/// is no longer kept (`gap`), then the replay's wanted updates. `seq` is the bus's seq at
-/// subscription time.
-pub(crate) fn opening(connected: Bytes, gap: bool, seq: u64, replay: &[Arc<Published>], filter: u8) -> Vec<Bytes> {
-    let mut frames = vec![connected];
-    if gap {
-        // Live updates continue right after `seq`, so that is the id to resume from.
-        frames.push(resync(seq, ResyncReason::Gap));
+#[cfg(test)]
+mod tests {
+    //! The stream's rules, driven through a real bus and keep-alive clock with tokio's
+    //! clock paused: time moves only when every task is idle, so each step is exact.
+
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use tokio::task::JoinSet;
+
+    use super::*;
+    use crate::updates::{BusConfig, TypeFilter, UpdateType, frame};
+
+    const PING_EVERY: Duration = Duration::from_secs(10);
+
+    struct Rig {
+        bus: Arc<UpdateBus>,
+        pings: Pings,
+        shutdown: CancellationToken,
+        _tasks: JoinSet<()>,
     }
-    frames.extend(replay.iter().filter(|p| wanted(p, filter)).map(|p| p.frame.clone()));
-    frames
-}
 
-pub(crate) fn wanted(published: &Published, filter: u8) -> bool {
-    filter & published.update.kind.bit() != 0
-}
+    fn rig(channel_capacity: usize) -> Rig {
+        let bus = Arc::new(UpdateBus::starting_at(1, BusConfig { ring_size: 8, channel_capacity }));
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let pings = Pings::start(PING_EVERY, shutdown.clone(), &mut tasks);
+        Rig { bus, pings, shutdown, _tasks: tasks }
+    }
 
-/// A resync carries `seq` as its SSE id, like every data event: a client that resumes
-/// from it gets what followed, and the stock client's `tracked()` events always have an id.
-pub(crate) fn resync(seq: u64, reason: ResyncReason) -> Bytes {
-    let json = serde_json::to_string(&StreamEvent::Resync { seq, reason })
-        .unwrap_or_else(|_| String::from(r#"{"kind":"resync","seq":0,"reason":"gap"}"#));
-    Bytes::from(format!("id: {seq}\ndata: {json}\n\n"))
-}
+    impl Rig {
+        fn open(&self, after: Option<u64>, types: TypeFilter) -> impl Stream<Item = Bytes> + use<> {
+            frames(self.bus.clone(), StreamRequest { after, types }, self.pings.clone(), self.shutdown.clone())
+        }
+    }
 
-/// The keep-alive event. tRPC's client resets its inactivity timer only on a dispatched
-/// `ping` event, and browsers dispatch no event without a `data:` line, so the ping
-/// carries an empty JSON object.
-pub(crate) const PING: &[u8] = b"event: ping\ndata: {}\n\n";
+    /// The next frame as text, or why there is none: `"quiet"` when nothing comes within
+    /// `within` (virtual time), `"end"` when the stream ended.
+    async fn next(stream: &mut (impl Stream<Item = Bytes> + Unpin), within: Duration) -> String {
+        match tokio::time::timeout(within, stream.next()).await {
+            Ok(Some(frame)) => String::from_utf8(frame.to_vec()).expect("utf-8"),
+            Ok(None) => "end".into(),
+            Err(_) => "quiet".into(),
+        }
+    }
+
+    fn is_update(frame: &str, seq: u64) -> bool {
+        frame.starts_with(&format!("id: {seq}\ndata: {{\"kind\":\"update\""))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_only_when_idle_for_a_whole_tick() {
+        let rig = rig(16);
+        let mut stream = Box::pin(rig.open(None, TypeFilter::ALL));
+        assert!(next(&mut stream, Duration::ZERO).await.starts_with("event: connected"));
+        // The first tick follows `connected`, which counts as activity: no ping yet.
+        assert_eq!(next(&mut stream, PING_EVERY + Duration::from_secs(1)).await, "quiet");
+        // A whole idle interval later: a ping.
+        assert_eq!(next(&mut stream, PING_EVERY).await, String::from_utf8_lossy(frame::PING));
+        // An update in the next interval: the tick after it sends nothing.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rig.bus.publish(UpdateType::Volumes, None);
+        assert!(is_update(&next(&mut stream, Duration::ZERO).await, 1));
+        // The tick at 30 s follows the update: nothing; the one at 40 s: a ping.
+        assert_eq!(next(&mut stream, Duration::from_secs(17)).await, "quiet");
+        assert_eq!(next(&mut stream, Duration::from_secs(2)).await, String::from_utf8_lossy(frame::PING));
+        rig.shutdown.cancel();
+        assert_eq!(next(&mut stream, Duration::from_secs(1)).await, "end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lagging_reader_gets_one_resync_then_only_newer_updates() {
+        let rig = rig(4);
+        let mut stream = Box::pin(rig.open(None, TypeFilter::ALL));
+        assert!(next(&mut stream, Duration::ZERO).await.starts_with("event: connected"));
+        // Ten updates while the reader reads nothing: the channel (4) overflows.
+        for _ in 0..10 {
+            rig.bus.publish(UpdateType::Servers, None);
+        }
+        let resync = next(&mut stream, Duration::ZERO).await;
+        assert!(resync.starts_with("id: 10\ndata: {\"kind\":\"resync\",\"seq\":10,\"reason\":\"lagged\""), "{resync}");
+        // What the channel still held (7..=10) is covered by the resync: skipped.
+        assert_eq!(next(&mut stream, Duration::from_secs(1)).await, "quiet");
+        rig.bus.publish(UpdateType::Servers, None);
+        assert!(is_update(&next(&mut stream, Duration::ZERO).await, 11));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resume_replays_the_wanted_types_and_a_lost_id_resyncs_first() {
+        let rig = rig(16);
+        for kind in [UpdateType::Volumes, UpdateType::Servers, UpdateType::Volumes] {
+            rig.bus.publish(kind, None);
+        }
+        let mut stream = Box::pin(rig.open(Some(1), TypeFilter::only(&[UpdateType::Volumes])));
+        assert!(next(&mut stream, Duration::ZERO).await.starts_with("event: connected"));
+        assert!(is_update(&next(&mut stream, Duration::ZERO).await, 3), "seq 2 is a server update: filtered");
+        rig.bus.publish(UpdateType::Servers, None);
+        rig.bus.publish(UpdateType::Volumes, None);
+        assert!(is_update(&next(&mut stream, Duration::ZERO).await, 5));
+
+        // An id this bus never handed out: resync (gap) at the current seq, then live.
+        let mut stream = Box::pin(rig.open(Some(99), TypeFilter::ALL));
+        assert!(next(&mut stream, Duration::ZERO).await.starts_with("event: connected"));
+        let resync = next(&mut stream, Duration::ZERO).await;
+        assert!(resync.starts_with("id: 5\ndata: {\"kind\":\"resync\",\"seq\":5,\"reason\":\"gap\""), "{resync}");
+        rig.bus.publish(UpdateType::Images, None);
+        assert!(is_update(&next(&mut stream, Duration::ZERO).await, 6));
+    }
+}

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::UpstreamError;
-use crate::domain::model::{Image, Network, Project, Server, ServerAddress, Volume};
+use super::model::{Image, Network, Project, Server, ServerAddress, Volume};
 
 /// How to reach and log in to the upstream.
 #[derive(Clone, Debug)]
@@ -119,7 +119,7 @@ impl OpenStackClient {
                 "name": self.config.user, "domain": {"id": "default"}, "password": self.config.password}}},
             "scope": {"project": {"name": self.config.project, "domain": {"id": "default"}}}
         }});
-        let response = self.http.post(&url).json(&body).send().await.map_err(transport)?;
+        let response = self.http.post(&url).json(&body).send().await.map_err(|e| transport(e, false))?;
         let status = response.status();
         if !status.is_success() {
             return Err(UpstreamError::Failed(format!("Keystone refused authentication: {status}")));
@@ -130,7 +130,7 @@ impl OpenStackClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .ok_or_else(|| UpstreamError::Failed("Keystone answered without X-Subject-Token".into()))?;
-        let bytes = response.bytes().await.map_err(transport)?;
+        let bytes = response.bytes().await.map_err(|e| transport(e, false))?;
         let body: TokenEnvelope = decode(&bytes, "Keystone token")?;
         let catalog = body
             .token
@@ -154,7 +154,9 @@ impl OpenStackClient {
     }
 
     /// Sends one request to a service, renewing the token once if it is rejected.
-    /// Answers the body of a 2xx; maps every other outcome to an [`UpstreamError`].
+    /// Answers the body of a 2xx; maps every other outcome to an [`UpstreamError`]. A
+    /// write (any method but `GET`) that was sent and got no readable answer is
+    /// [`UpstreamError::OutcomeUnknown`]: it may have taken effect.
     async fn request(
         &self,
         method: Method,
@@ -162,6 +164,7 @@ impl OpenStackClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<bytes::Bytes, UpstreamError> {
+        let writes = method != Method::GET;
         for attempt in 0..2 {
             let session = self.session().await?;
             let base = session
@@ -175,14 +178,14 @@ impl OpenStackClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request.send().await.map_err(transport)?;
+            let response = request.send().await.map_err(|e| transport(e, writes))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 tracing::info!("upstream rejected the token; authenticating again");
                 self.forget_token(&session.token).await;
                 continue;
             }
-            let bytes = response.bytes().await.map_err(transport)?;
+            let bytes = response.bytes().await.map_err(|e| transport(e, writes))?;
             if status.is_success() {
                 return Ok(bytes);
             }
@@ -215,6 +218,18 @@ impl OpenStackClient {
     pub async fn volumes(&self) -> Result<Vec<Volume>, UpstreamError> {
         let body: VolumesEnvelope = self.get(Service::Volume, "/volumes/detail?all_tenants=1", "volumes").await?;
         Ok(body.volumes.into_iter().map(OsVolume::into_domain).collect())
+    }
+
+    /// One server (`GET /servers/{id}`).
+    pub async fn server(&self, id: &str) -> Result<Server, UpstreamError> {
+        let body: ServerEnvelope = self.get(Service::Compute, &format!("/servers/{}", segment(id)), "server").await?;
+        Ok(body.server.into_domain())
+    }
+
+    /// One volume (`GET /volumes/{id}`).
+    pub async fn volume(&self, id: &str) -> Result<Volume, UpstreamError> {
+        let body: VolumeEnvelope = self.get(Service::Volume, &format!("/volumes/{}", segment(id)), "volume").await?;
+        Ok(body.volume.into_domain())
     }
 
     pub async fn images(&self) -> Result<Vec<Image>, UpstreamError> {
@@ -269,9 +284,16 @@ impl OpenStackClient {
         Ok(created.volume.id)
     }
 
+    /// Deletes a volume. Cinder refuses to delete a volume in a state that forbids it (in
+    /// use, with snapshots, …) with a 400 `InvalidVolume` ("Volume status must be
+    /// available or error…"); a delete's only input is the id, so a 400 here is always
+    /// that state conflict, answered as [`UpstreamError::Conflict`] with Cinder's message.
     pub async fn delete_volume(&self, id: &str) -> Result<(), UpstreamError> {
-        self.request(Method::DELETE, Service::Volume, &format!("/volumes/{}", segment(id)), None).await?;
-        Ok(())
+        match self.request(Method::DELETE, Service::Volume, &format!("/volumes/{}", segment(id)), None).await {
+            Ok(_) => Ok(()),
+            Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -285,11 +307,19 @@ fn segment(id: &str) -> String {
         .collect()
 }
 
-fn transport(e: reqwest::Error) -> UpstreamError {
-    if e.is_connect() || e.is_timeout() {
-        UpstreamError::Unreachable(e.to_string())
+/// A transport failure. A connection that could not be made carried nothing; once a
+/// write's request is sent, a timeout or a lost connection leaves its outcome unknown.
+/// A read that timed out changed nothing either way.
+fn transport(e: reqwest::Error, writes: bool) -> UpstreamError {
+    let detail = e.to_string();
+    if e.is_connect() {
+        UpstreamError::Unreachable(detail)
+    } else if writes {
+        UpstreamError::OutcomeUnknown(detail)
+    } else if e.is_timeout() {
+        UpstreamError::Unreachable(detail)
     } else {
-        UpstreamError::Failed(e.to_string())
+        UpstreamError::Failed(detail)
     }
 }
 
@@ -367,6 +397,11 @@ struct ServersEnvelope {
 }
 
 #[derive(Deserialize)]
+struct ServerEnvelope {
+    server: OsServer,
+}
+
+#[derive(Deserialize)]
 struct OsServer {
     id: String,
     name: String,
@@ -423,6 +458,11 @@ impl OsServer {
 #[derive(Deserialize)]
 struct VolumesEnvelope {
     volumes: Vec<OsVolume>,
+}
+
+#[derive(Deserialize)]
+struct VolumeEnvelope {
+    volume: OsVolume,
 }
 
 #[derive(Deserialize)]

@@ -1,19 +1,26 @@
 //! Everything about the OpenStack-style API Stalecast watches: the HTTP client
-//! ([`client`]), the last known values ([`store`], a moka cache that also detects and
-//! publishes changes) and the background [`poller`].
+//! ([`client`]), the resources it answers with ([`model`]), their last known values
+//! ([`store`], which also detects and publishes changes) and the background [`poller`].
+//!
+//! This layer speaks OpenStack and the bus, nothing else: no wire format, no HTTP
+//! answers. A stored collection carries a version; encoding answers happens above.
 
 pub mod client;
+pub mod model;
 pub mod poller;
 pub mod store;
-
-use crate::rpc::{ErrorCode, RpcError};
 
 /// Why a call to the upstream API failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
-    /// No answer: connection refused, timeout.
+    /// No answer, and nothing can have changed: the connection could not be made, or a
+    /// read (`GET`) timed out.
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
+    /// A write was sent but its answer never came (a timeout, the connection lost): it
+    /// may or may not have taken effect.
+    #[error("upstream outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// A 5xx, a body that is not what the API promises, or our own credentials refused.
     #[error("upstream failed: {0}")]
     Failed(String),
@@ -26,22 +33,4 @@ pub enum UpstreamError {
     /// The resource is not in a state that allows the request.
     #[error("conflict: {0}")]
     Conflict(String),
-}
-
-impl From<UpstreamError> for RpcError {
-    fn from(e: UpstreamError) -> Self {
-        match e {
-            UpstreamError::Unreachable(detail) => {
-                tracing::warn!(%detail, "upstream unreachable");
-                RpcError::new(ErrorCode::ServiceUnavailable, "the cloud API is unreachable; try again shortly")
-            }
-            UpstreamError::Failed(detail) => {
-                tracing::warn!(%detail, "upstream failed");
-                RpcError::new(ErrorCode::BadGateway, "the cloud API answered with an error")
-            }
-            UpstreamError::NotFound(message) => RpcError::not_found(message),
-            UpstreamError::Rejected(message) => RpcError::bad_request(message),
-            UpstreamError::Conflict(message) => RpcError::new(ErrorCode::Conflict, message),
-        }
-    }
 }

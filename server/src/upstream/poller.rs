@@ -2,8 +2,9 @@
 //! interval however many clients are connected.
 //!
 //! Each step is a [`Store::refresh`]: fetch, diff against the cache, store, publish.
-//! When the upstream fails the cache keeps its last value, the task backs off
-//! exponentially with jitter (never a tight loop), and the log says so once when the
+//! When the upstream fails the cache keeps its last value, the task retries a few times
+//! at the interval, then backs off exponentially with jitter (never a tight loop), and
+//! the log says so once when the
 //! type starts failing and once when it recovers — not on every tick.
 
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use rand::RngExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::model::{Image, Network, Project, Server, Volume};
 use super::store::{Fetch, Store};
-use crate::domain::model::{Image, Network, Project, Server, Volume};
 
 /// The longest a failing type waits between attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -60,10 +61,16 @@ async fn poll<R: Fetch>(store: Arc<Store>, interval: Duration, shutdown: Cancell
     }
 }
 
-/// The wait after `failures` consecutive failures: the interval doubled per failure up to
-/// [`MAX_BACKOFF`], then ±20 % jitter so that many types (or nodes) do not retry in step.
+/// Failures retried at the normal interval before the wait starts to grow: a flaky
+/// upstream (one request in two failing) then keeps the data fresh enough for readiness,
+/// and only one that keeps failing is backed off from.
+pub const RETRIES_BEFORE_BACKOFF: u32 = 3;
+
+/// The wait after `failures` consecutive failures: the interval for the first
+/// [`RETRIES_BEFORE_BACKOFF`], then doubled per failure up to [`MAX_BACKOFF`]; ±20 %
+/// jitter so that many types (or nodes) do not retry in step.
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
+    let exponent = failures.saturating_sub(RETRIES_BEFORE_BACKOFF).min(16);
     let base = interval.saturating_mul(1u32 << exponent).min(MAX_BACKOFF.max(interval));
     let jitter = rand::rng().random_range(0.8..1.2);
     base.mul_f64(jitter)
@@ -76,10 +83,12 @@ mod tests {
     #[test]
     fn backoff_grows_is_bounded_and_jittered() {
         let interval = Duration::from_secs(2);
-        let first = backoff(interval, 1);
-        assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400));
-        let third = backoff(interval, 3);
-        assert!(third >= Duration::from_millis(6400) && third <= Duration::from_millis(9600));
+        for failures in 1..=RETRIES_BEFORE_BACKOFF {
+            let wait = backoff(interval, failures);
+            assert!(wait >= Duration::from_millis(1600) && wait <= Duration::from_millis(2400), "{failures}: {wait:?}");
+        }
+        let fifth = backoff(interval, 5);
+        assert!(fifth >= Duration::from_millis(6400) && fifth <= Duration::from_millis(9600));
         for failures in [10, 100, u32::MAX] {
             assert!(backoff(interval, failures) <= MAX_BACKOFF.mul_f64(1.2));
         }

@@ -6,34 +6,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use stalecast_tests::{child, generated_bindings, generated_openapi, spawn_app};
+use stalecast_tests::{child, files_under, generated_bindings, generated_openapi, spawn_app};
 
 /// The repository's root.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The files under `dir`, relative and `/`-separated, without `node_modules`.
-fn files_under(dir: &Path) -> BTreeSet<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        for entry in std::fs::read_dir(dir).expect("read dir") {
-            let entry = entry.expect("dir entry");
-            let path = entry.path();
-            if path.is_dir() {
-                if entry.file_name() != "node_modules" {
-                    walk(root, &path, out);
-                }
-            } else {
-                let relative = path.strip_prefix(root).expect("below root");
-                out.insert(
-                    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
-                );
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 #[tokio::test]

@@ -52,11 +52,18 @@ async fn a_query_then_a_stream_on_one_connection_receives_the_updates_of_mutatio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_pings_arrive_on_a_kept_alive_connection() {
-    let app = spawn_app_with(|c| c.ping_interval = Duration::from_millis(300)).await;
+async fn idle_pings_arrive_on_a_kept_alive_connection_past_the_header_deadline() {
+    // A header deadline shorter than the pings below: a stream being answered is not a
+    // connection waiting for its next request head, so the deadline must not cut it.
+    let app = spawn_app_with(|c| {
+        c.ping_interval = Duration::from_millis(300);
+        c.header_timeout = Duration::from_secs(1);
+    })
+    .await;
     let connection = RawConnection::connect(app.addr()).await;
     let mut stream = stream_after_a_query(&app, "", connection).await;
-    for _ in 0..3 {
+    // Six pings: some 1.8 s, well past the deadline.
+    for _ in 0..6 {
         let event = stream.next_event(WAIT).await;
         assert_eq!(event.event, "ping", "{event:?}");
         assert_eq!(event.data, "{}");

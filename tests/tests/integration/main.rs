@@ -3,7 +3,10 @@
 
 mod config;
 mod contract;
+mod hardening;
 mod keep_alive;
+mod layering;
+mod mutations;
 mod poller;
 mod rpc;
 mod serving;

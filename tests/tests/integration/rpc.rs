@@ -157,7 +157,14 @@ async fn bad_input_gets_the_right_status_and_names_the_problem() {
     let create = "storage.volumes.create";
 
     // Malformed JSON, in the body and in the query string.
-    let response = app.http.post(app.url(&format!("/trpc/{create}"))).body("{\"name\":").send().await.expect("req");
+    let response = app
+        .http
+        .post(app.url(&format!("/trpc/{create}")))
+        .header("content-type", "application/json")
+        .body("{\"name\":")
+        .send()
+        .await
+        .expect("req");
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.expect("json");
     assert_eq!(error_code(&body), "PARSE_ERROR");
@@ -216,6 +223,7 @@ async fn bad_input_gets_the_right_status_and_names_the_problem() {
     let r = app
         .http
         .post(app.url(&format!("/trpc/{create}")))
+        .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await

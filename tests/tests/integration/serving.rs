@@ -170,7 +170,7 @@ async fn an_http_1_0_client_gets_the_stream_until_the_connection_closes() {
 
     let app = spawn_app().await;
     let mut socket = tokio::net::TcpStream::connect(app.addr()).await.expect("connect");
-    socket.write_all(b"GET /trpc/updates.onUpdate HTTP/1.0\r\nHost: test\r\n\r\n").await.expect("request");
+    socket.write_all(b"GET /trpc/updates.onUpdate HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.expect("request");
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&received).contains("event: connected") {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use stalecast_tests::child::ChildServer;
 use stalecast_tests::raw::RawConnection;
-use stalecast_tests::spawn_app;
+use stalecast_tests::{spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -50,8 +50,9 @@ async fn sigterm_ends_streams_cleanly_answers_the_request_in_flight_and_exits_0(
     let mut kept_alive = connection.open_stream("", &[]).await;
     kept_alive.connected().await;
 
-    // A mutation the upstream takes 3 s to answer, still in flight when SIGTERM comes.
-    client.set_faults(json!({"latencyMs": 3000})).await;
+    // A mutation still in flight when SIGTERM comes: its create and its read-back take
+    // 1.5 s each upstream, 3 s in all, within the default 5 s shutdown timeout.
+    client.set_faults(json!({"latencyMs": 1500})).await;
     let in_flight = tokio::spawn({
         let client = client.clone();
         async move {
@@ -70,4 +71,23 @@ async fn sigterm_ends_streams_cleanly_answers_the_request_in_flight_and_exits_0(
     kept_alive.assert_ends(WAIT).await;
     let exit = server.wait_exit(WAIT).await;
     assert!(exit.success(), "exit status {exit}:\n{}", server.lines().join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_in_flight_at_shutdown_is_answered_by_the_embedded_simulator() {
+    let app = spawn_app_with(|c| c.upstream_timeout = Duration::from_secs(5)).await;
+    let client = (*app).clone();
+    client.set_faults(json!({"latencyMs": 1500})).await;
+    let in_flight = tokio::spawn(async move {
+        client.mutate("storage.volumes.create", json!({"projectId": "prj-web", "name": "late", "sizeGb": 1})).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!in_flight.is_finished(), "the mutation answered before shutdown: nothing was in flight");
+    tokio::time::timeout(WAIT, app.shutdown()).await.expect("shutdown finishes");
+    let (status, body) = in_flight.await.expect("task");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["data"]["name"], "late");
+    // Read back from the simulator after the create, which it could only answer while
+    // still running: it stops after the server has drained.
+    assert_ne!(body["result"]["data"]["createdAt"], "", "not read back: {body}");
 }

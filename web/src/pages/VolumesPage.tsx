@@ -1,7 +1,7 @@
-/** Volumes: list, create, delete. */
+/** Volumes: list (with the name of the server each is attached to), create, delete. */
 import type { Volume } from "@stalecast/bindings";
 import { useMutation, useQuery } from "@tanstack/react-query";
-import { useState, type FormEvent } from "react";
+import { useMemo, useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { PageHeader } from "../components/PageHeader";
 import { ProjectOptions } from "../components/ProjectOptions";
@@ -29,6 +29,9 @@ export function VolumesPage() {
   const trpc = useTRPC();
   const input = useListInput();
   const volumes = useQuery(trpc.storage.volumes.list.queryOptions(input));
+  // Attachments name servers by id: show their names (the same query as the servers page).
+  const servers = useQuery(trpc.compute.servers.list.queryOptions(input));
+  const serverNames = useMemo(() => new Map((servers.data ?? []).map((s) => [s.id, s.name])), [servers.data]);
   const { names } = useProjects();
   const { changed } = useAutoRefetch("volumes");
   const [creating, setCreating] = useState(false);
@@ -53,7 +56,13 @@ export function VolumesPage() {
       >
         <ResourceTable testId="volumes-table" columns={VOLUMES_COLUMNS} rows={list.length} empty="No volumes here yet.">
           {list.map((volume) => (
-            <VolumeRow key={volume.id} volume={volume} project={names.get(volume.projectId)} changed={changed.has(volume.id)} />
+            <VolumeRow
+              key={volume.id}
+              volume={volume}
+              project={names.get(volume.projectId)}
+              server={volume.attachedTo ? serverNames.get(volume.attachedTo) : undefined}
+              changed={changed.has(volume.id)}
+            />
           ))}
         </ResourceTable>
       </QueryState>
@@ -61,7 +70,18 @@ export function VolumesPage() {
   );
 }
 
-function VolumeRow({ volume, project, changed }: { volume: Volume; project?: string; changed: boolean }) {
+function VolumeRow({
+  volume,
+  project,
+  server,
+  changed,
+}: {
+  volume: Volume;
+  project?: string;
+  /** The name of the server it is attached to, once known. */
+  server?: string;
+  changed: boolean;
+}) {
   const trpc = useTRPC();
   const remove = useMutation(trpc.storage.volumes.delete.mutationOptions());
   const attached = volume.attachedTo !== null && volume.attachedTo !== undefined;
@@ -75,7 +95,16 @@ function VolumeRow({ volume, project, changed }: { volume: Volume; project?: str
         <StatusPill status={volume.status} />
       </td>
       <td className="num mono">{volume.sizeGb} GiB</td>
-      <td className="mono">{volume.attachedTo ?? <span className="muted">—</span>}</td>
+      <td data-testid="attached-to">
+        {volume.attachedTo ? (
+          <>
+            {server ? <div className="cell-name">{server}</div> : null}
+            <div className="cell-id mono">{volume.attachedTo}</div>
+          </>
+        ) : (
+          <span className="muted">—</span>
+        )}
+      </td>
       <td>{project ?? <span className="mono">{volume.projectId}</span>}</td>
       <td className="muted">{formatTimestamp(volume.createdAt)}</td>
       <td className="table__actions">

@@ -2,8 +2,8 @@ import type { QueryPath, StreamEvent, UpdateType } from "@stalecast/bindings";
 import { UPDATE_QUERY_MAP } from "@stalecast/bindings";
 import { useQuery, type QueryClient } from "@tanstack/react-query";
 import { act, cleanup, render, screen, waitFor } from "@testing-library/react";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createQueryClient, isStreamLive } from "../queryClient";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { createQueryClient } from "../queryClient";
 import { FakeServer, Providers } from "../test/fakeServer";
 import { useTRPC } from "../trpc";
 import { useUpdates } from "./context";
@@ -61,14 +61,36 @@ beforeEach(() => {
 afterEach(() => {
   cleanup();
   queryClient.clear();
+  vi.useRealTimers();
 });
 
 function mount(children = <Status />, retryDelayMs = 20) {
-  return render(
+  const wrap = (content: typeof children) => (
     <Providers server={server} queryClient={queryClient} options={{ retryDelayMs }}>
-      {children}
-    </Providers>,
+      {content}
+    </Providers>
   );
+  const view = render(wrap(children));
+  /** Renders other children under the same providers (the stream stays open). */
+  const show = (next: typeof children) => view.rerender(wrap(next));
+  return { ...view, show };
+}
+
+/** The status and both lists, as one page. */
+const LISTS = (
+  <>
+    <Status />
+    <ServersAndVolumes />
+  </>
+);
+
+/** Mounts `LISTS`, lets them load, opens the stream and waits until what that refetched is back. */
+async function mountLiveLists() {
+  const view = mount(LISTS);
+  await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/1"));
+  act(() => server.connected());
+  await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+  return view;
 }
 
 /** Puts a cached answer (not invalidated) for every query procedure. */
@@ -95,11 +117,9 @@ describe("useSSEUpdates", () => {
 
     act(() => server.connected());
     expect(screen.getByTestId("state").textContent).toBe("live");
-    expect(isStreamLive()).toBe(true);
 
     act(() => server.dropped());
     expect(screen.getByTestId("state").textContent).toBe("reconnecting");
-    expect(isStreamLive()).toBe(false);
 
     act(() => server.connected());
     expect(screen.getByTestId("state").textContent).toBe("live");
@@ -119,14 +139,7 @@ describe("useSSEUpdates", () => {
   });
 
   it("refetches only the active queries of the updated type", async () => {
-    mount(
-      <>
-        <Status />
-        <ServersAndVolumes />
-      </>,
-    );
-    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/1"));
-    act(() => server.connected());
+    await mountLiveLists();
     const servers = server.count("compute.servers.list");
     const volumes = server.count("storage.volumes.list");
 
@@ -139,15 +152,7 @@ describe("useSSEUpdates", () => {
   });
 
   it("invalidates everything on a resync and refetches what is shown", async () => {
-    mount(
-      <>
-        <Status />
-        <ServersAndVolumes />
-      </>,
-    );
-    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/1"));
-    act(() => server.connected());
-    await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+    await mountLiveLists();
     seedEveryQuery();
     const servers = server.count("compute.servers.list");
     const volumes = server.count("storage.volumes.list");
@@ -192,15 +197,7 @@ describe("useSSEUpdates", () => {
   });
 
   it("refetches what is shown when it reconnects without an event id to resume from", async () => {
-    mount(
-      <>
-        <Status />
-        <ServersAndVolumes />
-      </>,
-    );
-    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/1"));
-    act(() => server.connected());
-    await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+    await mountLiveLists();
     const volumes = server.count("storage.volumes.list");
     act(() => server.dropped());
     act(() => server.connected());
@@ -224,6 +221,65 @@ describe("useSSEUpdates", () => {
     await waitFor(() => expect(server.current.input).toEqual({ lastEventId: "55" }));
     act(() => server.connected());
     expect(screen.getByTestId("state").textContent).toBe("live");
+  });
+});
+
+describe("the refresh policy", () => {
+  /** The requests for the two lists `ServersAndVolumes` shows. */
+  const listRequests = () => server.requests.filter((p) => p === "compute.servers.list" || p === "storage.volumes.list");
+
+  /** A page with the lists, live and settled; answers how to show it again or leave it. */
+  async function liveWithLists() {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    const view = await mountLiveLists();
+    return { leave: () => view.show(<Status />), back: () => view.show(LISTS) };
+  }
+
+  /** The tab comes back to the foreground (TanStack Query refetches stale queries then). */
+  function refocus() {
+    act(() => {
+      window.dispatchEvent(new Event("visibilitychange"));
+    });
+  }
+
+  it("while the stream is live, nothing polls and shown data stays fresh until the stream says otherwise", async () => {
+    const page = await liveWithLists();
+    const before = listRequests().length;
+
+    // An hour on screen: no request at all.
+    await act(() => vi.advanceTimersByTimeAsync(60 * 60_000));
+    expect(listRequests()).toHaveLength(before);
+    // Back to the tab, and to the page after another one: the cache is trusted.
+    refocus();
+    page.leave();
+    await act(() => vi.advanceTimersByTimeAsync(60_000));
+    page.back();
+    await act(() => vi.advanceTimersByTimeAsync(1000));
+    expect(screen.getByTestId("loaded").textContent).toBe("1/1");
+    expect(listRequests()).toHaveLength(before);
+
+    // Only the stream makes data stale.
+    act(() => server.send(update("servers", 400, ["srv-1"]), "400"));
+    await waitFor(() => expect(listRequests().slice(before)).toEqual(["compute.servers.list"]));
+    await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+    expect(listRequests().slice(before)).toEqual(["compute.servers.list"]);
+  });
+
+  it("once the stream is down, shown data counts as stale at once", async () => {
+    const page = await liveWithLists();
+    act(() => server.dropped());
+    expect(screen.getByTestId("state").textContent).toBe("reconnecting");
+    const before = listRequests().length;
+
+    // Coming back to the tab refetches what is shown…
+    refocus();
+    await waitFor(() => expect(listRequests()).toHaveLength(before + 2));
+    await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+    // …and so does coming back to the page, however recent the answer.
+    page.leave();
+    page.back();
+    await waitFor(() => expect(listRequests()).toHaveLength(before + 4));
+    expect(new Set(listRequests().slice(before))).toEqual(new Set(["compute.servers.list", "storage.volumes.list"]));
   });
 });
 

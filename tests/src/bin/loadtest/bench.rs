@@ -109,6 +109,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             connect_timeout: Duration::from_secs(30),
             drain: Duration::from_secs(if scenario.storm { 120 } else { 15 }),
             slow_clients: if scenario.storm { 0 } else { 10 },
+            expect_lagged: false,
             out: args.out.clone(),
             name: Some(scenario.name.to_owned()),
             assert: false,
@@ -194,7 +195,7 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
         let _ = writeln!(
             md,
             "- {} mutations ({} failed) → {} updates published in {:.1} s; {} notifications expected, {} received, \
-             {} lost, {} duplicates, {} resyncs; {} stalled clients that never read.",
+             {} lost, {} duplicates, {} resyncs; {}.",
             r.mutations.sent,
             r.mutations.failed,
             n.published,
@@ -204,7 +205,11 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
             n.lost,
             n.duplicates,
             n.resyncs,
-            r.clients.slow_opened
+            r.slow_clients.as_ref().map_or(String::from("no stalled clients"), |s| format!(
+                "{} clients stalled through the window: {} then got every update, {} a lagged resync, {} a silent gap, \
+                 {} failed",
+                s.requested, s.complete, s.lagged, s.gap, s.failed
+            ))
         );
         let l = &r.latency;
         let _ = writeln!(

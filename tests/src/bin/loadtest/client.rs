@@ -19,7 +19,7 @@ pub enum SseEvent {
     Connected,
     Ping,
     Update { seq: u64, ts: u64, kind: UpdateKind },
-    Resync { seq: u64 },
+    Resync { seq: u64, lagged: bool },
     Other(String),
 }
 
@@ -34,6 +34,8 @@ pub enum UpdateKind {
 struct Data<'a> {
     kind: &'a str,
     #[serde(default)]
+    reason: &'a str,
+    #[serde(default)]
     seq: u64,
     #[serde(default)]
     ts: u64,
@@ -41,11 +43,23 @@ struct Data<'a> {
     update_type: &'a str,
 }
 
+/// The receive buffer a stalled client asks for (the kernel's minimum is about this).
+const STALLED_RECV_BUFFER: u32 = 4096;
+/// The segment size a stalled client announces: Linux's minimum.
+const STALLED_MSS: u32 = 88;
+
 /// Opens a TCP connection from `source` (port chosen by the kernel) to `server`.
-pub async fn connect_from(source: IpAddr, server: SocketAddr, recv_buffer: Option<u32>) -> io::Result<TcpStream> {
+///
+/// `stalled`: for a client that will stop reading, keep what the kernel buffers for it
+/// small, so that the server's socket buffer fills after some 200 notifications instead
+/// of some 20,000. The kernel sizes the server's send buffer from the segment size the
+/// client announces (64 KiB on loopback, for a send buffer of about 4 MB), so the client
+/// announces the smallest one, and asks for the smallest receive buffer too.
+pub async fn connect_from(source: IpAddr, server: SocketAddr, stalled: bool) -> io::Result<TcpStream> {
     let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    if let Some(size) = recv_buffer {
-        socket.set_recv_buffer_size(size)?;
+    if stalled {
+        socket.set_recv_buffer_size(STALLED_RECV_BUFFER)?;
+        socket2::SockRef::from(&socket).set_tcp_mss(STALLED_MSS)?;
     }
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(server).await?;
@@ -210,7 +224,7 @@ fn parse_event(block: &[u8]) -> SseEvent {
                 ts: d.ts,
                 kind: if d.update_type == "volumes" { UpdateKind::Volumes } else { UpdateKind::Other },
             },
-            Ok(d) if d.kind == "resync" => SseEvent::Resync { seq: d.seq },
+            Ok(d) if d.kind == "resync" => SseEvent::Resync { seq: d.seq, lagged: d.reason == "lagged" },
             _ => SseEvent::Other(data),
         },
         other => SseEvent::Other(other.to_owned()),
@@ -219,14 +233,6 @@ fn parse_event(block: &[u8]) -> SseEvent {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Opens a client that sends its request and then never reads: a stalled browser tab.
-pub async fn open_stalled(source: IpAddr, server: SocketAddr, host: &str, path: &str) -> io::Result<TcpStream> {
-    let mut stream = connect_from(source, server, Some(4096)).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    Ok(stream)
 }
 
 /// The source address of client `index`: round-robin over 127.0.0.1 … 127.0.0.`count`.
@@ -262,7 +268,7 @@ mod tests {
             SseEvent::Connected,
             SseEvent::Update { seq: 7, ts: 99, kind: UpdateKind::Volumes },
             SseEvent::Ping,
-            SseEvent::Resync { seq: 9 },
+            SseEvent::Resync { seq: 9, lagged: true },
         ];
         assert_eq!(decode(&chunked, true), expected);
         // Fed one byte at a time, the same events come out.

@@ -16,9 +16,10 @@
 //! - `--clients-per-worker N` [fd limit − 256]: clients are split over worker processes
 //!   when one process may not hold them all; `--connect-concurrency` [512],
 //!   `--connect-timeout` [15s], `--drain` [10s], `--slow-clients K` [0] clients that
-//!   never read.
-//! - `--out DIR` [tests/load/out], `--name`, `--assert` (exit 1 on loss or failed
-//!   connections), `--no-progress`.
+//!   read nothing until the mutations stopped, then must show every update or a
+//!   `lagged` resync (`--expect-lagged`: the resync, for all of them).
+//! - `--out DIR` [tests/load/out], `--name`, `--assert` (exit 1 on loss, failed
+//!   connections, panicked clients, a slow client's silent gap), `--no-progress`.
 //!
 //! Outputs under `--out`: `<name>.json`, `<name>-latency.svg` (latency over time),
 //! `<name>-histogram.svg`, `<name>-server.log`, `<name>-sim.log`.
@@ -143,17 +144,23 @@ pub struct RunArgs {
     /// After the last mutation, wait at most this long for deliveries.
     #[arg(long, value_parser = duration, default_value = "10s")]
     pub drain: Duration,
-    /// Extra clients that open a stream and never read it (stalled tabs).
+    /// Extra clients that open a stream and read nothing until the mutations stopped
+    /// (stalled tabs); then each must get every update or a `lagged` resync.
     #[arg(long, default_value_t = 0)]
     pub slow_clients: usize,
+    /// With --assert: also fail unless every slow client fell far enough behind to get a
+    /// `lagged` resync (proof that its socket buffers filled).
+    #[arg(long)]
+    pub expect_lagged: bool,
     /// Where the JSON, plots and logs go.
     #[arg(long, default_value = "tests/load/out")]
     pub out: PathBuf,
     /// The run's name (file names) [derived from the knobs].
     #[arg(long)]
     pub name: Option<String>,
-    /// Exit with status 1 when a notification was lost or a client failed to connect
-    /// (with --server-nofile: when the server died or a connected client lost anything).
+    /// Exit with status 1 when a notification was lost, a client failed to connect or its
+    /// task panicked, or a slow client saw a silent gap (with --server-nofile: when the
+    /// server died or a connected client lost anything).
     #[arg(long)]
     pub assert: bool,
     /// No progress bars (logs and CI).
@@ -174,10 +181,7 @@ impl RunArgs {
 
 /// Raises this process's soft descriptor limit to its hard limit; answers the soft limit.
 pub fn raise_fd_limit() -> u64 {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => limit,
-        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft),
-    }
+    stalecast::serve::raise_nofile_limit()
 }
 
 fn main() -> anyhow::Result<()> {

@@ -6,14 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc::UnboundedSender;
 
-/// A child process whose JSON log goes to a file; warnings and errors are counted.
+/// How long a process may take to write its ready file.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A child process whose log (JSON lines on stdout, anything on stderr) goes to a file;
+/// warnings and errors are counted.
 pub struct Logged {
     pub pid: u32,
     child: Child,
@@ -21,27 +26,38 @@ pub struct Logged {
     pub errors: Arc<AtomicU64>,
     /// The first few warning/error messages, for the report.
     pub samples: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Holds the ready file; removed when the process is dropped.
+    _ready_dir: tempfile::TempDir,
 }
 
 impl Logged {
-    /// Starts `command` (which must log JSON lines on stdout) and waits until it logs
-    /// `message`; answers the value of the line's field `field` (an address).
-    async fn start(mut command: Command, log: &Path, message: &str, field: &str) -> anyhow::Result<(Self, String)> {
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null()).kill_on_drop(true);
-        let mut child = command.spawn().with_context(|| format!("starting {command:?}"))?;
+    /// Starts `command` (a `stalecast` command, `what` in messages) with a minimal
+    /// environment — PATH and RUST_LOG, nothing else of this process's — and
+    /// `--ready-file` in a fresh temporary directory; waits until the file is there and
+    /// answers its JSON. Fails with the end of the process's log if it exits first or
+    /// writes no ready file within [`READY_TIMEOUT`].
+    async fn start(mut command: Command, what: &str, log: &Path) -> anyhow::Result<(Self, serde_json::Value)> {
+        let ready_dir = tempfile::Builder::new().prefix("loadtest-").tempdir().context("a temporary directory")?;
+        let ready = ready_dir.path().join("ready.json");
+        command.arg("--ready-file").arg(&ready);
+        command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()));
+        command.env("RUST_LOG", "warn,stalecast=info");
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).kill_on_drop(true);
+        let mut child = command.spawn().with_context(|| format!("starting {what}"))?;
         let pid = child.id().context("child pid")?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let mut file = tokio::fs::File::create(log).await.with_context(|| format!("creating {}", log.display()))?;
         let warnings = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (found_tx, found_rx) = tokio::sync::oneshot::channel();
-        let (wanted, field) = (message.to_owned(), field.to_owned());
+        let mut file = tokio::fs::File::create(log).await.with_context(|| format!("creating {}", log.display()))?;
+        // Both streams' lines, in arrival order, to the one log file.
+        let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let stdout = child.stdout.take().context("child stdout")?;
+        let stderr = child.stderr.take().context("child stderr")?;
+        forward_lines(stdout, lines_tx.clone());
+        forward_lines(stderr, lines_tx);
         let (w, e, s) = (warnings.clone(), errors.clone(), samples.clone());
-        tokio::spawn(async move {
-            let mut found_tx = Some(found_tx);
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+        let writer = tokio::spawn(async move {
+            while let Some(line) = lines.recv().await {
                 let _ = file.write_all(line.as_bytes()).await;
                 let _ = file.write_all(b"\n").await;
                 let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
@@ -53,19 +69,36 @@ impl Logged {
                         samples.push(format!("{level} {}", value["fields"]));
                     }
                 }
-                if value["fields"]["message"] == wanted.as_str()
-                    && let Some(tx) = found_tx.take()
-                {
-                    let _ = tx.send(value["fields"][&field].as_str().unwrap_or_default().to_owned());
-                }
             }
             let _ = file.flush().await;
         });
-        let found = tokio::time::timeout(Duration::from_secs(20), found_rx)
-            .await
-            .with_context(|| format!("{message:?} not logged within 20 s (see {})", log.display()))?
-            .with_context(|| format!("the process exited before logging {message:?} (see {})", log.display()))?;
-        Ok((Logged { pid, child, warnings, errors, samples }, found))
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let failure = loop {
+            match tokio::fs::read(&ready).await {
+                Ok(bytes) => {
+                    let value = serde_json::from_slice(&bytes)
+                        .with_context(|| format!("{what} wrote an unreadable ready file: {bytes:?}"))?;
+                    let logged = Logged { pid, child, warnings, errors, samples, _ready_dir: ready_dir };
+                    return Ok((logged, value));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", ready.display())),
+            }
+            if let Some(status) = child.try_wait()? {
+                break format!("{what} exited ({status}) before it was ready");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill().await;
+                break format!("{what} wrote no ready file within {} s", READY_TIMEOUT.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // The log is complete once both streams ended.
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        let text = tokio::fs::read_to_string(log).await.unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("{failure}; the end of its log ({}):\n{}", log.display(), tail.join("\n"))
     }
 
     /// Whether the process still runs.
@@ -90,13 +123,32 @@ impl Logged {
     }
 }
 
+/// Sends each line of `stream` to `lines` until it ends.
+fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static, lines: UnboundedSender<String>) {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The address a ready file names under `key`.
+fn ready_addr(ready: &serde_json::Value, key: &str) -> anyhow::Result<SocketAddr> {
+    ready[key]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("no address {key:?} in the ready file {ready}"))
+}
+
 /// Starts `stalecast sim` on a free loopback port.
 pub async fn start_sim(bin: &Path, log: &Path) -> anyhow::Result<(Logged, SocketAddr)> {
     let mut command = Command::new(bin);
     command.args(["--log-format", "json", "sim", "--host", "127.0.0.1", "--port", "0"]);
-    command.env("RUST_LOG", "warn,stalecast=info");
-    let (child, addr) = Logged::start(command, log, "OpenStack simulator listening", "addr").await?;
-    Ok((child, addr.parse().context("simulator address")?))
+    let (child, ready) = Logged::start(command, "stalecast sim", log).await?;
+    Ok((child, ready_addr(&ready, "addr")?))
 }
 
 /// Starts `stalecast serve` on a free loopback port against `upstream`, optionally with
@@ -114,7 +166,7 @@ pub async fn start_server(
         .collect();
     args.push(upstream.to_owned());
     args.extend(extra.iter().cloned());
-    let mut command = match nofile {
+    let command = match nofile {
         // `ulimit` in a shell that then becomes the server: the limit is in force from
         // the first instruction on.
         Some(n) => {
@@ -129,9 +181,8 @@ pub async fn start_server(
             c
         }
     };
-    command.env("RUST_LOG", "warn,stalecast=info");
-    let (child, addr) = Logged::start(command, log, "stalecast listening", "addr").await?;
-    Ok((child, addr.parse().context("server address")?))
+    let (child, ready) = Logged::start(command, "stalecast serve", log).await?;
+    Ok((child, ready_addr(&ready, "addr")?))
 }
 
 /// The `stalecast` binary to run: `path` if given, else the release build next to this

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::drive::Driven;
 use crate::procs::{self, Sample, ThreadCpu};
 use crate::stats::{self, Percentiles};
-use crate::worker::WorkerReport;
+use crate::worker::{SlowOutcome, SlowReport, WorkerReport};
 use crate::{Mutation, RunArgs};
 
 /// Everything `run` collected, before it is summarised.
@@ -30,6 +30,8 @@ pub struct Measured {
     pub seq1: u64,
     pub driven: Driven,
     pub reports: Vec<WorkerReport>,
+    /// Workers that did not exit cleanly after their report.
+    pub worker_failures: Vec<String>,
     pub idle: Option<Sample>,
     pub connected_sample: Option<Sample>,
     pub before: Option<Sample>,
@@ -56,6 +58,8 @@ pub struct RunReport {
     /// From the notification's `ts` to its arrival at the client.
     pub latency: Percentiles,
     pub per_second: Vec<Second>,
+    /// The clients that stopped reading through the window (`--slow-clients`).
+    pub slow_clients: Option<SlowClients>,
     pub mutations: Mutations,
     pub server: Option<ServerCost>,
     pub upstream: Option<Upstream>,
@@ -91,7 +95,9 @@ pub struct Clients {
     pub errors: BTreeMap<String, u64>,
     /// Streams the server closed during the run.
     pub disconnected: u64,
-    pub slow_opened: u64,
+    /// Client tasks that panicked, and workers that did not exit cleanly.
+    pub panicked: u64,
+    pub worker_failures: Vec<String>,
     pub connect: Percentiles,
     pub connect_wall_s: f64,
 }
@@ -108,6 +114,25 @@ pub struct Notifications {
     pub out_of_order: u64,
     pub resyncs: u64,
     pub window_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlowClients {
+    pub requested: usize,
+    /// Every update of the window arrived once they read again.
+    pub complete: u64,
+    /// A `lagged` resync stood for every update that did not arrive.
+    pub lagged: u64,
+    /// Updates neither arrived nor were covered by a resync.
+    pub gap: u64,
+    /// Did not connect or did not catch up.
+    pub failed: u64,
+    /// The fewest and most updates a lagged client received before its resync: what the
+    /// kernel's buffers and the server's queue held for it.
+    pub before_resync: Option<(u64, u64)>,
+    pub errors: BTreeMap<String, u64>,
+    pub clients: Vec<SlowReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,7 +212,8 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         failed: 0,
         errors: BTreeMap::new(),
         disconnected: 0,
-        slow_opened: 0,
+        panicked: 0,
+        worker_failures: m.worker_failures.clone(),
         connect: Percentiles::default(),
         connect_wall_s: m.connect_wall.as_secs_f64(),
     };
@@ -201,6 +227,16 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         resyncs: 0,
         window_s: m.window.as_secs_f64(),
     };
+    let mut slow = (m.args.slow_clients > 0).then(|| SlowClients {
+        requested: m.args.slow_clients,
+        complete: 0,
+        lagged: 0,
+        gap: 0,
+        failed: 0,
+        before_resync: None,
+        errors: BTreeMap::new(),
+        clients: Vec::new(),
+    });
     let mut storm = m.args.storm.then(|| Storm {
         refetches: 0,
         ok: 0,
@@ -215,7 +251,7 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         clients.connected += r.connected;
         clients.failed += r.failed;
         clients.disconnected += r.disconnected;
-        clients.slow_opened += r.slow_opened;
+        clients.panicked += r.panicked;
         for (k, v) in &r.errors {
             *clients.errors.entry(k.clone()).or_default() += v;
         }
@@ -230,6 +266,23 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         n.duplicates += r.duplicates;
         n.out_of_order += r.out_of_order;
         n.resyncs += r.resyncs;
+        if let Some(slow) = slow.as_mut() {
+            for client in &r.slow {
+                match client.outcome {
+                    SlowOutcome::Complete => slow.complete += 1,
+                    SlowOutcome::Lagged => slow.lagged += 1,
+                    SlowOutcome::Gap => slow.gap += 1,
+                    SlowOutcome::Failed => slow.failed += 1,
+                }
+                if let Some(error) = &client.error {
+                    *slow.errors.entry(error.clone()).or_default() += 1;
+                }
+                if let Some(n) = client.before_resync {
+                    slow.before_resync = Some(slow.before_resync.map_or((n, n), |(lo, hi)| (lo.min(n), hi.max(n))));
+                }
+            }
+            slow.clients.extend(r.slow.iter().cloned());
+        }
         if let (Some(s), Some(w)) = (storm.as_mut(), &r.storm) {
             s.refetches += w.refetches;
             s.ok += w.ok;
@@ -321,6 +374,7 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         },
         clients,
         notifications: n,
+        slow_clients: slow,
         latency: Percentiles::of(&latency),
         per_second: per_second
             .iter()
@@ -360,6 +414,31 @@ pub fn verdict(args: &RunArgs, r: &RunReport) -> Vec<String> {
     }
     if r.notifications.duplicates > 0 || r.notifications.out_of_order > 0 {
         failed.push(String::from("duplicates or reordering"));
+    }
+    if r.clients.panicked > 0 {
+        failed.push(format!("{} client tasks panicked", r.clients.panicked));
+    }
+    failed.extend(r.clients.worker_failures.iter().cloned());
+    if let Some(slow) = &r.slow_clients {
+        if slow.gap > 0 {
+            failed.push(format!("{} slow clients missed updates without a resync", slow.gap));
+        }
+        let judged = slow.complete + slow.lagged + slow.gap + slow.failed;
+        if slow.failed > 0 || judged < slow.requested as u64 {
+            failed.push(format!(
+                "{} of {} slow clients failed or were not judged: {:?}",
+                slow.requested as u64 - (slow.complete + slow.lagged + slow.gap),
+                slow.requested,
+                slow.errors
+            ));
+        }
+        if args.expect_lagged && slow.lagged < slow.requested as u64 {
+            failed.push(format!(
+                "{} of {} slow clients got a lagged resync (--expect-lagged): their buffers did not fill; \
+                 more updates or a smaller --channel-capacity",
+                slow.lagged, slow.requested
+            ));
+        }
     }
     if r.clients.disconnected > 0 {
         failed.push(format!("{} streams closed by the server", r.clients.disconnected));
@@ -421,11 +500,13 @@ pub fn print(r: &RunReport) {
     row(
         "clients",
         format!(
-            "{} connected, {} failed{}, {} disconnected",
+            "{} connected, {} failed{}, {} disconnected, {} panicked{}",
             c.connected,
             c.failed,
             if c.errors.is_empty() { String::new() } else { format!(" {:?}", c.errors) },
-            c.disconnected
+            c.disconnected,
+            c.panicked,
+            if c.worker_failures.is_empty() { String::new() } else { format!(" ({})", c.worker_failures.join("; ")) }
         ),
     );
     row(
@@ -443,6 +524,21 @@ pub fn print(r: &RunReport) {
             n.published, n.expected, n.received, n.lost, n.duplicates, n.resyncs
         ),
     );
+    if let Some(s) = &r.slow_clients {
+        row(
+            "slow clients",
+            format!(
+                "{} stalled through the window: {} got everything, {} a lagged resync{}, {} a SILENT GAP, {} failed{}",
+                s.requested,
+                s.complete,
+                s.lagged,
+                s.before_resync.map(|(lo, hi)| format!(" (after {lo}–{hi} updates)")).unwrap_or_default(),
+                s.gap,
+                s.failed,
+                if s.errors.is_empty() { String::new() } else { format!(" {:?}", s.errors) }
+            ),
+        );
+    }
     let l = &r.latency;
     row(
         "delivery latency",

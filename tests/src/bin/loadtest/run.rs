@@ -44,6 +44,7 @@ struct Progress {
     failed: AtomicU64,
     in_window: AtomicU64,
     refetches: AtomicU64,
+    slow_done: AtomicU64,
 }
 
 /// Sums a counter over all workers.
@@ -226,7 +227,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         }
         // In a storm, refetches still running are part of the run: wait until they stop.
         let storm_settled = !args.storm || quiet_since.elapsed() > Duration::from_secs(2);
-        if (received >= expected && storm_settled) || drain_started.elapsed() > args.drain {
+        // The slow clients read again now; each is done once its stream covers the window.
+        let slow_done = total(&workers, |p| &p.slow_done) >= args.slow_clients as u64;
+        if (received >= expected && storm_settled && slow_done) || drain_started.elapsed() > args.drain {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -243,6 +246,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
 
     // 4. Stop the workers, collect their reports, stop the server.
     let mut reports = Vec::new();
+    let mut worker_failures = Vec::new();
     for worker in &mut workers {
         let _ = send(&mut worker.stdin, &ToWorker::Stop).await;
     }
@@ -252,7 +256,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
             Ok(Ok(report)) => reports.push(report),
             _ => bail!("a worker sent no report"),
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), worker.child.wait()).await;
+        match tokio::time::timeout(Duration::from_secs(10), worker.child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => worker_failures.push(format!("a worker exited with {status}")),
+            Ok(Err(e)) => worker_failures.push(format!("waiting for a worker: {e}")),
+            Err(_) => worker_failures.push(String::from("a worker did not exit within 10 s of its report")),
+        }
     }
     let server_alive_process = server.as_mut().is_none_or(Logged::alive);
     let (warnings, errors, samples) = server.as_ref().map_or((0, 0, Vec::new()), |s| {
@@ -283,6 +292,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         seq1,
         driven,
         reports,
+        worker_failures,
         idle,
         connected_sample,
         before,
@@ -333,7 +343,8 @@ async fn spawn_worker(config: &WorkerConfig) -> anyhow::Result<WorkerHandle> {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             match serde_json::from_str::<ToCoordinator>(&line) {
-                Ok(ToCoordinator::Progress { connected, failed, in_window, refetches }) => {
+                Ok(ToCoordinator::Progress { connected, failed, in_window, refetches, slow_done }) => {
+                    p.slow_done.store(slow_done, Ordering::Relaxed);
                     p.connected.store(connected, Ordering::Relaxed);
                     p.failed.store(failed, Ordering::Relaxed);
                     p.in_window.store(in_window, Ordering::Relaxed);

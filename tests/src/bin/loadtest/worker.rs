@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{SseConn, SseEvent, UpdateKind, connect_from, open_stalled, source_addr};
+use crate::client::{SseConn, SseEvent, UpdateKind, connect_from, source_addr};
 use crate::stats::{self, Pairs};
 
 /// What a worker is asked to do.
@@ -38,6 +38,7 @@ pub struct WorkerConfig {
     pub source_addrs: u8,
     pub connect_concurrency: usize,
     pub connect_timeout_ms: u64,
+    /// Clients that stop reading once connected, until the window closed.
     pub slow_clients: usize,
     pub storm: Option<StormConfig>,
 }
@@ -57,7 +58,7 @@ pub struct StormConfig {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "camelCase")]
 pub enum ToCoordinator {
-    Progress { connected: u64, failed: u64, in_window: u64, refetches: u64 },
+    Progress { connected: u64, failed: u64, in_window: u64, refetches: u64, slow_done: u64 },
     Ready { connected: u64, failed: u64 },
     Done(Box<WorkerReport>),
 }
@@ -88,7 +89,8 @@ pub struct WorkerReport {
     pub errors: BTreeMap<String, u64>,
     /// Streams the server closed during the run.
     pub disconnected: u64,
-    pub slow_opened: u64,
+    /// Client tasks that panicked (what they saw is lost).
+    pub panicked: u64,
     pub connect_us: Pairs,
     pub latency_us: Pairs,
     /// Latency per second of the run (seconds since the window start).
@@ -100,7 +102,80 @@ pub struct WorkerReport {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub resyncs: u64,
+    pub slow: Vec<SlowReport>,
     pub storm: Option<StormReport>,
+}
+
+/// How a slow client's stream accounted for the window's updates once it read again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SlowOutcome {
+    /// Every update arrived: the server's buffers and queue held them all.
+    Complete,
+    /// A `lagged` resync stood for every update that did not arrive.
+    Lagged,
+    /// Updates neither arrived nor were covered by a resync: a silent gap.
+    Gap,
+    /// It did not connect, or did not catch up before the run ended.
+    #[default]
+    Failed,
+}
+
+/// What one slow client saw.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlowReport {
+    pub outcome: SlowOutcome,
+    /// Updates of the window that arrived.
+    pub received: u64,
+    /// Updates of the window that neither arrived nor were covered by a `lagged` resync.
+    pub missing: u64,
+    /// Updates that arrived before its first `lagged` resync: what the kernel's buffers
+    /// and the server's queue held for it.
+    pub before_resync: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// An event of a slow client's stream, as far as judging it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    Update(u64),
+    /// A resync (`lagged` or not) up to this seq.
+    Resync {
+        seq: u64,
+        lagged: bool,
+    },
+}
+
+/// Judges a slow client's events (in arrival order) for the window `(seq0, seq1]`.
+fn judge_slow(events: &[Seen], seq0: u64, seq1: u64) -> SlowReport {
+    let received: std::collections::BTreeSet<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Seen::Update(seq) if *seq > seq0 && *seq <= seq1 => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    let lagged_up_to = events
+        .iter()
+        .filter_map(|e| match e {
+            Seen::Resync { seq, lagged: true } => Some(*seq),
+            _ => None,
+        })
+        .max();
+    let missing = (seq0.saturating_add(1)..=seq1)
+        .filter(|seq| !received.contains(seq) && lagged_up_to.is_none_or(|covered| *seq > covered))
+        .count() as u64;
+    let before_resync = events
+        .iter()
+        .position(|e| matches!(e, Seen::Resync { lagged: true, .. }))
+        .map(|at| events[..at].iter().filter(|e| matches!(e, Seen::Update(_))).count() as u64);
+    let outcome = match (missing, lagged_up_to) {
+        (0, None) => SlowOutcome::Complete,
+        (0, Some(_)) => SlowOutcome::Lagged,
+        _ => SlowOutcome::Gap,
+    };
+    SlowReport { outcome, received: received.len() as u64, missing, before_resync, error: None }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -123,6 +198,11 @@ struct Shared {
     failed: AtomicU64,
     in_window: AtomicU64,
     refetches: AtomicU64,
+    /// Slow clients that connected or gave up, and those that are done.
+    slow_started: AtomicU64,
+    slow_done: AtomicU64,
+    /// Fires when the window closed: the slow clients read again.
+    resume: CancellationToken,
     /// Updates with a larger seq are measured (`u64::MAX`: not yet).
     seq0: AtomicU64,
     /// Updates up to this seq belong to the window (`u64::MAX`: still open).
@@ -176,6 +256,9 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         failed: AtomicU64::new(0),
         in_window: AtomicU64::new(0),
         refetches: AtomicU64::new(0),
+        slow_started: AtomicU64::new(0),
+        slow_done: AtomicU64::new(0),
+        resume: CancellationToken::new(),
         seq0: AtomicU64::new(u64::MAX),
         seq1: AtomicU64::new(u64::MAX),
         start_us: AtomicU64::new(0),
@@ -205,16 +288,17 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         };
         tasks.spawn(client.run());
     }
-    // Stalled clients: they send a request and never read.
-    let mut stalled = Vec::new();
+    let mut slow_tasks = tokio::task::JoinSet::new();
     for i in 0..config.slow_clients {
-        let source = source_addr(config.first_index + config.clients + i, config.source_addrs);
-        match open_stalled(source, config.server, "127.0.0.1", &config.path).await {
-            Ok(stream) => stalled.push(stream),
-            Err(e) => {
-                *shared.recorded().errors.entry(format!("stalled client: {}", e.kind())).or_default() += 1;
-            }
-        }
+        let client = Client {
+            config: config.clone(),
+            index: config.first_index + config.clients + i,
+            shared: shared.clone(),
+            stop: stop.clone(),
+            gate: gate.clone(),
+            storm_http: None,
+        };
+        slow_tasks.spawn(client.run_slow());
     }
 
     let out = Arc::new(tokio::sync::Mutex::new(tokio::io::stdout()));
@@ -233,6 +317,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
                     failed: shared.failed.load(Ordering::Relaxed),
                     in_window: shared.in_window.load(Ordering::Relaxed),
                     refetches: shared.refetches.load(Ordering::Relaxed),
+                    slow_done: shared.slow_done.load(Ordering::Relaxed),
                 };
                 if send(&out, &msg).await.is_err() {
                     return;
@@ -243,11 +328,11 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     // Ready once every client connected or gave up.
     {
         let (shared, out) = (shared.clone(), out.clone());
-        let total = config.clients as u64;
+        let (total, slow) = (config.clients as u64, config.slow_clients as u64);
         tokio::spawn(async move {
             loop {
                 let (c, f) = (shared.connected.load(Ordering::Relaxed), shared.failed.load(Ordering::Relaxed));
-                if c + f >= total {
+                if c + f >= total && shared.slow_started.load(Ordering::Relaxed) >= slow {
                     let _ = send(&out, &ToCoordinator::Ready { connected: c, failed: f }).await;
                     return;
                 }
@@ -264,22 +349,34 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
                 shared.start_us.store(start_us, Ordering::Relaxed);
                 shared.seq0.store(seq0, Ordering::Release);
             }
-            Ok(ToWorker::WindowEnd { seq1 }) => shared.seq1.store(seq1, Ordering::Release),
+            Ok(ToWorker::WindowEnd { seq1 }) => {
+                shared.seq1.store(seq1, Ordering::Release);
+                shared.resume.cancel();
+            }
             Ok(ToWorker::Stop) => break,
             Err(e) => tracing::warn!(%e, %line, "unreadable command"),
         }
     }
     stop.cancel();
-    let _ = progress.await;
-    let slow_opened = stalled.len() as u64;
-    drop(stalled);
+    if let Err(e) = progress.await {
+        tracing::warn!(%e, "the progress task failed");
+    }
 
     let seq0 = shared.seq0.load(Ordering::Acquire);
     let seq1 = shared.seq1.load(Ordering::Acquire);
     let window = if seq0 != u64::MAX && seq1 != u64::MAX && seq1 >= seq0 { seq1 - seq0 } else { 0 };
     let mut report = WorkerReport::default();
+    let mut panics = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let Ok(Some(outcome)) = joined else { continue };
+        let outcome = match joined {
+            Ok(Some(outcome)) => outcome,
+            // It failed to connect: counted as failed, with its error.
+            Ok(None) => continue,
+            Err(e) => {
+                panics.push(format!("client task: {e}"));
+                continue;
+            }
+        };
         report.expected += window;
         let mut seen: Vec<u64> = outcome.seqs.iter().copied().filter(|s| *s > seq0 && *s <= seq1).collect();
         report.out_of_order += seen.windows(2).filter(|w| w[1] < w[0]).count() as u64;
@@ -290,13 +387,22 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         report.received += seen.len() as u64;
         report.lost += window.saturating_sub(seen.len() as u64);
     }
+    while let Some(joined) = slow_tasks.join_next().await {
+        match joined {
+            Ok(slow) => report.slow.push(slow),
+            Err(e) => panics.push(format!("slow client task: {e}")),
+        }
+    }
+    report.panicked = panics.len() as u64;
     {
         let recorded = shared.recorded();
         report.connected = shared.connected.load(Ordering::Relaxed);
         report.failed = shared.failed.load(Ordering::Relaxed);
         report.errors = recorded.errors.clone();
+        for panic in panics {
+            *report.errors.entry(panic).or_default() += 1;
+        }
         report.disconnected = recorded.disconnected;
-        report.slow_opened = slow_opened;
         report.connect_us = Pairs::of(&recorded.connect);
         report.latency_us = Pairs::of(&recorded.latency);
         report.per_second = recorded
@@ -362,7 +468,7 @@ impl Client {
             let _permit = self.gate.acquire().await.ok()?;
             tokio::select! {
                 _ = self.stop.cancelled() => return None,
-                opened = tokio::time::timeout(timeout, self.open(source)) => opened,
+                opened = tokio::time::timeout(timeout, self.open(source, false)) => opened,
             }
         };
         let mut conn = match opened {
@@ -439,9 +545,68 @@ impl Client {
         Some(ClientOutcome { seqs })
     }
 
-    /// Connects, sends the request and waits for the `connected` event.
-    async fn open(&self, source: std::net::IpAddr) -> Result<SseConn, String> {
-        let stream = connect_from(source, self.config.server, None).await.map_err(|e| format!("connect: {e}"))?;
+    /// A stalled tab: opens its stream, then reads nothing until the window closed, so
+    /// that its socket buffers fill and the server must queue for it and, once it is
+    /// `--channel-capacity` updates behind, send a `lagged` resync. Then it reads until
+    /// its stream accounts for the whole window, and is judged.
+    async fn run_slow(self) -> SlowReport {
+        let report = self.slow().await.unwrap_or_else(|error| SlowReport { error: Some(error), ..Default::default() });
+        self.shared.slow_done.fetch_add(1, Ordering::Relaxed);
+        report
+    }
+
+    async fn slow(&self) -> Result<SlowReport, String> {
+        let source = source_addr(self.index, self.config.source_addrs);
+        let timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        let opened = {
+            let _permit = self.gate.acquire().await.map_err(|e| e.to_string())?;
+            tokio::time::timeout(timeout, self.open(source, true)).await
+        };
+        self.shared.slow_started.fetch_add(1, Ordering::Relaxed);
+        let mut conn = match opened {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(format!("slow client: {e}")),
+            Err(_) => return Err(String::from("slow client: connect timeout")),
+        };
+        tokio::select! {
+            _ = self.shared.resume.cancelled() => {}
+            _ = self.stop.cancelled() => return Err(String::from("the window never closed")),
+        }
+        let (seq0, seq1) = (self.shared.seq0.load(Ordering::Acquire), self.shared.seq1.load(Ordering::Acquire));
+        let mut seen = Vec::new();
+        let mut events = Vec::new();
+        // Everything up to seq1 arrived, or a resync stood for it.
+        let mut covered = seq0;
+        while covered < seq1 {
+            let read = tokio::select! {
+                _ = self.stop.cancelled() => {
+                    return Err(format!("had not caught up when the run ended ({} of {} updates)", covered - seq0, seq1 - seq0));
+                }
+                read = conn.read_events(&mut events) => read,
+            };
+            match read {
+                Ok(true) => {}
+                Ok(false) => return Err(String::from("the server closed the stream")),
+                Err(e) => return Err(format!("read: {}", e.kind())),
+            }
+            for event in events.drain(..) {
+                let event = match event {
+                    SseEvent::Update { seq, .. } => Seen::Update(seq),
+                    SseEvent::Resync { seq, lagged } => Seen::Resync { seq, lagged },
+                    SseEvent::Connected | SseEvent::Ping | SseEvent::Other(_) => continue,
+                };
+                let (Seen::Update(seq) | Seen::Resync { seq, .. }) = event;
+                covered = covered.max(seq);
+                seen.push(event);
+            }
+        }
+        Ok(judge_slow(&seen, seq0, seq1))
+    }
+
+    /// Connects (`stalled`: with small socket buffers), sends the request and waits for
+    /// the `connected` event.
+    async fn open(&self, source: std::net::IpAddr, stalled: bool) -> Result<SseConn, String> {
+        let stream = connect_from(source, self.config.server, stalled).await.map_err(|e| format!("connect: {e}"))?;
         let mut conn = SseConn::open(stream, "127.0.0.1", &self.config.path).await.map_err(|e| e.to_string())?;
         let mut events = Vec::new();
         loop {
@@ -560,4 +725,45 @@ async fn refetch(
         bytes += chunk?.len() as u64;
     }
     Ok(Answer { status, bytes, encoding, etag })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U: fn(u64) -> Seen = Seen::Update;
+
+    fn lagged(seq: u64) -> Seen {
+        Seen::Resync { seq, lagged: true }
+    }
+
+    #[test]
+    fn a_slow_client_that_got_everything_is_complete() {
+        // Updates before the window (10) do not count; the window is (10, 13].
+        let report = judge_slow(&[U(10), U(11), U(12), U(13)], 10, 13);
+        assert_eq!(
+            (report.outcome, report.received, report.missing, report.before_resync),
+            (SlowOutcome::Complete, 3, 0, None)
+        );
+    }
+
+    #[test]
+    fn a_lagged_resync_stands_for_what_did_not_arrive() {
+        // 11 and 12 arrived, 13 and 14 were dropped, the resync covers them, 15 follows it.
+        let report = judge_slow(&[U(11), U(12), lagged(14), U(15)], 10, 15);
+        assert_eq!((report.outcome, report.received, report.missing), (SlowOutcome::Lagged, 3, 0));
+        assert_eq!(report.before_resync, Some(2));
+    }
+
+    #[test]
+    fn a_missing_update_no_resync_covers_is_a_gap() {
+        assert_eq!(judge_slow(&[U(11), U(13)], 10, 13).missing, 1);
+        assert_eq!(judge_slow(&[U(11), U(13)], 10, 13).outcome, SlowOutcome::Gap);
+        // A resync covers only up to its seq: 16 is still missing.
+        let after = judge_slow(&[U(11), lagged(14), U(15), U(17)], 10, 17);
+        assert_eq!((after.outcome, after.missing), (SlowOutcome::Gap, 1));
+        // Only a `lagged` resync counts for a client that read too slowly.
+        let gap_resync = judge_slow(&[U(11), Seen::Resync { seq: 13, lagged: false }], 10, 13);
+        assert_eq!((gap_resync.outcome, gap_resync.missing), (SlowOutcome::Gap, 2));
+    }
 }

@@ -1,0 +1,57 @@
+//! Why a procedure failed, in the domain's terms. The wire layer maps each kind onto a
+//! status and decides what the client reads: the message of a client error as it is,
+//! only a generic sentence for an upstream or internal failure (whose detail is logged).
+
+use crate::upstream::UpstreamError;
+
+/// A procedure's failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The input is not acceptable: `field` is its camelCase name (`sizeGb`).
+    #[error("input.{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    /// The resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource is not in a state that allows the request.
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The upstream refused the request as invalid; the message is the cloud's own.
+    #[error("{0}")]
+    Rejected(String),
+    /// The upstream cannot be reached, and nothing was changed (connection refused, a read
+    /// timed out). For operators only.
+    #[error("upstream unreachable: {0}")]
+    Unavailable(String),
+    /// A write reached the upstream but its outcome is unknown (no answer in time, the
+    /// connection lost): the client must check before it retries, or it may make the
+    /// change twice. The detail is for operators only.
+    #[error("upstream outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The upstream failed (a 5xx, a malformed body, our own credentials refused). For
+    /// operators only.
+    #[error("upstream failed: {0}")]
+    Upstream(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Error::Invalid { field, message: message.into() }
+    }
+}
+
+impl From<UpstreamError> for Error {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Unreachable(detail) => Error::Unavailable(detail),
+            UpstreamError::OutcomeUnknown(detail) => Error::OutcomeUnknown(detail),
+            UpstreamError::Failed(detail) => Error::Upstream(detail),
+            UpstreamError::NotFound(message) => Error::NotFound(message),
+            UpstreamError::Rejected(message) => Error::Rejected(message),
+            UpstreamError::Conflict(message) => Error::Conflict(message),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Every procedure Stalecast answers, by its tRPC path: the one list the HTTP layer
+//! dispatches from and the contract generators describe. Each entry names a function of
+//! the domain; the types that cross the wire are declared [`Wire`] here.
+
+use super::registry::{Kind, NoInput, Registry, Wire};
+use super::stream::{OnUpdateInput, PATH as STREAM};
+use crate::domain::types::*;
+use crate::domain::{self, Listing};
+use crate::updates::{StreamEvent, UpdateType};
+use crate::upstream::model::{Image, Network, Project, Server, Volume};
+
+impl Wire for Project {}
+impl Wire for Server {}
+impl Wire for Volume {}
+impl Wire for Image {}
+impl Wire for Network {}
+impl Wire for ListInput {}
+impl Wire for IdInput {}
+impl Wire for ServerCreate {}
+impl Wire for VolumeCreate {}
+impl Wire for Deleted {}
+impl Wire for UpdatesState {}
+impl Wire for StreamEvent {}
+impl Wire for UpdateType {}
+impl Wire for OnUpdateInput {}
+
+/// The registry of every procedure.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.query::<Option<ListInput>, Listing<Project>, _, _>("projects.list", "All projects.", |ctx, input| async move {
+        domain::list(&ctx, input).await
+    })
+    .query::<Option<ListInput>, Listing<Server>, _, _>(
+        "compute.servers.list",
+        "Servers (instances), optionally of one project.",
+        |ctx, input| async move { domain::list(&ctx, input).await },
+    )
+    .query::<IdInput, Server, _, _>("compute.servers.get", "One server by id.", |ctx, input| async move {
+        domain::get(&ctx, input).await
+    })
+    .query::<Option<ListInput>, Listing<Volume>, _, _>(
+        "storage.volumes.list",
+        "Block-storage volumes, optionally of one project.",
+        |ctx, input| async move { domain::list(&ctx, input).await },
+    )
+    .query::<IdInput, Volume, _, _>("storage.volumes.get", "One volume by id.", |ctx, input| async move {
+        domain::get(&ctx, input).await
+    })
+    .query::<Option<ListInput>, Listing<Image>, _, _>(
+        "images.list",
+        "Images, optionally those owned by one project.",
+        |ctx, input| async move { domain::list(&ctx, input).await },
+    )
+    .query::<Option<ListInput>, Listing<Network>, _, _>(
+        "networks.list",
+        "Networks, optionally of one project.",
+        |ctx, input| async move { domain::list(&ctx, input).await },
+    )
+    .query::<NoInput, UpdatesState, _, _>(
+        "updates.state",
+        "The bus's latest seq, the replay ring's size and the last update of each type.",
+        |ctx, _: NoInput| async move { Ok(domain::updates_state(&ctx)) },
+    )
+    .mutation::<ServerCreate, Server, _, _>(
+        "compute.servers.create",
+        "Creates a server (status BUILD, then ACTIVE).",
+        |ctx, input| async move { domain::create_server(&ctx, input).await },
+    )
+    .mutation::<IdInput, Deleted, _, _>("compute.servers.delete", "Deletes a server.", |ctx, input| async move {
+        domain::delete_server(&ctx, input).await
+    })
+    .mutation::<IdInput, Server, _, _>("compute.servers.start", "Starts a stopped server.", |ctx, input| async move {
+        domain::server_action(&ctx, input, "os-start").await
+    })
+    .mutation::<IdInput, Server, _, _>("compute.servers.stop", "Stops a running server.", |ctx, input| async move {
+        domain::server_action(&ctx, input, "os-stop").await
+    })
+    .mutation::<VolumeCreate, Volume, _, _>(
+        "storage.volumes.create",
+        "Creates a volume (status creating, then available).",
+        |ctx, input| async move { domain::create_volume(&ctx, input).await },
+    )
+    .mutation::<IdInput, Deleted, _, _>(
+        "storage.volumes.delete",
+        "Deletes a volume that is not attached.",
+        |ctx, input| async move { domain::delete_volume(&ctx, input).await },
+    )
+    .subscription::<Option<OnUpdateInput>, StreamEvent>(
+        STREAM,
+        "The stream of update notifications (Server-Sent Events).",
+    );
+    debug_assert!(r.iter().all(|p| p.kind != Kind::Subscription || p.path == STREAM));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::INVALIDATION;
+
+    #[test]
+    fn every_invalidated_path_is_a_registered_query() {
+        let registry = registry();
+        for (kind, paths) in INVALIDATION {
+            assert!(!paths.is_empty(), "{kind} invalidates nothing");
+            for path in *paths {
+                let procedure = registry.get(path).unwrap_or_else(|| panic!("{kind} → {path}: not registered"));
+                assert_eq!(procedure.kind, Kind::Query, "{kind} → {path}: not a query");
+            }
+        }
+    }
+
+    #[test]
+    fn every_update_type_has_an_invalidation_entry() {
+        for kind in UpdateType::ALL {
+            assert!(INVALIDATION.iter().filter(|(t, _)| *t == kind).count() == 1, "{kind}");
+        }
+    }
+}
