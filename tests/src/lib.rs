@@ -192,14 +192,12 @@ impl UpstreamClient {
     }
 }
 
-/// Percent-encodes a query-string value.
+/// Percent-encodes a query-string value (everything but RFC 3986's unreserved
+/// characters, as `encodeURIComponent` nearly does).
 pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const UNRESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 /// `input=…` for a stream that only wants `types`.

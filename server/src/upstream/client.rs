@@ -7,6 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -297,14 +298,12 @@ impl OpenStackClient {
     }
 }
 
+/// What a path segment keeps as is: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Percent-encodes an id for use as one path segment.
 fn segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(id, UNRESERVED).to_string()
 }
 
 /// A transport failure. A connection that could not be made carried nothing; once a
@@ -585,4 +584,16 @@ struct CreatedVolume {
 #[derive(Deserialize)]
 struct IdOnly {
     id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn an_id_stays_one_path_segment() {
+        assert_eq!(segment("vol-0001_a.b~c"), "vol-0001_a.b~c");
+        assert_eq!(segment("../admin?x=1#y z"), "..%2Fadmin%3Fx%3D1%23y%20z");
+        assert_eq!(segment("é"), "%C3%A9");
+    }
 }
