@@ -202,6 +202,11 @@ async fn faulty(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Re
             .into_response();
     }
     if roll < faults.error_rate + faults.garbage_rate {
+        // A proxy that mangles answers: a write still reaches the API and takes effect,
+        // only its answer is lost.
+        if request.method() != axum::http::Method::GET {
+            next.run(request).await;
+        }
         return ([(header::CONTENT_TYPE, "application/json")], "<html>proxy error: this is not JSON").into_response();
     }
     next.run(request).await

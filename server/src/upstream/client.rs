@@ -254,7 +254,7 @@ impl OpenStackClient {
         let body = json!({"server": {"name": name, "flavorRef": flavor, "imageRef": image_id.unwrap_or(""),
                                      "project_id": project_id}});
         let bytes = self.request(Method::POST, Service::Compute, "/servers", Some(&body)).await?;
-        let created: CreatedServer = decode(&bytes, "created server")?;
+        let created: CreatedServer = decode_written(&bytes, "created server")?;
         Ok(created.server.id)
     }
 
@@ -281,7 +281,7 @@ impl OpenStackClient {
         let body = json!({"volume": {"name": name, "size": size_gb, "description": description,
                                      "project_id": project_id}});
         let bytes = self.request(Method::POST, Service::Volume, "/volumes", Some(&body)).await?;
-        let created: CreatedVolume = decode(&bytes, "created volume")?;
+        let created: CreatedVolume = decode_written(&bytes, "created volume")?;
         Ok(created.volume.id)
     }
 
@@ -324,6 +324,12 @@ fn transport(e: reqwest::Error, writes: bool) -> UpstreamError {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, UpstreamError> {
     serde_json::from_slice(bytes).map_err(|e| UpstreamError::Failed(format!("malformed {what} body: {e}")))
+}
+
+/// The body of a write's 2xx answer: when it cannot be read, the write was accepted but
+/// what it made is unknown (a retry could make it twice), so the outcome is unknown.
+fn decode_written<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, UpstreamError> {
+    decode(bytes, what).map_err(|e| UpstreamError::OutcomeUnknown(format!("accepted, but {e}")))
 }
 
 /// The message of an OpenStack fault body (`{"itemNotFound": {"message": …}}` or

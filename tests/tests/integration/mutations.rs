@@ -192,6 +192,22 @@ async fn a_write_without_an_answer_is_an_unknown_outcome() {
 }
 
 #[tokio::test]
+async fn a_write_accepted_with_an_unreadable_answer_is_an_unknown_outcome() {
+    let app = spawn_loaded().await;
+    // A proxy mangles every answer: the create reaches the cloud, its answer is not JSON.
+    app.set_faults(json!({"garbageRate": 1.0})).await;
+    let (status, body) =
+        app.mutate("storage.volumes.create", json!({"projectId": "prj-web", "name": "mangled", "sizeGb": 1})).await;
+    app.set_faults(json!({})).await;
+    // Not a 502 "error": the volume exists, and a client that retried would make a second.
+    assert_eq!((status.as_u16(), error_code(&body)), (504, "GATEWAY_TIMEOUT"), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("check before retrying")), "{body}");
+    let made = app.sim().expect("sim").world().volumes.iter().filter(|v| v["name"] == "mangled").count();
+    assert_eq!(made, 1, "the cloud made the volume");
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_mutation_reads_back_its_record_only_and_announces_it_once() {
     // The poller asks once at start and then not for an hour: every later upstream
     // request comes from the mutations.
