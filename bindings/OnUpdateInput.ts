@@ -10,6 +10,7 @@ export type OnUpdateInput = {
  */
 types?: Array<UpdateType>, 
 /**
- * Resume after this event id.
+ * Resume after this event id (a decimal seq: at most 20 digits). An id that is not
+ * one starts the stream with a `resync`, as an id too old to replay does.
  */
 lastEventId?: string, };

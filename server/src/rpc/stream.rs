@@ -52,9 +52,11 @@ pub struct OnUpdateInput {
     #[serde(default)]
     #[ts(optional)]
     pub types: Option<Vec<UpdateType>>,
-    /// Resume after this event id.
+    /// Resume after this event id (a decimal seq: at most 20 digits). An id that is not
+    /// one starts the stream with a `resync`, as an id too old to replay does.
     #[serde(default)]
     #[ts(optional)]
+    #[schema(example = "1733234567000001", max_length = 20)]
     pub last_event_id: Option<String>,
 }
 

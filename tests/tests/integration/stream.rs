@@ -213,8 +213,10 @@ async fn an_id_older_than_the_ring_gives_resync_then_live_updates() {
     let (_, data) = stream.next_data(WAIT).await;
     assert_eq!(data["seq"].as_u64(), Some(next));
 
-    // An id that is not a number, or from a later process, is treated the same way.
-    for bad in ["not-a-number", &(next + 1000).to_string()] {
+    // An id that is not a number, longer than any seq, or from a later process, is
+    // treated the same way.
+    let long = "9".repeat(2000);
+    for bad in ["not-a-number", &long, &(next + 1000).to_string()] {
         let mut stream = app.stream("", Some(bad)).await;
         stream.connected().await;
         let (_, data) = stream.next_data(WAIT).await;
