@@ -15,14 +15,15 @@ use tokio::process::{Child, Command};
 use crate::Client;
 
 /// The `stalecast` binary: `STALECAST_BIN`, else `target/<profile>/stalecast` beside
-/// this test executable (`target/<profile>/deps/…`), which `cargo nextest run
-/// --workspace` builds.
+/// this executable — a tool in `target/<profile>/`, or a test in
+/// `target/<profile>/deps/` (`make test-rust` builds the binary first).
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("STALECAST_BIN") {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let exe = std::env::current_exe().expect("this executable's path");
+    let dir = exe.parent().expect("target/<profile>/…");
+    let profile_dir = if dir.ends_with("deps") { dir.parent().expect("target/<profile>") } else { dir };
     let binary = profile_dir.join("stalecast");
     assert!(
         binary.exists(),
@@ -137,6 +138,11 @@ impl ChildServer {
     /// Everything the process printed so far, one entry per line (stdout and stderr).
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Sends SIGTERM (with `kill`, as an init system would).

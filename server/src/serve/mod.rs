@@ -7,9 +7,10 @@
 //!   fails with `EMFILE`; axum logs that at error level and retries every second, and
 //!   meanwhile the poller cannot open upstream connections either. Here at most
 //!   `max_connections` connections are open at once (default: the descriptor limit less
-//!   a reserve for upstream connections and files). At the limit, new connections wait
-//!   in the listen backlog until one closes, with one warning in the log; existing ones
-//!   are served as before. Should `accept` fail anyway, it backs off (100 ms up to 1 s)
+//!   a reserve for upstream connections and files). At the limit, the connection that
+//!   has waited on its client the longest is closed to make room ([`budget`]), else new
+//!   connections wait in the listen backlog until one closes, with one warning in the
+//!   log; requests being answered and event streams are served as before. Should `accept` fail anyway, it backs off (100 ms up to 1 s)
 //!   and says so at most every 10 s — never a spin, never a crash.
 //! - **Memory per stream.** hyper keeps two 8 KiB buffers per HTTP/1 connection (read
 //!   buffer, response-head buffer) for the connection's whole life: with thousands of
@@ -24,10 +25,13 @@
 //! their requests, event streams end (the fan-out and the stream bodies watch the same
 //! token), and [`run`] returns once every connection is closed.
 
+mod budget;
 mod event_stream;
 pub mod fanout;
 
 pub use fanout::Fanout;
+
+use budget::{Budget, Conn, Tracked};
 
 use std::future::Future;
 use std::io;
@@ -47,7 +51,6 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -117,38 +120,40 @@ pub async fn run(
     let max_connections = limits.max_connections;
     // Fires at the shutdown deadline: every connection still open drops its socket.
     let hard_stop = CancellationToken::new();
-    let budget = Arc::new(Semaphore::new(max_connections.max(1)));
+    let budget = Budget::new(max_connections);
     let tracker = TaskTracker::new();
     let mut saturated = false;
     let mut failures: u32 = 0;
     let mut last_warning: Option<Instant> = None;
     tracing::debug!(max_connections, "accepting connections");
-    loop {
-        let permit = match budget.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if !saturated {
-                    saturated = true;
-                    tracing::warn!(
-                        max_connections,
-                        "connection limit reached: new connections wait in the listen backlog until one closes"
-                    );
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    permit = budget.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                }
+    'accept: loop {
+        let slot = loop {
+            if let Some(slot) = budget.try_acquire() {
+                break slot;
+            }
+            if !saturated {
+                saturated = true;
+                tracing::warn!(
+                    max_connections,
+                    "connection limit reached: closing connections that wait on their clients to make room, \
+                     else new connections wait in the listen backlog"
+                );
+            }
+            // Make room; when no connection may be closed yet, look again shortly.
+            let evicted = budget.evict_longest_waiting();
+            let retry = if evicted { Duration::from_secs(1) } else { Duration::from_millis(100) };
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'accept,
+                slot = budget.acquire() => break slot,
+                _ = tokio::time::sleep(retry) => {}
             }
         };
-        if saturated && budget.available_permits() > max_connections / 100 {
+        if saturated && !budget.nearly_spent() {
             saturated = false;
-            tracing::info!(open = max_connections - budget.available_permits(), "accepting connections again");
+            tracing::info!(open = budget.open(), "accepting connections again");
         }
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break 'accept,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -157,13 +162,16 @@ pub async fn run(
                     tracing::info!(failures, "accepting connections again");
                     failures = 0;
                 }
-                let served = connection(stream, remote, router.clone(), fanout.clone(), limits, shutdown.clone());
+                let conn = slot.conn.clone();
+                let served = connection(stream, remote, router.clone(), fanout.clone(), conn, limits, shutdown.clone());
                 let hard_stop = hard_stop.clone();
                 tracker.spawn(async move {
-                    let _permit = permit;
+                    let slot = slot;
                     tokio::select! {
                         _ = served => {}
                         _ = hard_stop.cancelled() => {}
+                        // Closed to make room: it was waiting on its client, so no answer is lost.
+                        _ = slot.conn.evicted() => {}
                     }
                 });
             }
@@ -176,16 +184,16 @@ pub async fn run(
                     tracing::warn!(
                         %error,
                         failures,
-                        open = max_connections - budget.available_permits(),
+                        open = budget.open(),
                         "cannot accept connections (out of file descriptors?); open connections are still served, \
                          retrying with backoff"
                     );
                 }
-                drop(permit);
+                drop(slot);
                 let wait =
                     Duration::from_millis(100u64 << failures.min(4).saturating_sub(1)).min(Duration::from_secs(1));
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = shutdown.cancelled() => break 'accept,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -220,6 +228,7 @@ async fn connection(
     remote: SocketAddr,
     router: Router,
     fanout: Arc<Fanout>,
+    conn: Arc<Conn>,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
@@ -239,13 +248,14 @@ async fn connection(
     match request {
         Some(request) => {
             drop(head);
+            let _streaming = conn.streaming();
             Box::pin(event_stream::answer(stream, remote, router, &fanout, request, limits.write_timeout, shutdown))
                 .await;
         }
         None => {
             let io =
                 Rewind { prefix: head.freeze(), inner: stream, write_timeout: limits.write_timeout, stalled: None };
-            Box::pin(serve_hyper(io, remote, router, limits, shutdown)).await
+            Box::pin(serve_hyper(io, remote, router, conn, limits, shutdown)).await
         }
     }
 }
@@ -273,11 +283,25 @@ async fn first_request(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result
     }
 }
 
-async fn serve_hyper(io: Rewind, remote: SocketAddr, router: Router, limits: Limits, shutdown: CancellationToken) {
-    let service = router.map_request(move |request: axum::http::Request<Incoming>| {
-        let mut request = request.map(Body::new);
+async fn serve_hyper(
+    io: Rewind,
+    remote: SocketAddr,
+    router: Router,
+    conn: Arc<Conn>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    // The budget sees each request from its head to the end of its answer as busy, and
+    // a body still arriving as waiting on the client.
+    let service = tower::service_fn(move |request: axum::http::Request<Incoming>| {
+        let (answering, receiving) = conn.answering(!hyper::body::Body::is_end_stream(request.body()));
+        let mut request = request.map(|body| Body::new(Tracked::new(body, receiving)));
         request.extensions_mut().insert(ConnectInfo(remote));
-        request
+        let answer = router.clone().oneshot(request);
+        async move {
+            let response = answer.await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Tracked::new(body, Some(answering)))))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Every later request head (and the wait for it) has the same deadline as the first.
