@@ -126,6 +126,11 @@ pub fn generated_bindings() -> BTreeMap<String, String> {
     stalecast::bindings::generate(&stalecast::rpc::registry()).expect("bindings generate")
 }
 
+/// The resident memory (`VmRSS`) in a `/proc/<pid>/status` text, in KiB.
+pub fn vm_rss_kib(status: &str) -> Option<u64> {
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
+}
+
 /// The files under `dir`, relative and `/`-separated, without `node_modules`, as the
 /// code generator's check walks them.
 pub fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<String> {

@@ -161,10 +161,7 @@ async fn real_request(http: &reqwest::Client, base: &str) -> Option<Duration> {
 fn resident_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").to_owned()))
-        })
-        .and_then(|v| v.parse().ok())
+        .and_then(|s| stalecast_tests::vm_rss_kib(&s))
         .unwrap_or(0)
 }
 

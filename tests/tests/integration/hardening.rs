@@ -336,11 +336,7 @@ async fn readiness_follows_the_age_of_the_data_not_single_failures() {
 /// This process's resident memory, in bytes.
 fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
+    let kib = stalecast_tests::vm_rss_kib(&status).expect("VmRSS");
     kib * 1024
 }
 

@@ -234,12 +234,7 @@ const TICKS: f64 = 100.0;
 pub fn sample(pid: u32) -> anyhow::Result<Sample> {
     let base = PathBuf::from(format!("/proc/{pid}"));
     let status = std::fs::read_to_string(base.join("status"))?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let rss_kib = stalecast_tests::vm_rss_kib(&status).unwrap_or(0);
     let (_, cpu_s) = stat_cpu(&std::fs::read_to_string(base.join("stat"))?);
     let wchar = std::fs::read_to_string(base.join("io"))
         .ok()
