@@ -7,6 +7,8 @@ import { after, afterEach, before, describe, test } from "node:test";
 import {
   Cloud,
   POLL_MS,
+  allowBrowserProblems,
+  assertNoBrowserProblems,
   launchBrowser,
   mutate,
   openPage,
@@ -45,8 +47,12 @@ describe("the dashboard, with the embedded simulator", () => {
     browser = await launchBrowser();
   });
 
-  // A server that crashed fails the test it crashed in, not just the suite's end.
-  afterEach(() => app.assertRunning());
+  // A server that crashed, or a page that hit a CSP violation, a console error or an
+  // uncaught error, fails the test it happened in, not just the suite's end.
+  afterEach(async () => {
+    app.assertRunning();
+    await assertNoBrowserProblems();
+  });
 
   after(async () => {
     await browser?.close();
@@ -124,6 +130,13 @@ describe("the dashboard, with the embedded simulator", () => {
   test("API errors are shown to the user", async () => {
     const page = await openPage(browser, app.base, "/volumes");
     const toast = page.locator('[data-testid="error-toast"]');
+    // The two failed creates below are deliberate, and chromium logs each failed fetch as
+    // a console error: allow those two failures and nothing else.
+    allowBrowserProblems(
+      page,
+      /^console error on \/volumes: Failed to load resource: the server responded with a status of 400 \(Bad Request\) \(at http:\/\/[^/\s]+\/trpc\/storage\.volumes\.create\?batch=1\)$/,
+      /^console error on \/volumes: Failed to load resource: the server responded with a status of 502 \(Bad Gateway\) \(at http:\/\/[^/\s]+\/trpc\/storage\.volumes\.create\?batch=1\)$/,
+    );
 
     // Input the server rejects: a blank name.
     const { form, submit } = await fillVolumeForm(page, "   ");
@@ -175,9 +188,10 @@ describe("the dashboard across a Stalecast restart", () => {
     browser = await launchBrowser();
   });
 
-  afterEach(() => {
+  afterEach(async () => {
     sim.assertRunning();
     app.assertRunning();
+    await assertNoBrowserProblems();
   });
 
   after(async () => {

@@ -1,6 +1,8 @@
 // Test support for the browser end-to-end tests: start the real `stalecast` binary (and,
 // when a test needs the cloud to outlive Stalecast, the simulator alone), drive Debian's
-// chromium through playwright-core, and change the simulated cloud out of band.
+// chromium through playwright-core, and change the simulated cloud out of band. Every
+// page records what the browser reports as wrong (Content-Security-Policy violations,
+// console errors, uncaught errors), and each test fails on any it did not allow.
 
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -42,17 +44,138 @@ export async function launchBrowser() {
   return chromium.launch(launchOptions);
 }
 
+/**
+ * What went wrong in each page opened with `newPage` since the last
+ * `assertNoBrowserProblems()`: `{ page, problems: string[], allowed: RegExp[] }`.
+ */
+let watched = [];
+
+/**
+ * Runs in every document before its own scripts: reports each Content-Security-Policy
+ * violation (a blocked script, style, image, inline handler, fetch or EventSource) to the
+ * test through the `__reportCspViolation` binding, and keeps it in `window.__cspViolations`.
+ */
+function reportCspViolations() {
+  window.__cspViolations = [];
+  document.addEventListener(
+    "securitypolicyviolation",
+    (e) => {
+      const violation = {
+        directive: e.violatedDirective,
+        blocked: e.blockedURI,
+        source: e.sourceFile ? `${e.sourceFile}:${e.lineNumber}` : "",
+        sample: e.sample,
+      };
+      window.__cspViolations.push(violation);
+      window.__reportCspViolation?.(violation);
+    },
+    true,
+  );
+}
+
+/**
+ * A new page (in its own context) on which every Content-Security-Policy violation,
+ * console message of type "error" and uncaught error is recorded; the test's
+ * `assertNoBrowserProblems()` fails on any that `allowBrowserProblems` did not allow.
+ */
+export async function newPage(browser, options = { viewport: { width: 1440, height: 900 } }) {
+  const page = await browser.newPage(options);
+  const entry = { page, problems: [], allowed: [] };
+  watched.push(entry);
+  const where = () => {
+    try {
+      return new URL(page.url()).pathname;
+    } catch {
+      return page.url();
+    }
+  };
+  await page.exposeBinding("__reportCspViolation", (_source, v) => {
+    const sample = v.sample ? ` "${v.sample}"` : "";
+    const source = v.source ? ` from ${v.source}` : "";
+    entry.problems.push(`CSP violation on ${where()}: ${v.directive} blocked ${v.blocked || "(inline)"}${sample}${source}`);
+  });
+  await page.addInitScript(reportCspViolations);
+  page.on("console", (message) => {
+    if (message.type() !== "error") return;
+    const { url, lineNumber } = message.location();
+    const at = url ? ` (at ${url}${lineNumber ? `:${lineNumber}` : ""})` : "";
+    entry.problems.push(`console error on ${where()}: ${message.text()}${at}`);
+  });
+  page.on("pageerror", (error) => {
+    const frame = error.stack?.split("\n").find((line) => line.trim().startsWith("at "));
+    entry.problems.push(`uncaught error on ${where()}: ${error.message}${frame ? ` (${frame.trim()})` : ""}`);
+  });
+  return page;
+}
+
+/**
+ * Lets `page` report problems that match one of `patterns` (matched against the lines
+ * `assertNoBrowserProblems` prints) in the current test: for an error the test provokes.
+ * Keep each pattern narrow and say why at the call.
+ */
+export function allowBrowserProblems(page, ...patterns) {
+  const entry = watched.find((e) => e.page === page);
+  if (!entry) throw new Error("allowBrowserProblems: that page was not opened with newPage");
+  entry.allowed.push(...patterns);
+}
+
+/**
+ * Fails, listing them, if any page opened since the last call reported a problem that was
+ * not allowed; then starts afresh. Call it after every test (`afterEach`).
+ */
+export async function assertNoBrowserProblems() {
+  const entries = watched;
+  watched = [];
+  await Promise.all(entries.map(({ page }) => flush(page)));
+  const problems = entries.flatMap(unallowed);
+  if (problems.length > 0) throw new Error(describeProblems(problems));
+}
+
+/** A round trip to `page`, if still open: delivers any report still on its way. */
+async function flush(page) {
+  if (!page.isClosed()) await page.evaluate(() => 0).catch(() => null);
+}
+
+/** The problems `entry`'s page reported that no pattern allowed. */
+function unallowed({ problems, allowed }) {
+  return problems.filter((p) => !allowed.some((pattern) => pattern.test(p)));
+}
+
+function describeProblems(problems) {
+  return `the browser reported ${problems.length} problem(s):\n  ${problems.join("\n  ")}`;
+}
+
+/**
+ * Runs `steps`; if they fail, the error also lists what `page` reported that was not
+ * allowed: a page that never loads because the CSP blocked its script then fails naming
+ * the violation, not only the element it waited for.
+ */
+export async function withBrowserProblems(page, steps) {
+  try {
+    return await steps();
+  } catch (error) {
+    const entry = watched.find((e) => e.page === page);
+    await flush(page);
+    const problems = entry ? unallowed(entry) : [];
+    if (problems.length > 0 && error instanceof Error) {
+      const message = error.message;
+      error.message += `\n${describeProblems(problems)}`;
+      if (typeof error.stack === "string") error.stack = error.stack.replace(message, error.message);
+    }
+    throw error;
+  }
+}
+
 /** The tRPC requests (not the update stream) each open page sent, and those not yet answered. */
 const requestsOf = new WeakMap();
 
 /**
- * Opens `path` and waits until the page's update stream is live, its table loaded and
- * its requests settled (`trpcSettled`). From the start, its tRPC requests are recorded
- * (see `trpcRequests`).
+ * Opens `path` in a `newPage` and waits until the page's update stream is live, its table
+ * loaded and its requests settled (`trpcSettled`). From the start, its tRPC requests are
+ * recorded (see `trpcRequests`).
  */
 export async function openPage(browser, base, path) {
-  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-  page.on("pageerror", (error) => console.error(`page error on ${path}:`, error));
+  const page = await newPage(browser);
   const requests = { sent: [], pending: new Set() };
   requestsOf.set(page, requests);
   page.on("request", (request) => {
@@ -62,10 +185,12 @@ export async function openPage(browser, base, path) {
     requests.pending.add(request);
   });
   for (const event of ["requestfinished", "requestfailed"]) page.on(event, (request) => requests.pending.delete(request));
-  await page.goto(base + path);
-  await page.locator('[data-testid="connection-state"][data-state="live"]').waitFor({ timeout: 15_000 });
-  await page.locator("table tbody tr[data-id]").first().waitFor({ timeout: 15_000 });
-  await trpcSettled(page);
+  await withBrowserProblems(page, async () => {
+    await page.goto(base + path);
+    await page.locator('[data-testid="connection-state"][data-state="live"]').waitFor({ timeout: 15_000 });
+    await page.locator("table tbody tr[data-id]").first().waitFor({ timeout: 15_000 });
+    await trpcSettled(page);
+  });
   return page;
 }
 
