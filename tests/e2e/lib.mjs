@@ -79,7 +79,19 @@ function reportCspViolations() {
  * `assertNoBrowserProblems()` fails on any that `allowBrowserProblems` did not allow.
  */
 export async function newPage(browser, options = { viewport: { width: 1440, height: 900 } }) {
-  const page = await browser.newPage(options);
+  return watch(await browser.newPage(options));
+}
+
+/**
+ * A new tab in `context` (a browser context: one profile, whose tabs share cookies,
+ * storage, Web Locks and connections), recorded as `newPage` records its pages.
+ */
+export async function newTab(context) {
+  return watch(await context.newPage());
+}
+
+/** Records what goes wrong in `page` (see `newPage`); answers the page. */
+async function watch(page) {
   const entry = { page, problems: [], allowed: [] };
   watched.push(entry);
   const where = () => {

@@ -14,12 +14,19 @@ const HINT: Record<ConnectionState, string> = {
   reconnecting: "Update stream lost; retrying. The lists may be out of date until it is back.",
 };
 
+/** Which tab of this browser holds the one stream they share. */
+const ROLE: Record<"holder" | "follower", string> = {
+  holder: "This tab holds the stream for this browser's other tabs.",
+  follower: "Shared with this browser's other tabs: another tab holds the stream.",
+};
+
 export function ConnectionBadge() {
-  const { state, lastSeq, error } = useUpdates();
-  const title = error && state !== "live" ? `${HINT[state]} (${error})` : HINT[state];
+  const { state, role, lastSeq, error } = useUpdates();
+  const hint = error && state !== "live" ? `${HINT[state]} (${error})` : HINT[state];
+  const title = role === "alone" ? hint : `${hint} ${ROLE[role]}`;
   return (
     <div className="connection" title={title}>
-      <span className={`badge badge--${state}`} data-testid="connection-state" data-state={state}>
+      <span className={`badge badge--${state}`} data-testid="connection-state" data-state={state} data-role={role}>
         <span className="badge__dot" aria-hidden="true" />
         {LABEL[state]}
       </span>

@@ -37,10 +37,30 @@ export async function invalidateAll(queryClient: QueryClient): Promise<void> {
   await queryClient.invalidateQueries();
 }
 
-function isStreamEvent(value: unknown): value is StreamEvent {
-  if (typeof value !== "object" || value === null) return false;
-  const kind = (value as { kind?: unknown }).kind;
-  return (kind === "update" || kind === "resync") && typeof (value as { seq?: unknown }).seq === "number";
+/** The longest id list an update carries (the server sends at most 64). */
+const MAX_IDS = 1000;
+
+function isSeq(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * `value` as a stream event when it is one, else `null`: an update has a string type, a
+ * seq, a timestamp, and maybe a list of string ids; a resync has a seq. What a newer
+ * server adds is kept; anything malformed is refused, never applied to the cache.
+ */
+export function parseStreamEvent(value: unknown): StreamEvent | null {
+  if (typeof value !== "object" || value === null) return null;
+  const event = value as Record<string, unknown>;
+  if (!isSeq(event.seq)) return null;
+  if (event.kind === "resync") return value as StreamEvent;
+  if (event.kind !== "update" || typeof event.type !== "string" || event.type.length > 64) return null;
+  if (typeof event.ts !== "number") return null;
+  const ids = event.ids;
+  if (ids !== undefined && !(Array.isArray(ids) && ids.length <= MAX_IDS && ids.every((id) => typeof id === "string"))) {
+    return null;
+  }
+  return value as StreamEvent;
 }
 
 /**
@@ -49,11 +69,9 @@ function isStreamEvent(value: unknown): value is StreamEvent {
  * the others bare. Anything else is ignored.
  */
 export function toStreamEvent(raw: unknown): StreamEvent | null {
-  if (isStreamEvent(raw)) return raw;
-  if (typeof raw === "object" && raw !== null && "data" in raw) {
-    const inner = (raw as { data: unknown }).data;
-    if (isStreamEvent(inner)) return inner;
-  }
+  const bare = parseStreamEvent(raw);
+  if (bare) return bare;
+  if (typeof raw === "object" && raw !== null && "data" in raw) return parseStreamEvent((raw as { data: unknown }).data);
   return null;
 }
 

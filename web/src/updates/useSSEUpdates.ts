@@ -5,20 +5,35 @@
  * (`connecting` until the first `connected` event, then `live`, `reconnecting` whenever
  * the stream is down again), the last `seq`, and a short log of recent events.
  *
+ * The tabs of one browser share one stream ([`SharedStream`](./tabs.ts)): only the tab
+ * holding it subscribes, and passes each event on; the others apply what it passes, and
+ * show its connection state. Every tab applies each event once, in seq order: an update
+ * whose seq is not past the last one seen is a duplicate (a replay after a hand-over, or
+ * a stale holder) and is skipped.
+ *
  * Reconnecting is the tRPC client's (the browser's EventSource, resuming with
  * `Last-Event-ID`, so the server replays what was missed or sends a resync). If the
  * subscription fails for good, this hook subscribes again after a pause, resuming from
- * the last `seq` it saw.
+ * the last `seq` it saw; a tab that takes the stream over resumes the same way.
  */
 import type { StreamEvent } from "@stalecast/bindings";
-import { useQueryClient } from "@tanstack/react-query";
+import { skipToken, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { setStreamLive } from "../queryClient";
 import { useTRPC } from "../trpc";
 import { invalidateAll, invalidateType, toStreamEvent, withUpdate } from "./events";
+import {
+  SharedStream,
+  browserTabs,
+  type ConnectionState,
+  type HolderState,
+  type Role,
+  type TabEnvironment,
+  type TabOptions,
+} from "./tabs";
 
-export type ConnectionState = "connecting" | "live" | "reconnecting";
+export type { ConnectionState, Role } from "./tabs";
 
 export interface LoggedEvent {
   /** Arrival counter: a stable key. */
@@ -32,6 +47,8 @@ export type UpdateListener = (event: StreamEvent) => void;
 
 export interface SSEUpdates {
   state: ConnectionState;
+  /** Whether this tab holds the browser's stream, hears it from the tab that does, or has its own. */
+  role: Role;
   /** The `seq` of the last event received, `null` before the first. */
   lastSeq: number | null;
   /** The most recent events, newest first. */
@@ -47,11 +64,27 @@ export interface SSEUpdatesOptions {
   logSize?: number;
   /** Pause before subscribing again after the subscription failed for good. */
   retryDelayMs?: number;
+  /**
+   * How this tab shares the stream with the browser's other tabs: the browser's own Web
+   * Locks and `BroadcastChannel` by default, `null` for a stream of its own.
+   */
+  tabs?: TabEnvironment | null;
+  /** Timing of the hand-over between tabs. */
+  tabOptions?: TabOptions;
 }
 
-export function useSSEUpdates({ logSize = 50, retryDelayMs = 2000 }: SSEUpdatesOptions = {}): SSEUpdates {
+export function useSSEUpdates({
+  logSize = 50,
+  retryDelayMs = 2000,
+  tabs,
+  tabOptions,
+}: SSEUpdatesOptions = {}): SSEUpdates {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
+  // Decided once per mount: a tab does not change browsers.
+  const [environment] = useState(() => (tabs === undefined ? browserTabs() : tabs));
+  const [role, setRole] = useState<Role>(environment ? "follower" : "alone");
+  const [remote, setRemote] = useState<HolderState>({ state: "connecting", error: null, seq: null });
   const [events, setEvents] = useState<LoggedEvent[]>([]);
   const [lastSeq, setLastSeq] = useState<number | null>(null);
   const [resumeFrom, setResumeFrom] = useState<string | undefined>(undefined);
@@ -59,12 +92,19 @@ export function useSSEUpdates({ logSize = 50, retryDelayMs = 2000 }: SSEUpdatesO
   const arrivals = useRef(0);
   const everLive = useRef(false);
   const listeners = useRef(new Set<UpdateListener>());
+  const roleRef = useRef(role);
+  roleRef.current = role;
+  const shared = useRef<SharedStream | null>(null);
+  /** This tab's own stream state, for the tabs that ask the holder. */
+  const own = useRef<HolderState>({ state: "connecting", error: null, seq: null });
 
-  const onData = useCallback(
-    (raw: unknown) => {
-      const event = toStreamEvent(raw);
-      if (!event) return;
+  /** Applies one event to this tab's cache, once: what is not past the last seq was seen. */
+  const apply = useCallback(
+    (event: StreamEvent) => {
+      const last = lastSeqRef.current;
+      if (last !== null && (event.kind === "update" ? event.seq <= last : event.seq === last)) return false;
       lastSeqRef.current = event.seq;
+      own.current = { ...own.current, seq: event.seq };
       setLastSeq(event.seq);
       if (event.kind === "update") {
         void invalidateType(queryClient, event.type);
@@ -75,25 +115,95 @@ export function useSSEUpdates({ logSize = 50, retryDelayMs = 2000 }: SSEUpdatesO
       const n = ++arrivals.current;
       setEvents((previous) => [{ n, receivedAt: Date.now(), event }, ...previous].slice(0, logSize));
       for (const listener of listeners.current) listener(event);
+      return true;
     },
     [queryClient, trpc, logSize],
   );
 
-  const onStarted = useCallback(() => {
-    if (!everLive.current) {
-      everLive.current = true;
-      // Answers that arrived before the stream listened may predate an update nobody heard.
-      void queryClient.invalidateQueries({ predicate: (query) => query.state.status === "success" });
-    } else if (lastSeqRef.current === null) {
-      // Back after a drop, but with no event id to resume from: the server cannot replay
-      // what was missed, so refetch what is shown.
-      void invalidateAll(queryClient);
-    }
-    // Otherwise the reconnect carried Last-Event-ID: the server replays or sends a resync.
+  /** The first time this tab hears the stream is live (its own or the holder's). */
+  const wentLive = useCallback(() => {
+    if (everLive.current) return false;
+    everLive.current = true;
+    // Answers that arrived before the stream listened may predate an update nobody heard.
+    void queryClient.invalidateQueries({ predicate: (query) => query.state.status === "success" });
+    return true;
   }, [queryClient]);
 
+  const onData = useCallback(
+    (raw: unknown) => {
+      // A tab that lost the stream to another one is closing its own: the new holder delivers.
+      if (roleRef.current === "follower") return;
+      const event = toStreamEvent(raw);
+      if (event && apply(event)) shared.current?.publishEvent(event);
+    },
+    [apply],
+  );
+
+  const onStarted = useCallback(() => {
+    if (roleRef.current === "follower") return;
+    if (wentLive()) return;
+    if (lastSeqRef.current === null) {
+      // Back after a drop (or taking over from another tab), but with no event id to resume
+      // from: the server cannot replay what was missed, so refetch what is shown.
+      void invalidateAll(queryClient);
+      shared.current?.publishStale();
+    }
+    // Otherwise the reconnect carried Last-Event-ID: the server replays or sends a resync.
+  }, [queryClient, wentLive]);
+
+  // Join the browser's other tabs: one of them holds the stream for all.
+  useEffect(() => {
+    if (!environment) return;
+    const stream = new SharedStream(
+      environment,
+      {
+        role(next) {
+          if (next === "holder") {
+            // Resume where this tab's view of the stream left off.
+            const seq = lastSeqRef.current;
+            setResumeFrom(seq === null ? undefined : String(seq));
+          } else if (next === "follower") {
+            // Until the new holder speaks, its stream is where this tab's left off.
+            setRemote(own.current);
+          }
+          roleRef.current = next;
+          setRole(next);
+        },
+        event(event) {
+          apply(event);
+        },
+        state(state) {
+          if (lastSeqRef.current === null && state.seq !== null) {
+            // Joined while the holder was live: what it saw up to here is in the answers
+            // this tab loads (or refetches once it hears the stream is live).
+            lastSeqRef.current = state.seq;
+            own.current = { ...own.current, seq: state.seq };
+            setLastSeq(state.seq);
+          }
+          if (state.state === "live") wentLive();
+          setRemote(state);
+        },
+        stale() {
+          void invalidateAll(queryClient);
+        },
+        current: () => own.current,
+      },
+      tabOptions,
+    );
+    shared.current = stream;
+    stream.start();
+    return () => {
+      shared.current = null;
+      stream.close();
+    };
+    // The environment and timing are fixed for the life of the provider.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [environment]);
+
   const input = resumeFrom === undefined ? {} : { lastEventId: resumeFrom };
-  const subscription = useSubscription(trpc.updates.onUpdate.subscriptionOptions(input, { onData, onStarted }));
+  const subscription = useSubscription(
+    trpc.updates.onUpdate.subscriptionOptions(role === "follower" ? skipToken : input, { onData, onStarted }),
+  );
   const { status, reset } = subscription;
 
   // The stock client gives up on errors it deems final; a dashboard should not.
@@ -108,8 +218,18 @@ export function useSSEUpdates({ logSize = 50, retryDelayMs = 2000 }: SSEUpdatesO
     return () => clearTimeout(timer);
   }, [status, reset, resumeFrom, retryDelayMs]);
 
-  const state: ConnectionState =
+  const ownState: ConnectionState =
     status === "pending" ? "live" : everLive.current || status === "error" ? "reconnecting" : "connecting";
+  const ownError = ownState === "live" ? null : (subscription.error?.message ?? null);
+  const state = role === "follower" ? remote.state : ownState;
+  const error = role === "follower" ? (remote.state === "live" ? null : remote.error) : ownError;
+
+  // Tell the other tabs how this tab's stream is doing, while it holds it.
+  useEffect(() => {
+    if (role !== "holder") return;
+    own.current = { state: ownState, error: ownError, seq: lastSeqRef.current };
+    shared.current?.publishState(own.current);
+  }, [role, ownState, ownError]);
 
   useEffect(() => {
     setStreamLive(state === "live");
@@ -123,9 +243,8 @@ export function useSSEUpdates({ logSize = 50, retryDelayMs = 2000 }: SSEUpdatesO
     };
   }, []);
 
-  const error = state === "live" ? null : (subscription.error?.message ?? null);
   return useMemo(
-    () => ({ state, lastSeq, events, error, listen }),
-    [state, lastSeq, events, error, listen],
+    () => ({ state, role, lastSeq, events, error, listen }),
+    [state, role, lastSeq, events, error, listen],
   );
 }
