@@ -82,9 +82,12 @@ describe("ten tabs of one browser", () => {
       const tab = await newTab(context);
       const started = performance.now();
       await withBrowserProblems(tab, async () => {
-        await tab.goto(`${app.base}/volumes`);
+        await tab.goto(`${app.base}/volumes`, { timeout: LOAD_LIMIT_MS * 5 });
         await tab.locator(`${BADGE}[data-state="live"]`).waitFor({ timeout: LOAD_LIMIT_MS * 5 });
         await tab.locator("table tbody tr[data-id]").first().waitFor({ timeout: LOAD_LIMIT_MS * 5 });
+      }).catch((error) => {
+        error.message = `tab ${i + 1} (after ${loadMs.join(", ")} ms for the others): ${error.message}`;
+        throw error;
       });
       loadMs.push(Math.round(performance.now() - started));
       tabs.push(tab);
