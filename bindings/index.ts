@@ -3,8 +3,9 @@
 // @stalecast/bindings: the typed contract of the Stalecast server.
 
 export type { AppRouter } from "./router";
-export { UPDATE_QUERY_MAP } from "./invalidation";
+export { CHANGES_QUERY_MAP, UPDATE_QUERY_MAP } from "./invalidation";
 export type { QueryPath } from "./invalidation";
+export type { ChangesInput } from "./ChangesInput";
 export type { Deleted } from "./Deleted";
 export type { ErrorCode } from "./ErrorCode";
 export type { ErrorData } from "./ErrorData";
@@ -12,13 +13,17 @@ export type { ErrorEnvelope } from "./ErrorEnvelope";
 export type { ErrorShape } from "./ErrorShape";
 export type { IdInput } from "./IdInput";
 export type { Image } from "./Image";
+export type { ImageChanges } from "./ImageChanges";
 export type { ListInput } from "./ListInput";
 export type { Network } from "./Network";
+export type { NetworkChanges } from "./NetworkChanges";
 export type { OnUpdateInput } from "./OnUpdateInput";
 export type { Project } from "./Project";
+export type { ProjectChanges } from "./ProjectChanges";
 export type { ResyncReason } from "./ResyncReason";
 export type { Server } from "./Server";
 export type { ServerAddress } from "./ServerAddress";
+export type { ServerChanges } from "./ServerChanges";
 export type { ServerCreate } from "./ServerCreate";
 export type { StreamEvent } from "./StreamEvent";
 export type { TypeUpdateState } from "./TypeUpdateState";
@@ -26,4 +31,5 @@ export type { Update } from "./Update";
 export type { UpdateType } from "./UpdateType";
 export type { UpdatesState } from "./UpdatesState";
 export type { Volume } from "./Volume";
+export type { VolumeChanges } from "./VolumeChanges";
 export type { VolumeCreate } from "./VolumeCreate";

@@ -6,11 +6,16 @@ import type { UpdateType } from "./UpdateType";
 
 /** The path of every query procedure. */
 export type QueryPath =
+  | "compute.servers.changes"
   | "compute.servers.get"
   | "compute.servers.list"
+  | "images.changes"
   | "images.list"
+  | "networks.changes"
   | "networks.list"
+  | "projects.changes"
   | "projects.list"
+  | "storage.volumes.changes"
   | "storage.volumes.get"
   | "storage.volumes.list"
   | "updates.state";
@@ -26,3 +31,15 @@ export const UPDATE_QUERY_MAP = {
   images: ["images.list"],
   networks: ["networks.list"],
 } as const satisfies Record<UpdateType, readonly QueryPath[]>;
+
+/**
+ * Each list query's `changes` companion: on an update, a client that holds the list as
+ * of some seq asks it what changed since, and patches the list instead of refetching it.
+ */
+export const CHANGES_QUERY_MAP = {
+  "projects.list": "projects.changes",
+  "compute.servers.list": "compute.servers.changes",
+  "storage.volumes.list": "storage.volumes.changes",
+  "images.list": "images.changes",
+  "networks.list": "networks.changes",
+} as const satisfies Partial<Record<QueryPath, QueryPath>>;

@@ -7,18 +7,24 @@
 
 import { initTRPC } from "@trpc/server";
 import type { TrackedEnvelope } from "@trpc/server";
+import type { ChangesInput } from "./ChangesInput";
 import type { Deleted } from "./Deleted";
 import type { IdInput } from "./IdInput";
 import type { Image } from "./Image";
+import type { ImageChanges } from "./ImageChanges";
 import type { ListInput } from "./ListInput";
 import type { Network } from "./Network";
+import type { NetworkChanges } from "./NetworkChanges";
 import type { OnUpdateInput } from "./OnUpdateInput";
 import type { Project } from "./Project";
+import type { ProjectChanges } from "./ProjectChanges";
 import type { Server } from "./Server";
+import type { ServerChanges } from "./ServerChanges";
 import type { ServerCreate } from "./ServerCreate";
 import type { StreamEvent } from "./StreamEvent";
 import type { UpdatesState } from "./UpdatesState";
 import type { Volume } from "./Volume";
+import type { VolumeChanges } from "./VolumeChanges";
 import type { VolumeCreate } from "./VolumeCreate";
 
 const t = initTRPC.create();
@@ -37,6 +43,8 @@ function served(): never {
 const appRouter = t.router({
   compute: {
     servers: {
+      /** What changed in compute.servers.list after a seq: upserts and deletes, or resync. (query: GET /trpc/compute.servers.changes) */
+      changes: t.procedure.input(input<ChangesInput>()).query((): ServerChanges => served()),
       /** Creates a server (status BUILD, then ACTIVE). (mutation: POST /trpc/compute.servers.create) */
       create: t.procedure.input(input<ServerCreate>()).mutation((): Server => served()),
       /** Deletes a server. (mutation: POST /trpc/compute.servers.delete) */
@@ -52,19 +60,27 @@ const appRouter = t.router({
     },
   },
   images: {
+    /** What changed in images.list after a seq: upserts and deletes, or resync. (query: GET /trpc/images.changes) */
+    changes: t.procedure.input(input<ChangesInput>()).query((): ImageChanges => served()),
     /** Images, optionally those owned by one project. (query: GET /trpc/images.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Image> => served()),
   },
   networks: {
+    /** What changed in networks.list after a seq: upserts and deletes, or resync. (query: GET /trpc/networks.changes) */
+    changes: t.procedure.input(input<ChangesInput>()).query((): NetworkChanges => served()),
     /** Networks, optionally of one project. (query: GET /trpc/networks.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Network> => served()),
   },
   projects: {
+    /** What changed in projects.list after a seq: upserts and deletes, or resync. (query: GET /trpc/projects.changes) */
+    changes: t.procedure.input(input<ChangesInput>()).query((): ProjectChanges => served()),
     /** All projects. (query: GET /trpc/projects.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Project> => served()),
   },
   storage: {
     volumes: {
+      /** What changed in storage.volumes.list after a seq: upserts and deletes, or resync. (query: GET /trpc/storage.volumes.changes) */
+      changes: t.procedure.input(input<ChangesInput>()).query((): VolumeChanges => served()),
       /** Creates a volume (status creating, then available). (mutation: POST /trpc/storage.volumes.create) */
       create: t.procedure.input(input<VolumeCreate>()).mutation((): Volume => served()),
       /** Deletes a volume that is not attached. (mutation: POST /trpc/storage.volumes.delete) */

@@ -16,6 +16,7 @@
 //! and turns their errors into tRPC's envelope, and a unit test can call them with no
 //! socket at all.
 
+pub mod changes;
 mod error;
 pub mod types;
 
@@ -38,6 +39,16 @@ pub const INVALIDATION: &[(UpdateType, &[&str])] = &[
     (UpdateType::Volumes, &["storage.volumes.list", "storage.volumes.get"]),
     (UpdateType::Images, &["images.list"]),
     (UpdateType::Networks, &["networks.list"]),
+];
+
+/// Each list query's `changes` companion (see [`changes`]). Emitted to TypeScript as
+/// `CHANGES_QUERY_MAP`; both paths must be registered queries (checked by a test).
+pub const CHANGES: &[(&str, &str)] = &[
+    ("projects.list", "projects.changes"),
+    ("compute.servers.list", "compute.servers.changes"),
+    ("storage.volumes.list", "storage.volumes.changes"),
+    ("images.list", "images.changes"),
+    ("networks.list", "networks.changes"),
 ];
 
 /// What every procedure runs with. Cheap to clone.

@@ -12,6 +12,7 @@
 //! So is a shared answer smaller than [`MIN_COMPRESS`]: keeping compressed copies of it
 //! would save little, and compressing a kilobyte per request costs next to nothing.
 
+use std::collections::HashMap;
 use std::hash::Hasher;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::OnceCell;
 
 use super::RpcError;
+use crate::domain::changes::{Changes, Delta, DeltaKey};
 use crate::updates::UpdateType;
 use crate::upstream::store::{Fetch, Snapshot};
 
@@ -193,10 +195,22 @@ impl Encoded {
 }
 
 /// One encoded answer per whole collection: the current version's, encoded on first
-/// demand (later requests for the same version wait for that one encoding).
+/// demand (later requests for the same version wait for that one encoding); and the
+/// current version's `changes` answers, one per distinct question.
 #[derive(Debug, Default)]
 pub struct Answers {
     slots: [Mutex<Option<VersionAnswer>>; UpdateType::ALL.len()],
+    deltas: [Mutex<DeltaAnswers>; UpdateType::ALL.len()],
+}
+
+/// `changes` answers kept per type: for one version only, and at most this many (each a
+/// few KiB; a client asks with the seq it stands at, so up-to-date clients share one).
+const MAX_DELTAS: usize = 256;
+
+#[derive(Debug, Default)]
+struct DeltaAnswers {
+    version: u64,
+    answers: HashMap<DeltaKey, Arc<OnceCell<Arc<Encoded>>>>,
 }
 
 /// A collection version and its answer, once encoded.
@@ -220,6 +234,35 @@ impl Answers {
             }
         };
         let encoded = cell.get_or_try_init(|| async { Encoded::of(&snapshot.items) }).await;
+        encoded.cloned().map_err(RpcError::internal)
+    }
+}
+
+impl Answers {
+    /// The answer to a `changes` query, encoded once per distinct question about the
+    /// current version.
+    pub async fn delta<R: Changes>(&self, delta: Delta<R>) -> Result<Arc<Encoded>, RpcError> {
+        let key = delta.key();
+        let cell = {
+            let mut kept = self.deltas[R::TYPE as usize].lock().unwrap_or_else(|p| p.into_inner());
+            if key.version > kept.version {
+                kept.version = key.version;
+                kept.answers.clear();
+            }
+            if key.version < kept.version {
+                // A request still holding an older value: answered for it alone.
+                Arc::new(OnceCell::new())
+            } else if let Some(cell) = kept.answers.get(&key) {
+                cell.clone()
+            } else {
+                let cell = Arc::new(OnceCell::new());
+                if kept.answers.len() < MAX_DELTAS {
+                    kept.answers.insert(key, cell.clone());
+                }
+                cell
+            }
+        };
+        let encoded = cell.get_or_try_init(|| async { Encoded::of(&delta.compute()) }).await;
         encoded.cloned().map_err(RpcError::internal)
     }
 }

@@ -4,6 +4,7 @@
 
 use super::registry::{Kind, NoInput, Registry, Wire};
 use super::stream::{OnUpdateInput, PATH as STREAM};
+use crate::domain::changes::*;
 use crate::domain::types::*;
 use crate::domain::{self, Listing};
 use crate::updates::{StreamEvent, UpdateType};
@@ -23,6 +24,12 @@ impl Wire for UpdatesState {}
 impl Wire for StreamEvent {}
 impl Wire for UpdateType {}
 impl Wire for OnUpdateInput {}
+impl Wire for ChangesInput {}
+impl Wire for ProjectChanges {}
+impl Wire for ServerChanges {}
+impl Wire for VolumeChanges {}
+impl Wire for ImageChanges {}
+impl Wire for NetworkChanges {}
 
 /// The registry of every procedure.
 pub fn registry() -> Registry {
@@ -30,10 +37,20 @@ pub fn registry() -> Registry {
     r.query::<Option<ListInput>, Listing<Project>, _, _>("projects.list", "All projects.", |ctx, input| async move {
         domain::list(&ctx, input).await
     })
+    .query::<ChangesInput, Delta<Project>, _, _>(
+        "projects.changes",
+        "What changed in projects.list after a seq: upserts and deletes, or resync.",
+        |ctx, input| async move { domain::changes::changes(&ctx, input).await },
+    )
     .query::<Option<ListInput>, Listing<Server>, _, _>(
         "compute.servers.list",
         "Servers (instances), optionally of one project.",
         |ctx, input| async move { domain::list(&ctx, input).await },
+    )
+    .query::<ChangesInput, Delta<Server>, _, _>(
+        "compute.servers.changes",
+        "What changed in compute.servers.list after a seq: upserts and deletes, or resync.",
+        |ctx, input| async move { domain::changes::changes(&ctx, input).await },
     )
     .query::<IdInput, Server, _, _>("compute.servers.get", "One server by id.", |ctx, input| async move {
         domain::get(&ctx, input).await
@@ -43,6 +60,11 @@ pub fn registry() -> Registry {
         "Block-storage volumes, optionally of one project.",
         |ctx, input| async move { domain::list(&ctx, input).await },
     )
+    .query::<ChangesInput, Delta<Volume>, _, _>(
+        "storage.volumes.changes",
+        "What changed in storage.volumes.list after a seq: upserts and deletes, or resync.",
+        |ctx, input| async move { domain::changes::changes(&ctx, input).await },
+    )
     .query::<IdInput, Volume, _, _>("storage.volumes.get", "One volume by id.", |ctx, input| async move {
         domain::get(&ctx, input).await
     })
@@ -51,10 +73,20 @@ pub fn registry() -> Registry {
         "Images, optionally those owned by one project.",
         |ctx, input| async move { domain::list(&ctx, input).await },
     )
+    .query::<ChangesInput, Delta<Image>, _, _>(
+        "images.changes",
+        "What changed in images.list after a seq: upserts and deletes, or resync.",
+        |ctx, input| async move { domain::changes::changes(&ctx, input).await },
+    )
     .query::<Option<ListInput>, Listing<Network>, _, _>(
         "networks.list",
         "Networks, optionally of one project.",
         |ctx, input| async move { domain::list(&ctx, input).await },
+    )
+    .query::<ChangesInput, Delta<Network>, _, _>(
+        "networks.changes",
+        "What changed in networks.list after a seq: upserts and deletes, or resync.",
+        |ctx, input| async move { domain::changes::changes(&ctx, input).await },
     )
     .query::<NoInput, UpdatesState, _, _>(
         "updates.state",
@@ -107,6 +139,24 @@ mod tests {
                 let procedure = registry.get(path).unwrap_or_else(|| panic!("{kind} → {path}: not registered"));
                 assert_eq!(procedure.kind, Kind::Query, "{kind} → {path}: not a query");
             }
+        }
+    }
+
+    #[test]
+    fn every_list_has_a_registered_changes_query() {
+        let registry = registry();
+        for (list, changes) in domain::CHANGES {
+            for path in [list, changes] {
+                let procedure = registry.get(path).unwrap_or_else(|| panic!("{path}: not registered"));
+                assert_eq!(procedure.kind, Kind::Query, "{path}: not a query");
+            }
+        }
+        for procedure in registry.iter().filter(|p| p.path.ends_with(".list")) {
+            assert!(
+                domain::CHANGES.iter().any(|(list, _)| *list == procedure.path),
+                "{}: no changes query",
+                procedure.path
+            );
         }
     }
 

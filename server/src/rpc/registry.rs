@@ -20,6 +20,7 @@ use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::encoded::{Answers, Encoded};
 use super::{Api, RpcError};
+use crate::domain::changes::{Changes, Delta};
 use crate::domain::{self, Ctx, Listing};
 use crate::upstream::store::Fetch;
 
@@ -80,6 +81,17 @@ where
             Listing::Whole(snapshot) => answers.whole(&snapshot).await.map(Answer::Shared),
             Listing::Part(items) => items.encode(answers).await,
         }
+    }
+}
+
+/// A `changes` answer is encoded once per distinct question and shared.
+impl<R: Changes> Output for Delta<R>
+where
+    R::Answer: Wire,
+{
+    type Wire = R::Answer;
+    async fn encode(self, answers: &Answers) -> Result<Answer, RpcError> {
+        answers.delta(self).await.map(Answer::Shared)
     }
 }
 

@@ -263,10 +263,19 @@ impl UpdateBus {
     /// Publishes that `kind` changed. `ids` names the changed resources (`None` or more
     /// than [`MAX_IDS`] ids: the whole collection). Returns the stamped update.
     pub fn publish(&self, kind: UpdateType, ids: Option<Vec<String>>) -> Arc<Published> {
+        self.publish_with(kind, ids, |_| {})
+    }
+
+    /// [`publish`](Self::publish), calling `stamp` with the update's seq before anyone can
+    /// receive it: the store puts the changed records in place, stamped with that seq, so
+    /// a client that hears of the update and asks reads the change. `stamp` runs under
+    /// the bus's lock: it must be quick and must not publish.
+    pub fn publish_with(&self, kind: UpdateType, ids: Option<Vec<String>>, stamp: impl FnOnce(u64)) -> Arc<Published> {
         let ids = ids.filter(|ids| !ids.is_empty() && ids.len() <= MAX_IDS);
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        stamp(seq);
         // A clock step backwards must not make `ts` go backwards within one type.
         let ts = now_micros().max(inner.last[kind as usize].ts);
         let update = Update { seq, kind, ids, ts };

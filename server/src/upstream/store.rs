@@ -13,8 +13,14 @@
 //! Each collection has a typed slot of its own (five, never evicted: a stale value beats
 //! no value), and each stored value a version that changes only when its content does,
 //! so the layers above can keep one encoded answer per version.
+//!
+//! Each record also carries the seq of the update that last changed it, and each
+//! collection a short log of its changes with the records they deleted
+//! ([`Snapshot::changes_since`]): a client that holds the collection as of some seq can
+//! ask for only what changed after it. The stamps are put in place while the bus
+//! allocates the seq ([`UpdateBus::publish_with`]), before anyone hears of the update.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -88,20 +94,115 @@ impl Show for Volume {
     }
 }
 
+/// Changes each collection remembers for [`Snapshot::changes_since`]: the replay ring's
+/// reach at one update per change, a few KiB of seqs and deleted records. (Short in unit
+/// tests, so that they can run past it.)
+#[cfg(not(test))]
+pub const CHANGE_LOG: usize = 4096;
+#[cfg(test)]
+pub const CHANGE_LOG: usize = 8;
+
+/// One change of a collection: its update's seq and the records it deleted.
+#[derive(Debug, Clone)]
+pub struct Change<R> {
+    pub seq: u64,
+    pub deleted: Vec<R>,
+}
+
 /// One collection as last fetched.
 #[derive(Debug)]
 pub struct Snapshot<R> {
     pub items: Vec<R>,
+    /// The seq of the update that last changed each item, in the order of `items`
+    /// (the `floor` for items held since the first load).
+    pub stamps: Vec<u64>,
+    /// The latest changes, oldest first, at most [`CHANGE_LOG`].
+    pub log: VecDeque<Change<R>>,
+    /// What happened at or before this seq is not in `log`.
+    pub floor: u64,
     /// Changes when, and only when, `items` does (unique across every collection).
     pub version: u64,
     /// When upstream last confirmed this value.
     pub fetched_at: SystemTime,
 }
 
+/// What changed in a collection after a seq.
+#[derive(Debug, PartialEq)]
+pub enum Since<R> {
+    /// The records added or changed (whole, as they are now) and the ids removed; `seq`
+    /// is the collection's last change, where the client stands after applying them.
+    Changes { seq: u64, upserts: Vec<R>, deletes: Vec<String> },
+    /// The store cannot say (the seq is older than what it remembers, or from the
+    /// future): the client must read the whole collection again.
+    Resync { seq: u64 },
+}
+
 impl<R: Resource> Snapshot<R> {
     pub fn find(&self, id: &str) -> Option<&R> {
         self.items.iter().find(|r| r.id() == id)
     }
+
+    /// The seq of the collection's last change (the floor when none is remembered).
+    pub fn seq(&self) -> u64 {
+        self.log.back().map_or(self.floor, |c| c.seq)
+    }
+
+    /// The latest change at or before `since` (or the floor): every `since` between two
+    /// changes has the same answer, so this is what an answer is keyed by.
+    pub fn point(&self, since: u64) -> Option<u64> {
+        if since < self.floor {
+            return None;
+        }
+        let after = self.log.partition_point(|c| c.seq <= since);
+        Some(if after == 0 { self.floor } else { self.log[after - 1].seq })
+    }
+
+    /// What changed after `since` (`None`: not a seq this store handed out), limited to
+    /// the records `keep` accepts. `latest` is the bus's latest seq: anything beyond it
+    /// is from the future (another process, or a tampered value).
+    pub fn changes_since(&self, since: Option<u64>, latest: u64, keep: impl Fn(&R) -> bool) -> Since<R>
+    where
+        R: Clone,
+    {
+        let seq = self.seq();
+        let Some(point) = since.filter(|s| *s <= latest).and_then(|s| self.point(s)) else {
+            return Since::Resync { seq };
+        };
+        let upserts: Vec<R> = self
+            .items
+            .iter()
+            .zip(&self.stamps)
+            .filter(|(r, stamp)| **stamp > point && keep(r))
+            .map(|(r, _)| r.clone())
+            .collect();
+        let present: HashSet<&str> = upserts.iter().map(|r| r.id()).collect();
+        let start = self.log.partition_point(|c| c.seq <= point);
+        let mut deletes: Vec<String> = Vec::new();
+        for change in self.log.range(start..) {
+            for record in &change.deleted {
+                // Deleted, then made again with the same id: the upsert says what holds now.
+                if keep(record) && !present.contains(record.id()) && self.find(record.id()).is_none() {
+                    deletes.push(record.id().to_owned());
+                }
+            }
+        }
+        deletes.sort_unstable();
+        deletes.dedup();
+        Since::Changes { seq: seq.max(point), upserts, deletes }
+    }
+}
+
+/// Appends a change to `log`, dropping the oldest beyond [`CHANGE_LOG`] (and raising the
+/// floor past them). Answers the new floor.
+fn remember<R>(log: &mut VecDeque<Change<R>>, floor: u64, change: Change<R>) -> u64 {
+    log.push_back(change);
+    let mut floor = floor;
+    while log.len() > CHANGE_LOG {
+        if let Some(dropped) = log.pop_front() {
+            floor = floor.max(dropped.seq);
+        }
+    }
+    floor
 }
 
 /// Where one collection's last value is kept. Read far more often than written, and
@@ -222,23 +323,41 @@ impl Store {
     }
 
     /// Puts `record` (or its absence) into the stored collection as record `id`: a new
-    /// version and its id published when that changes anything. The caller holds the
-    /// type's refresh lock.
+    /// version, stamped with the seq of the update that announces its id, when that
+    /// changes anything. The caller holds the type's refresh lock.
     fn store_one<R: Fetch>(&self, id: &str, record: Option<R>) {
         let Some(old) = self.cached::<R>() else { return };
         let mut items = old.items.clone();
-        match (items.iter().position(|r| r.id() == id), record) {
-            (Some(at), Some(record)) if items[at] != record => items[at] = record,
-            (Some(at), None) => {
-                items.remove(at);
+        let mut stamps = old.stamps.clone();
+        let mut deleted = Vec::new();
+        let at = match (items.iter().position(|r| r.id() == id), record) {
+            (Some(at), Some(record)) if items[at] != record => {
+                items[at] = record;
+                Some(at)
             }
-            (None, Some(record)) => items.push(record),
+            (Some(at), None) => {
+                deleted.push(items.remove(at));
+                stamps.remove(at);
+                None
+            }
+            (None, Some(record)) => {
+                items.push(record);
+                stamps.push(0);
+                Some(items.len() - 1)
+            }
             _ => return,
-        }
+        };
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        // The collection as a whole was confirmed when it was last fetched, not now.
-        R::slot(&self.slots).set(Arc::new(Snapshot { items, version, fetched_at: old.fetched_at }));
-        self.bus.publish(R::TYPE, Some(vec![id.to_owned()]));
+        let mut log = old.log.clone();
+        let slot = R::slot(&self.slots);
+        self.bus.publish_with(R::TYPE, Some(vec![id.to_owned()]), |seq| {
+            if let Some(at) = at {
+                stamps[at] = seq;
+            }
+            let floor = remember(&mut log, old.floor, Change { seq, deleted });
+            // The collection as a whole was confirmed when it was last fetched, not now.
+            slot.set(Arc::new(Snapshot { items, stamps, log, floor, version, fetched_at: old.fetched_at }));
+        });
     }
 
     /// The body of a refresh; the caller holds the type's refresh lock.
@@ -251,27 +370,75 @@ impl Store {
             }
         };
         self.record(R::TYPE, Ok(()));
-        let (snapshot, changed) = self.store(items);
-        if let Some(ids) = changed.filter(|ids| !ids.is_empty()) {
-            self.bus.publish(R::TYPE, Some(ids));
-        }
-        Ok(snapshot)
+        Ok(self.store(items))
     }
 
     /// Stores `items` as the collection's value: a new version when they differ from the
-    /// stored ones. Answers the snapshot and the changed ids (`None` on the first load).
-    fn store<R: Fetch>(&self, items: Vec<R>) -> (Arc<Snapshot<R>>, Option<Vec<String>>) {
-        let old = self.cached::<R>();
-        let changed = old.as_ref().map(|old| changed_ids(&old.items, &items));
-        let version = match (&old, &changed) {
-            // Unchanged (in order too: a record stored alone was added at the end): the same
-            // version, only fresher.
-            (Some(old), Some(ids)) if ids.is_empty() && old.items == items => old.version,
-            _ => self.next_version.fetch_add(1, Ordering::Relaxed),
+    /// stored ones, and an update naming the changed ids, each stamped with its seq
+    /// (nothing is announced on the first load: nobody can have seen older data from
+    /// this process). Answers the snapshot stored.
+    fn store<R: Fetch>(&self, items: Vec<R>) -> Arc<Snapshot<R>> {
+        let slot = R::slot(&self.slots);
+        let Some(old) = self.cached::<R>() else {
+            let floor = self.bus.seq();
+            let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+            let stamps = vec![floor; items.len()];
+            let snapshot = Arc::new(Snapshot {
+                items,
+                stamps,
+                log: VecDeque::new(),
+                floor,
+                version,
+                fetched_at: SystemTime::now(),
+            });
+            slot.set(snapshot.clone());
+            return snapshot;
         };
-        let snapshot = Arc::new(Snapshot { items, version, fetched_at: SystemTime::now() });
-        R::slot(&self.slots).set(snapshot.clone());
-        (snapshot, changed)
+        let before: HashMap<&str, usize> = old.items.iter().enumerate().map(|(at, r)| (r.id(), at)).collect();
+        let mut stamps = Vec::with_capacity(items.len());
+        let mut changed = Vec::new();
+        for (at, record) in items.iter().enumerate() {
+            match before.get(record.id()) {
+                Some(&was) if old.items[was] == *record => stamps.push(old.stamps[was]),
+                _ => {
+                    stamps.push(0);
+                    changed.push(at);
+                }
+            }
+        }
+        let after: HashSet<&str> = items.iter().map(|r| r.id()).collect();
+        let deleted: Vec<R> = old.items.iter().filter(|r| !after.contains(r.id())).cloned().collect();
+        drop(after);
+        drop(before);
+        let fetched_at = SystemTime::now();
+        if changed.is_empty() && deleted.is_empty() {
+            // The same records: the same version (unless only the order changed), only fresher.
+            let version =
+                if old.items == items { old.version } else { self.next_version.fetch_add(1, Ordering::Relaxed) };
+            let snapshot =
+                Arc::new(Snapshot { items, stamps, log: old.log.clone(), floor: old.floor, version, fetched_at });
+            slot.set(snapshot.clone());
+            return snapshot;
+        }
+        let ids: Vec<String> = changed
+            .iter()
+            .map(|at| items[*at].id().to_owned())
+            .chain(deleted.iter().map(|r| r.id().to_owned()))
+            .collect();
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let mut log = old.log.clone();
+        let mut stored = None;
+        self.bus.publish_with(R::TYPE, Some(ids), |seq| {
+            for at in &changed {
+                stamps[*at] = seq;
+            }
+            let floor = remember(&mut log, old.floor, Change { seq, deleted });
+            let snapshot = Arc::new(Snapshot { items, stamps, log, floor, version, fetched_at });
+            slot.set(snapshot.clone());
+            stored = Some(snapshot);
+        });
+        // `publish_with` always runs the stamp; should it ever not, the old value stays.
+        stored.unwrap_or(old)
     }
 
     /// Stores a collection without asking upstream, announcing nothing: for tests of
@@ -304,17 +471,6 @@ impl Store {
     }
 }
 
-/// Ids added, changed or removed between two versions of a collection, in the new
-/// collection's order, then the removed ones.
-pub fn changed_ids<R: Resource>(old: &[R], new: &[R]) -> Vec<String> {
-    let before: HashMap<&str, &R> = old.iter().map(|r| (r.id(), r)).collect();
-    let mut ids: Vec<String> =
-        new.iter().filter(|r| before.get(r.id()).is_none_or(|old| *old != *r)).map(|r| r.id().to_owned()).collect();
-    let after: std::collections::HashSet<&str> = new.iter().map(|r| r.id()).collect();
-    ids.extend(old.iter().filter(|r| !after.contains(r.id())).map(|r| r.id().to_owned()));
-    ids
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,11 +479,114 @@ mod tests {
         Project { id: id.into(), name: name.into(), description: String::new(), enabled: true }
     }
 
+    fn store() -> Store {
+        let client = Arc::new(
+            OpenStackClient::new(super::super::client::UpstreamConfig {
+                // Nothing listens on port 9 (discard): these tests never reach upstream.
+                auth_url: "http://127.0.0.1:9".into(),
+                user: "u".into(),
+                password: "p".into(),
+                project: "p".into(),
+                timeout: std::time::Duration::from_secs(1),
+            })
+            .expect("client"),
+        );
+        Store::new(client, Arc::new(UpdateBus::starting_at(100, crate::updates::BusConfig::default())))
+    }
+
+    fn changes(store: &Store, since: u64) -> Since<Project> {
+        let snapshot = store.cached::<Project>().expect("stored");
+        snapshot.changes_since(Some(since), store.bus.seq(), |_| true)
+    }
+
+    fn upserted(ids: &[&str], seq: u64, projects: &[Project]) -> Since<Project> {
+        let upserts = projects.iter().filter(|p| ids.contains(&p.id.as_str())).cloned().collect();
+        Since::Changes { seq, upserts, deletes: Vec::new() }
+    }
+
     #[test]
-    fn changed_ids_names_added_modified_and_removed() {
-        let old = vec![project("a", "A"), project("b", "B"), project("c", "C")];
-        let new = vec![project("a", "A"), project("b", "B2"), project("d", "D")];
-        assert_eq!(changed_ids(&old, &new), vec!["b", "d", "c"]);
-        assert!(changed_ids(&new, &new).is_empty());
+    fn changes_name_what_each_update_changed_stamped_with_its_seq() {
+        let store = store();
+        let (_start, mut live) = store.bus.subscribe(None);
+        let first = vec![project("a", "A"), project("b", "B"), project("c", "C")];
+        store.seed(first.clone());
+        let floor = store.bus.seq();
+        assert_eq!(changes(&store, floor), Since::Changes { seq: floor, upserts: vec![], deletes: vec![] });
+
+        // A refresh that changes b, adds d and drops c: one update, and its seq on both.
+        let second = vec![project("a", "A"), project("b", "B2"), project("d", "D")];
+        store.store(second.clone());
+        let update = live.try_recv().expect("published").update.clone();
+        assert_eq!(update.ids.as_deref(), Some(&["b".to_owned(), "d".to_owned(), "c".to_owned()][..]));
+        let after_second = update.seq;
+        assert_eq!(
+            changes(&store, floor),
+            Since::Changes {
+                seq: after_second,
+                upserts: vec![project("b", "B2"), project("d", "D")],
+                deletes: vec!["c".into()]
+            }
+        );
+        // Up to date: nothing; the same refresh again: no update, the same version.
+        assert_eq!(changes(&store, after_second), upserted(&[], after_second, &second));
+        let version = store.cached::<Project>().expect("stored").version;
+        store.store(second.clone());
+        assert!(live.try_recv().is_err());
+        assert_eq!(store.cached::<Project>().expect("stored").version, version);
+
+        // One record changed by a mutation; every seq between two changes has one answer.
+        store.store_one("a", Some(project("a", "A2")));
+        let after_one = store.bus.seq();
+        let third = vec![project("a", "A2"), project("b", "B2"), project("d", "D")];
+        assert_eq!(changes(&store, after_second), upserted(&["a"], after_one, &third));
+        let snapshot = store.cached::<Project>().expect("stored");
+        assert_eq!(snapshot.point(after_second), snapshot.point(after_one - 1));
+        assert_ne!(snapshot.point(after_second), snapshot.point(after_one));
+    }
+
+    #[test]
+    fn a_seq_the_store_cannot_answer_for_is_a_resync() {
+        let store = store();
+        store.seed(vec![project("a", "A")]);
+        let floor = store.bus.seq();
+        store.store_one("a", Some(project("a", "A2")));
+        let seq = store.bus.seq();
+        let snapshot = store.cached::<Project>().expect("stored");
+        let ask = |since| snapshot.changes_since(since, store.bus.seq(), |_| true);
+        assert_eq!(ask(None), Since::Resync { seq });
+        assert_eq!(ask(Some(floor - 1)), Since::Resync { seq });
+        assert_eq!(ask(Some(seq + 1)), Since::Resync { seq });
+        assert!(matches!(ask(Some(floor)), Since::Changes { .. }));
+
+        // Past the log's length, the oldest changes are forgotten: asking from before them
+        // is a resync, from after them still an answer.
+        for n in 0..CHANGE_LOG + 2 {
+            store.store_one("a", Some(project("a", &format!("A{n}"))));
+        }
+        let snapshot = store.cached::<Project>().expect("stored");
+        assert_eq!(snapshot.log.len(), CHANGE_LOG);
+        assert!(snapshot.floor > seq);
+        assert!(matches!(snapshot.changes_since(Some(seq), store.bus.seq(), |_| true), Since::Resync { .. }));
+        let recent = snapshot.changes_since(Some(snapshot.floor), store.bus.seq(), |_| true);
+        assert!(matches!(recent, Since::Changes { ref upserts, .. } if upserts.len() == 1), "{recent:?}");
+    }
+
+    #[test]
+    fn deleted_then_made_again_is_an_upsert_not_a_delete() {
+        let store = store();
+        store.seed(vec![project("a", "A"), project("b", "B")]);
+        let floor = store.bus.seq();
+        store.store_one::<Project>("b", None);
+        store.store_one("b", Some(project("b", "B again")));
+        store.store_one::<Project>("a", None);
+        let seq = store.bus.seq();
+        assert_eq!(
+            changes(&store, floor),
+            Since::Changes { seq, upserts: vec![project("b", "B again")], deletes: vec!["a".into()] }
+        );
+        // Filtered to what the caller keeps, deletes included.
+        let snapshot = store.cached::<Project>().expect("stored");
+        let only_b = snapshot.changes_since(Some(floor), seq, |p| p.id == "b");
+        assert_eq!(only_b, Since::Changes { seq, upserts: vec![project("b", "B again")], deletes: vec![] });
     }
 }

@@ -1,6 +1,7 @@
 //! The integration tests: each starts the real Stalecast (with its embedded simulator)
 //! on port 0 and talks HTTP to it.
 
+mod changes;
 mod config;
 mod contract;
 mod hardening;
