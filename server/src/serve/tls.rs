@@ -73,11 +73,7 @@ impl Tls {
             .with_no_client_auth()
             .with_single_cert(chain, private)
             .with_context(|| {
-                format!(
-                    "TLS: the key {} cannot be used with the certificate {}",
-                    key.display(),
-                    cert.display()
-                )
+                format!("TLS: the key {} cannot be used with the certificate {}", key.display(), cert.display())
             })?;
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(config)) })
