@@ -86,6 +86,8 @@ pub fn router(
 pub struct RunningApp {
     /// Where the API and the stream listen.
     pub addr: SocketAddr,
+    /// `http://addr`, or `https://addr` with TLS.
+    pub url: String,
     /// The upstream's Keystone URL (the embedded simulator's, when there is one).
     pub upstream_url: String,
     /// Where the embedded simulator listens, when there is one.
@@ -123,6 +125,12 @@ impl RunningApp {
 /// Binds, starts the embedded simulator (unless `--upstream` is set), the poller and the
 /// HTTP server, and returns at once. Everything stops when `shutdown` fires.
 pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<RunningApp> {
+    // Before anything listens: a bad certificate or key stops the start, naming the file.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::serve::Tls::load(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
     let listener = crate::serve::bind(SocketAddr::new(config.host, config.port))
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
@@ -190,13 +198,14 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         write_timeout: config.write_timeout,
         shutdown_timeout: config.shutdown_timeout,
     };
-    let server = tokio::spawn(crate::serve::run(listener, app, fanout, limits, shutdown.clone()));
-    tracing::info!(%addr, upstream = %upstream_url, max_connections, "stalecast listening");
+    let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+    let server = tokio::spawn(crate::serve::run(listener, app, fanout, limits, tls, shutdown.clone()));
+    tracing::info!(%addr, %url, upstream = %upstream_url, max_connections, "stalecast listening");
     if let Some(path) = &config.ready_file {
         let sim_addr = sim_addr.map(|a| a.to_string());
-        write_ready_file(path, &serde_json::json!({"addr": addr.to_string(), "simAddr": sim_addr}))?;
+        write_ready_file(path, &serde_json::json!({"addr": addr.to_string(), "url": url, "simAddr": sim_addr}))?;
     }
-    Ok(RunningApp { addr, upstream_url, sim_addr, sim, bus, shutdown, sim_stop, tasks, server })
+    Ok(RunningApp { addr, url, upstream_url, sim_addr, sim, bus, shutdown, sim_stop, tasks, server })
 }
 
 /// Writes `what` to `path` as JSON, whole: to a temporary file beside it, then renamed,

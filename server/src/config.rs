@@ -135,8 +135,18 @@ pub struct ServeConfig {
     #[arg(long, env = "STALECAST_WEB_DIR", default_value = "web/dist")]
     pub web_dir: PathBuf,
 
-    /// Once listening, write `{"addr":"…","simAddr":"…"|null}` to this file (whole, then
-    /// renamed into place): how scripts and test harnesses learn the ports.
+    // --- TLS ---
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1, by ALPN) with this certificate chain (PEM);
+    /// needs `--tls-key`. Without both, plain HTTP.
+    #[arg(long, env = "STALECAST_TLS_CERT", requires = "tls_key", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, RSA or EC); needs `--tls-cert`.
+    #[arg(long, env = "STALECAST_TLS_KEY", requires = "tls_cert", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Once listening, write `{"addr":"…","url":"http(s)://…","simAddr":"…"|null}` to this
+    /// file (whole, then renamed into place): how scripts and test harnesses learn the
+    /// ports (`url` says whether it is HTTPS).
     #[arg(long, env = "STALECAST_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 }
@@ -178,6 +188,17 @@ mod tests {
         let default = ServeConfig::default();
         assert_eq!((default.port, default.ring_size, default.channel_capacity), (3000, 4096, 1024));
         assert_eq!(default.upstream, None);
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key_and_the_key_its_certificate() {
+        let parse = |args: &[&str]| literal_defaults().try_get_matches_from(args).map(|_| ());
+        assert!(parse(&["stalecast", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_ok());
+        assert!(parse(&["stalecast"]).is_ok());
+        for alone in [["stalecast", "--tls-cert", "c.pem"], ["stalecast", "--tls-key", "k.pem"]] {
+            let error = parse(&alone).expect_err("one alone is refused");
+            assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{error}");
+        }
     }
 }
 

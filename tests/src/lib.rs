@@ -10,6 +10,7 @@
 
 pub mod child;
 pub mod raw;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

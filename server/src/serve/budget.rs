@@ -158,6 +158,16 @@ impl Conn {
         (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 
+    /// How long the connection has had nothing to answer (`None`: it is answering, or
+    /// receiving a request body).
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.answering.load(Ordering::Acquire) != 0 || self.body_since.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let since = self.idle_since.load(Ordering::Acquire);
+        Some(Duration::from_millis((self.epoch.elapsed().as_millis() as u64).saturating_sub(since)))
+    }
+
     /// A request arrived: the connection is busy until the answer's guard drops. When
     /// its body is still to come, the body's guard marks it waiting until it has.
     pub fn answering(self: &Arc<Self>, body_pending: bool) -> (Answering, Option<Receiving>) {

@@ -21,6 +21,10 @@
 //! - **CPU per notification.** On that path the [`fanout`] writes each update to every
 //!   stream's socket from one task per core, instead of waking one task per stream.
 //!
+//! With `--tls-cert/--tls-key` ([`tls`]) every connection first does its TLS handshake
+//! and is then served by hyper, HTTP/2 or HTTP/1.1 as ALPN chose; the lean path is for
+//! plain HTTP only (over HTTP/2 a browser's streams share one connection anyway).
+//!
 //! Graceful shutdown: when the token fires, accepting stops, hyper connections finish
 //! their requests, event streams end (the fan-out and the stream bodies watch the same
 //! token), and [`run`] returns once every connection is closed.
@@ -28,8 +32,10 @@
 mod budget;
 mod event_stream;
 pub mod fanout;
+pub mod tls;
 
 pub use fanout::Fanout;
+pub use tls::Tls;
 
 use budget::{Budget, Conn, Tracked};
 
@@ -109,12 +115,13 @@ pub struct Limits {
 
 /// Serves `router` on `listener` until `shutdown` fires and every connection closed (or
 /// was closed at the shutdown deadline); event streams on the lean path are written by
-/// `fanout`.
+/// `fanout`. With `tls`, every connection is TLS (and served by hyper).
 pub async fn run(
     listener: TcpListener,
     router: Router,
     fanout: Arc<Fanout>,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let max_connections = limits.max_connections;
@@ -163,7 +170,9 @@ pub async fn run(
                     failures = 0;
                 }
                 let conn = slot.conn.clone();
-                let served = connection(stream, remote, router.clone(), fanout.clone(), conn, limits, shutdown.clone());
+                let tls = tls.clone();
+                let served =
+                    connection(stream, remote, router.clone(), fanout.clone(), conn, limits, tls, shutdown.clone());
                 let hard_stop = hard_stop.clone();
                 tracker.spawn(async move {
                     let slot = slot;
@@ -222,7 +231,8 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// One connection: read the first request head, then serve it on the lean path when it
-/// opens the event stream, with hyper otherwise.
+/// opens the event stream, with hyper otherwise. With `tls`: the handshake, then hyper.
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     mut stream: TcpStream,
     remote: SocketAddr,
@@ -230,8 +240,13 @@ async fn connection(
     fanout: Arc<Fanout>,
     conn: Arc<Conn>,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: CancellationToken,
 ) {
+    if let Some(tls) = tls {
+        // Boxed, as the paths below: a plain connection's task stays as small as before.
+        return Box::pin(tls_connection(stream, remote, router, tls, conn, limits, shutdown)).await;
+    }
     let _ = stream.set_nodelay(true);
     let mut head = BytesMut::with_capacity(1024);
     let first = tokio::select! {
@@ -253,11 +268,27 @@ async fn connection(
                 .await;
         }
         None => {
-            let io =
-                Rewind { prefix: head.freeze(), inner: stream, write_timeout: limits.write_timeout, stalled: None };
-            Box::pin(serve_hyper(io, remote, router, conn, limits, shutdown)).await
+            let io = Rewind::new(head.freeze(), stream, limits.write_timeout);
+            Box::pin(serve_hyper(io, remote, router, conn, limits, None, shutdown)).await
         }
     }
+}
+
+/// One TLS connection: the handshake (under the head deadline, cancelled by shutdown),
+/// then hyper, by ALPN. The write deadline is kept below TLS, on the TCP stream.
+async fn tls_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    tls: Tls,
+    conn: Arc<Conn>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let io = Rewind::new(Bytes::new(), stream, limits.write_timeout);
+    let Some((io, alpn)) = tls::handshake(&tls, io, limits.header_timeout, &shutdown).await else { return };
+    serve_hyper(io, remote, router, conn, limits, Some(alpn), shutdown).await
 }
 
 /// Reads until the first request head is complete. Answers the request when it opens the
@@ -283,14 +314,21 @@ async fn first_request(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result
     }
 }
 
-async fn serve_hyper(
-    io: Rewind,
+/// Serves one connection with hyper. `alpn`: what the TLS handshake settled on (`None`:
+/// plain HTTP, served exactly as before TLS existed).
+async fn serve_hyper<IO>(
+    io: IO,
     remote: SocketAddr,
     router: Router,
     conn: Arc<Conn>,
     limits: Limits,
+    alpn: Option<tls::Alpn>,
     shutdown: CancellationToken,
-) {
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // With TLS, watched for the idle deadline below.
+    let watched = alpn.map(|_| conn.clone());
     // The budget sees each request from its head to the end of its answer as busy, and
     // a body still arriving as waiting on the client.
     let service = tower::service_fn(move |request: axum::http::Request<Incoming>| {
@@ -306,9 +344,23 @@ async fn serve_hyper(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Every later request head (and the wait for it) has the same deadline as the first.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // An HTTP/2 connection has no request-head deadline of its own: with TLS it is
+    // closed (GOAWAY) once it has had nothing to answer for `header_timeout`, the
+    // deadline an idle HTTP/1.1 keep-alive connection has.
+    let idle_deadline = alpn.map(|_| limits.header_timeout);
+    if let Some(alpn) = alpn {
+        builder = match alpn {
+            tls::Alpn::H2 => builder.http2_only(),
+            tls::Alpn::Http11 => builder.http1_only(),
+            tls::Alpn::None => builder,
+        };
+        configure_http2(&mut builder);
+    }
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
     let mut connection = std::pin::pin!(connection);
     let mut shutting_down = false;
+    let idle_check = tokio::time::sleep(idle_deadline.unwrap_or(Duration::MAX / 4));
+    let mut idle_check = std::pin::pin!(idle_check);
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -321,8 +373,44 @@ async fn serve_hyper(
                 shutting_down = true;
                 connection.as_mut().graceful_shutdown();
             }
+            _ = idle_check.as_mut(), if idle_deadline.is_some() && !shutting_down => {
+                let deadline = idle_deadline.unwrap_or_default();
+                match watched.as_ref().and_then(|conn| conn.idle_for()) {
+                    Some(idle) if idle >= deadline => {
+                        tracing::trace!(?idle, "closing a connection that had nothing to answer");
+                        shutting_down = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    // Busy, or idle for less: look again when it could first be due.
+                    idle => {
+                        let next = deadline.saturating_sub(idle.unwrap_or_default()).max(Duration::from_millis(100));
+                        idle_check.as_mut().reset(tokio::time::Instant::now() + next);
+                    }
+                }
+            }
         }
     }
+}
+
+/// HTTP/2 limits for TLS connections (plain HTTP keeps hyper's defaults, as before).
+///
+/// - `max_concurrent_streams(250)`: a browser with many tabs holds one event stream per
+///   tab, plus a few queries in flight; 250 is ample for that (Chrome caps its own at
+///   its server's setting, nginx's default is 128) and bounds what one connection can
+///   make the server hold (hyper's default is 200).
+/// - Keep-alive pings every 30 s, and the connection closed when a ping is not answered
+///   within 20 s: a peer that vanished (laptop lid shut, NAT entry dropped) is noticed
+///   even on a connection whose streams only get a ping event every 10 s, whose writes
+///   the kernel would buffer for minutes.
+/// - Idle connections: closed after `header_timeout` with nothing to answer (see
+///   [`serve_hyper`]); a stream being answered is not idle.
+fn configure_http2(builder: &mut auto::Builder<TokioExecutor>) {
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(250)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
 }
 
 /// A TCP stream whose first bytes were already read: they are read again first. A write
@@ -336,6 +424,10 @@ struct Rewind {
 }
 
 impl Rewind {
+    fn new(prefix: Bytes, inner: TcpStream, write_timeout: Duration) -> Rewind {
+        Rewind { prefix, inner, write_timeout, stalled: None }
+    }
+
     /// Passes a write's outcome through, timing how long it has been blocked.
     fn deadline<T>(&mut self, cx: &mut Context<'_>, outcome: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if outcome.is_ready() {

@@ -13,4 +13,5 @@ mod rpc;
 mod serving;
 mod shutdown;
 mod stream;
+mod tls;
 mod web;
