@@ -69,18 +69,14 @@ impl<T: Wire + Serialize + Send> Output for T {
     }
 }
 
-/// A whole stored collection is encoded once per version and shared; a part of it is
-/// encoded for the request.
+/// A list is encoded once per version and project, and shared.
 impl<R: Fetch + Wire + Serialize> Output for Listing<R>
 where
     Vec<R>: Wire,
 {
     type Wire = Vec<R>;
     async fn encode(self, answers: &Answers) -> Result<Answer, RpcError> {
-        match self {
-            Listing::Whole(snapshot) => answers.whole(&snapshot).await.map(Answer::Shared),
-            Listing::Part(items) => items.encode(answers).await,
-        }
+        answers.list(self).await.map(Answer::Shared)
     }
 }
 
