@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::report::{self, RunReport};
-use crate::{Mutation, RunArgs};
+use crate::{Mutation, RunArgs, StormMode};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -37,48 +37,82 @@ pub struct BenchArgs {
 }
 
 /// A target a scenario must meet.
+#[derive(Default)]
 struct Targets {
+    /// Notification delivery p99.
     p99_ms: Option<f64>,
     kib_per_connection: Option<f64>,
     cpu_us: Option<f64>,
+    /// Storms: change applied (publish → at the client) p99.
+    applied_p99_ms: Option<f64>,
+    /// Storms: response bytes per client per change.
+    wire_kib_per_change: Option<f64>,
+    /// Mutation latency p99 during the run.
+    mutation_p99_ms: Option<f64>,
 }
 
 struct Scenario {
     name: &'static str,
     clients: usize,
     rate: f64,
-    storm: bool,
+    storm: Option<StormMode>,
     targets: Targets,
 }
 
-const MATRIX: [Scenario; 4] = [
+/// The volumes every storm runs over (realistic records, seeded through the simulator).
+const STORM_VOLUMES: usize = 36_000;
+
+const NO_TARGETS: Targets = Targets {
+    p99_ms: None,
+    kib_per_connection: None,
+    cpu_us: None,
+    applied_p99_ms: None,
+    wire_kib_per_change: None,
+    mutation_p99_ms: None,
+};
+
+const MATRIX: [Scenario; 6] = [
     Scenario {
         name: "fanout-2000c-10ps",
         clients: 2000,
         rate: 10.0,
-        storm: false,
-        targets: Targets { p99_ms: Some(15.0), kib_per_connection: Some(10.0), cpu_us: Some(8.0) },
+        storm: None,
+        targets: Targets { p99_ms: Some(15.0), kib_per_connection: Some(10.0), cpu_us: Some(8.0), ..NO_TARGETS },
     },
     Scenario {
         name: "fanout-10000c-2ps",
         clients: 10_000,
         rate: 2.0,
-        storm: false,
-        targets: Targets { p99_ms: Some(80.0), kib_per_connection: None, cpu_us: None },
+        storm: None,
+        targets: Targets { p99_ms: Some(80.0), ..NO_TARGETS },
     },
+    Scenario { name: "fanout-19000c-1ps", clients: 19_000, rate: 1.0, storm: None, targets: NO_TARGETS },
     Scenario {
-        name: "fanout-19000c-1ps",
-        clients: 19_000,
-        rate: 1.0,
-        storm: false,
-        targets: Targets { p99_ms: None, kib_per_connection: None, cpu_us: None },
-    },
-    Scenario {
-        name: "storm-2000c",
+        name: "storm-full-2000c-1ps",
         clients: 2000,
-        rate: 0.5,
-        storm: true,
-        targets: Targets { p99_ms: None, kib_per_connection: None, cpu_us: None },
+        rate: 1.0,
+        storm: Some(StormMode::Full),
+        targets: Targets { mutation_p99_ms: Some(300.0), ..NO_TARGETS },
+    },
+    Scenario {
+        name: "storm-delta-2000c-10ps",
+        clients: 2000,
+        rate: 10.0,
+        storm: Some(StormMode::Delta),
+        targets: Targets {
+            p99_ms: Some(50.0),
+            applied_p99_ms: Some(300.0),
+            wire_kib_per_change: Some(4.0),
+            mutation_p99_ms: Some(150.0),
+            ..NO_TARGETS
+        },
+    },
+    Scenario {
+        name: "storm-paged-2000c-10ps",
+        clients: 2000,
+        rate: 10.0,
+        storm: Some(StormMode::Paged),
+        targets: Targets { applied_p99_ms: Some(300.0), wire_kib_per_change: Some(40.0), ..NO_TARGETS },
     },
 ];
 
@@ -92,9 +126,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             clients: scenario.clients,
             rate: scenario.rate,
             duration: args.duration,
-            mutation: if scenario.storm { Mutation::Volumes } else { Mutation::Servers },
-            storm: scenario.storm,
-            payload_bytes: 10_000_000,
+            mutation: if scenario.storm.is_some() { Mutation::Volumes } else { Mutation::Servers },
+            storm: scenario.storm.is_some(),
+            storm_mode: scenario.storm.unwrap_or(StormMode::Full),
+            page_size: 50,
+            volumes: STORM_VOLUMES,
             accept_encoding: String::from("br, gzip"),
             no_conditional: false,
             target: None,
@@ -107,8 +143,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             clients_per_worker: None,
             connect_concurrency: 512,
             connect_timeout: Duration::from_secs(30),
-            drain: Duration::from_secs(if scenario.storm { 120 } else { 15 }),
-            slow_clients: if scenario.storm { 0 } else { 10 },
+            drain: Duration::from_secs(if scenario.storm.is_some() { 120 } else { 15 }),
+            slow_clients: if scenario.storm.is_some() { 0 } else { 10 },
             expect_lagged: false,
             out: args.out.clone(),
             name: Some(scenario.name.to_owned()),
@@ -175,6 +211,35 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
             r.latency.max_ms,
             if missed.is_empty() { String::from("met") } else { format!("**missed**: {}", missed.join("; ")) }
         );
+    }
+    let storms: Vec<_> = results.iter().filter(|(_, r, _)| r.storm.is_some()).collect();
+    if !storms.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nThe storms side by side ({STORM_VOLUMES} realistic volumes; every client shows the volumes):\n\n\
+             | scenario | B per client per change | change applied p50 / p99 ms | notification p99 ms | \
+             mutation p50 / p99 ms | server CPU per change | poller CPU per interval | upstream requests | targets |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
+        for (scenario, r, failures) in storms {
+            let Some(s) = &r.storm else { continue };
+            let missed = missed_targets(scenario, r, failures);
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} | {} |",
+                scenario.name,
+                s.wire_bytes_per_client_change,
+                s.applied.p50_ms,
+                s.applied.p99_ms,
+                r.latency.p99_ms,
+                r.mutations.latency.p50_ms,
+                r.mutations.latency.p99_ms,
+                s.cpu_ms_per_change.map_or(String::from("–"), |c| format!("{c:.1} ms")),
+                r.poll.as_ref().map_or(String::from("–"), |p| format!("{:.1} ms", p.cpu_ms_per_poll)),
+                r.upstream.as_ref().map_or(String::from("–"), |u| u.total.to_string()),
+                if missed.is_empty() { String::from("met") } else { format!("**missed**: {}", missed.join("; ")) }
+            );
+        }
     }
     for (scenario, r, _) in results {
         let _ = writeln!(md, "\n### {}\n", scenario.name);
@@ -245,13 +310,30 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
             let by: Vec<String> = u.requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
             let _ = writeln!(md, "- Upstream requests in the window: {} ({}).", u.total, by.join(", "));
         }
-        if let Some(s) = &r.storm {
+        if let Some(p) = &r.poll {
             let _ = writeln!(
                 md,
-                "- Refetches of `storage.volumes.list` (~{} MB): {} ({} × 200, {} × 304, {} failed), \
-                 {:.1} MiB over the wire ({} B mean, encodings {:?}); refetch latency p50 {:.1} ms, \
-                 p99 {:.1} ms, max {:.1} ms.",
-                r.knobs.payload_bytes.unwrap_or(0) / 1_000_000,
+                "- Poller alone, before the clients came: {:.2} CPU-s in {:.1} s for {} polls of the volumes = {:.1} ms \
+                 of server CPU per poll interval (all five collections; one upstream request each).",
+                p.cpu_s, p.window_s, p.polls, p.cpu_ms_per_poll
+            );
+        }
+        if let Some(s) = &r.storm {
+            let what = match s.mode {
+                StormMode::Full => String::from("refetch of `storage.volumes.list`"),
+                StormMode::Delta => String::from("`storage.volumes.changes` since the client's seq, applied"),
+                StormMode::Paged => format!("refetch of page 1 of `storage.volumes.page` ({} rows)", r.knobs.page_size),
+            };
+            let m = &r.mutations.latency;
+            let _ = writeln!(
+                md,
+                "- Storm ({} mode, {} volumes): each client's {what} on every `volumes` notification: {} requests \
+                 ({} × 200, {} × 304, {} failed), {:.1} MiB of bodies ({} B mean, encodings {:?}), {:.1} MiB with \
+                 headers = **{:.0} B per client per change**; change applied (publish → at the client) p50 {:.1} ms, \
+                 p99 **{:.1} ms**, max {:.1} ms; request latency (arrival → answer) p99 {:.1} ms; mutations p50 \
+                 {:.1} ms, p99 **{:.1} ms**; server CPU {} per change.{}",
+                s.mode,
+                r.knobs.volumes.unwrap_or(0),
                 s.refetches,
                 s.ok,
                 s.not_modified,
@@ -259,9 +341,20 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
                 s.body_bytes as f64 / (1u64 << 20) as f64,
                 s.mean_body_bytes,
                 s.encodings,
-                s.latency.p50_ms,
+                s.wire_bytes as f64 / (1u64 << 20) as f64,
+                s.wire_bytes_per_client_change,
+                s.applied.p50_ms,
+                s.applied.p99_ms,
+                s.applied.max_ms,
                 s.latency.p99_ms,
-                s.latency.max_ms
+                m.p50_ms,
+                m.p99_ms,
+                s.cpu_ms_per_change.map_or(String::from("–"), |c| format!("{c:.1} ms")),
+                if s.mode == StormMode::Delta {
+                    format!(" {} records came as upserts, {} answers were resyncs.", s.upserts, s.resync_answers)
+                } else {
+                    String::new()
+                }
             );
         }
         let _ = writeln!(
@@ -281,6 +374,26 @@ fn missed_targets(scenario: &Scenario, r: &RunReport, failures: &[String]) -> Ve
         && r.latency.p99_ms >= max
     {
         missed.push(format!("p99 {:.1} ≥ {max} ms", r.latency.p99_ms));
+    }
+    if let Some(max) = t.mutation_p99_ms
+        && r.mutations.latency.p99_ms > max
+    {
+        missed.push(format!("mutation p99 {:.1} > {max} ms", r.mutations.latency.p99_ms));
+    }
+    if let Some(s) = &r.storm {
+        if let Some(max) = t.applied_p99_ms
+            && s.applied.p99_ms > max
+        {
+            missed.push(format!("applied p99 {:.1} > {max} ms", s.applied.p99_ms));
+        }
+        if let Some(max) = t.wire_kib_per_change
+            && s.wire_bytes_per_client_change > max * 1024.0
+        {
+            missed.push(format!("{:.1} > {max} KiB per client per change", s.wire_bytes_per_client_change / 1024.0));
+        }
+        if s.resync_answers > 0 {
+            missed.push(format!("{} changes answers were resyncs", s.resync_answers));
+        }
     }
     if let Some(s) = &r.server {
         if let Some(max) = t.kib_per_connection

@@ -6,9 +6,12 @@
 //!   loopback source addresses (127.0.0.1 … 127.0.0.K), so tens of thousands fit.
 //! - `--rate M` [10] mutations per second, for `--duration D` [10s]; `--mutation`
 //!   [servers] toggles servers on/off, `volumes` creates and deletes volumes.
-//! - `--storm`: refetch storm — every client refetches `storage.volumes.list` on each
-//!   `volumes` notification; `--payload-bytes` [10000000] grows that answer through the
-//!   simulator's padding knob; `--accept-encoding` ["br, gzip"], `--no-conditional`.
+//! - `--storm`: refetch storm — every client acts on each `volumes` notification as
+//!   `--storm-mode` says: `full` [default] refetches `storage.volumes.list`, `delta` asks
+//!   `storage.volumes.changes` since the seq it stands at and applies the answer, `paged`
+//!   refetches page 1 of `storage.volumes.page` (`--page-size` [50]). `--volumes`
+//!   [36000] seeds the simulator with that many realistic volumes first
+//!   (`POST /_sim/seed`); `--accept-encoding` ["br, gzip"], `--no-conditional`.
 //! - `--target URL` drives an already running server instead of starting one
 //!   (`--server-pid` to still measure it, `--sim-url` for upstream counts).
 //! - `--server-bin PATH` [the release `stalecast` next to this tool], `--server-nofile N`
@@ -74,6 +77,28 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// What a storm client does on each `volumes` notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StormMode {
+    /// Refetch the whole list (conditionally: `If-None-Match`).
+    Full,
+    /// Ask `changes` since the seq it stands at, and apply the answer.
+    Delta,
+    /// Refetch page 1 of the paged query (conditionally).
+    Paged,
+}
+
+impl std::fmt::Display for StormMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StormMode::Full => "full",
+            StormMode::Delta => "delta",
+            StormMode::Paged => "paged",
+        })
+    }
+}
+
 /// What changes the mutations make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -102,9 +127,16 @@ pub struct RunArgs {
     /// Refetch storm: every client refetches storage.volumes.list on each volumes notification.
     #[arg(long)]
     pub storm: bool,
-    /// Storm: grow storage.volumes.list to about this many bytes (simulator padding).
-    #[arg(long, default_value_t = 10_000_000)]
-    pub payload_bytes: usize,
+    /// Storm: what each client does on a volumes notification.
+    #[arg(long, value_enum, default_value_t = StormMode::Full)]
+    pub storm_mode: StormMode,
+    /// Storm, paged mode: the page size clients hold.
+    #[arg(long, default_value_t = 50)]
+    pub page_size: u32,
+    /// Storm: seed the simulator until it holds at least this many volumes (realistic
+    /// records: UUIDs, varied names, descriptions and metadata).
+    #[arg(long, default_value_t = 36_000)]
+    pub volumes: usize,
     /// Storm: the Accept-Encoding refetches send ("" for none).
     #[arg(long, default_value = "br, gzip")]
     pub accept_encoding: String,
@@ -173,8 +205,11 @@ impl RunArgs {
         self.name.clone().unwrap_or_else(|| {
             let rate =
                 if self.rate.fract() == 0.0 { format!("{}", self.rate as u64) } else { format!("{}", self.rate) };
-            let kind = if self.storm { "storm" } else { "fanout" };
-            format!("{kind}-{}c-{rate}ps", self.clients)
+            if self.storm {
+                format!("storm-{}-{}c-{rate}ps", self.storm_mode, self.clients)
+            } else {
+                format!("fanout-{}c-{rate}ps", self.clients)
+            }
         })
     }
 }

@@ -14,10 +14,12 @@ use crate::drive::Driven;
 use crate::procs::{self, Sample, ThreadCpu};
 use crate::stats::{self, Percentiles};
 use crate::worker::{SlowOutcome, SlowReport, WorkerReport};
-use crate::{Mutation, RunArgs};
+use crate::{Mutation, RunArgs, StormMode};
 
 /// Everything `run` collected, before it is summarised.
 pub struct Measured {
+    /// Storms: the poller's cost before the clients came.
+    pub poll: Option<PollCost>,
     pub name: String,
     pub args: RunArgs,
     pub mutation: Mutation,
@@ -47,9 +49,21 @@ pub struct Measured {
     pub server_log: Option<PathBuf>,
 }
 
+/// The server's CPU while only the poller works (no clients, no mutations).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollCost {
+    pub window_s: f64,
+    /// Polls of the volumes in the window (one upstream listing each).
+    pub polls: u64,
+    pub cpu_s: f64,
+    pub cpu_ms_per_poll: f64,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
+    pub poll: Option<PollCost>,
     pub name: String,
     pub started_at: String,
     pub knobs: Knobs,
@@ -75,7 +89,9 @@ pub struct Knobs {
     pub duration_s: f64,
     pub mutation: Mutation,
     pub storm: bool,
-    pub payload_bytes: Option<usize>,
+    pub storm_mode: Option<StormMode>,
+    pub volumes: Option<usize>,
+    pub page_size: u32,
     pub accept_encoding: Option<String>,
     pub source_addrs: u8,
     pub workers: usize,
@@ -190,15 +206,28 @@ pub struct Upstream {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Storm {
+    pub mode: StormMode,
     pub refetches: u64,
     pub ok: u64,
     pub not_modified: u64,
     pub errors: u64,
     pub body_bytes: u64,
     pub mean_body_bytes: u64,
+    /// Response bytes (status line, headers, body) over the window.
+    pub wire_bytes: u64,
+    /// `wire_bytes` per client per change published in the window.
+    pub wire_bytes_per_client_change: f64,
     pub encodings: BTreeMap<String, u64>,
     /// From the notification's arrival to the refetch's last byte.
     pub latency: Percentiles,
+    /// From the notification's `ts` (published) to the answer at the client: the change
+    /// visible (applied, in delta mode).
+    pub applied: Percentiles,
+    /// Delta mode: `changes` answers that said resync; records received as upserts.
+    pub resync_answers: u64,
+    pub upserts: u64,
+    /// Server CPU over the window per change published.
+    pub cpu_ms_per_change: Option<f64>,
 }
 
 pub fn build(m: Measured) -> anyhow::Result<RunReport> {
@@ -206,6 +235,7 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
     let mut connect = stats::histogram();
     let mut per_second: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
     let mut storm_latency = stats::histogram();
+    let mut storm_applied = stats::histogram();
     let mut clients = Clients {
         requested: m.args.clients,
         connected: 0,
@@ -238,14 +268,21 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         clients: Vec::new(),
     });
     let mut storm = m.args.storm.then(|| Storm {
+        mode: m.args.storm_mode,
         refetches: 0,
         ok: 0,
         not_modified: 0,
         errors: 0,
         body_bytes: 0,
         mean_body_bytes: 0,
+        wire_bytes: 0,
+        wire_bytes_per_client_change: 0.0,
         encodings: BTreeMap::new(),
         latency: Percentiles::default(),
+        applied: Percentiles::default(),
+        resync_answers: 0,
+        upserts: 0,
+        cpu_ms_per_change: None,
     });
     for r in &m.reports {
         clients.connected += r.connected;
@@ -289,16 +326,25 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
             s.not_modified += w.not_modified;
             s.errors += w.errors;
             s.body_bytes += w.body_bytes;
+            s.wire_bytes += w.wire_bytes;
+            s.resync_answers += w.resync_answers;
+            s.upserts += w.upserts;
             for (k, v) in &w.encodings {
                 *s.encodings.entry(k.clone()).or_default() += v;
             }
             w.latency_us.add_to(&mut storm_latency);
+            w.applied_us.add_to(&mut storm_applied);
         }
     }
     clients.connect = Percentiles::of(&connect);
     if let Some(s) = storm.as_mut() {
         s.latency = Percentiles::of(&storm_latency);
+        s.applied = Percentiles::of(&storm_applied);
         s.mean_body_bytes = s.body_bytes.checked_div(s.refetches).unwrap_or(0);
+        let client_changes = clients.connected as f64 * n.published as f64;
+        if client_changes > 0.0 {
+            s.wire_bytes_per_client_change = s.wire_bytes as f64 / client_changes;
+        }
     }
 
     let server = match (&m.idle, &m.connected_sample, &m.before, &m.after) {
@@ -333,6 +379,11 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         }
         _ => None,
     };
+    if let (Some(s), Some(cost)) = (storm.as_mut(), &server)
+        && n.published > 0
+    {
+        s.cpu_ms_per_change = Some(cost.cpu_s * 1e3 / n.published as f64);
+    }
     let upstream = m.upstream.as_ref().map(|(before, after)| {
         let requests: BTreeMap<String, u64> = after
             .iter()
@@ -362,7 +413,9 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
             duration_s: m.args.duration.as_secs_f64(),
             mutation: m.mutation,
             storm: m.args.storm,
-            payload_bytes: m.args.storm.then_some(m.args.payload_bytes),
+            storm_mode: m.args.storm.then_some(m.args.storm_mode),
+            volumes: m.args.storm.then_some(m.args.volumes),
+            page_size: m.args.page_size,
             accept_encoding: m.args.storm.then(|| m.args.accept_encoding.clone()),
             source_addrs: m.args.source_addrs,
             workers: m.worker_count,
@@ -393,6 +446,7 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         server,
         upstream,
         storm,
+        poll: m.poll.clone(),
         outputs,
     };
     std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)
@@ -491,7 +545,10 @@ pub fn print(r: &RunReport) {
             k.rate,
             k.duration_s,
             k.mutation,
-            if k.storm { ", refetch storm" } else { "" },
+            match k.storm_mode {
+                Some(mode) => format!(", {mode} storm over {} volumes", k.volumes.unwrap_or(0)),
+                None => String::new(),
+            },
             k.workers,
             k.source_addrs
         ),
@@ -613,20 +670,45 @@ pub fn print(r: &RunReport) {
         let by: Vec<String> = u.requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
         row("upstream requests", format!("{} in the window: {}", u.total, by.join(", ")));
     }
+    if let Some(p) = &r.poll {
+        row(
+            "poller alone",
+            format!(
+                "{:.2} CPU-s in {:.1} s for {} polls = {:.1} ms per poll interval",
+                p.cpu_s, p.window_s, p.polls, p.cpu_ms_per_poll
+            ),
+        );
+    }
     if let Some(s) = &r.storm {
         row(
             "refetches",
             format!(
-                "{} ({} × 200, {} × 304, {} failed), {} over the wire, {} mean, encodings {:?}",
+                "{} ({} × 200, {} × 304, {} failed), {} of bodies ({} mean), {} with headers = {:.0} B per client per change, encodings {:?}",
                 s.refetches,
                 s.ok,
                 s.not_modified,
                 s.errors,
                 fmt_bytes(s.body_bytes),
                 fmt_bytes(s.mean_body_bytes),
+                fmt_bytes(s.wire_bytes),
+                s.wire_bytes_per_client_change,
                 s.encodings
             ),
         );
+        if s.mode == StormMode::Delta {
+            row("changes answers", format!("{} records as upserts, {} resync answers", s.upserts, s.resync_answers));
+        }
+        let a = &s.applied;
+        row(
+            "change applied",
+            format!(
+                "publish → at the client: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1} ms",
+                a.p50_ms, a.p90_ms, a.p99_ms, a.p999_ms, a.max_ms
+            ),
+        );
+        if let Some(cpu) = s.cpu_ms_per_change {
+            row("server CPU per change", format!("{cpu:.1} ms"));
+        }
         let l = &s.latency;
         row(
             "refetch latency",

@@ -102,8 +102,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
 
     if args.storm {
         let sim_url = sim_url.as_deref().context("--storm needs the simulator (--sim-url with --target)")?;
-        grow_volumes(&http, &base, sim_url, args.payload_bytes).await?;
+        seed_volumes(&http, &base, sim_url, args.volumes).await?;
     }
+    let poll = match (args.storm, pid, sim_url.as_deref()) {
+        (true, Some(pid), Some(sim_url)) => Some(poll_cost(&http, pid, sim_url).await?),
+        _ => None,
+    };
     // Warm the paths the run uses, so lazy initialisation is not counted per connection.
     let _ = bus_seq(&http, &base).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -118,7 +122,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         .min(args.clients.max(1));
     let worker_count = args.clients.div_ceil(per_worker).max(1);
     let storm = args.storm.then(|| StormConfig {
-        path: String::from("/trpc/storage.volumes.list"),
+        mode: args.storm_mode,
+        page_size: args.page_size,
         accept_encoding: args.accept_encoding.clone(),
         conditional: !args.no_conditional,
     });
@@ -280,6 +285,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     }
 
     let measured = report::Measured {
+        poll,
         name,
         args: args.clone(),
         mutation,
@@ -406,9 +412,27 @@ pub async fn sim_stats(http: &reqwest::Client, sim_url: &str) -> anyhow::Result<
     Ok(requests.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
 }
 
-/// Pads every volume's description so that `storage.volumes.list` is about `bytes`
-/// long, and waits until Stalecast serves the padded list.
-async fn grow_volumes(http: &reqwest::Client, base: &str, sim_url: &str, bytes: usize) -> anyhow::Result<()> {
+/// What the poller costs the server with nothing else going on: its CPU over 10 s, per
+/// poll of the volumes (each interval also polls the four other, small, collections).
+async fn poll_cost(http: &reqwest::Client, pid: u32, sim_url: &str) -> anyhow::Result<report::PollCost> {
+    let polls = |stats: &BTreeMap<String, u64>| stats.get("GET volumes").copied().unwrap_or(0);
+    let (before, asked) = (procs::sample(pid)?, sim_stats(http, sim_url).await?);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (after, answered) = (procs::sample(pid)?, sim_stats(http, sim_url).await?);
+    let polls = polls(&answered).saturating_sub(polls(&asked));
+    let cpu_s = after.cpu_s - before.cpu_s;
+    Ok(report::PollCost {
+        window_s: started.elapsed().as_secs_f64(),
+        polls,
+        cpu_s,
+        cpu_ms_per_poll: if polls > 0 { cpu_s * 1e3 / polls as f64 } else { 0.0 },
+    })
+}
+
+/// Seeds the simulator until it holds at least `volumes` volumes (`POST /_sim/seed`:
+/// realistic records), and waits until Stalecast serves them all.
+async fn seed_volumes(http: &reqwest::Client, base: &str, sim_url: &str, volumes: usize) -> anyhow::Result<()> {
     let list = |http: reqwest::Client| async move {
         let r = http.get(format!("{base}/trpc/storage.volumes.list")).send().await?;
         let text = r.bytes().await?;
@@ -417,23 +441,26 @@ async fn grow_volumes(http: &reqwest::Client, base: &str, sim_url: &str, bytes: 
         anyhow::Ok((text.len(), count))
     };
     let (_, count) = list(http.clone()).await?;
-    anyhow::ensure!(count > 0, "storage.volumes.list is empty");
-    let per_volume = (bytes / count).min(1 << 20);
-    let r = http
-        .put(format!("{sim_url}/_sim/volume-padding"))
-        .json(&serde_json::json!({ "bytesPerVolume": per_volume }))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "setting the volume padding: {}", r.status());
-    let deadline = Instant::now() + Duration::from_secs(30);
+    if count < volumes {
+        let started = Instant::now();
+        let r = http
+            .post(format!("{sim_url}/_sim/seed"))
+            .json(&serde_json::json!({ "volumes": volumes - count }))
+            .send()
+            .await?;
+        let status = r.status();
+        anyhow::ensure!(status.is_success(), "seeding the simulator: {status} {}", r.text().await.unwrap_or_default());
+        tracing::info!(added = volumes - count, took_ms = started.elapsed().as_millis() as u64, "simulator seeded");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (len, _) = list(http.clone()).await?;
-        if len >= bytes * 9 / 10 {
-            tracing::info!(bytes = len, volumes = count, "storage.volumes.list grown");
+        let (len, count) = list(http.clone()).await?;
+        if count >= volumes {
+            tracing::info!(bytes = len, volumes = count, "storage.volumes.list seeded");
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("storage.volumes.list is {len} bytes after 30 s, expected about {bytes}");
+            bail!("storage.volumes.list holds {count} volumes after 60 s, expected {volumes}");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

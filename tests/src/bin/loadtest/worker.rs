@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::StormMode;
 use crate::client::{SseConn, SseEvent, UpdateKind, connect_from, source_addr};
 use crate::stats::{self, Pairs};
 
@@ -47,8 +48,9 @@ pub struct WorkerConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StormConfig {
-    /// `/trpc/storage.volumes.list`.
-    pub path: String,
+    pub mode: StormMode,
+    /// The page size in [`StormMode::Paged`].
+    pub page_size: u32,
     /// Sent as `Accept-Encoding` (empty: none).
     pub accept_encoding: String,
     /// Send `If-None-Match` with the last ETag, as a browser's HTTP cache would.
@@ -187,9 +189,18 @@ pub struct StormReport {
     pub errors: u64,
     /// Response body bytes as they came over the wire (compressed when compressed).
     pub body_bytes: u64,
+    /// Response bytes on the wire: the status line and headers, and the body.
+    pub wire_bytes: u64,
     pub encodings: BTreeMap<String, u64>,
     /// From the notification's arrival to the refetch's last body byte.
     pub latency_us: Pairs,
+    /// From the notification's `ts` (published) to the answer applied: the change is
+    /// visible at the client.
+    pub applied_us: Pairs,
+    /// Delta mode: `changes` answers that said `resync` (the client would read the whole
+    /// list again), and records received as upserts.
+    pub resync_answers: u64,
+    pub upserts: u64,
 }
 
 /// State shared by the worker's clients.
@@ -228,8 +239,12 @@ struct StormRecorded {
     not_modified: u64,
     errors: u64,
     body_bytes: u64,
+    wire_bytes: u64,
     encodings: BTreeMap<String, u64>,
     latency: Option<Histogram<u64>>,
+    applied: Option<Histogram<u64>>,
+    resync_answers: u64,
+    upserts: u64,
 }
 
 impl Shared {
@@ -269,7 +284,11 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             per_second: Vec::new(),
             resyncs: 0,
             disconnected: 0,
-            storm: StormRecorded { latency: Some(stats::histogram()), ..Default::default() },
+            storm: StormRecorded {
+                latency: Some(stats::histogram()),
+                applied: Some(stats::histogram()),
+                ..Default::default()
+            },
         }),
     });
     let stop = CancellationToken::new();
@@ -421,8 +440,12 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
                 not_modified: s.not_modified,
                 errors: s.errors,
                 body_bytes: s.body_bytes,
+                wire_bytes: s.wire_bytes,
                 encodings: s.encodings.clone(),
                 latency_us: s.latency.as_ref().map(Pairs::of).unwrap_or_default(),
+                applied_us: s.applied.as_ref().map(Pairs::of).unwrap_or_default(),
+                resync_answers: s.resync_answers,
+                upserts: s.upserts,
             });
         }
     }
@@ -488,7 +511,7 @@ impl Client {
         let refetch = match (&self.storm_http, &self.config.storm) {
             (Some(http), Some(storm)) => Some(Refetcher::spawn(
                 http.clone(),
-                format!("http://{}{}", self.config.server, storm.path),
+                format!("http://{}", self.config.server),
                 storm.clone(),
                 self.shared.clone(),
                 self.stop.clone(),
@@ -534,7 +557,7 @@ impl Client {
                         }
                         drop(recorded);
                         if let (Some(refetch), UpdateKind::Volumes) = (&refetch, kind) {
-                            refetch.notify(arrived);
+                            refetch.notify(arrived, ts);
                         }
                     }
                     SseEvent::Resync { .. } => self.shared.recorded().resyncs += 1,
@@ -628,30 +651,47 @@ struct Refetcher {
     wake: Arc<Notify>,
     /// Arrival time (µs) of the oldest notification not yet answered by a refetch.
     pending_since: Arc<AtomicU64>,
+    /// Its `ts`: when the server published it.
+    pending_ts: Arc<AtomicU64>,
 }
 
 impl Refetcher {
     fn spawn(
         http: reqwest::Client,
-        url: String,
+        base: String,
         storm: StormConfig,
         shared: Arc<Shared>,
         stop: CancellationToken,
     ) -> Refetcher {
         let wake = Arc::new(Notify::new());
         let pending_since = Arc::new(AtomicU64::new(0));
-        let (w, p) = (wake.clone(), pending_since.clone());
+        let pending_ts = Arc::new(AtomicU64::new(0));
+        let (w, p, t) = (wake.clone(), pending_since.clone(), pending_ts.clone());
         tokio::spawn(async move {
             let mut etag: Option<String> = None;
+            // Delta mode: the seq this client's copy of the list is current to. It held
+            // the list as of the window's start (loading it is not part of the storm).
+            let mut since: Option<u64> = None;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = w.notified() => {}
                 }
-                let since = p.swap(0, Ordering::AcqRel);
-                if since == 0 {
+                let arrived = p.swap(0, Ordering::AcqRel);
+                let published = t.swap(0, Ordering::AcqRel);
+                if arrived == 0 {
                     continue;
                 }
+                let url = match storm.mode {
+                    StormMode::Full => format!("{base}/trpc/storage.volumes.list"),
+                    StormMode::Delta => {
+                        let since = *since.get_or_insert_with(|| shared.seq0.load(Ordering::Acquire));
+                        format!("{base}/trpc/storage.volumes.changes?input=%7B%22since%22%3A{since}%7D")
+                    }
+                    StormMode::Paged => {
+                        format!("{base}/trpc/storage.volumes.page?input=%7B%22limit%22%3A{}%7D", storm.page_size)
+                    }
+                };
                 shared.refetches.fetch_add(1, Ordering::Relaxed);
                 let outcome = tokio::select! {
                     _ = stop.cancelled() => return,
@@ -663,7 +703,8 @@ impl Refetcher {
                 s.refetches += 1;
                 match outcome {
                     Ok(answer) => {
-                        s.body_bytes += answer.bytes;
+                        s.body_bytes += answer.body_bytes;
+                        s.wire_bytes += answer.wire_bytes;
                         *s.encodings.entry(answer.encoding).or_default() += 1;
                         match answer.status {
                             200 => s.ok += 1,
@@ -673,8 +714,18 @@ impl Refetcher {
                         if answer.etag.is_some() {
                             etag = answer.etag;
                         }
+                        if let Some(delta) = answer.delta {
+                            if delta.resync {
+                                s.resync_answers += 1;
+                            }
+                            s.upserts += delta.upserts;
+                            since = Some(delta.seq);
+                        }
                         if let Some(h) = s.latency.as_mut() {
-                            stats::record(h, done.saturating_sub(since));
+                            stats::record(h, done.saturating_sub(arrived));
+                        }
+                        if let (Some(h), true) = (s.applied.as_mut(), answer.status == 200 || answer.status == 304) {
+                            stats::record(h, done.saturating_sub(published));
                         }
                     }
                     Err(e) => {
@@ -684,20 +735,46 @@ impl Refetcher {
                 }
             }
         });
-        Refetcher { wake, pending_since }
+        Refetcher { wake, pending_since, pending_ts }
     }
 
-    fn notify(&self, arrived: u64) {
-        let _ = self.pending_since.compare_exchange(0, arrived, Ordering::AcqRel, Ordering::Acquire);
+    fn notify(&self, arrived: u64, published: u64) {
+        if self.pending_since.compare_exchange(0, arrived, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.pending_ts.store(published, Ordering::Release);
+        }
         self.wake.notify_one();
     }
 }
 
 struct Answer {
     status: u16,
-    bytes: u64,
+    body_bytes: u64,
+    wire_bytes: u64,
     encoding: String,
     etag: Option<String>,
+    /// A `changes` answer, read.
+    delta: Option<DeltaRead>,
+}
+
+struct DeltaRead {
+    seq: u64,
+    resync: bool,
+    upserts: u64,
+}
+
+#[derive(Debug)]
+struct RefetchError(String);
+
+impl std::fmt::Display for RefetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<reqwest::Error> for RefetchError {
+    fn from(e: reqwest::Error) -> Self {
+        RefetchError(e.to_string())
+    }
 }
 
 async fn refetch(
@@ -705,12 +782,13 @@ async fn refetch(
     url: &str,
     storm: &StormConfig,
     etag: Option<&str>,
-) -> Result<Answer, reqwest::Error> {
+) -> Result<Answer, RefetchError> {
     let mut request = http.get(url);
     if !storm.accept_encoding.is_empty() {
         request = request.header("accept-encoding", &storm.accept_encoding);
     }
-    if let (true, Some(etag)) = (storm.conditional, etag) {
+    // A delta client asks a new question each time (its since moves): no ETag to send.
+    if let (true, Some(etag), false) = (storm.conditional, etag, storm.mode == StormMode::Delta) {
         request = request.header("if-none-match", etag);
     }
     let response = request.send().await?;
@@ -718,13 +796,45 @@ async fn refetch(
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let encoding = header("content-encoding").unwrap_or_else(|| String::from("identity"));
     let etag = header("etag");
+    // "HTTP/1.1 200 OK\r\n", each "name: value\r\n", the blank line.
+    let head_bytes =
+        17 + response.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() as u64 + 2;
     // Counted and dropped chunk by chunk: 2,000 clients holding 10 MB each would not fit.
-    let mut bytes = 0u64;
+    // A delta answer is small, and read: the client applies it.
+    let keep = storm.mode == StormMode::Delta && status == 200;
+    let mut kept = Vec::new();
+    let mut body_bytes = 0u64;
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
-        bytes += chunk?.len() as u64;
+        let chunk = chunk?;
+        body_bytes += chunk.len() as u64;
+        if keep {
+            kept.extend_from_slice(&chunk);
+        }
     }
-    Ok(Answer { status, bytes, encoding, etag })
+    let delta = if keep { Some(read_delta(&kept, &encoding)?) } else { None };
+    Ok(Answer { status, body_bytes, wire_bytes: head_bytes + body_bytes, encoding, etag, delta })
+}
+
+/// A `changes` answer's seq, kind and upserts, from its body as it came.
+fn read_delta(body: &[u8], encoding: &str) -> Result<DeltaRead, RefetchError> {
+    use std::io::Read as _;
+    let mut plain = Vec::new();
+    let decoded = match encoding {
+        "br" => brotli::Decompressor::new(body, 4096).read_to_end(&mut plain).map(|_| &plain[..]),
+        "gzip" => flate2::read::GzDecoder::new(body).read_to_end(&mut plain).map(|_| &plain[..]),
+        _ => Ok(body),
+    };
+    let json = decoded.map_err(|e| RefetchError(format!("decoding a changes answer: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| RefetchError(format!("a changes answer: {e}")))?;
+    let data = &value["result"]["data"];
+    let seq = data["seq"].as_u64().ok_or_else(|| RefetchError(format!("a changes answer without seq: {data}")))?;
+    Ok(DeltaRead {
+        seq,
+        resync: data["kind"] == "resync",
+        upserts: data["upserts"].as_array().map_or(0, |u| u.len() as u64),
+    })
 }
 
 #[cfg(test)]
