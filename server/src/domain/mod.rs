@@ -18,6 +18,7 @@
 
 pub mod changes;
 mod error;
+pub mod page;
 pub mod types;
 
 use std::sync::Arc;
