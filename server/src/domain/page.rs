@@ -376,6 +376,11 @@ pub struct PageKey {
 }
 
 impl<R: Paged> Page<R> {
+    /// The question `input` asks of `snapshot`, checked.
+    pub fn new(snapshot: Arc<Snapshot<R>>, input: PageInput) -> Result<Self, Error> {
+        Ok(Page { question: Question::of::<R>(input)?, snapshot })
+    }
+
     pub fn key(&self) -> PageKey {
         PageKey { version: self.snapshot.version, question: self.question.clone() }
     }
@@ -415,7 +420,9 @@ impl<R: Paged> Page<R> {
 
 /// One page of a collection.
 pub async fn page<R: Paged>(ctx: &Ctx, input: Option<PageInput>) -> Result<Page<R>, Error> {
-    let question = Question::of::<R>(input.unwrap_or_default())?;
+    let input = input.unwrap_or_default();
+    // Checked before the store is asked, so that bad input never waits on upstream.
+    let question = Question::of::<R>(input)?;
     let snapshot = ctx.store.get::<R>().await?;
     Ok(Page { snapshot, question })
 }
