@@ -9,15 +9,20 @@ export type QueryPath =
   | "compute.servers.changes"
   | "compute.servers.get"
   | "compute.servers.list"
+  | "compute.servers.page"
   | "images.changes"
   | "images.list"
+  | "images.page"
   | "networks.changes"
   | "networks.list"
+  | "networks.page"
   | "projects.changes"
   | "projects.list"
+  | "projects.page"
   | "storage.volumes.changes"
   | "storage.volumes.get"
   | "storage.volumes.list"
+  | "storage.volumes.page"
   | "updates.state";
 
 /**
@@ -25,11 +30,11 @@ export type QueryPath =
  * query whose key starts with one of these paths.
  */
 export const UPDATE_QUERY_MAP = {
-  projects: ["projects.list"],
-  servers: ["compute.servers.list", "compute.servers.get"],
-  volumes: ["storage.volumes.list", "storage.volumes.get"],
-  images: ["images.list"],
-  networks: ["networks.list"],
+  projects: ["projects.list", "projects.page"],
+  servers: ["compute.servers.list", "compute.servers.page", "compute.servers.get"],
+  volumes: ["storage.volumes.list", "storage.volumes.page", "storage.volumes.get"],
+  images: ["images.list", "images.page"],
+  networks: ["networks.list", "networks.page"],
 } as const satisfies Record<UpdateType, readonly QueryPath[]>;
 
 /**

@@ -12,20 +12,26 @@ import type { Deleted } from "./Deleted";
 import type { IdInput } from "./IdInput";
 import type { Image } from "./Image";
 import type { ImageChanges } from "./ImageChanges";
+import type { ImagePage } from "./ImagePage";
 import type { ListInput } from "./ListInput";
 import type { Network } from "./Network";
 import type { NetworkChanges } from "./NetworkChanges";
+import type { NetworkPage } from "./NetworkPage";
 import type { OnUpdateInput } from "./OnUpdateInput";
+import type { PageInput } from "./PageInput";
 import type { Project } from "./Project";
 import type { ProjectChanges } from "./ProjectChanges";
+import type { ProjectPage } from "./ProjectPage";
 import type { Server } from "./Server";
 import type { ServerChanges } from "./ServerChanges";
 import type { ServerCreate } from "./ServerCreate";
+import type { ServerPage } from "./ServerPage";
 import type { StreamEvent } from "./StreamEvent";
 import type { UpdatesState } from "./UpdatesState";
 import type { Volume } from "./Volume";
 import type { VolumeChanges } from "./VolumeChanges";
 import type { VolumeCreate } from "./VolumeCreate";
+import type { VolumePage } from "./VolumePage";
 
 const t = initTRPC.create();
 
@@ -53,6 +59,8 @@ const appRouter = t.router({
       get: t.procedure.input(input<IdInput>()).query((): Server => served()),
       /** Servers (instances), optionally of one project. (query: GET /trpc/compute.servers.list) */
       list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Server> => served()),
+      /** One page of servers, filtered, searched and sorted (by name, created, status) by the server, with the total and the next page's cursor. (query: GET /trpc/compute.servers.page) */
+      page: t.procedure.input(input<PageInput | null | undefined>()).query((): ServerPage => served()),
       /** Starts a stopped server. (mutation: POST /trpc/compute.servers.start) */
       start: t.procedure.input(input<IdInput>()).mutation((): Server => served()),
       /** Stops a running server. (mutation: POST /trpc/compute.servers.stop) */
@@ -64,18 +72,24 @@ const appRouter = t.router({
     changes: t.procedure.input(input<ChangesInput>()).query((): ImageChanges => served()),
     /** Images, optionally those owned by one project. (query: GET /trpc/images.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Image> => served()),
+    /** One page of images, filtered, searched and sorted (by name, sizeBytes, status) by the server, with the total and the next page's cursor. (query: GET /trpc/images.page) */
+    page: t.procedure.input(input<PageInput | null | undefined>()).query((): ImagePage => served()),
   },
   networks: {
     /** What changed in networks.list after a seq: upserts and deletes, or resync. (query: GET /trpc/networks.changes) */
     changes: t.procedure.input(input<ChangesInput>()).query((): NetworkChanges => served()),
     /** Networks, optionally of one project. (query: GET /trpc/networks.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Network> => served()),
+    /** One page of networks, filtered, searched and sorted (by name) by the server, with the total and the next page's cursor. (query: GET /trpc/networks.page) */
+    page: t.procedure.input(input<PageInput | null | undefined>()).query((): NetworkPage => served()),
   },
   projects: {
     /** What changed in projects.list after a seq: upserts and deletes, or resync. (query: GET /trpc/projects.changes) */
     changes: t.procedure.input(input<ChangesInput>()).query((): ProjectChanges => served()),
     /** All projects. (query: GET /trpc/projects.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Project> => served()),
+    /** One page of projects, filtered, searched and sorted (by name) by the server, with the total and the next page's cursor. (query: GET /trpc/projects.page) */
+    page: t.procedure.input(input<PageInput | null | undefined>()).query((): ProjectPage => served()),
   },
   storage: {
     volumes: {
@@ -89,6 +103,8 @@ const appRouter = t.router({
       get: t.procedure.input(input<IdInput>()).query((): Volume => served()),
       /** Block-storage volumes, optionally of one project. (query: GET /trpc/storage.volumes.list) */
       list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Volume> => served()),
+      /** One page of volumes, filtered, searched and sorted (by name, createdAt, sizeGb, status) by the server, with the total and the next page's cursor. (query: GET /trpc/storage.volumes.page) */
+      page: t.procedure.input(input<PageInput | null | undefined>()).query((): VolumePage => served()),
     },
   },
   updates: {

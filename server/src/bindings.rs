@@ -388,7 +388,10 @@ mod tests {
         for kind in UpdateType::ALL {
             assert!(text.contains(&format!("  {}: [", kind.as_str())), "{kind}");
         }
-        assert!(text.contains(r#"volumes: ["storage.volumes.list", "storage.volumes.get"],"#), "{text}");
+        assert!(
+            text.contains(r#"volumes: ["storage.volumes.list", "storage.volumes.page", "storage.volumes.get"],"#),
+            "{text}"
+        );
         assert!(text.contains("} as const satisfies Record<UpdateType, readonly QueryPath[]>;"));
         assert!(!text.contains("\"storage.volumes.create\""), "mutations are not queries");
         assert!(text.contains(r#"  "storage.volumes.list": "storage.volumes.changes","#), "{text}");

@@ -18,6 +18,7 @@
 
 pub mod changes;
 mod error;
+pub mod page;
 pub mod types;
 
 use std::sync::Arc;
@@ -32,13 +33,14 @@ use crate::upstream::store::{Fetch, Show, Snapshot, Store};
 
 /// Which query procedures each update type makes stale. Declared once, here, next to the
 /// procedures; emitted to TypeScript as `UPDATE_QUERY_MAP`. Every path must be a
-/// registered query (checked by a test over the registry).
+/// registered query (checked by a test over the registry). A list's `page` is beside it:
+/// any change of a collection may move a record into, out of or within a page.
 pub const INVALIDATION: &[(UpdateType, &[&str])] = &[
-    (UpdateType::Projects, &["projects.list"]),
-    (UpdateType::Servers, &["compute.servers.list", "compute.servers.get"]),
-    (UpdateType::Volumes, &["storage.volumes.list", "storage.volumes.get"]),
-    (UpdateType::Images, &["images.list"]),
-    (UpdateType::Networks, &["networks.list"]),
+    (UpdateType::Projects, &["projects.list", "projects.page"]),
+    (UpdateType::Servers, &["compute.servers.list", "compute.servers.page", "compute.servers.get"]),
+    (UpdateType::Volumes, &["storage.volumes.list", "storage.volumes.page", "storage.volumes.get"]),
+    (UpdateType::Images, &["images.list", "images.page"]),
+    (UpdateType::Networks, &["networks.list", "networks.page"]),
 ];
 
 /// Each list query's `changes` companion (see [`changes`]). Emitted to TypeScript as

@@ -5,6 +5,7 @@
 use super::registry::{Kind, NoInput, Registry, Wire};
 use super::stream::{OnUpdateInput, PATH as STREAM};
 use crate::domain::changes::*;
+use crate::domain::page::*;
 use crate::domain::types::*;
 use crate::domain::{self, Listing};
 use crate::updates::{StreamEvent, UpdateType};
@@ -30,6 +31,12 @@ impl Wire for ServerChanges {}
 impl Wire for VolumeChanges {}
 impl Wire for ImageChanges {}
 impl Wire for NetworkChanges {}
+impl Wire for PageInput {}
+impl Wire for ProjectPage {}
+impl Wire for ServerPage {}
+impl Wire for VolumePage {}
+impl Wire for ImagePage {}
+impl Wire for NetworkPage {}
 
 /// The registry of every procedure.
 pub fn registry() -> Registry {
@@ -42,6 +49,11 @@ pub fn registry() -> Registry {
         "What changed in projects.list after a seq: upserts and deletes, or resync.",
         |ctx, input| async move { domain::changes::changes(&ctx, input).await },
     )
+    .query::<Option<PageInput>, Page<Project>, _, _>(
+        "projects.page",
+        "One page of projects, filtered, searched and sorted (by name) by the server, with the total and the next page's cursor.",
+        |ctx, input| async move { domain::page::page(&ctx, input).await },
+    )
     .query::<Option<ListInput>, Listing<Server>, _, _>(
         "compute.servers.list",
         "Servers (instances), optionally of one project.",
@@ -51,6 +63,11 @@ pub fn registry() -> Registry {
         "compute.servers.changes",
         "What changed in compute.servers.list after a seq: upserts and deletes, or resync.",
         |ctx, input| async move { domain::changes::changes(&ctx, input).await },
+    )
+    .query::<Option<PageInput>, Page<Server>, _, _>(
+        "compute.servers.page",
+        "One page of servers, filtered, searched and sorted (by name, created, status) by the server, with the total and the next page's cursor.",
+        |ctx, input| async move { domain::page::page(&ctx, input).await },
     )
     .query::<IdInput, Server, _, _>("compute.servers.get", "One server by id.", |ctx, input| async move {
         domain::get(&ctx, input).await
@@ -65,6 +82,11 @@ pub fn registry() -> Registry {
         "What changed in storage.volumes.list after a seq: upserts and deletes, or resync.",
         |ctx, input| async move { domain::changes::changes(&ctx, input).await },
     )
+    .query::<Option<PageInput>, Page<Volume>, _, _>(
+        "storage.volumes.page",
+        "One page of volumes, filtered, searched and sorted (by name, createdAt, sizeGb, status) by the server, with the total and the next page's cursor.",
+        |ctx, input| async move { domain::page::page(&ctx, input).await },
+    )
     .query::<IdInput, Volume, _, _>("storage.volumes.get", "One volume by id.", |ctx, input| async move {
         domain::get(&ctx, input).await
     })
@@ -78,6 +100,11 @@ pub fn registry() -> Registry {
         "What changed in images.list after a seq: upserts and deletes, or resync.",
         |ctx, input| async move { domain::changes::changes(&ctx, input).await },
     )
+    .query::<Option<PageInput>, Page<Image>, _, _>(
+        "images.page",
+        "One page of images, filtered, searched and sorted (by name, sizeBytes, status) by the server, with the total and the next page's cursor.",
+        |ctx, input| async move { domain::page::page(&ctx, input).await },
+    )
     .query::<Option<ListInput>, Listing<Network>, _, _>(
         "networks.list",
         "Networks, optionally of one project.",
@@ -87,6 +114,11 @@ pub fn registry() -> Registry {
         "networks.changes",
         "What changed in networks.list after a seq: upserts and deletes, or resync.",
         |ctx, input| async move { domain::changes::changes(&ctx, input).await },
+    )
+    .query::<Option<PageInput>, Page<Network>, _, _>(
+        "networks.page",
+        "One page of networks, filtered, searched and sorted (by name) by the server, with the total and the next page's cursor.",
+        |ctx, input| async move { domain::page::page(&ctx, input).await },
     )
     .query::<NoInput, UpdatesState, _, _>(
         "updates.state",
@@ -158,6 +190,38 @@ mod tests {
                 procedure.path
             );
         }
+    }
+
+    #[test]
+    fn every_list_has_a_page_query_invalidated_with_it() {
+        let registry = registry();
+        let lists: Vec<&str> = registry.iter().filter(|p| p.path.ends_with(".list")).map(|p| p.path).collect();
+        assert_eq!(lists.len(), UpdateType::ALL.len());
+        for list in lists {
+            let page = format!("{}.page", list.trim_end_matches(".list"));
+            let procedure = registry.get(&page).unwrap_or_else(|| panic!("{list}: no {page}"));
+            assert_eq!(procedure.kind, Kind::Query, "{page}: not a query");
+            let (kind, _) = INVALIDATION
+                .iter()
+                .find(|(_, paths)| paths.contains(&list))
+                .unwrap_or_else(|| panic!("{list}: invalidated by nothing"));
+            let paths = INVALIDATION.iter().filter(|(k, _)| k == kind).flat_map(|(_, p)| p.iter());
+            assert!(paths.clone().any(|p| *p == page), "{kind} invalidates {list} but not {page}");
+        }
+    }
+
+    #[test]
+    fn each_page_query_names_its_sort_keys() {
+        use crate::domain::page::Paged;
+        fn names<R: Paged>(path: &str) {
+            let description = registry().get(path).map(|p| p.description).unwrap_or_default();
+            assert!(description.contains(&format!("(by {})", R::SORTS.join(", "))), "{path}: {description}");
+        }
+        names::<Project>("projects.page");
+        names::<Server>("compute.servers.page");
+        names::<Volume>("storage.volumes.page");
+        names::<Image>("images.page");
+        names::<Network>("networks.page");
     }
 
     #[test]

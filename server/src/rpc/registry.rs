@@ -21,6 +21,7 @@ use utoipa::openapi::{Ref, RefOr, Schema};
 use super::encoded::{Answers, Encoded};
 use super::{Api, RpcError};
 use crate::domain::changes::{Changes, Delta};
+use crate::domain::page::{Page, Paged};
 use crate::domain::{self, Ctx, Listing};
 use crate::upstream::store::Fetch;
 
@@ -88,6 +89,17 @@ where
     type Wire = R::Answer;
     async fn encode(self, answers: &Answers) -> Result<Answer, RpcError> {
         answers.delta(self).await.map(Answer::Shared)
+    }
+}
+
+/// A `page` answer is computed and encoded once per distinct question and shared.
+impl<R: Paged> Output for Page<R>
+where
+    R::Answer: Wire,
+{
+    type Wire = R::Answer;
+    async fn encode(self, answers: &Answers) -> Result<Answer, RpcError> {
+        answers.page(self).await.map(Answer::Shared)
     }
 }
 
