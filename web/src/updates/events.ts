@@ -1,7 +1,10 @@
 /**
- * What one stream event does to the query cache: an update invalidates the query paths
- * `UPDATE_QUERY_MAP` lists for its type (by key prefix, so every input of those queries
- * goes stale, and only the active ones refetch); a resync invalidates everything.
+ * Reading stream events, and what they do to the query cache by invalidation: a resync
+ * invalidates everything; an update makes stale the query paths `UPDATE_QUERY_MAP` lists
+ * for its type (by key prefix, so every input of those queries goes stale, and only the
+ * active ones refetch) — except the lists with a `changes` companion, which
+ * [`ListPatcher`](./patch.ts) patches in place and invalidates only when it cannot.
+ * `invalidateType` is the whole-type fallback, for a build without a patcher.
  */
 import type { QueryPath, StreamEvent, UpdateType, UpdatesState } from "@stalecast/bindings";
 import { UPDATE_QUERY_MAP } from "@stalecast/bindings";
