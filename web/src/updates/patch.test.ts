@@ -81,7 +81,7 @@ function harness() {
   /** Hears an update: the stream seq moves first, as `useSSEUpdates` does. */
   async function hear(event: Update) {
     seq = event.seq;
-    await patcher.update(event);
+    patcher.update(event);
     await flush();
   }
   const close = () => {
@@ -279,6 +279,12 @@ describe("ListPatcher", () => {
     await h.hear(update(12));
     await h.hear(update(13));
     expect(h.calls).toHaveLength(1);
+    // One it holds and one it does not, back to back in one task: the second is not lost.
+    h.at(15);
+    h.patcher.update(update(13));
+    h.patcher.update(update(15));
+    await flush();
+    expect(h.calls.map((c) => c.input)).toEqual([{ since: 10 }, { since: 13 }]);
   });
 
   it("does not patch a list being fetched; patches it from the fetch's seq when it lands", async () => {

@@ -33,7 +33,7 @@ import type { AppRouter, ChangesInput, Update } from "@stalecast/bindings";
 import { CHANGES_QUERY_MAP } from "@stalecast/bindings";
 import type { Query, QueryCacheNotifyEvent, QueryClient } from "@tanstack/react-query";
 import type { TRPCClient } from "@trpc/client";
-import { pathKey, pathsFor } from "./events";
+import { invalidate, invalidateAll, pathKey, pathsFor } from "./events";
 
 /** A list path with a `changes` companion. */
 export type ListPath = keyof typeof CHANGES_QUERY_MAP;
@@ -44,17 +44,18 @@ export type ChangesPath = (typeof CHANGES_QUERY_MAP)[ListPath];
 export type ChangesCaller = (path: ChangesPath, input: ChangesInput) => Promise<unknown>;
 
 /**
- * The `changes` calls through the tRPC client, not through the query cache: each answer
- * is applied once and is worth nothing afterwards. One entry per companion, so a new
- * collection in the bindings is a compile error here until it is wired.
+ * The `changes` calls through the tRPC client (the current one, read at each call), not
+ * through the query cache: each answer is applied once and is worth nothing afterwards.
+ * One entry per companion, so a new collection in the bindings is a compile error here
+ * until it is wired.
  */
-export function changesCaller(client: TRPCClient<AppRouter>): ChangesCaller {
+export function changesCaller(client: () => TRPCClient<AppRouter>): ChangesCaller {
   const calls: Record<ChangesPath, (input: ChangesInput) => Promise<unknown>> = {
-    "projects.changes": (input) => client.projects.changes.query(input),
-    "compute.servers.changes": (input) => client.compute.servers.changes.query(input),
-    "storage.volumes.changes": (input) => client.storage.volumes.changes.query(input),
-    "images.changes": (input) => client.images.changes.query(input),
-    "networks.changes": (input) => client.networks.changes.query(input),
+    "projects.changes": (input) => client().projects.changes.query(input),
+    "compute.servers.changes": (input) => client().compute.servers.changes.query(input),
+    "storage.volumes.changes": (input) => client().storage.volumes.changes.query(input),
+    "images.changes": (input) => client().images.changes.query(input),
+    "networks.changes": (input) => client().networks.changes.query(input),
   };
   return (path, input) => calls[path](input);
 }
@@ -143,8 +144,9 @@ interface ListState {
   fetchSeq: number | null;
   /** Bumped by each fetch that lands (and by `reset`): a `changes` answer asked before is dropped. */
   generation: number;
-  /** The patch loop running for this list, if any. */
-  running: Promise<void> | null;
+  /** Whether the patch loop runs for this list; `chain` is its last run. */
+  running: boolean;
+  chain: Promise<void>;
 }
 
 export class ListPatcher {
@@ -164,26 +166,25 @@ export class ListPatcher {
 
   /**
    * Applies an update: its type's lists are patched (or invalidated, see the module
-   * doc), its other query paths invalidated. Resolves once the invalidations are issued
-   * and the patches started (`settled()` waits for the patches).
+   * doc), its other query paths invalidated. The invalidations (and the refetches they
+   * start) are issued before it returns; `settled()` waits for the patches.
    */
-  async update(event: Update): Promise<void> {
+  update(event: Update): void {
     const paths = pathsFor(event.type);
     if (!paths) {
       // A newer server announced a type this build does not map: refetch what is shown.
-      await this.queryClient.invalidateQueries();
+      void invalidateAll(this.queryClient);
       return;
     }
-    const work: Promise<unknown>[] = [];
     for (const path of paths) {
       if (!isListPath(path)) {
-        work.push(this.queryClient.invalidateQueries({ queryKey: pathKey(path) }));
+        void invalidate(this.queryClient, { queryKey: pathKey(path) });
         continue;
       }
       for (const query of this.queryClient.getQueryCache().findAll({ queryKey: pathKey(path) })) {
         if (event.ids === undefined) {
           // No ids: the whole collection may have changed in ways the log cannot tell.
-          work.push(this.invalidate(query));
+          this.invalidate(query);
           continue;
         }
         const list = this.entry(query, path);
@@ -191,7 +192,6 @@ export class ListPatcher {
         this.kick(query, list);
       }
     }
-    await Promise.all(work);
   }
 
   /**
@@ -211,9 +211,9 @@ export class ListPatcher {
   /** Resolves when no patch is running (for tests, and for callers that want to wait). */
   async settled(): Promise<void> {
     for (;;) {
-      const running = [...this.lists.values()].map((list) => list.running).filter((p) => p !== null);
+      const running = [...this.lists.values()].filter((list) => list.running);
       if (running.length === 0) return;
-      await Promise.all(running);
+      await Promise.all(running.map((list) => list.chain));
     }
   }
 
@@ -227,7 +227,7 @@ export class ListPatcher {
     if (!list) {
       // First seen mid-fetch (before this patcher watched the cache): its start is unknown.
       const fetching = query.state.fetchStatus !== "idle";
-      list = { path, seq: null, wanted: 0, fetching, fetchSeq: null, generation: 0, running: null };
+      list = { path, seq: null, wanted: 0, fetching, fetchSeq: null, generation: 0, running: false, chain: Promise.resolve() };
       this.lists.set(query.queryHash, list);
     }
     return list;
@@ -264,17 +264,23 @@ export class ListPatcher {
     }
   }
 
-  private invalidate(query: Query): Promise<void> {
-    return this.queryClient.invalidateQueries({ queryKey: query.queryKey, exact: true });
+  /**
+   * Not awaited: the refetch it starts is under way when it returns (and `observe` sees
+   * it land); awaiting it would leave the patch loop "running" meanwhile, deaf to kicks.
+   */
+  private invalidate(query: Query): void {
+    void invalidate(this.queryClient, { queryKey: query.queryKey, exact: true });
   }
 
-  /** Runs the patch loop for `list` unless it is running (it re-checks after each answer). */
+  /**
+   * Runs the patch loop for `list` unless it is running: the loop decides again after
+   * each answer, and stops only synchronously after deciding there is nothing to wait
+   * for, so no kick is lost.
+   */
   private kick(query: Query, list: ListState): void {
     if (list.running) return;
-    const running = this.patch(query, list).finally(() => {
-      list.running = null;
-    });
-    list.running = running;
+    list.running = true;
+    list.chain = this.patch(query, list);
   }
 
   /** What the list needs now. */
@@ -289,41 +295,51 @@ export class ListPatcher {
     return "patch";
   }
 
+  /**
+   * The patch loop. Its only `await` is the `changes` call: deciding there is nothing
+   * to do, and clearing `running`, happen in the same task as the kick or the answer
+   * (an `await` there would leave `running` set for a moment, and drop the kick of an
+   * update delivered right behind this one).
+   */
   private async patch(query: Query, list: ListState): Promise<void> {
-    for (;;) {
-      const next = this.decide(query, list);
-      if (next === "done") return;
-      if (next === "invalidate") {
-        await this.invalidate(query);
-        return;
+    try {
+      for (;;) {
+        const next = this.decide(query, list);
+        if (next === "done") return;
+        if (next === "invalidate") {
+          this.invalidate(query);
+          return;
+        }
+        const since = list.seq as number;
+        const wanted = list.wanted;
+        const generation = list.generation;
+        let answer: ChangesAnswer | null;
+        try {
+          answer = parseChanges(await this.callChanges(CHANGES_QUERY_MAP[list.path], { since, ...projectOf(query) }));
+        } catch {
+          // Network or server error: the refetch shows it if it persists.
+          answer = null;
+        }
+        // A fetch landed or started meanwhile: it holds at least what this answer would
+        // add (it started after these updates were heard); decide again from there.
+        if (list.generation !== generation || query.state.fetchStatus !== "idle") continue;
+        // The server stores a change before publishing it, so an answer asked after
+        // hearing `wanted` stands at or past it; anything else cannot be trusted.
+        if (!answer || answer.kind === "resync" || answer.seq < wanted) {
+          this.invalidate(query);
+          return;
+        }
+        const data = query.state.data;
+        const patched = Array.isArray(data) ? applyChanges(data, answer.upserts, answer.deletes) : null;
+        if (!patched) {
+          this.invalidate(query);
+          return;
+        }
+        if (answer.upserts.length > 0 || answer.deletes.length > 0) this.queryClient.setQueryData(query.queryKey, patched);
+        list.seq = answer.seq;
       }
-      const since = list.seq as number;
-      const wanted = list.wanted;
-      const generation = list.generation;
-      let answer: ChangesAnswer | null;
-      try {
-        answer = parseChanges(await this.callChanges(CHANGES_QUERY_MAP[list.path], { since, ...projectOf(query) }));
-      } catch {
-        // Network or server error: the refetch shows it if it persists.
-        answer = null;
-      }
-      // A fetch landed or started meanwhile: it holds at least what this answer would
-      // add (it started after these updates were heard); decide again from there.
-      if (list.generation !== generation || query.state.fetchStatus !== "idle") continue;
-      // The server stores a change before publishing it, so an answer asked after
-      // hearing `wanted` stands at or past it; anything else cannot be trusted.
-      if (!answer || answer.kind === "resync" || answer.seq < wanted) {
-        await this.invalidate(query);
-        return;
-      }
-      const data = query.state.data;
-      const patched = Array.isArray(data) ? applyChanges(data, answer.upserts, answer.deletes) : null;
-      if (!patched) {
-        await this.invalidate(query);
-        return;
-      }
-      if (answer.upserts.length > 0 || answer.deletes.length > 0) this.queryClient.setQueryData(query.queryKey, patched);
-      list.seq = answer.seq;
+    } finally {
+      list.running = false;
     }
   }
 }

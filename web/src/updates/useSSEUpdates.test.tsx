@@ -188,6 +188,20 @@ describe("useSSEUpdates", () => {
     expect(server.count("compute.servers.list")).toBe(servers);
   });
 
+  it("refetches a first load still on its way when the stream goes live: it may predate an update nobody heard", async () => {
+    const held: Array<(volumes: unknown) => void> = [];
+    server = new FakeServer({ ...answers(), "storage.volumes.list": () => new Promise((resolve) => held.push(resolve)) });
+    mount(LISTS);
+    await waitFor(() => expect(server.count("storage.volumes.list")).toBe(1));
+    act(() => server.connected());
+    await waitFor(() => expect(server.count("storage.volumes.list")).toBe(2));
+    // The answer read before the stream listened is dropped; the one asked after shows.
+    act(() => held[0]!([{ id: "vol-old" }]));
+    act(() => held[1]!([{ id: "vol-1" }, { id: "vol-2" }]));
+    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/2"));
+    expect(queryClient.getQueryData(trpcListKey())).toEqual([{ id: "vol-1" }, { id: "vol-2" }]);
+  });
+
   it("invalidates everything on a resync and refetches what is shown", async () => {
     await mountLiveLists();
     seedEveryQuery();

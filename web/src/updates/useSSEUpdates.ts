@@ -102,19 +102,22 @@ export function useSSEUpdates({
   /** This tab's own stream state, for the tabs that ask the holder. */
   const own = useRef<HolderState>({ state: "connecting", error: null, seq: null });
   const patcher = useRef<ListPatcher | null>(null);
+  const clientRef = useRef(client);
+  clientRef.current = client;
 
-  // Patches the lists from their `changes` queries. It watches the cache from here on: a
-  // list whose fetch started before has an unknown seq, and is refetched on its first
-  // update instead (such fetches predate every event anyway).
+  // Patches the lists from their `changes` queries, for the life of the query cache (what
+  // it knows of each list is lost with it, so not for each tRPC client). It watches the
+  // cache from here on: a list whose fetch started before has an unknown seq, and is
+  // refetched on its first update instead (such fetches predate every event anyway).
   useEffect(() => {
-    const lists = new ListPatcher(queryClient, changesCaller(client), () => lastSeqRef.current);
+    const lists = new ListPatcher(queryClient, changesCaller(() => clientRef.current), () => lastSeqRef.current);
     const stop = lists.start();
     patcher.current = lists;
     return () => {
       stop();
       if (patcher.current === lists) patcher.current = null;
     };
-  }, [queryClient, client]);
+  }, [queryClient]);
 
   /** Applies one event to this tab's cache, once: what is not past the last seq was seen. */
   const apply = useCallback(
@@ -127,7 +130,8 @@ export function useSSEUpdates({
       if (event.kind === "update") {
         // The seq is recorded above first: a list refetch this starts holds this update.
         const lists = patcher.current;
-        void (lists ? lists.update(event) : invalidateType(queryClient, event.type));
+        if (lists) lists.update(event);
+        else void invalidateType(queryClient, event.type);
         queryClient.setQueryData(trpc.updates.state.queryKey(), (old) => withUpdate(old, event));
       } else {
         // Missed updates, or a restarted server numbering from scratch: no list's seq holds.
@@ -146,8 +150,9 @@ export function useSSEUpdates({
   const wentLive = useCallback(() => {
     if (everLive.current) return false;
     everLive.current = true;
-    // Answers that arrived before the stream listened may predate an update nobody heard.
-    void queryClient.invalidateQueries({ predicate: (query) => query.state.status === "success" });
+    // Answers that arrived (or are on their way) before the stream listened may predate
+    // an update nobody heard.
+    void invalidateAll(queryClient, (query) => query.state.status === "success" || query.state.fetchStatus !== "idle");
     return true;
   }, [queryClient]);
 
