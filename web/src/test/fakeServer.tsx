@@ -1,7 +1,8 @@
 /**
  * A stand-in for the Stalecast server inside the tRPC client: a terminating link that
  * answers queries from a table (counting each request per path) and hands every
- * subscription to the test, which then plays the stream's events by hand.
+ * subscription to the test, which then plays the stream's events by hand. An answer may
+ * be a promise, so that a test decides when (and in which order) requests are answered.
  */
 import type { AppRouter } from "@stalecast/bindings";
 import { QueryClientProvider, type QueryClient } from "@tanstack/react-query";
@@ -76,8 +77,18 @@ export class FakeServer {
         observer.error(TRPCClientError.from({ error: { code: -32004, message: `no ${op.path}`, data: { code: "NOT_FOUND", httpStatus: 404 } } }));
         return () => {};
       }
-      observer.next({ result: { type: "data", data: answer(op.input) } });
-      observer.complete();
+      const respond = (data: unknown) => {
+        observer.next({ result: { type: "data", data } });
+        observer.complete();
+      };
+      const result = answer(op.input);
+      if (result instanceof Promise) {
+        result.then(respond, (error: unknown) =>
+          observer.error(error instanceof TRPCClientError ? error : TRPCClientError.from(error as Error)),
+        );
+      } else {
+        respond(result);
+      }
       return () => {};
     });
 

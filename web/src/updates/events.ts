@@ -1,11 +1,14 @@
 /**
- * What one stream event does to the query cache: an update invalidates the query paths
- * `UPDATE_QUERY_MAP` lists for its type (by key prefix, so every input of those queries
- * goes stale, and only the active ones refetch); a resync invalidates everything.
+ * Reading stream events, and what they do to the query cache by invalidation: a resync
+ * invalidates everything; an update makes stale the query paths `UPDATE_QUERY_MAP` lists
+ * for its type (by key prefix, so every input of those queries goes stale, and only the
+ * active ones refetch) — except the lists with a `changes` companion, which
+ * [`ListPatcher`](./patch.ts) patches in place and invalidates only when it cannot.
+ * `invalidateType` is the whole-type fallback, for a build without a patcher.
  */
 import type { QueryPath, StreamEvent, UpdateType, UpdatesState } from "@stalecast/bindings";
 import { UPDATE_QUERY_MAP } from "@stalecast/bindings";
-import type { QueryClient, QueryKey } from "@tanstack/react-query";
+import type { Query, QueryClient, QueryFilters, QueryKey } from "@tanstack/react-query";
 
 /**
  * The query-key prefix of a procedure: `@trpc/tanstack-react-query` keys a query as
@@ -26,15 +29,35 @@ export async function invalidateType(queryClient: QueryClient, type: UpdateType)
   const paths = pathsFor(type);
   if (!paths) {
     // A newer server announced a type this build does not map: be safe, refetch what is shown.
-    await queryClient.invalidateQueries();
+    await invalidateAll(queryClient);
     return;
   }
-  await Promise.all(paths.map((path) => queryClient.invalidateQueries({ queryKey: pathKey(path) })));
+  await Promise.all(paths.map((path) => invalidate(queryClient, { queryKey: pathKey(path) })));
 }
 
-/** Marks every query stale: after a resync, nothing in the cache can be trusted. */
-export async function invalidateAll(queryClient: QueryClient): Promise<void> {
-  await queryClient.invalidateQueries();
+/**
+ * Marks the queries `filters` match stale; the active ones refetch.
+ *
+ * That includes answers still on their way: TanStack restarts an active query's refetch
+ * when it is invalidated, but lets a first load (no data yet) or an inactive query's fetch
+ * run on, and what lands then clears the stale mark, though it may have been read before
+ * the change that made it stale. Those are cancelled first (back to what they held, and
+ * idle), so that the invalidation fetches them afresh, or when they are next shown.
+ */
+export async function invalidate(queryClient: QueryClient, filters: QueryFilters): Promise<void> {
+  // Matched before cancelling: a filter on the fetch status would not match them after.
+  const matched = new Set(queryClient.getQueryCache().findAll(filters));
+  for (const query of matched) {
+    if (query.state.fetchStatus !== "idle" && (query.state.data === undefined || !query.isActive())) {
+      void query.cancel({ revert: true });
+    }
+  }
+  await queryClient.invalidateQueries({ predicate: (query) => matched.has(query) });
+}
+
+/** Marks every query (that `predicate` accepts) stale: after a resync, nothing in the cache can be trusted. */
+export async function invalidateAll(queryClient: QueryClient, predicate?: (query: Query) => boolean): Promise<void> {
+  await invalidate(queryClient, predicate ? { predicate } : {});
 }
 
 /** The longest id list an update carries (the server sends at most 64). */

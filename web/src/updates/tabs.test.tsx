@@ -48,10 +48,14 @@ afterEach(() => {
 });
 
 /** Opens one tab of the dashboard in `browser` (`null`: a browser without Web Locks). */
-function openTab(browser: FakeBrowser | null, name: string, { visible = false } = {}): OpenTab {
+function openTab(
+  browser: FakeBrowser | null,
+  name: string,
+  { visible = false, answers = {} }: { visible?: boolean; answers?: Record<string, (input: unknown) => unknown> } = {},
+): OpenTab {
   const tab = (browser ?? new FakeBrowser()).tab(name);
   tab.visible = visible;
-  const server = new FakeServer({ "storage.volumes.list": () => [{ id: "vol-1" }] });
+  const server = new FakeServer({ "storage.volumes.list": () => [{ id: "vol-1" }], ...answers });
   const queryClient = createQueryClient();
   clients.push(queryClient);
   const view = render(
@@ -119,6 +123,32 @@ describe("tabs sharing one stream", () => {
       await waitFor(() => expect(t.text("events")).toBe("12,11"));
       expect(t.text("seq")).toBe("12");
     }
+  });
+
+  it("a follower patches its lists from the changes query, as the holder does", async () => {
+    const browser = new FakeBrowser();
+    const a = openTab(browser, "a");
+    await waitFor(() => expect(a.text("role")).toBe("holder"));
+    const asked: unknown[] = [];
+    const b = openTab(browser, "b", {
+      answers: {
+        "storage.volumes.changes": (input) => {
+          asked.push(input);
+          return { kind: "changes", seq: 62, upserts: [{ id: "vol-2" }], deletes: [] };
+        },
+      },
+    });
+    act(() => a.server.connected());
+    // Without ids: refetched, and from then on current to 61.
+    act(() => a.server.send(update("volumes", 61), "61"));
+    await waitFor(() => expect(b.text("seq")).toBe("61"));
+    await waitFor(() => expect(b.queryClient.isFetching()).toBe(0));
+    const lists = b.server.count("storage.volumes.list");
+
+    act(() => a.server.send(update("volumes", 62, ["vol-2"]), "62"));
+    await waitFor(() => expect(b.text("volumes")).toBe("2"));
+    expect(asked).toEqual([{ since: 61 }]);
+    expect(b.server.count("storage.volumes.list")).toBe(lists);
   });
 
   it("hand the stream over when the holder closes, resuming after the last seq, nothing applied twice", async () => {

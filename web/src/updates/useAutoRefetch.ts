@@ -1,8 +1,9 @@
 /**
  * `useAutoRefetch(type)`: for a component that cares about one update type.
  *
- * The queries in `UPDATE_QUERY_MAP[type]` are already invalidated by `useSSEUpdates`;
- * this hook adds what a component may want on top: invalidating its own extra query
+ * The queries in `UPDATE_QUERY_MAP[type]` are already kept current by `useSSEUpdates`
+ * (lists patched from their `changes` queries, the rest invalidated); this hook adds what
+ * a component may want on top: invalidating its own extra query
  * keys (queries the map does not know), the last update of that type, and the ids that
  * changed recently (to highlight them). A resync counts as an update of every type.
  */

@@ -100,6 +100,11 @@ function seedEveryQuery() {
   }
 }
 
+/** The key `useQuery(trpc.storage.volumes.list.queryOptions({}))` caches under. */
+function trpcListKey() {
+  return [["storage", "volumes", "list"], { input: {}, type: "query" }];
+}
+
 function invalidatedPaths(): string[] {
   return queryClient
     .getQueryCache()
@@ -149,6 +154,52 @@ describe("useSSEUpdates", () => {
     expect(server.count("storage.volumes.get")).toBe(0);
     expect(server.count("compute.servers.list")).toBe(servers);
     expect(server.count("images.list")).toBe(0);
+  });
+
+  it("patches a shown list from its changes query once it knows the list's seq, instead of refetching it", async () => {
+    let volumes = [{ id: "vol-1" }];
+    const asked: unknown[] = [];
+    server = new FakeServer({
+      ...answers(),
+      "storage.volumes.list": () => volumes,
+      "storage.volumes.changes": (input) => {
+        asked.push(input);
+        return { kind: "changes", seq: 203, upserts: [{ id: "vol-2" }], deletes: ["vol-1"] };
+      },
+    });
+    await mountLiveLists();
+    const lists = server.count("storage.volumes.list");
+    const servers = server.count("compute.servers.list");
+
+    // Loaded before any event was heard: its seq is unknown, so the first update refetches it…
+    volumes = [{ id: "vol-1" }, { id: "vol-9" }];
+    act(() => server.send(update("volumes", 201, ["vol-9"]), "201"));
+    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/2"));
+    expect(server.count("storage.volumes.list")).toBe(lists + 1);
+    expect(server.count("storage.volumes.changes")).toBe(0);
+
+    // …which makes it current to 201: from then on, updates patch it.
+    act(() => server.send(update("volumes", 203, ["vol-1", "vol-2"]), "203"));
+    await waitFor(() => expect(server.count("storage.volumes.changes")).toBe(1));
+    expect(asked).toEqual([{ since: 201 }]);
+    await waitFor(() => expect(queryClient.getQueryData(trpcListKey())).toEqual([{ id: "vol-9" }, { id: "vol-2" }]));
+    await waitFor(() => expect(queryClient.isFetching()).toBe(0));
+    expect(server.count("storage.volumes.list")).toBe(lists + 1);
+    expect(server.count("compute.servers.list")).toBe(servers);
+  });
+
+  it("refetches a first load still on its way when the stream goes live: it may predate an update nobody heard", async () => {
+    const held: Array<(volumes: unknown) => void> = [];
+    server = new FakeServer({ ...answers(), "storage.volumes.list": () => new Promise((resolve) => held.push(resolve)) });
+    mount(LISTS);
+    await waitFor(() => expect(server.count("storage.volumes.list")).toBe(1));
+    act(() => server.connected());
+    await waitFor(() => expect(server.count("storage.volumes.list")).toBe(2));
+    // The answer read before the stream listened is dropped; the one asked after shows.
+    act(() => held[0]!([{ id: "vol-old" }]));
+    act(() => held[1]!([{ id: "vol-1" }, { id: "vol-2" }]));
+    await waitFor(() => expect(screen.getByTestId("loaded").textContent).toBe("1/2"));
+    expect(queryClient.getQueryData(trpcListKey())).toEqual([{ id: "vol-1" }, { id: "vol-2" }]);
   });
 
   it("invalidates everything on a resync and refetches what is shown", async () => {

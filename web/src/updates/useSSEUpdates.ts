@@ -1,7 +1,9 @@
 /**
  * `useSSEUpdates()`: the app's one subscription to `updates.onUpdate`, called once (by
- * `<UpdatesProvider>`). Each update invalidates the queries its type maps to in
- * `UPDATE_QUERY_MAP`; a resync invalidates everything. It reports the connection state
+ * `<UpdatesProvider>`). Each update keeps the queries its type maps to in
+ * `UPDATE_QUERY_MAP` current: the lists that have a `changes` companion are patched from
+ * it ([`ListPatcher`](./patch.ts): one small answer instead of the whole list), the rest
+ * are invalidated; a resync invalidates everything. It reports the connection state
  * (`connecting` until the first `connected` event, then `live`, `reconnecting` whenever
  * the stream is down again), the last `seq`, and a short log of recent events.
  *
@@ -21,8 +23,9 @@ import { skipToken, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { setStreamLive } from "../queryClient";
-import { useTRPC } from "../trpc";
+import { useTRPC, useTRPCClient } from "../trpc";
 import { invalidateAll, invalidateType, toStreamEvent, withUpdate } from "./events";
+import { ListPatcher, changesCaller } from "./patch";
 import {
   SharedStream,
   browserTabs,
@@ -80,6 +83,7 @@ export function useSSEUpdates({
   tabOptions,
 }: SSEUpdatesOptions = {}): SSEUpdates {
   const trpc = useTRPC();
+  const client = useTRPCClient();
   const queryClient = useQueryClient();
   // Decided once per mount: a tab does not change browsers.
   const [environment] = useState(() => (tabs === undefined ? browserTabs() : tabs));
@@ -97,6 +101,23 @@ export function useSSEUpdates({
   const shared = useRef<SharedStream | null>(null);
   /** This tab's own stream state, for the tabs that ask the holder. */
   const own = useRef<HolderState>({ state: "connecting", error: null, seq: null });
+  const patcher = useRef<ListPatcher | null>(null);
+  const clientRef = useRef(client);
+  clientRef.current = client;
+
+  // Patches the lists from their `changes` queries, for the life of the query cache (what
+  // it knows of each list is lost with it, so not for each tRPC client). It watches the
+  // cache from here on: a list whose fetch started before has an unknown seq, and is
+  // refetched on its first update instead (such fetches predate every event anyway).
+  useEffect(() => {
+    const lists = new ListPatcher(queryClient, changesCaller(() => clientRef.current), () => lastSeqRef.current);
+    const stop = lists.start();
+    patcher.current = lists;
+    return () => {
+      stop();
+      if (patcher.current === lists) patcher.current = null;
+    };
+  }, [queryClient]);
 
   /** Applies one event to this tab's cache, once: what is not past the last seq was seen. */
   const apply = useCallback(
@@ -107,9 +128,14 @@ export function useSSEUpdates({
       own.current = { ...own.current, seq: event.seq };
       setLastSeq(event.seq);
       if (event.kind === "update") {
-        void invalidateType(queryClient, event.type);
+        // The seq is recorded above first: a list refetch this starts holds this update.
+        const lists = patcher.current;
+        if (lists) lists.update(event);
+        else void invalidateType(queryClient, event.type);
         queryClient.setQueryData(trpc.updates.state.queryKey(), (old) => withUpdate(old, event));
       } else {
+        // Missed updates, or a restarted server numbering from scratch: no list's seq holds.
+        patcher.current?.reset();
         void invalidateAll(queryClient);
       }
       const n = ++arrivals.current;
@@ -124,8 +150,9 @@ export function useSSEUpdates({
   const wentLive = useCallback(() => {
     if (everLive.current) return false;
     everLive.current = true;
-    // Answers that arrived before the stream listened may predate an update nobody heard.
-    void queryClient.invalidateQueries({ predicate: (query) => query.state.status === "success" });
+    // Answers that arrived (or are on their way) before the stream listened may predate
+    // an update nobody heard.
+    void invalidateAll(queryClient, (query) => query.state.status === "success" || query.state.fetchStatus !== "idle");
     return true;
   }, [queryClient]);
 
