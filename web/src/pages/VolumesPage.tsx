@@ -1,7 +1,17 @@
-/** Volumes: list (with the name of the server each is attached to), create, delete. */
+/**
+ * Volumes: one page at a time of the server's paged query (`storage.volumes.page`:
+ * search, status filter and sort happen on the server), with the name of the server each
+ * is attached to; create, delete. A cloud may hold tens of thousands of volumes: the page
+ * holds at most `PAGE_SIZE` of them, whatever the total.
+ *
+ * The page refetches on every `volumes` update (`UPDATE_QUERY_MAP` invalidates it); the
+ * server answers an identical page question once per version of its store, and with
+ * `304 Not Modified` when the page did not change, so a change elsewhere costs each tab a
+ * few hundred bytes.
+ */
 import type { Volume } from "@stalecast/bindings";
-import { useMutation, useQuery } from "@tanstack/react-query";
-import { useMemo, useState, type FormEvent } from "react";
+import { keepPreviousData, useMutation, useQuery } from "@tanstack/react-query";
+import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { PageHeader } from "../components/PageHeader";
 import { ProjectOptions } from "../components/ProjectOptions";
@@ -25,37 +35,112 @@ const VOLUMES_COLUMNS: readonly Column[] = [
   { label: "Actions", className: "table__actions" },
 ];
 
+/** Rows per page. */
+export const PAGE_SIZE = 50;
+
+/** The sort orders offered (the server's sort keys; `-` for descending). */
+const SORTS: readonly (readonly [string, string])[] = [
+  ["-createdAt", "Newest first"],
+  ["name", "Name A–Z"],
+  ["-name", "Name Z–A"],
+  ["createdAt", "Oldest first"],
+  ["-sizeGb", "Largest first"],
+  ["status", "Status"],
+];
+
+const STATUSES = ["available", "in-use", "creating", "error", "deleting"];
+
+/** `value`, once it stopped changing for `ms`. */
+function useSettled<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
+}
+
 export function VolumesPage() {
   const trpc = useTRPC();
-  const input = useListInput();
-  const volumes = useQuery(trpc.storage.volumes.list.queryOptions(input));
+  const listInput = useListInput();
+  const [typed, setTyped] = useState("");
+  const search = useSettled(typed.trim(), 250);
+  const [status, setStatus] = useState("");
+  // Newest first: a volume just created, here or elsewhere, shows at the top.
+  const [sort, setSort] = useState("-createdAt");
+  // The cursors of the pages walked through so far: page n starts at cursors[n].
+  const [cursors, setCursors] = useState<readonly (string | undefined)[]>([undefined]);
+  const [at, setAt] = useState(0);
+  const question = useMemo(
+    () => ({ ...listInput, ...(search ? { search } : {}), ...(status ? { status } : {}), sort }),
+    [listInput, search, status, sort],
+  );
+  // Another question starts at its first page.
+  useEffect(() => {
+    setCursors([undefined]);
+    setAt(0);
+  }, [question]);
+  const cursor = cursors[at];
+  const volumes = useQuery(
+    trpc.storage.volumes.page.queryOptions(
+      { ...question, limit: PAGE_SIZE, ...(cursor ? { cursor } : {}) },
+      { placeholderData: keepPreviousData },
+    ),
+  );
   // Attachments name servers by id: show their names (the same query as the servers page).
-  const servers = useQuery(trpc.compute.servers.list.queryOptions(input));
+  const servers = useQuery(trpc.compute.servers.list.queryOptions(listInput));
   const serverNames = useMemo(() => new Map((servers.data ?? []).map((s) => [s.id, s.name])), [servers.data]);
   const { names } = useProjects();
   const { changed } = useAutoRefetch("volumes");
   const [creating, setCreating] = useState(false);
-  const list = volumes.data ?? [];
-  const total = list.reduce((sum, v) => sum + v.sizeGb, 0);
+  const page = volumes.data;
+  const items = page?.items ?? [];
+  const next = page?.nextCursor ?? null;
+  const first = at * PAGE_SIZE;
 
   return (
     <div className="page">
-      <PageHeader title="Volumes" type="volumes" count={volumes.data?.length} statuses={list.map((r) => r.status)}>
-        {volumes.data ? <span className="muted">{total} GiB</span> : null}
+      <PageHeader title="Volumes" type="volumes" count={page?.total} statuses={items.map((r) => r.status)}>
         <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
           {creating ? "Close" : "New volume"}
         </button>
       </PageHeader>
       {creating ? <CreateVolume onDone={() => setCreating(false)} /> : null}
+      <div className="toolbar" role="search">
+        <input
+          type="search"
+          name="search"
+          aria-label="Search volumes"
+          placeholder="Search by name or id"
+          value={typed}
+          maxLength={255}
+          onChange={(e) => setTyped(e.target.value)}
+        />
+        <select name="status" aria-label="Status" value={status} onChange={(e) => setStatus(e.target.value)}>
+          <option value="">Any status</option>
+          {STATUSES.map((s) => (
+            <option key={s} value={s}>
+              {s}
+            </option>
+          ))}
+        </select>
+        <select name="sort" aria-label="Sort" value={sort} onChange={(e) => setSort(e.target.value)}>
+          {SORTS.map(([key, label]) => (
+            <option key={key} value={key}>
+              {label}
+            </option>
+          ))}
+        </select>
+      </div>
       <QueryState
         what="volumes"
         isPending={volumes.isPending}
         error={volumes.error}
-        hasData={volumes.data !== undefined}
+        hasData={page !== undefined}
         onRetry={() => void volumes.refetch()}
       >
-        <ResourceTable testId="volumes-table" columns={VOLUMES_COLUMNS} rows={list.length} empty="No volumes here yet.">
-          {list.map((volume) => (
+        <ResourceTable testId="volumes-table" columns={VOLUMES_COLUMNS} rows={items.length} empty="No volumes here yet.">
+          {items.map((volume) => (
             <VolumeRow
               key={volume.id}
               volume={volume}
@@ -65,6 +150,26 @@ export function VolumesPage() {
             />
           ))}
         </ResourceTable>
+        <nav className="pager" aria-label="Pages" data-testid="pager">
+          <button type="button" className="btn" disabled={at === 0} onClick={() => setAt((n) => Math.max(0, n - 1))}>
+            Previous
+          </button>
+          <span className="muted" data-testid="page-range">
+            {items.length === 0 ? "0" : `${first + 1}–${first + items.length}`} of {page?.total ?? 0}
+          </span>
+          <button
+            type="button"
+            className="btn"
+            disabled={next === null || volumes.isPlaceholderData}
+            onClick={() => {
+              if (next === null) return;
+              setCursors((known) => [...known.slice(0, at + 1), next]);
+              setAt((n) => n + 1);
+            }}
+          >
+            Next
+          </button>
+        </nav>
       </QueryState>
     </div>
   );
