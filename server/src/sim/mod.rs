@@ -9,6 +9,7 @@
 //! and malformed bodies for tests. `/_sim/*` is the simulator's own control surface,
 //! without authentication: it binds to loopback by default.
 
+pub mod seed;
 pub mod world;
 
 use std::collections::HashMap;

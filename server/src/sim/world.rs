@@ -1,9 +1,14 @@
 //! The simulator's data: a small cloud of projects, servers, volumes, images and
-//! networks in OpenStack's own JSON shapes, seeded the same way every time.
+//! networks in OpenStack's own JSON shapes, seeded the same way every time, and grown
+//! to any size with realistic records by [`World::populate`] (see [`super::seed`]).
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
+use serde::Serialize;
 use serde_json::{Value, json};
+
+use super::seed::{self, Batch, Context, ImageRef, Seed};
 
 /// Everything the simulated cloud holds.
 #[derive(Debug, Clone)]
@@ -16,6 +21,17 @@ pub struct World {
     /// Bytes of filler added to every volume's description, to make large payloads.
     pub volume_padding: usize,
     next_id: u64,
+    /// Batches of seeded records added so far (each batch's rng seed mixes its number in).
+    seed_batches: u64,
+}
+
+/// How many records of each kind the world holds: the answer of `POST /_sim/seed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub servers: usize,
+    pub volumes: usize,
+    pub images: usize,
+    pub networks: usize,
 }
 
 pub fn now() -> String {
@@ -73,6 +89,7 @@ impl World {
             networks,
             volume_padding: 0,
             next_id: 1,
+            seed_batches: 0,
         };
         for i in 0..24 {
             let project = PROJECTS[i % PROJECTS.len()].0;
@@ -104,6 +121,74 @@ impl World {
             }
         }
         world
+    }
+
+    /// Adds the realistic records `seed` asks for, timestamped in the two years before
+    /// now; the same seed on the same world adds the same records.
+    pub fn populate(&mut self, seed: &Seed) {
+        self.populate_at(seed, SystemTime::now());
+    }
+
+    /// [`World::populate`] with timestamps in the two years before `now`.
+    pub fn populate_at(&mut self, seed: &Seed, now: SystemTime) {
+        let context = self.seed_context(now);
+        let batch = seed::generate(&context, seed);
+        self.absorb(batch);
+    }
+
+    /// What the next batch needs to know of this world (it takes that batch's number):
+    /// taken under the lock, then the batch is generated without it.
+    pub fn seed_context(&mut self, now: SystemTime) -> Context {
+        let batch = self.seed_batches;
+        self.seed_batches += 1;
+        let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_owned();
+        Context {
+            projects: self.projects.iter().map(|p| text(p, "id")).collect(),
+            images: self
+                .images
+                .iter()
+                .map(|i| ImageRef {
+                    id: text(i, "id"),
+                    name: text(i, "name"),
+                    min_disk: i["min_disk"].as_u64().unwrap_or(1),
+                })
+                .collect(),
+            servers: self.servers.iter().map(|s| (text(s, "id"), text(s, "tenant_id"))).collect(),
+            networks: self.networks.iter().map(|n| (text(n, "name"), text(n, "project_id"))).collect(),
+            batch,
+            now,
+        }
+    }
+
+    /// Adds a generated batch, and its volumes to the servers it attached them to.
+    pub fn absorb(&mut self, batch: Batch) {
+        if !batch.attached_to_existing.is_empty() {
+            let index: HashMap<String, usize> =
+                self.servers.iter().enumerate().filter_map(|(i, s)| Some((s["id"].as_str()?.to_owned(), i))).collect();
+            for (server, volume) in batch.attached_to_existing {
+                let Some(&i) = index.get(&server) else { continue };
+                let server = &mut self.servers[i];
+                if !server["os-extended-volumes:volumes_attached"].is_array() {
+                    server["os-extended-volumes:volumes_attached"] = json!([]);
+                }
+                if let Some(list) = server["os-extended-volumes:volumes_attached"].as_array_mut() {
+                    list.push(json!({"id": volume, "delete_on_termination": false}));
+                }
+            }
+        }
+        self.images.extend(batch.images);
+        self.networks.extend(batch.networks);
+        self.servers.extend(batch.servers);
+        self.volumes.extend(batch.volumes);
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            servers: self.servers.len(),
+            volumes: self.volumes.len(),
+            images: self.images.len(),
+            networks: self.networks.len(),
+        }
     }
 
     fn next(&mut self, prefix: &str) -> String {
