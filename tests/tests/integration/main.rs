@@ -10,6 +10,7 @@ mod layering;
 mod mutations;
 mod poller;
 mod rpc;
+mod seed;
 mod serving;
 mod shutdown;
 mod stream;
