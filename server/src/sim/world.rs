@@ -218,7 +218,7 @@ impl World {
             "flavor": {"original_name": flavor, "vcpus": 1, "ram": 2048},
             "image": image.map_or(json!(""), |i| json!({"id": i})),
             "addresses": {network: [{"addr": format!("10.0.0.{host}"), "version": 4, "OS-EXT-IPS:type": "fixed"}]},
-            "created": now, "updated": now,
+            "metadata": {}, "created": now, "updated": now,
         }));
         id
     }
@@ -226,21 +226,24 @@ impl World {
     /// Adds a volume; answers its id.
     pub fn new_volume(&mut self, project: &str, name: &str, size: u32, description: &str, status: &str) -> String {
         let id = self.next("vol");
+        let now = now();
         self.volumes.push(json!({
             "id": id, "name": name, "status": status, "size": size, "os-vol-tenant-attr:tenant_id": project,
-            "attachments": [], "description": description, "created_at": now(), "volume_type": "standard",
-            "bootable": "false",
+            "attachments": [], "description": description, "created_at": now, "updated_at": now,
+            "volume_type": "standard", "bootable": "false", "metadata": {},
         }));
         id
     }
 
-    /// Sets a resource's status (and `updated`) if it exists.
+    /// Sets a resource's status (and `updated` or `updated_at`) if it exists.
     pub fn set_status(list: &mut [Value], id: &str, status: &str) -> bool {
         match list.iter_mut().find(|v| v["id"] == id) {
             Some(item) => {
                 item["status"] = json!(status);
-                if item.get("updated").is_some() {
-                    item["updated"] = json!(now());
+                for key in ["updated", "updated_at"] {
+                    if item.get(key).is_some() {
+                        item[key] = json!(now());
+                    }
                 }
                 true
             }

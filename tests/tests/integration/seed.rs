@@ -65,6 +65,13 @@ async fn thirty_six_thousand_seeded_volumes_weigh_and_compress_like_a_real_cinde
     assert!(names.len() * 10 >= seeded_volumes.len() * 9, "{} distinct names of {}", names.len(), seeded_volumes.len());
     let attached = seeded_volumes.iter().filter(|v| v["attachedTo"].as_str().is_some_and(is_uuid)).count();
     assert!(attached > 10_000, "{attached} volumes attached to seeded servers");
+    let with_metadata =
+        seeded_volumes.iter().filter(|v| v["metadata"].as_object().is_some_and(|m| !m.is_empty())).count();
+    assert!(with_metadata > 18_000, "{with_metadata} volumes with metadata");
+    assert!(seeded_volumes.iter().all(|v| v["volumeType"].is_string() && v["updatedAt"].is_string()));
+    assert!(
+        seeded_volumes.iter().any(|v| v["bootable"] == true) && seeded_volumes.iter().any(|v| v["bootable"] == false)
+    );
 
     let per_volume = plain.len() / volumes.len();
     let ratio = plain.len() as f64 / br.len() as f64;
