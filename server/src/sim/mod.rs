@@ -177,7 +177,6 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(api)
         .layer(middleware::from_fn_with_state(sim.clone(), faulty))
         .route("/_sim/faults", put(put_faults).get(get_faults))
-        .route("/_sim/volume-padding", put(put_padding))
         .route("/_sim/seed", post(post_seed))
         .route("/_sim/revoke-tokens", post(revoke))
         .route("/_sim/stats", get(stats))
@@ -320,14 +319,15 @@ async fn server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response
 
 async fn volumes(State(sim): State<Arc<Sim>>) -> Response {
     sim.count("GET volumes");
-    // Serialized outside the lock: with padding the listing can be megabytes.
-    let volumes = sim.world().volumes_for_listing();
+    // Serialized outside the lock: a seeded listing can be tens of megabytes.
+    let volumes = sim.world().volumes.clone();
     Json(json!({ "volumes": volumes })).into_response()
 }
 
 async fn volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
     sim.count("GET volume");
-    match sim.world().volume_as_served(&id) {
+    let found = sim.world().volumes.iter().find(|v| v["id"] == id.as_str()).cloned();
+    match found {
         Some(volume) => Json(json!({ "volume": volume })).into_response(),
         None => fault(StatusCode::NOT_FOUND, &format!("Volume {id} could not be found.")),
     }
@@ -548,22 +548,6 @@ async fn put_faults(State(sim): State<Arc<Sim>>, Json(faults): Json<Faults>) -> 
 
 async fn get_faults(State(sim): State<Arc<Sim>>) -> Json<Faults> {
     Json(sim.faults())
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Padding {
-    bytes_per_volume: usize,
-}
-
-async fn put_padding(State(sim): State<Arc<Sim>>, Json(padding): Json<Padding>) -> Response {
-    const MAX: usize = 1 << 20;
-    if padding.bytes_per_volume > MAX {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bytesPerVolume must be at most {MAX}")})))
-            .into_response();
-    }
-    sim.world().volume_padding = padding.bytes_per_volume;
-    Json(json!({"bytesPerVolume": padding.bytes_per_volume})).into_response()
 }
 
 /// `POST /_sim/seed {"servers":N,"volumes":N,"images":N,"networks":N,"seed":u64?}`: adds

@@ -18,8 +18,6 @@ pub struct World {
     pub volumes: Vec<Value>,
     pub images: Vec<Value>,
     pub networks: Vec<Value>,
-    /// Bytes of filler added to every volume's description, to make large payloads.
-    pub volume_padding: usize,
     next_id: u64,
     /// Batches of seeded records added so far (each batch's rng seed mixes its number in).
     seed_batches: u64,
@@ -81,16 +79,8 @@ impl World {
             .collect();
         networks.push(json!({"id": "net-public", "name": "public", "project_id": "prj-admin", "tenant_id": "prj-admin",
                              "status": "ACTIVE", "shared": true, "subnets": ["subnet-public"], "admin_state_up": true}));
-        let mut world = World {
-            projects,
-            servers: Vec::new(),
-            volumes: Vec::new(),
-            images,
-            networks,
-            volume_padding: 0,
-            next_id: 1,
-            seed_batches: 0,
-        };
+        let mut world =
+            World { projects, servers: Vec::new(), volumes: Vec::new(), images, networks, next_id: 1, seed_batches: 0 };
         for i in 0..24 {
             let project = PROJECTS[i % PROJECTS.len()].0;
             let status = if i % 5 == 4 { "SHUTOFF" } else { "ACTIVE" };
@@ -249,25 +239,5 @@ impl World {
             }
             None => false,
         }
-    }
-
-    /// The volumes as served, with the configured padding in each description.
-    pub fn volumes_for_listing(&self) -> Vec<Value> {
-        self.volumes.iter().map(|v| self.padded(v)).collect()
-    }
-
-    /// One volume as served (the same representation as in the listing).
-    pub fn volume_as_served(&self, id: &str) -> Option<Value> {
-        self.volumes.iter().find(|v| v["id"] == id).map(|v| self.padded(v))
-    }
-
-    fn padded(&self, volume: &Value) -> Value {
-        let mut volume = volume.clone();
-        if self.volume_padding > 0 {
-            let description =
-                format!("{}{}", volume["description"].as_str().unwrap_or_default(), "x".repeat(self.volume_padding));
-            volume["description"] = json!(description);
-        }
-        volume
     }
 }
