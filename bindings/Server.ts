@@ -12,4 +12,8 @@ status: string, flavor: string, imageId: string | null,
 /**
  * Fixed IP addresses, by network name.
  */
-addresses: Array<ServerAddress>, created: string, updated: string, };
+addresses: Array<ServerAddress>, 
+/**
+ * Nova's free-form `metadata` (string keys and values).
+ */
+metadata: { [key in string]: string }, created: string, updated: string, };

@@ -11,4 +11,20 @@ status: string, sizeGb: number,
 /**
  * The server the volume is attached to, if any.
  */
-attachedTo: string | null, description: string, createdAt: string, };
+attachedTo: string | null, description: string, 
+/**
+ * Cinder's free-form `metadata` (string keys and values).
+ */
+metadata: { [key in string]: string }, 
+/**
+ * The volume type (`ssd`, `__DEFAULT__`, …), when upstream says.
+ */
+volumeType: string | null, 
+/**
+ * Whether an instance can boot from it.
+ */
+bootable: boolean, createdAt: string, 
+/**
+ * Absent until the volume first changes.
+ */
+updatedAt: string | null, };

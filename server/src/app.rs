@@ -149,6 +149,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
                 password: config.os_password.clone(),
                 project: config.os_project.clone(),
                 churn_interval: config.sim_churn,
+                seed: config.sim_seed,
                 ..SimConfig::default()
             });
             let token = sim_stop.clone();

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::sim::seed::Seed;
+
 #[derive(Debug, Parser)]
 #[command(name = "stalecast", version, about = "Tells browsers which data just went stale, over one SSE stream.")]
 pub struct Cli {
@@ -79,6 +81,10 @@ pub struct ServeConfig {
     /// Embedded simulator: a random server changes power state this often (off when absent).
     #[arg(long, env = "STALECAST_SIM_CHURN", value_parser = duration)]
     pub sim_churn: Option<Duration>,
+    /// Embedded simulator: add this many realistic records at start, e.g.
+    /// `volumes=36000,servers=2000,images=200,networks=300[,seed=7]` (at most 200000 each).
+    #[arg(long, env = "STALECAST_SIM_SEED", default_value = "", hide_default_value = true, value_name = "KIND=N,…")]
+    pub sim_seed: Seed,
     /// How often the poller asks the upstream for each collection.
     #[arg(long, env = "STALECAST_POLL_INTERVAL", value_parser = duration, default_value = "2s")]
     pub poll_interval: Duration,
@@ -188,6 +194,7 @@ mod tests {
         let default = ServeConfig::default();
         assert_eq!((default.port, default.ring_size, default.channel_capacity), (3000, 4096, 1024));
         assert_eq!(default.upstream, None);
+        assert!(default.sim_seed.is_empty(), "the small seeded world by default");
     }
 
     #[test]
@@ -215,6 +222,10 @@ pub struct SimArgs {
     /// How long new servers stay BUILD and new volumes creating.
     #[arg(long, env = "STALECAST_SIM_TRANSITION", value_parser = duration, default_value = "2s")]
     pub transition_delay: Duration,
+    /// Add this many realistic records at start, e.g.
+    /// `volumes=36000,servers=2000,images=200,networks=300[,seed=7]` (at most 200000 each).
+    #[arg(long, env = "STALECAST_SIM_SEED", default_value = "", hide_default_value = true, value_name = "KIND=N,…")]
+    pub seed: Seed,
     /// Once listening, write `{"addr":"…"}` to this file (whole, then renamed into place).
     #[arg(long, env = "STALECAST_SIM_READY_FILE")]
     pub ready_file: Option<PathBuf>,

@@ -38,8 +38,12 @@ async fn run_sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
-    let config =
-        SimConfig { churn_interval: args.churn, transition_delay: args.transition_delay, ..SimConfig::default() };
+    let config = SimConfig {
+        churn_interval: args.churn,
+        transition_delay: args.transition_delay,
+        seed: args.seed,
+        ..SimConfig::default()
+    };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, user = %config.user, "OpenStack simulator listening");
     if let Some(path) = &args.ready_file {

@@ -304,6 +304,28 @@ impl Client {
         assert!(response.status().is_success());
     }
 
+    /// `POST /_sim/seed` with `body` (`{"volumes":N,…}`): status and JSON answer (the
+    /// simulator's totals, or `{"error":…}`).
+    pub async fn seed(&self, body: Value) -> (StatusCode, Value) {
+        json_of(self.http.post(format!("{}/_sim/seed", self.sim_url)).json(&body).send().await.expect("seed")).await
+    }
+
+    /// Waits (up to `wait`) until `storage.volumes.list` holds at least `count` volumes;
+    /// answers how many it holds.
+    pub async fn wait_for_volumes(&self, count: usize, wait: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (status, body) = self.query("storage.volumes.list", None).await;
+            let have = body["result"]["data"].as_array().map_or(0, Vec::len);
+            if status == StatusCode::OK && have >= count {
+                return have;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "storage.volumes.list holds {have} volumes, not {count}");
+            // A large list takes a while to read: do not ask again at once.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// How many requests the simulator served, by `"GET volumes"` and the like. Requests
     /// its fault knobs answered are not counted.
     pub async fn sim_requests(&self) -> BTreeMap<String, u64> {

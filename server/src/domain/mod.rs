@@ -133,6 +133,7 @@ pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Err
         flavor: flavor.to_owned(),
         image_id: input.image_id,
         addresses: Vec::new(),
+        metadata: Default::default(),
         created: String::new(),
         updated: String::new(),
     };
@@ -161,6 +162,7 @@ pub async fn server_action(ctx: &Ctx, input: IdInput, action: &str) -> Result<Se
         flavor: String::new(),
         image_id: None,
         addresses: Vec::new(),
+        metadata: Default::default(),
         created: String::new(),
         updated: String::new(),
     });
@@ -181,7 +183,11 @@ pub async fn create_volume(ctx: &Ctx, input: VolumeCreate) -> Result<Volume, Err
         size_gb: input.size_gb,
         attached_to: None,
         description,
+        metadata: Default::default(),
+        volume_type: None,
+        bootable: false,
         created_at: String::new(),
+        updated_at: None,
     };
     Ok(refreshed(ctx, written).await)
 }
@@ -254,7 +260,11 @@ mod tests {
             size_gb: 1,
             attached_to: None,
             description: String::new(),
+            metadata: Default::default(),
+            volume_type: None,
+            bootable: false,
             created_at: String::new(),
+            updated_at: None,
         }
     }
 

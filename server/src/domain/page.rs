@@ -491,6 +491,10 @@ mod tests {
             attached_to: None,
             description: String::new(),
             created_at: format!("2025-01-01T00:00:{:02}Z", size_gb % 60),
+            metadata: Default::default(),
+            volume_type: None,
+            bootable: false,
+            updated_at: None,
         }
     }
 
@@ -698,6 +702,7 @@ mod tests {
             flavor: "m1.small".into(),
             image_id: None,
             addresses: Vec::new(),
+            metadata: Default::default(),
             created: String::new(),
             updated: String::new(),
         });

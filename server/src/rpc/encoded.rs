@@ -417,6 +417,10 @@ mod tests {
                     attached_to: None,
                     description: String::new(),
                     created_at: String::new(),
+                    metadata: Default::default(),
+                    volume_type: None,
+                    bootable: false,
+                    updated_at: None,
                 })
             })
             .collect();
@@ -468,6 +472,10 @@ mod tests {
                 attached_to: None,
                 description: String::new(),
                 created_at: String::new(),
+                metadata: Default::default(),
+                volume_type: None,
+                bootable: false,
+                updated_at: None,
             })
             .map(Arc::new)
             .collect();

@@ -6,16 +6,18 @@
 //! volume creation, shows, deletion and power actions. Resources move through real status
 //! transitions (`BUILD`→`ACTIVE`, `creating`→`available`) after a delay, optional churn
 //! changes things on its own, and fault knobs (`PUT /_sim/faults`) add latency, errors
-//! and malformed bodies for tests. `/_sim/*` is the simulator's own control surface,
+//! and malformed bodies for tests, and `POST /_sim/seed` (or `SimConfig::seed`) grows the
+//! cloud with realistic records ([`seed`]). `/_sim/*` is the simulator's own control surface,
 //! without authentication: it binds to loopback by default.
 
+pub mod seed;
 pub mod world;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use seed::Seed;
 use world::World;
 
 /// How the simulator behaves.
@@ -44,6 +47,8 @@ pub struct SimConfig {
     pub transition_delay: Duration,
     /// When set, a random server changes power state this often.
     pub churn_interval: Option<Duration>,
+    /// Realistic records added to the seeded world at start.
+    pub seed: Seed,
 }
 
 impl Default for SimConfig {
@@ -55,6 +60,7 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(3600),
             transition_delay: Duration::from_secs(2),
             churn_interval: None,
+            seed: Seed::default(),
         }
     }
 }
@@ -96,9 +102,16 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(config: SimConfig) -> Arc<Self> {
+        let mut world = World::seeded();
+        if !config.seed.is_empty() {
+            let started = Instant::now();
+            world.populate(&config.seed);
+            let totals = world.totals();
+            tracing::info!(?totals, took = ?started.elapsed(), "simulator seeded");
+        }
         Arc::new(Sim {
             config,
-            world: Mutex::new(World::seeded()),
+            world: Mutex::new(world),
             faults: Mutex::new(Faults::default()),
             tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
@@ -164,7 +177,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(api)
         .layer(middleware::from_fn_with_state(sim.clone(), faulty))
         .route("/_sim/faults", put(put_faults).get(get_faults))
-        .route("/_sim/volume-padding", put(put_padding))
+        .route("/_sim/seed", post(post_seed))
         .route("/_sim/revoke-tokens", post(revoke))
         .route("/_sim/stats", get(stats))
         .with_state(sim)
@@ -306,14 +319,15 @@ async fn server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response
 
 async fn volumes(State(sim): State<Arc<Sim>>) -> Response {
     sim.count("GET volumes");
-    // Serialized outside the lock: with padding the listing can be megabytes.
-    let volumes = sim.world().volumes_for_listing();
+    // Serialized outside the lock: a seeded listing can be tens of megabytes.
+    let volumes = sim.world().volumes.clone();
     Json(json!({ "volumes": volumes })).into_response()
 }
 
 async fn volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
     sim.count("GET volume");
-    match sim.world().volume_as_served(&id) {
+    let found = sim.world().volumes.iter().find(|v| v["id"] == id.as_str()).cloned();
+    match found {
         Some(volume) => Json(json!({ "volume": volume })).into_response(),
         None => fault(StatusCode::NOT_FOUND, &format!("Volume {id} could not be found.")),
     }
@@ -536,20 +550,35 @@ async fn get_faults(State(sim): State<Arc<Sim>>) -> Json<Faults> {
     Json(sim.faults())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Padding {
-    bytes_per_volume: usize,
-}
-
-async fn put_padding(State(sim): State<Arc<Sim>>, Json(padding): Json<Padding>) -> Response {
-    const MAX: usize = 1 << 20;
-    if padding.bytes_per_volume > MAX {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("bytesPerVolume must be at most {MAX}")})))
-            .into_response();
+/// `POST /_sim/seed {"servers":N,"volumes":N,"images":N,"networks":N,"seed":u64?}`: adds
+/// that many realistic records, answers the totals. The batch is generated off the
+/// runtime and outside the world's lock, so the simulator keeps answering meanwhile.
+async fn post_seed(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response();
+    let request: Seed = match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)) {
+        Ok(request) => request,
+        Err(error) if error.path().to_string() == "." => return bad(error.inner().to_string()),
+        Err(error) => return bad(format!("{}: {}", error.path(), error.inner())),
+    };
+    if let Err(message) = request.check() {
+        return bad(message);
     }
-    sim.world().volume_padding = padding.bytes_per_volume;
-    Json(json!({"bytesPerVolume": padding.bytes_per_volume})).into_response()
+    let started = Instant::now();
+    let context = sim.world().seed_context(SystemTime::now());
+    let batch = match tokio::task::spawn_blocking(move || seed::generate(&context, &request)).await {
+        Ok(batch) => batch,
+        Err(error) => {
+            tracing::error!(%error, "seeding failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "seeding failed"}))).into_response();
+        }
+    };
+    let totals = {
+        let mut world = sim.world();
+        world.absorb(batch);
+        world.totals()
+    };
+    tracing::info!(?request, ?totals, took = ?started.elapsed(), "simulator seeded");
+    Json(totals).into_response()
 }
 
 async fn revoke(State(sim): State<Arc<Sim>>) -> StatusCode {

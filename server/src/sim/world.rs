@@ -1,9 +1,14 @@
 //! The simulator's data: a small cloud of projects, servers, volumes, images and
-//! networks in OpenStack's own JSON shapes, seeded the same way every time.
+//! networks in OpenStack's own JSON shapes, seeded the same way every time, and grown
+//! to any size with realistic records by [`World::populate`] (see [`super::seed`]).
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
+use serde::Serialize;
 use serde_json::{Value, json};
+
+use super::seed::{self, Batch, Context, ImageRef, Seed};
 
 /// Everything the simulated cloud holds.
 #[derive(Debug, Clone)]
@@ -13,9 +18,18 @@ pub struct World {
     pub volumes: Vec<Value>,
     pub images: Vec<Value>,
     pub networks: Vec<Value>,
-    /// Bytes of filler added to every volume's description, to make large payloads.
-    pub volume_padding: usize,
     next_id: u64,
+    /// Batches of seeded records added so far (each batch's rng seed mixes its number in).
+    seed_batches: u64,
+}
+
+/// How many records of each kind the world holds: the answer of `POST /_sim/seed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub servers: usize,
+    pub volumes: usize,
+    pub images: usize,
+    pub networks: usize,
 }
 
 pub fn now() -> String {
@@ -65,15 +79,8 @@ impl World {
             .collect();
         networks.push(json!({"id": "net-public", "name": "public", "project_id": "prj-admin", "tenant_id": "prj-admin",
                              "status": "ACTIVE", "shared": true, "subnets": ["subnet-public"], "admin_state_up": true}));
-        let mut world = World {
-            projects,
-            servers: Vec::new(),
-            volumes: Vec::new(),
-            images,
-            networks,
-            volume_padding: 0,
-            next_id: 1,
-        };
+        let mut world =
+            World { projects, servers: Vec::new(), volumes: Vec::new(), images, networks, next_id: 1, seed_batches: 0 };
         for i in 0..24 {
             let project = PROJECTS[i % PROJECTS.len()].0;
             let status = if i % 5 == 4 { "SHUTOFF" } else { "ACTIVE" };
@@ -106,6 +113,74 @@ impl World {
         world
     }
 
+    /// Adds the realistic records `seed` asks for, timestamped in the two years before
+    /// now; the same seed on the same world adds the same records.
+    pub fn populate(&mut self, seed: &Seed) {
+        self.populate_at(seed, SystemTime::now());
+    }
+
+    /// [`World::populate`] with timestamps in the two years before `now`.
+    pub fn populate_at(&mut self, seed: &Seed, now: SystemTime) {
+        let context = self.seed_context(now);
+        let batch = seed::generate(&context, seed);
+        self.absorb(batch);
+    }
+
+    /// What the next batch needs to know of this world (it takes that batch's number):
+    /// taken under the lock, then the batch is generated without it.
+    pub fn seed_context(&mut self, now: SystemTime) -> Context {
+        let batch = self.seed_batches;
+        self.seed_batches += 1;
+        let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_owned();
+        Context {
+            projects: self.projects.iter().map(|p| text(p, "id")).collect(),
+            images: self
+                .images
+                .iter()
+                .map(|i| ImageRef {
+                    id: text(i, "id"),
+                    name: text(i, "name"),
+                    min_disk: i["min_disk"].as_u64().unwrap_or(1),
+                })
+                .collect(),
+            servers: self.servers.iter().map(|s| (text(s, "id"), text(s, "tenant_id"))).collect(),
+            networks: self.networks.iter().map(|n| (text(n, "name"), text(n, "project_id"))).collect(),
+            batch,
+            now,
+        }
+    }
+
+    /// Adds a generated batch, and its volumes to the servers it attached them to.
+    pub fn absorb(&mut self, batch: Batch) {
+        if !batch.attached_to_existing.is_empty() {
+            let index: HashMap<String, usize> =
+                self.servers.iter().enumerate().filter_map(|(i, s)| Some((s["id"].as_str()?.to_owned(), i))).collect();
+            for (server, volume) in batch.attached_to_existing {
+                let Some(&i) = index.get(&server) else { continue };
+                let server = &mut self.servers[i];
+                if !server["os-extended-volumes:volumes_attached"].is_array() {
+                    server["os-extended-volumes:volumes_attached"] = json!([]);
+                }
+                if let Some(list) = server["os-extended-volumes:volumes_attached"].as_array_mut() {
+                    list.push(json!({"id": volume, "delete_on_termination": false}));
+                }
+            }
+        }
+        self.images.extend(batch.images);
+        self.networks.extend(batch.networks);
+        self.servers.extend(batch.servers);
+        self.volumes.extend(batch.volumes);
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            servers: self.servers.len(),
+            volumes: self.volumes.len(),
+            images: self.images.len(),
+            networks: self.networks.len(),
+        }
+    }
+
     fn next(&mut self, prefix: &str) -> String {
         let id = format!("{prefix}-{:04}", self.next_id);
         self.next_id += 1;
@@ -133,7 +208,7 @@ impl World {
             "flavor": {"original_name": flavor, "vcpus": 1, "ram": 2048},
             "image": image.map_or(json!(""), |i| json!({"id": i})),
             "addresses": {network: [{"addr": format!("10.0.0.{host}"), "version": 4, "OS-EXT-IPS:type": "fixed"}]},
-            "created": now, "updated": now,
+            "metadata": {}, "created": now, "updated": now,
         }));
         id
     }
@@ -141,45 +216,28 @@ impl World {
     /// Adds a volume; answers its id.
     pub fn new_volume(&mut self, project: &str, name: &str, size: u32, description: &str, status: &str) -> String {
         let id = self.next("vol");
+        let now = now();
         self.volumes.push(json!({
             "id": id, "name": name, "status": status, "size": size, "os-vol-tenant-attr:tenant_id": project,
-            "attachments": [], "description": description, "created_at": now(), "volume_type": "standard",
-            "bootable": "false",
+            "attachments": [], "description": description, "created_at": now, "updated_at": now,
+            "volume_type": "standard", "bootable": "false", "metadata": {},
         }));
         id
     }
 
-    /// Sets a resource's status (and `updated`) if it exists.
+    /// Sets a resource's status (and `updated` or `updated_at`) if it exists.
     pub fn set_status(list: &mut [Value], id: &str, status: &str) -> bool {
         match list.iter_mut().find(|v| v["id"] == id) {
             Some(item) => {
                 item["status"] = json!(status);
-                if item.get("updated").is_some() {
-                    item["updated"] = json!(now());
+                for key in ["updated", "updated_at"] {
+                    if item.get(key).is_some() {
+                        item[key] = json!(now());
+                    }
                 }
                 true
             }
             None => false,
         }
-    }
-
-    /// The volumes as served, with the configured padding in each description.
-    pub fn volumes_for_listing(&self) -> Vec<Value> {
-        self.volumes.iter().map(|v| self.padded(v)).collect()
-    }
-
-    /// One volume as served (the same representation as in the listing).
-    pub fn volume_as_served(&self, id: &str) -> Option<Value> {
-        self.volumes.iter().find(|v| v["id"] == id).map(|v| self.padded(v))
-    }
-
-    fn padded(&self, volume: &Value) -> Value {
-        let mut volume = volume.clone();
-        if self.volume_padding > 0 {
-            let description =
-                format!("{}{}", volume["description"].as_str().unwrap_or_default(), "x".repeat(self.volume_padding));
-            volume["description"] = json!(description);
-        }
-        volume
     }
 }

@@ -437,6 +437,8 @@ struct OsServer {
     #[serde(default)]
     addresses: std::collections::BTreeMap<String, Vec<OsAddress>>,
     #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
     created: String,
     #[serde(default)]
     updated: String,
@@ -470,6 +472,7 @@ impl OsServer {
             flavor,
             image_id,
             addresses,
+            metadata: strings(self.metadata),
             created: self.created,
             updated: self.updated,
         }
@@ -500,7 +503,31 @@ struct OsVolume {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    volume_type: Option<String>,
+    /// `"true"`/`"false"` in Cinder's answers; a JSON boolean is taken too.
+    #[serde(default)]
+    bootable: Value,
+    #[serde(default)]
     created_at: String,
+    #[serde(default)]
+    updated_at: Option<String>,
+}
+
+/// OpenStack's `metadata`: string values by key. Any other value is kept as its JSON text
+/// rather than failing the whole listing.
+type Metadata = std::collections::BTreeMap<String, Value>;
+
+fn strings(metadata: Option<Metadata>) -> std::collections::BTreeMap<String, String> {
+    metadata
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => (key, text),
+            other => (key, other.to_string()),
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -518,7 +545,15 @@ impl OsVolume {
             size_gb: self.size,
             attached_to: self.attachments.into_iter().next().map(|a| a.server_id),
             description: self.description.unwrap_or_default(),
+            metadata: strings(self.metadata),
+            volume_type: self.volume_type,
+            bootable: match &self.bootable {
+                Value::Bool(b) => *b,
+                Value::String(s) => s.eq_ignore_ascii_case("true"),
+                _ => false,
+            },
             created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 }
@@ -610,7 +645,33 @@ struct IdOnly {
 
 #[cfg(test)]
 mod tests {
-    use super::segment;
+    use super::{OsVolume, segment};
+
+    #[test]
+    fn a_volume_reads_leniently_with_its_metadata_type_and_bootable_flag() {
+        let full: OsVolume = serde_json::from_value(serde_json::json!({
+            "id": "v", "status": "available", "size": 1, "bootable": "true", "volume_type": "ssd",
+            "metadata": {"owner": "team-billing", "replicas": 3}, "updated_at": "2026-01-02T03:04:05Z",
+        }))
+        .expect("full");
+        let full = full.into_domain();
+        assert!(full.bootable);
+        assert_eq!(full.volume_type.as_deref(), Some("ssd"));
+        assert_eq!(full.metadata["owner"], "team-billing");
+        assert_eq!(full.metadata["replicas"], "3", "a non-string value is kept as its JSON text");
+        assert_eq!(full.updated_at.as_deref(), Some("2026-01-02T03:04:05Z"));
+
+        let bare: OsVolume = serde_json::from_value(serde_json::json!({
+            "id": "v", "status": "available", "size": 1, "bootable": true, "metadata": null, "updated_at": null,
+        }))
+        .expect("bare");
+        let bare = bare.into_domain();
+        assert!(bare.bootable, "a JSON boolean too");
+        assert!(bare.metadata.is_empty() && bare.volume_type.is_none() && bare.updated_at.is_none());
+        let oldest: OsVolume =
+            serde_json::from_value(serde_json::json!({"id": "v", "status": "available", "size": 1})).expect("oldest");
+        assert!(!oldest.into_domain().bootable);
+    }
 
     #[test]
     fn an_id_stays_one_path_segment() {

@@ -2,6 +2,8 @@
 //! networks — as the browser sees them (camelCase JSON, exported to TypeScript). The
 //! client translates OpenStack's JSON into these; the store keeps them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
@@ -40,6 +42,8 @@ pub struct Server {
     pub image_id: Option<String>,
     /// Fixed IP addresses, by network name.
     pub addresses: Vec<ServerAddress>,
+    /// Nova's free-form `metadata` (string keys and values).
+    pub metadata: BTreeMap<String, String>,
     pub created: String,
     pub updated: String,
 }
@@ -64,7 +68,15 @@ pub struct Volume {
     /// The server the volume is attached to, if any.
     pub attached_to: Option<String>,
     pub description: String,
+    /// Cinder's free-form `metadata` (string keys and values).
+    pub metadata: BTreeMap<String, String>,
+    /// The volume type (`ssd`, `__DEFAULT__`, …), when upstream says.
+    pub volume_type: Option<String>,
+    /// Whether an instance can boot from it.
+    pub bootable: bool,
     pub created_at: String,
+    /// Absent until the volume first changes.
+    pub updated_at: Option<String>,
 }
 
 /// A Glance image.

@@ -274,17 +274,18 @@ async fn at_the_connection_limit_the_longest_waiting_make_room_and_streams_stay(
 
 #[tokio::test]
 async fn shutdown_meets_its_deadline_while_a_client_leaves_a_large_answer_unread() {
-    let app = spawn_app_with(|c| c.shutdown_timeout = Duration::from_secs(1)).await;
-    let padding = app
-        .http
-        .put(format!("{}/_sim/volume-padding", app.sim_url))
-        .json(&json!({"bytesPerVolume": 500_000}))
-        .send()
-        .await
-        .expect("padding");
-    assert!(padding.status().is_success());
-    // A new volume makes the poller fetch the padded list.
-    app.create_volume("padded").await;
+    let app = spawn_app_with(|c| {
+        c.shutdown_timeout = Duration::from_secs(1);
+        // Some 20 MB of upstream JSON per poll: time for the unoptimised test build.
+        c.poll_interval = Duration::from_secs(1);
+        c.upstream_timeout = Duration::from_secs(60);
+    })
+    .await;
+    // Some 7 MB of list, more than the loopback socket buffers hold for a reader that
+    // reads nothing.
+    let (status, totals) = app.seed(json!({"volumes": 16_000})).await;
+    assert_eq!(status, StatusCode::OK, "{totals}");
+    app.wait_for_volumes(16_000, Duration::from_secs(90)).await;
     let mut socket = TcpStream::connect(app.addr()).await.expect("connect");
     socket.write_all(b"GET /trpc/storage.volumes.list HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("request");
     let mut first = [0u8; 64];

@@ -11,6 +11,7 @@ mod mutations;
 mod page;
 mod poller;
 mod rpc;
+mod seed;
 mod serving;
 mod shutdown;
 mod stream;

@@ -1,0 +1,132 @@
+//! Realistic data at scale: `POST /_sim/seed` (and `--sim-seed`) grows the simulator's
+//! cloud with records that read like a real cloud's, Stalecast serves them, and a
+//! 36,000-volume listing weighs and compresses like a real Cinder listing — not like the
+//! one repeated character a padding knob once made (a hundredfold in brotli).
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stalecast_tests::child::ChildServer;
+use stalecast_tests::{spawn_app, spawn_app_with};
+
+/// A version 4 UUID in its hyphenated form, as OpenStack's ids are.
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() })
+        && b[14] == b'4'
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_six_thousand_seeded_volumes_weigh_and_compress_like_a_real_cinder_listing() {
+    // The poller reads the whole cloud each round, some 45 MB of upstream JSON: a second
+    // between rounds, and time for the unoptimised test build to read it.
+    let app = spawn_app_with(|c| {
+        c.poll_interval = Duration::from_secs(1);
+        c.upstream_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let started = Instant::now();
+    let (status, totals) =
+        app.seed(json!({"volumes": 36_000, "servers": 2_000, "images": 200, "networks": 300, "seed": 7})).await;
+    let seeded = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{totals}");
+    assert_eq!(totals, json!({"volumes": 36_036, "servers": 2_024, "images": 205, "networks": 304}));
+    app.wait_for_volumes(36_036, Duration::from_secs(120)).await;
+    let served = started.elapsed();
+
+    let url = app.url("/trpc/storage.volumes.list");
+    let plain = app.http.get(&url).header("accept-encoding", "identity").send().await.expect("plain");
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.expect("body");
+    let br = app.http.get(&url).header("accept-encoding", "br").send().await.expect("br");
+    assert_eq!(br.headers()["content-encoding"], "br");
+    let br = br.bytes().await.expect("body");
+    let mut unbrotlied = Vec::new();
+    brotli::BrotliDecompress(&mut &br[..], &mut unbrotlied).expect("unbrotli");
+    assert_eq!(unbrotlied, plain, "the same list in both codings");
+    let gzip = app.http.get(&url).header("accept-encoding", "gzip").send().await.expect("gzip");
+    let gzip = gzip.bytes().await.expect("body");
+    let mut gunzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gzip[..]).read_to_end(&mut gunzipped).expect("gunzip");
+    assert_eq!(gunzipped, plain);
+
+    let body: Value = serde_json::from_slice(&plain).expect("json");
+    let volumes = body["result"]["data"].as_array().expect("list");
+    assert!(volumes.len() >= 36_000, "{} volumes", volumes.len());
+    let seeded_volumes: Vec<&Value> = volumes.iter().filter(|v| v["id"].as_str().is_some_and(is_uuid)).collect();
+    assert_eq!(seeded_volumes.len(), 36_000, "every seeded volume has a UUID id");
+    let names: std::collections::HashSet<&str> = seeded_volumes.iter().filter_map(|v| v["name"].as_str()).collect();
+    assert!(names.len() * 10 >= seeded_volumes.len() * 9, "{} distinct names of {}", names.len(), seeded_volumes.len());
+    let attached = seeded_volumes.iter().filter(|v| v["attachedTo"].as_str().is_some_and(is_uuid)).count();
+    assert!(attached > 10_000, "{attached} volumes attached to seeded servers");
+    let with_metadata =
+        seeded_volumes.iter().filter(|v| v["metadata"].as_object().is_some_and(|m| !m.is_empty())).count();
+    assert!(with_metadata > 18_000, "{with_metadata} volumes with metadata");
+    assert!(seeded_volumes.iter().all(|v| v["volumeType"].is_string() && v["updatedAt"].is_string()));
+    assert!(
+        seeded_volumes.iter().any(|v| v["bootable"] == true) && seeded_volumes.iter().any(|v| v["bootable"] == false)
+    );
+
+    let per_volume = plain.len() / volumes.len();
+    let ratio = plain.len() as f64 / br.len() as f64;
+    let gzip_ratio = plain.len() as f64 / gzip.len() as f64;
+    eprintln!(
+        "storage.volumes.list: {} volumes, {} bytes JSON ({per_volume} per volume), {} bytes br (ratio {ratio:.2}), \
+         {} bytes gzip (ratio {gzip_ratio:.2}); seeding took {seeded:?}, served after {served:?}",
+        volumes.len(),
+        plain.len(),
+        br.len(),
+        gzip.len(),
+    );
+    assert!((250..=1200).contains(&per_volume), "{per_volume} bytes per volume");
+    assert!((4.0..=15.0).contains(&ratio), "brotli ratio {ratio:.2}: real listing JSON compresses some 5-10x");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn seeding_refuses_counts_over_the_cap_and_unknown_fields_naming_them() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (json!({"volumes": 10_000_000}), "volumes"),
+        (json!({"servers": 200_001}), "servers"),
+        (json!({"bogus": 1}), "bogus"),
+        (json!({"images": "many"}), "images"),
+        (json!({"networks": -1}), "networks"),
+    ] {
+        let (status, answer) = app.seed(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    // Nothing was added; an empty body adds nothing and answers the totals.
+    let (status, totals) = app.seed(json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(totals, json!({"volumes": 36, "servers": 24, "images": 5, "networks": 4}));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_sim_seed_at_start_from_a_flag_or_its_environment_variable() {
+    let server =
+        ChildServer::start(&["serve", "--port", "0", "--sim-seed", "volumes=500,servers=20,seed=3"], &[]).await;
+    let (status, totals) = server.client.seed(json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(totals, json!({"volumes": 536, "servers": 44, "images": 5, "networks": 4}));
+    server.client.wait_for_volumes(536, Duration::from_secs(30)).await;
+
+    let sim = ChildServer::start(&["sim", "--port", "0"], &[("STALECAST_SIM_SEED", "images=7,networks=9")]).await;
+    let base = sim.client.base.clone();
+    let sim = sim.with_sim_url(&base);
+    let (_, totals) = sim.client.seed(json!({})).await;
+    assert_eq!(totals, json!({"volumes": 36, "servers": 24, "images": 12, "networks": 13}));
+
+    let (status, text) = stalecast_tests::child::run(&["sim", "--port", "0", "--seed", "volumes=300000"], &[]).await;
+    assert!(!status.success());
+    assert!(text.contains("volumes must be at most 200000"), "{text}");
+}
