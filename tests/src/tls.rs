@@ -1,4 +1,4 @@
-//! TLS for the tests and `siege fanout --tls`: a throwaway certificate for `localhost` and
+//! TLS for the tests and `siege fanout`: a throwaway certificate for `localhost` and
 //! `127.0.0.1` (rcgen), clients that trust only it (HTTP/2 by ALPN, or HTTP/1.1 only), a
 //! server started with it, and a TCP relay that counts the connections through it (to
 //! tell that HTTP/2 requests shared one).

@@ -1,6 +1,6 @@
 //! `siege`: hostile clients against the real `stalecast` binary, with figures.
 //!
-//! Two scenarios, each against a fresh release server on loopback, each stopping by
+//! Three scenarios, each against a fresh release server on loopback, each stopping by
 //! itself:
 //!
 //! - `slow`: `--connections` clients of one kind hold connections the way slowloris
@@ -12,11 +12,19 @@
 //! - `shutdown`: `--streams` event streams, `--stalled` of them on sockets that stop
 //!   reading, a burst of mutations to fill their buffers, then SIGTERM: prints how long
 //!   the process took to exit and how the healthy streams ended.
+//! - `fanout` ([`fanout`]): `--streams` event streams over one `--transport` — `plain`
+//!   HTTP/1.1 (the lean event-stream writer), `tls-h1` (one TLS connection each) or `h2`
+//!   (`--streams-per-connection` to an HTTP/2 connection), both TLS ones served by hyper
+//!   — then `--rate` mutations a second for `--duration`: prints notifications expected,
+//!   received and lost, delivery latency, the server's memory per stream and CPU per
+//!   delivered notification, and the generator's own CPU.
 //!
 //! Nothing here asserts: it measures. `make siege` runs the standard set.
 
 // A measuring tool: its figures are its output.
 #![allow(clippy::print_stdout)]
+
+mod fanout;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +69,28 @@ enum Scenario {
         #[arg(long, default_value_t = 600)]
         mutations: usize,
     },
+    /// Event streams over plain HTTP/1.1, TLS HTTP/1.1 or HTTP/2: cost and latency.
+    Fanout {
+        #[arg(long, default_value_t = 2000)]
+        streams: usize,
+        #[arg(long, value_enum, default_value = "plain")]
+        transport: fanout::Transport,
+        /// Streams per HTTP/2 connection (1 for the HTTP/1.1 transports).
+        #[arg(long, default_value_t = 1)]
+        streams_per_connection: usize,
+        /// Mutations per second during the window.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// How long the mutations run.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+        duration: Duration,
+        /// How long to wait after the window for the last notifications.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        drain: Duration,
+        /// How long one stream may take to open and see its `connected` event.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        connect_timeout: Duration,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -79,6 +109,19 @@ async fn main() -> anyhow::Result<()> {
             slow(kind, connections, max_connections, duration).await
         }
         Scenario::Shutdown { streams, stalled, mutations } => shutdown(streams, stalled, mutations).await,
+        Scenario::Fanout { streams, transport, streams_per_connection, rate, duration, drain, connect_timeout } => {
+            let per_connection = streams_per_connection;
+            fanout::fanout(fanout::FanoutArgs {
+                streams,
+                transport,
+                per_connection,
+                rate,
+                duration,
+                drain,
+                connect_timeout,
+            })
+            .await
+        }
     }
 }
 
