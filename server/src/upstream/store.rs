@@ -5,8 +5,21 @@
 //! and publishes the changed ids; the poller goes through it. A mutation changes one
 //! record and refreshes only that one: [`Store::refresh_one`] shows it upstream and
 //! stores it in its collection, [`Store::forget`] removes a deleted one. All of them
-//! hold the type's refresh lock (one at a time per type) and publish only what differs
-//! from the stored value, so every change is announced exactly once. Queries read
+//! publish only what differs from the stored value, so every change is announced
+//! exactly once.
+//!
+//! A mutation never waits behind a poll. A full fetch of 36,000 volumes takes the
+//! upstream hundreds of milliseconds, and when the fetch and the per-record refreshes
+//! shared one lock per type, `storage.volumes.create` waited for it: p50 34 ms, p90
+//! 738 ms, max 1,244 ms over 40 creates while the poller read that collection every 2 s
+//! (release build). Now three things are separate: full fetches of a type run one at a
+//! time (`fetch_locks`, held across the upstream call); per-record refreshes of a type
+//! run one at a time (`record_locks`, so two shows of one record land in order); and
+//! putting a new value in the slot is a short synchronous step under `writes`, never
+//! across an await. A record refreshed after a fetch began is newer than that fetch's
+//! copy of it, or as new: when the fetch lands, such records keep their stored state
+//! (present or absent) instead of the fetched one, so a poll that started before a
+//! mutation can never undo it. Queries read
 //! the stored value and reach upstream only when there is none yet; when the upstream
 //! fails, they keep answering from it while [`Store::health`] reports how stale it is.
 //!
@@ -251,6 +264,14 @@ pub struct TypeHealth {
     pub last_error: Option<String>,
 }
 
+/// Per type: when its running fetch began, and which records were refreshed one by one
+/// since then.
+#[derive(Debug, Default)]
+struct Writes {
+    fetch_began: Option<u64>,
+    refreshed: HashSet<String>,
+}
+
 /// The last value of every collection.
 #[derive(Debug)]
 pub struct Store {
@@ -258,7 +279,15 @@ pub struct Store {
     bus: Arc<UpdateBus>,
     slots: Slots,
     next_version: AtomicU64,
-    refresh_locks: [tokio::sync::Mutex<()>; UpdateType::ALL.len()],
+    /// One full fetch at a time per type.
+    fetch_locks: [tokio::sync::Mutex<()>; UpdateType::ALL.len()],
+    /// One per-record refresh at a time per type.
+    record_locks: [tokio::sync::Mutex<()>; UpdateType::ALL.len()],
+    /// Held while a new value is put in a type's slot (never across an await); says
+    /// which records were refreshed one by one since the type's running fetch began.
+    writes: [Mutex<Writes>; UpdateType::ALL.len()],
+    /// Orders fetch starts and per-record refresh starts.
+    ticks: AtomicU64,
     health: Mutex<[TypeHealth; UpdateType::ALL.len()]>,
 }
 
@@ -269,7 +298,10 @@ impl Store {
             bus,
             slots: Slots::default(),
             next_version: AtomicU64::new(1),
-            refresh_locks: Default::default(),
+            fetch_locks: Default::default(),
+            record_locks: Default::default(),
+            writes: Default::default(),
+            ticks: AtomicU64::new(1),
             health: Mutex::new(Default::default()),
         }
     }
@@ -289,7 +321,7 @@ impl Store {
         if let Some(snapshot) = self.cached::<R>() {
             return Ok(snapshot);
         }
-        let _guard = self.refresh_locks[R::TYPE as usize].lock().await;
+        let _guard = self.fetch_locks[R::TYPE as usize].lock().await;
         if let Some(snapshot) = self.cached::<R>() {
             return Ok(snapshot);
         }
@@ -300,7 +332,7 @@ impl Store {
     /// stored value (nothing on the first load: nobody can have seen older data from
     /// this process). Answers the new snapshot.
     pub async fn refresh<R: Fetch>(&self) -> Result<Arc<Snapshot<R>>, UpstreamError> {
-        let _guard = self.refresh_locks[R::TYPE as usize].lock().await;
+        let _guard = self.fetch_locks[R::TYPE as usize].lock().await;
         self.fetch_and_store::<R>().await
     }
 
@@ -310,27 +342,34 @@ impl Store {
     /// not exist. A collection never fetched is left alone: its first load will hold the
     /// record, and nobody can have seen it without.
     pub async fn refresh_one<R: Show>(&self, id: &str) -> Result<Option<R>, UpstreamError> {
-        let _guard = self.refresh_locks[R::TYPE as usize].lock().await;
+        let _guard = self.record_locks[R::TYPE as usize].lock().await;
+        let started = self.ticks.fetch_add(1, Ordering::Relaxed);
         let record = match R::show(&self.client, id).await {
             Ok(record) => Some(record),
             Err(UpstreamError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        self.store_one(id, record.clone());
+        self.store_one(id, record.clone(), started);
         Ok(record)
     }
 
     /// Removes a record deleted upstream from its collection, publishing its id if it
     /// was stored.
     pub async fn forget<R: Fetch>(&self, id: &str) {
-        let _guard = self.refresh_locks[R::TYPE as usize].lock().await;
-        self.store_one::<R>(id, None);
+        let _guard = self.record_locks[R::TYPE as usize].lock().await;
+        let started = self.ticks.fetch_add(1, Ordering::Relaxed);
+        self.store_one::<R>(id, None, started);
     }
 
-    /// Puts `record` (or its absence) into the stored collection as record `id`: a new
-    /// version, stamped with the seq of the update that announces its id, when that
-    /// changes anything. The caller holds the type's refresh lock.
-    fn store_one<R: Fetch>(&self, id: &str, record: Option<R>) {
+    /// Puts `record` (or its absence), as upstream showed it from `started` on, into the
+    /// stored collection as record `id`: a new version, stamped with the seq of the
+    /// update that announces its id, when that changes anything. A fetch of the type
+    /// that began before `started` will keep this state of the record.
+    fn store_one<R: Fetch>(&self, id: &str, record: Option<R>, started: u64) {
+        let mut writes = self.writes[R::TYPE as usize].lock().unwrap_or_else(|p| p.into_inner());
+        if writes.fetch_began.is_some_and(|began| began < started) {
+            writes.refreshed.insert(id.to_owned());
+        }
         let Some(old) = self.cached::<R>() else { return };
         let mut items = old.items.clone();
         let mut stamps = old.stamps.clone();
@@ -365,17 +404,55 @@ impl Store {
         });
     }
 
-    /// The body of a refresh; the caller holds the type's refresh lock.
+    /// The body of a refresh; the caller holds the type's fetch lock.
     async fn fetch_and_store<R: Fetch>(&self) -> Result<Arc<Snapshot<R>>, UpstreamError> {
-        let items = match R::fetch(&self.client).await {
-            Ok(items) => items,
+        let writes = &self.writes[R::TYPE as usize];
+        let lock = || writes.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut w = lock();
+            w.fetch_began = Some(self.ticks.fetch_add(1, Ordering::Relaxed));
+            w.refreshed.clear();
+        }
+        let fetched = R::fetch(&self.client).await;
+        let mut w = lock();
+        w.fetch_began = None;
+        let refreshed = std::mem::take(&mut w.refreshed);
+        match fetched {
+            Ok(items) => {
+                self.record(R::TYPE, Ok(()));
+                Ok(self.store(self.keep_refreshed(items, &refreshed)))
+            }
             Err(e) => {
                 self.record(R::TYPE, Err(&e));
-                return Err(e);
+                Err(e)
             }
-        };
-        self.record(R::TYPE, Ok(()));
-        Ok(self.store(items))
+        }
+    }
+
+    /// `fetched`, with the records refreshed one by one during the fetch as they are
+    /// stored now (present or absent) instead of as the fetch saw them.
+    fn keep_refreshed<R: Fetch>(&self, fetched: Vec<R>, refreshed: &HashSet<String>) -> Vec<R> {
+        if refreshed.is_empty() {
+            return fetched;
+        }
+        let Some(old) = self.cached::<R>() else { return fetched };
+        let current: HashMap<&str, &Arc<R>> =
+            old.items.iter().filter(|r| refreshed.contains(r.id())).map(|r| (r.id(), r)).collect();
+        let mut placed = HashSet::new();
+        let mut out = Vec::with_capacity(fetched.len() + refreshed.len());
+        for record in fetched {
+            if !refreshed.contains(record.id()) {
+                out.push(record);
+            } else if let Some(now) = current.get(record.id()) {
+                placed.insert(record.id().to_owned());
+                out.push(R::clone(now));
+            }
+        }
+        // Refreshed records the fetch did not see yet (created during it) stay, at the end.
+        for record in old.items.iter().filter(|r| refreshed.contains(r.id()) && !placed.contains(r.id())) {
+            out.push(R::clone(record));
+        }
+        out
     }
 
     /// Stores `items` as the collection's value: a new version when they differ from the
@@ -552,7 +629,7 @@ mod tests {
         assert_eq!(store.cached::<Project>().expect("stored").version, version);
 
         // One record changed by a mutation; every seq between two changes has one answer.
-        store.store_one("a", Some(project("a", "A2")));
+        store.store_one("a", Some(project("a", "A2")), 0);
         let after_one = store.bus.seq();
         let third = vec![project("a", "A2"), project("b", "B2"), project("d", "D")];
         assert_eq!(changes(&store, after_second), upserted(&["a"], after_one, &third));
@@ -566,7 +643,7 @@ mod tests {
         let store = store();
         store.seed(vec![project("a", "A")]);
         let floor = store.bus.seq();
-        store.store_one("a", Some(project("a", "A2")));
+        store.store_one("a", Some(project("a", "A2")), 0);
         let seq = store.bus.seq();
         let snapshot = store.cached::<Project>().expect("stored");
         let ask = |since| snapshot.changes_since(since, store.bus.seq(), |_| true);
@@ -578,7 +655,7 @@ mod tests {
         // Past the log's length, the oldest changes are forgotten: asking from before them
         // is a resync, from after them still an answer.
         for n in 0..CHANGE_LOG + 2 {
-            store.store_one("a", Some(project("a", &format!("A{n}"))));
+            store.store_one("a", Some(project("a", &format!("A{n}"))), 0);
         }
         let snapshot = store.cached::<Project>().expect("stored");
         assert_eq!(snapshot.log.len(), CHANGE_LOG);
@@ -593,9 +670,9 @@ mod tests {
         let store = store();
         store.seed(vec![project("a", "A"), project("b", "B")]);
         let floor = store.bus.seq();
-        store.store_one::<Project>("b", None);
-        store.store_one("b", Some(project("b", "B again")));
-        store.store_one::<Project>("a", None);
+        store.store_one::<Project>("b", None, 0);
+        store.store_one("b", Some(project("b", "B again")), 0);
+        store.store_one::<Project>("a", None, 0);
         let seq = store.bus.seq();
         assert_eq!(
             changes(&store, floor),

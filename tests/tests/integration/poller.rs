@@ -347,3 +347,44 @@ async fn a_failing_upstream_is_logged_once_per_state_change_not_per_poll() {
         assert_eq!(recovered, expected, "each type's recovery said once");
     }
 }
+
+/// A poll that is slow to answer neither holds up a mutation nor undoes it when it lands:
+/// the listing below was read before the volume existed and arrives after the create
+/// answered, and the volume stays listed through it, with no update that deletes it.
+#[tokio::test]
+async fn a_mutation_neither_waits_for_a_slow_poll_nor_is_undone_by_it() {
+    const LISTING: Duration = Duration::from_millis(1500);
+    let app = spawn_app_with(|c| c.upstream_timeout = Duration::from_secs(5)).await;
+    let (status, _) = app.query("storage.volumes.list", None).await;
+    assert_eq!(status, 200);
+    let mut stream = app.stream("", None).await;
+    stream.connected().await;
+    app.set_faults(json!({"listingLatencyMs": LISTING.as_millis() as u64})).await;
+
+    // Wait for a listing of the volumes to be under way: read now, answered 1.5 s later.
+    let listings = |r: &BTreeMap<String, u64>| r.get("GET volumes").copied().unwrap_or(0);
+    let before = listings(&app.sim_requests().await);
+    let deadline = Instant::now() + WAIT;
+    while listings(&app.sim_requests().await) == before {
+        assert!(Instant::now() < deadline, "no listing of the volumes started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let id = app.create_volume("outlives-a-slow-poll").await;
+    let took = started.elapsed();
+    assert!(took < LISTING / 2, "the create took {took:?}: it waited for the poll");
+
+    // That listing lands, and the next one: the volume is listed throughout.
+    let until = Instant::now() + LISTING * 2 + Duration::from_millis(500);
+    while Instant::now() < until {
+        let (status, body) = app.query("storage.volumes.list", None).await;
+        assert_eq!(status, 200);
+        let listed = body["result"]["data"].as_array().expect("list").iter().any(|v| v["id"] == id.as_str());
+        assert!(listed, "a poll read before the create removed the volume it created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its creation was announced, once, by the mutation.
+    let (_, first) = stream.next_data(WAIT).await;
+    assert_eq!(first["ids"], json!([id]));
+    app.set_faults(json!({})).await;
+}
