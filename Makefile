@@ -76,9 +76,11 @@ test-web: $(WEB_DEPS)
 	cd web && $(NPM) test
 
 ## Browser end-to-end tests against the real binary.
+## The test at 36,000 volumes (scale.test.mjs) runs the release build: its figures are speeds.
 e2e: web chromium $(E2E_DEPS)
 	$(CARGO) build --locked -p stalecast
-	cd tests/e2e && STALECAST_BIN="$(STALECAST_BIN)" CHROMIUM="$(CHROMIUM)" $(NPM) test
+	$(CARGO) build --release --locked -p stalecast
+	cd tests/e2e && STALECAST_BIN="$(STALECAST_BIN)" STALECAST_RELEASE_BIN="$(RELEASE_DIR)/stalecast" CHROMIUM="$(CHROMIUM)" $(NPM) test
 
 $(WEB_DEPS): web/package.json web/package-lock.json
 	cd web && $(NPM) ci --no-audit --no-fund

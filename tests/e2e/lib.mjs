@@ -16,6 +16,8 @@ const root = resolve(here, "../..");
 
 /** The binary under test (`make e2e` builds it), the built web app, where output goes. */
 export const BIN = process.env.STALECAST_BIN ?? join(root, "target/debug/stalecast");
+/** The release build, for the tests whose figures are about speed (`make e2e` builds it too). */
+export const RELEASE_BIN = process.env.STALECAST_RELEASE_BIN ?? join(root, "target/release/stalecast");
 export const WEB_DIR = process.env.STALECAST_WEB_DIR ?? join(root, "web/dist");
 export const OUT_DIR = join(here, "out");
 
@@ -23,14 +25,14 @@ export const OUT_DIR = join(here, "out");
 export const POLL_MS = 500;
 
 /**
- * `stalecast serve` on `port` (0: any), polling every `POLL_MS`; without `upstream`, with
+ * `stalecast serve` on `port` (0: any), polling every `pollMs` (default `POLL_MS`); without `upstream`, with
  * the embedded simulator. Resolves to `{ base, port, simUrl, log, assertRunning, stop }`;
  * `stop()` rejects unless the server shut down cleanly.
  */
-export async function startStalecast({ port = 0, upstream, extra = [] } = {}) {
-  const flags = ["--log-format", "json", "--poll-interval", `${POLL_MS}ms`, "--web-dir", WEB_DIR, ...extra];
+export async function startStalecast({ port = 0, upstream, pollMs = POLL_MS, bin = BIN, extra = [] } = {}) {
+  const flags = ["--log-format", "json", "--poll-interval", `${pollMs}ms`, "--web-dir", WEB_DIR, ...extra];
   if (upstream) flags.push("--upstream", upstream);
-  const server = await startServe(BIN, { port, flags });
+  const server = await startServe(bin, { port, flags });
   return { ...server, simUrl: upstream ?? server.simUrl };
 }
 

@@ -50,6 +50,13 @@ const SORTS: readonly (readonly [string, string])[] = [
 
 const STATUSES = ["available", "in-use", "creating", "error", "deleting"];
 
+/** Where the pager stands: the question (its input as JSON) and the cursors walked. */
+interface Walk {
+  question: string;
+  cursors: readonly (string | undefined)[];
+  at: number;
+}
+
 /** `value`, once it stopped changing for `ms`. */
 function useSettled<T>(value: T, ms: number): T {
   const [settled, setSettled] = useState(value);
@@ -68,18 +75,17 @@ export function VolumesPage() {
   const [status, setStatus] = useState("");
   // Newest first: a volume just created, here or elsewhere, shows at the top.
   const [sort, setSort] = useState("-createdAt");
-  // The cursors of the pages walked through so far: page n starts at cursors[n].
-  const [cursors, setCursors] = useState<readonly (string | undefined)[]>([undefined]);
-  const [at, setAt] = useState(0);
   const question = useMemo(
     () => ({ ...listInput, ...(search ? { search } : {}), ...(status ? { status } : {}), sort }),
     [listInput, search, status, sort],
   );
-  // Another question starts at its first page.
-  useEffect(() => {
-    setCursors([undefined]);
-    setAt(0);
-  }, [question]);
+  // The pages walked through so far, for one question: page n starts at cursors[n]. A
+  // cursor belongs to its question (the server refuses it for another), so another
+  // question starts at its first page in the same render, never with the old cursor.
+  const asked = JSON.stringify(question);
+  const [kept, setWalk] = useState<Walk>({ question: asked, cursors: [undefined], at: 0 });
+  const walk = kept.question === asked ? kept : { question: asked, cursors: [undefined], at: 0 };
+  const { cursors, at } = walk;
   const cursor = cursors[at];
   const volumes = useQuery(
     trpc.storage.volumes.page.queryOptions(
@@ -151,7 +157,7 @@ export function VolumesPage() {
           ))}
         </ResourceTable>
         <nav className="pager" aria-label="Pages" data-testid="pager">
-          <button type="button" className="btn" disabled={at === 0} onClick={() => setAt((n) => Math.max(0, n - 1))}>
+          <button type="button" className="btn" disabled={at === 0} onClick={() => setWalk({ ...walk, at: Math.max(0, at - 1) })}>
             Previous
           </button>
           <span className="muted" data-testid="page-range">
@@ -163,8 +169,7 @@ export function VolumesPage() {
             disabled={next === null || volumes.isPlaceholderData}
             onClick={() => {
               if (next === null) return;
-              setCursors((known) => [...known.slice(0, at + 1), next]);
-              setAt((n) => n + 1);
+              setWalk({ ...walk, cursors: [...cursors.slice(0, at + 1), next], at: at + 1 });
             }}
           >
             Next
