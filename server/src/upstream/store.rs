@@ -15,11 +15,12 @@
 //! (release build). Now three things are separate: full fetches of a type run one at a
 //! time (`fetch_locks`, held across the upstream call); per-record refreshes of a type
 //! run one at a time (`record_locks`, so two shows of one record land in order); and
-//! putting a new value in the slot is a short synchronous step under `writes`, never
-//! across an await. A record refreshed after a fetch began is newer than that fetch's
-//! copy of it, or as new: when the fetch lands, such records keep their stored state
-//! (present or absent) instead of the fetched one, so a poll that started before a
-//! mutation can never undo it. Queries read
+//! putting a new value in the slot is a short synchronous step under the slot's `writes`
+//! lock, never across an await. A record refreshed after a fetch began is newer than that
+//! fetch's copy of it, or as new: the slot remembers it (present or absent), and when the
+//! fetch lands that state replaces the fetched one, so a poll that started before a
+//! mutation can never undo it — also when that poll is the collection's first load, which
+//! has no stored value to patch yet. Queries read
 //! the stored value and reach upstream only when there is none yet; when the upstream
 //! fails, they keep answering from it while [`Store::health`] reports how stale it is.
 //!
@@ -36,7 +37,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::SystemTime;
 
 use super::UpstreamError;
@@ -223,23 +224,77 @@ fn remember<R>(log: &mut VecDeque<Change<R>>, floor: u64, change: Change<R>) -> 
     floor
 }
 
+/// `fetched`, with the records refreshed one by one during the fetch in the state they
+/// were last shown in (present or absent) instead of as the fetch saw them; those the
+/// fetch did not see (created during it) at the end.
+fn keep_refreshed<R: Resource>(fetched: Vec<R>, refreshed: Vec<(String, Option<Arc<R>>)>) -> Vec<R> {
+    if refreshed.is_empty() {
+        return fetched;
+    }
+    let now: HashMap<&str, &Option<Arc<R>>> = refreshed.iter().map(|(id, r)| (id.as_str(), r)).collect();
+    let mut placed = HashSet::new();
+    let mut out = Vec::with_capacity(fetched.len() + refreshed.len());
+    for record in fetched {
+        match now.get(record.id()) {
+            None => out.push(record),
+            Some(state) => {
+                placed.insert(record.id().to_owned());
+                if let Some(current) = state {
+                    out.push(R::clone(current));
+                }
+            }
+        }
+    }
+    for (id, state) in &refreshed {
+        if let (false, Some(current)) = (placed.contains(id), state) {
+            out.push(R::clone(current));
+        }
+    }
+    out
+}
+
 /// Where one collection's last value is kept. Read far more often than written, and
 /// only ever held for a pointer copy.
 #[derive(Debug)]
-pub struct Slot<R>(RwLock<Option<Arc<Snapshot<R>>>>);
+pub struct Slot<R> {
+    value: RwLock<Option<Arc<Snapshot<R>>>>,
+    /// Held while a new value is put in the slot (never across an await).
+    writes: Mutex<Writes<R>>,
+}
 
 impl<R> Default for Slot<R> {
     fn default() -> Self {
-        Slot(RwLock::new(None))
+        Slot { value: RwLock::new(None), writes: Mutex::new(Writes { fetch_began: None, refreshed: Vec::new() }) }
     }
 }
 
 impl<R> Slot<R> {
     fn get(&self) -> Option<Arc<Snapshot<R>>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.value.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
     fn set(&self, snapshot: Arc<Snapshot<R>>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
+        *self.value.write().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
+    }
+    fn writes(&self) -> MutexGuard<'_, Writes<R>> {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Per collection: when its running fetch began, and the records refreshed one by one
+/// since then, as they were last shown (`None`: gone), in the order they were first
+/// refreshed.
+#[derive(Debug)]
+struct Writes<R> {
+    fetch_began: Option<u64>,
+    refreshed: Vec<(String, Option<Arc<R>>)>,
+}
+
+impl<R> Writes<R> {
+    fn remember(&mut self, id: &str, record: Option<Arc<R>>) {
+        match self.refreshed.iter_mut().find(|(at, _)| at == id) {
+            Some(entry) => entry.1 = record,
+            None => self.refreshed.push((id.to_owned(), record)),
+        }
     }
 }
 
@@ -264,14 +319,6 @@ pub struct TypeHealth {
     pub last_error: Option<String>,
 }
 
-/// Per type: when its running fetch began, and which records were refreshed one by one
-/// since then.
-#[derive(Debug, Default)]
-struct Writes {
-    fetch_began: Option<u64>,
-    refreshed: HashSet<String>,
-}
-
 /// The last value of every collection.
 #[derive(Debug)]
 pub struct Store {
@@ -283,9 +330,6 @@ pub struct Store {
     fetch_locks: [tokio::sync::Mutex<()>; UpdateType::ALL.len()],
     /// One per-record refresh at a time per type.
     record_locks: [tokio::sync::Mutex<()>; UpdateType::ALL.len()],
-    /// Held while a new value is put in a type's slot (never across an await); says
-    /// which records were refreshed one by one since the type's running fetch began.
-    writes: [Mutex<Writes>; UpdateType::ALL.len()],
     /// Orders fetch starts and per-record refresh starts.
     ticks: AtomicU64,
     health: Mutex<[TypeHealth; UpdateType::ALL.len()]>,
@@ -300,7 +344,6 @@ impl Store {
             next_version: AtomicU64::new(1),
             fetch_locks: Default::default(),
             record_locks: Default::default(),
-            writes: Default::default(),
             ticks: AtomicU64::new(1),
             health: Mutex::new(Default::default()),
         }
@@ -364,19 +407,26 @@ impl Store {
     /// Puts `record` (or its absence), as upstream showed it from `started` on, into the
     /// stored collection as record `id`: a new version, stamped with the seq of the
     /// update that announces its id, when that changes anything. A fetch of the type
-    /// that began before `started` will keep this state of the record.
+    /// that began before `started` will keep this state of the record. A collection not
+    /// loaded yet has nothing to patch: its id is announced all the same (whoever hears
+    /// it and asks waits for the first load, which holds this state of the record).
     fn store_one<R: Fetch>(&self, id: &str, record: Option<R>, started: u64) {
-        let mut writes = self.writes[R::TYPE as usize].lock().unwrap_or_else(|p| p.into_inner());
+        let slot = R::slot(&self.slots);
+        let mut writes = slot.writes();
+        let record = record.map(Arc::new);
         if writes.fetch_began.is_some_and(|began| began < started) {
-            writes.refreshed.insert(id.to_owned());
+            writes.remember(id, record.clone());
         }
-        let Some(old) = self.cached::<R>() else { return };
+        let Some(old) = self.cached::<R>() else {
+            self.bus.publish(R::TYPE, Some(vec![id.to_owned()]));
+            return;
+        };
         let mut items = old.items.clone();
         let mut stamps = old.stamps.clone();
         let mut deleted = Vec::new();
         let at = match (items.iter().position(|r| r.id() == id), record) {
-            (Some(at), Some(record)) if *items[at] != record => {
-                items[at] = Arc::new(record);
+            (Some(at), Some(record)) if *items[at] != *record => {
+                items[at] = record;
                 Some(at)
             }
             (Some(at), None) => {
@@ -385,7 +435,7 @@ impl Store {
                 None
             }
             (None, Some(record)) => {
-                items.push(Arc::new(record));
+                items.push(record);
                 stamps.push(0);
                 Some(items.len() - 1)
             }
@@ -393,7 +443,6 @@ impl Store {
         };
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let mut log = old.log.clone();
-        let slot = R::slot(&self.slots);
         self.bus.publish_with(R::TYPE, Some(vec![id.to_owned()]), |seq| {
             if let Some(at) = at {
                 stamps[at] = seq;
@@ -406,53 +455,34 @@ impl Store {
 
     /// The body of a refresh; the caller holds the type's fetch lock.
     async fn fetch_and_store<R: Fetch>(&self) -> Result<Arc<Snapshot<R>>, UpstreamError> {
-        let writes = &self.writes[R::TYPE as usize];
-        let lock = || writes.lock().unwrap_or_else(|p| p.into_inner());
-        {
-            let mut w = lock();
-            w.fetch_began = Some(self.ticks.fetch_add(1, Ordering::Relaxed));
-            w.refreshed.clear();
-        }
+        self.begin_fetch::<R>();
         let fetched = R::fetch(&self.client).await;
-        let mut w = lock();
+        self.land(fetched)
+    }
+
+    /// Notes that a full fetch of the collection begins now: records refreshed one by
+    /// one from here on keep their state when it lands.
+    fn begin_fetch<R: Fetch>(&self) {
+        let mut w = R::slot(&self.slots).writes();
+        w.fetch_began = Some(self.ticks.fetch_add(1, Ordering::Relaxed));
+        w.refreshed.clear();
+    }
+
+    /// Stores what the fetch begun by [`begin_fetch`](Self::begin_fetch) answered.
+    fn land<R: Fetch>(&self, fetched: Result<Vec<R>, UpstreamError>) -> Result<Arc<Snapshot<R>>, UpstreamError> {
+        let mut w = R::slot(&self.slots).writes();
         w.fetch_began = None;
         let refreshed = std::mem::take(&mut w.refreshed);
         match fetched {
             Ok(items) => {
                 self.record(R::TYPE, Ok(()));
-                Ok(self.store(self.keep_refreshed(items, &refreshed)))
+                Ok(self.store(keep_refreshed(items, refreshed)))
             }
             Err(e) => {
                 self.record(R::TYPE, Err(&e));
                 Err(e)
             }
         }
-    }
-
-    /// `fetched`, with the records refreshed one by one during the fetch as they are
-    /// stored now (present or absent) instead of as the fetch saw them.
-    fn keep_refreshed<R: Fetch>(&self, fetched: Vec<R>, refreshed: &HashSet<String>) -> Vec<R> {
-        if refreshed.is_empty() {
-            return fetched;
-        }
-        let Some(old) = self.cached::<R>() else { return fetched };
-        let current: HashMap<&str, &Arc<R>> =
-            old.items.iter().filter(|r| refreshed.contains(r.id())).map(|r| (r.id(), r)).collect();
-        let mut placed = HashSet::new();
-        let mut out = Vec::with_capacity(fetched.len() + refreshed.len());
-        for record in fetched {
-            if !refreshed.contains(record.id()) {
-                out.push(record);
-            } else if let Some(now) = current.get(record.id()) {
-                placed.insert(record.id().to_owned());
-                out.push(R::clone(now));
-            }
-        }
-        // Refreshed records the fetch did not see yet (created during it) stay, at the end.
-        for record in old.items.iter().filter(|r| refreshed.contains(r.id()) && !placed.contains(r.id())) {
-            out.push(R::clone(record));
-        }
-        out
     }
 
     /// Stores `items` as the collection's value: a new version when they differ from the
@@ -682,5 +712,29 @@ mod tests {
         let snapshot = store.cached::<Project>().expect("stored");
         let only_b = snapshot.changes_since(Some(floor), seq, |p| p.id == "b");
         assert_eq!(only_b, Since::Changes { seq, upserts: vec![project("b", "B again")], deletes: vec![] });
+    }
+
+    #[test]
+    fn a_record_refreshed_during_the_first_load_is_announced_and_kept() {
+        let store = store();
+        let (_start, mut live) = store.bus.subscribe(None);
+        // The first load began, then a mutation made "b" and changed "a", then the load
+        // landed with what it read before them.
+        store.begin_fetch::<Project>();
+        store.store_one("b", Some(project("b", "B")), store.ticks.fetch_add(1, Ordering::Relaxed));
+        store.store_one("a", Some(project("a", "A2")), store.ticks.fetch_add(1, Ordering::Relaxed));
+        let heard: Vec<_> = std::iter::from_fn(|| live.try_recv().ok()).map(|p| p.update.ids.clone()).collect();
+        assert_eq!(heard, vec![Some(vec!["b".to_owned()]), Some(vec!["a".to_owned()])], "each announced at once");
+        let landed = store.land(Ok(vec![project("a", "A"), project("c", "C")])).expect("stored");
+        let items: Vec<Project> = landed.items.iter().map(|p| Project::clone(p)).collect();
+        assert_eq!(items, vec![project("a", "A2"), project("c", "C"), project("b", "B")]);
+        assert!(landed.floor >= store.bus.seq(), "a client that heard of b and asks reads it");
+
+        // The next load sees them anyway; a record deleted during a load stays deleted.
+        store.begin_fetch::<Project>();
+        store.store_one::<Project>("c", None, store.ticks.fetch_add(1, Ordering::Relaxed));
+        let landed = store.land(Ok(vec![project("a", "A2"), project("b", "B"), project("c", "C")])).expect("stored");
+        let ids: Vec<&str> = landed.items.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b"]);
     }
 }
