@@ -117,8 +117,10 @@ describe("ten tabs of one browser", () => {
     let releaseStream;
     const streamHeld = new Promise((resolve) => (releaseStream = resolve));
     let streamsAsked = 0;
+    let askedAt;
     await context.route("**/trpc/updates.onUpdate**", async (route) => {
       streamsAsked++;
+      askedAt ??= performance.now();
       await streamHeld;
       await route.continue();
     });
@@ -136,10 +138,14 @@ describe("ten tabs of one browser", () => {
     }
     assert.equal(await openStreams(app.base), 0, "a tab had a stream while the hand-over was held back");
     assert.ok(streamsAsked >= 1, "no remaining tab asked for the stream");
+    const takeoverMs = Math.round(askedAt - closedAt);
+    console.log(`take-over: a remaining tab asked for the stream ${takeoverMs} ms after the holder closed`);
+    assert.ok(takeoverMs < 1000, `the stream was taken over ${takeoverMs} ms after the holder closed`);
     releaseStream();
     await untilStreams(app.base, 1);
     await context.unroute("**/trpc/updates.onUpdate**");
     for (const tab of rest) await row(tab, during).waitFor({ state: "visible", timeout: 5000 });
+    // This includes waiting for the poller to publish the volume while the stream was held.
     console.log(`hand-over: every remaining tab showed the volume ${Math.round(performance.now() - closedAt)} ms after the holder closed`);
     const after = await roles(rest);
     assert.equal(after.filter((r) => r === "holder").length, 1, `roles after the hand-over: ${after}`);
