@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
@@ -46,8 +46,14 @@ pub fn router(
     cors_origins: &[String],
     web_dir: &Path,
 ) -> Router {
-    // Compress JSON answers, never the event stream (events would sit in a buffer).
-    let compress = DefaultPredicate::new().and(NotForContentType::const_new("text/event-stream"));
+    // Compress answers made per request (a shared answer comes compressed already, or is
+    // too small to gain: `rpc::encoded`), never the event stream (events would sit in a
+    // buffer). tower-http's default compresses anything over 32 bytes; below a kilobyte
+    // brotli's per-request setup costs more CPU than the bytes it saves are worth.
+    let compress = SizeAbove::new(1024)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::const_new("text/event-stream"));
     let router = Router::new()
         .merge(rpc::routes(api.clone()))
         // The OpenAPI document and its explorer.

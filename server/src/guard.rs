@@ -14,8 +14,10 @@
 //! - Mutations take `application/json` only (checked by the tRPC endpoint, 415): the
 //!   content types an HTML form can send without CORS never reach a procedure.
 //! - Every answer says `X-Content-Type-Options: nosniff` and `Referrer-Policy:
-//!   no-referrer`, and carries a Content-Security-Policy under which the dashboard and
-//!   the API explorer work but nothing else loads, and no other site may frame them.
+//!   no-referrer`, and carries a Content-Security-Policy: pages one under which the
+//!   dashboard and the API explorer work but nothing else loads, and no other site may
+//!   frame them; JSON answers the API's own, which lets nothing load at all (as OWASP
+//!   advises for APIs) and is a fifth of the size: it goes out with every refetch.
 //!
 //! Refusals use tRPC's error envelope, like every other error.
 
@@ -34,6 +36,9 @@ use crate::rpc::{ErrorCode, RpcError};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; \
      form-action 'self'; frame-ancestors 'none'";
+
+/// What a JSON answer may load, should a browser ever render one as a page: nothing.
+pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Which hosts and origins may reach the server.
 #[derive(Clone, Debug)]
@@ -137,9 +142,11 @@ fn admit(guard: &Guard, request: &Request) -> Result<(), RpcError> {
 }
 
 fn secure(headers: &mut HeaderMap) {
+    let json = headers.get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    let policy = if json { API_CONTENT_SECURITY_POLICY } else { CONTENT_SECURITY_POLICY };
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
 }
 
 #[cfg(test)]

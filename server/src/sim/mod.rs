@@ -10,6 +10,7 @@
 //! cloud with realistic records ([`seed`]). `/_sim/*` is the simulator's own control surface,
 //! without authentication: it binds to loopback by default.
 
+pub mod records;
 pub mod seed;
 pub mod world;
 
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use records::Records;
 use seed::Seed;
 use world::World;
 
@@ -316,7 +318,7 @@ async fn servers(State(sim): State<Arc<Sim>>) -> Response {
 
 async fn server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
     sim.count("GET server");
-    match sim.world().servers.iter().find(|s| s["id"] == id.as_str()) {
+    match sim.world().servers.get(&id) {
         Some(server) => Json(json!({ "server": server })).into_response(),
         None => fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found.")),
     }
@@ -329,7 +331,7 @@ async fn volumes(State(sim): State<Arc<Sim>>) -> Response {
 
 async fn volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
     sim.count("GET volume");
-    let found = sim.world().volumes.iter().find(|v| v["id"] == id.as_str()).cloned();
+    let found = sim.world().volumes.get(&id).cloned();
     match found {
         Some(volume) => Json(json!({ "volume": volume })).into_response(),
         None => fault(StatusCode::NOT_FOUND, &format!("Volume {id} could not be found.")),
@@ -346,23 +348,19 @@ async fn networks(State(sim): State<Arc<Sim>>) -> Response {
     listing(sim, "networks", |w| &w.networks).await
 }
 
-/// A listing in OpenStack's envelope, `{"<key>": [records]}`, serialized on the blocking
-/// pool, under the world's lock (no copy of the records). The simulator shares its
-/// process, and so its two async workers, with Stalecast: when it cloned and serialized
-/// a listing of 36,000 seeded volumes (16 MB) on a worker, with `Json`, each poll stalled
-/// the requests queued behind it, a 10 KB page query by 0.6–4.3 s (release build; the
-/// profile was 70 % that handler, most of it page faults of the growing buffer and the
-/// drop of the copy). Here a listing holds the lock for as long as serializing takes
-/// (tens of milliseconds at that size), which only the simulator's own handlers wait on.
-async fn listing(sim: Arc<Sim>, key: &'static str, records: fn(&World) -> &Vec<Value>) -> Response {
-    let reader = sim.clone();
+/// A listing in OpenStack's envelope, `{"<key>": [records]}`: a snapshot of the records
+/// taken under the world's lock (a pointer per record), serialized on the blocking pool
+/// after letting go of it. When a listing of 36,000 seeded volumes (35 MB) was serialized
+/// under the lock, every show, create and delete waited for it (100–150 ms with nothing
+/// else running, seconds with the machine busy); and when it was cloned and serialized on
+/// an async worker, with `Json`, the requests queued behind it stalled by 0.6–4.3 s.
+async fn listing(sim: Arc<Sim>, key: &'static str, records: fn(&World) -> &Records) -> Response {
+    let snapshot = records(&sim.world()).snapshot();
     let body = tokio::task::spawn_blocking(move || {
-        let world = reader.world();
-        let records = records(&world);
         // About what the listing weighs, so that the buffer grows once or twice, not twenty times.
-        let mut out = Vec::with_capacity(64 + records.len() * 512);
+        let mut out = Vec::with_capacity(64 + snapshot.len() * 1024);
         out.extend_from_slice(format!("{{\"{key}\":").as_bytes());
-        serde_json::to_writer(&mut out, records).map(|()| {
+        serde_json::to_writer(&mut out, &snapshot).map(|()| {
             out.push(b'}');
             out
         })
@@ -409,7 +407,7 @@ async fn create_server(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> 
         }
         let image = server.image.filter(|i| !i.is_empty());
         if let Some(image) = &image
-            && !world.images.iter().any(|i| i["id"] == image.as_str())
+            && world.images.get(image).is_none()
         {
             return fault(StatusCode::BAD_REQUEST, &format!("Image {image} could not be found."));
         }
@@ -428,15 +426,17 @@ async fn create_server(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> 
 async fn delete_server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
     sim.count("DELETE servers");
     let mut world = sim.world();
-    let before = world.servers.len();
-    world.servers.retain(|s| s["id"] != id.as_str());
-    if world.servers.len() == before {
+    if world.servers.remove(&id).is_none() {
         return fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found."));
     }
-    for volume in world.volumes.iter_mut() {
-        let attached =
-            volume["attachments"].as_array().is_some_and(|a| a.iter().any(|a| a["server_id"] == id.as_str()));
-        if attached {
+    let attached: Vec<String> = world
+        .volumes
+        .iter()
+        .filter(|v| v["attachments"].as_array().is_some_and(|a| a.iter().any(|a| a["server_id"] == id.as_str())))
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect();
+    for volume in &attached {
+        if let Some(volume) = world.volumes.get_mut(volume) {
             volume["attachments"] = json!([]);
             volume["status"] = json!("available");
         }
@@ -457,7 +457,7 @@ async fn server_action(State(sim): State<Arc<Sim>>, Path(id): Path<String>, body
         return fault(StatusCode::BAD_REQUEST, "There is no such action");
     };
     let mut world = sim.world();
-    let Some(server) = world.servers.iter().find(|s| s["id"] == id.as_str()) else {
+    let Some(server) = world.servers.get(&id) else {
         return fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found."));
     };
     if server["status"] != from {
@@ -516,7 +516,7 @@ async fn create_volume(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> 
 async fn delete_volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
     sim.count("DELETE volumes");
     let mut world = sim.world();
-    let Some(volume) = world.volumes.iter().find(|v| v["id"] == id.as_str()) else {
+    let Some(volume) = world.volumes.get(&id) else {
         return fault(StatusCode::NOT_FOUND, &format!("Volume {id} could not be found."));
     };
     if volume["status"] == "in-use" {
@@ -525,7 +525,7 @@ async fn delete_volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> R
             "Volume status must be available or error, but current status is: in-use",
         );
     }
-    world.volumes.retain(|v| v["id"] != id.as_str());
+    world.volumes.remove(&id);
     StatusCode::ACCEPTED.into_response()
 }
 

@@ -848,8 +848,8 @@ mod tests {
         (world, before)
     }
 
-    fn ids(list: &[Value]) -> Vec<String> {
-        list.iter().map(|v| str_of(&v["id"])).collect()
+    fn ids<'a>(list: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+        list.into_iter().map(|v| str_of(&v["id"])).collect()
     }
 
     #[test]
@@ -857,21 +857,21 @@ mod tests {
         let seed = Seed { servers: 40, volumes: 300, images: 12, networks: 8, seed: Some(42) };
         let (a, before) = grown(&seed);
         let (b, _) = grown(&seed);
-        assert_eq!(a.volumes[before.volumes..], b.volumes[before.volumes..]);
-        assert_eq!(a.servers[before.servers..], b.servers[before.servers..]);
-        assert_eq!(a.images[before.images..], b.images[before.images..]);
-        assert_eq!(a.networks[before.networks..], b.networks[before.networks..]);
+        assert_eq!(a.volumes.from(before.volumes), b.volumes.from(before.volumes));
+        assert_eq!(a.servers.from(before.servers), b.servers.from(before.servers));
+        assert_eq!(a.images.from(before.images), b.images.from(before.images));
+        assert_eq!(a.networks.from(before.networks), b.networks.from(before.networks));
         assert_eq!(a.totals().volumes, before.volumes + 300);
         assert_eq!(a.totals().servers, before.servers + 40);
 
         let (c, _) = grown(&Seed { seed: Some(43), ..seed });
-        let theirs: HashSet<String> = ids(&c.volumes[before.volumes..]).into_iter().collect();
-        assert!(ids(&a.volumes[before.volumes..]).iter().all(|id| !theirs.contains(id)), "another seed, other ids");
+        let theirs: HashSet<String> = ids(c.volumes.from(before.volumes)).into_iter().collect();
+        assert!(ids(a.volumes.from(before.volumes)).iter().all(|id| !theirs.contains(id)), "another seed, other ids");
 
         // The same seed once more on the same world adds new records, not the same ids.
         let mut a = a;
         a.populate_at(&seed, at());
-        let all = ids(&a.volumes);
+        let all = ids(a.volumes.iter());
         assert_eq!(all.len(), before.volumes + 600);
         assert_eq!(all.iter().collect::<HashSet<_>>().len(), all.len(), "every volume id is unique");
     }
@@ -879,7 +879,7 @@ mod tests {
     #[test]
     fn seeded_volumes_look_like_a_cinder_listing() {
         let (world, before) = grown(&Seed { servers: 200, volumes: 3000, images: 30, networks: 20, seed: None });
-        let volumes = &world.volumes[before.volumes..];
+        let volumes = world.volumes.from(before.volumes);
         let names: HashSet<&str> = volumes.iter().filter_map(|v| v["name"].as_str()).collect();
         assert!(names.len() * 10 >= volumes.len() * 9, "{} distinct names of {}", names.len(), volumes.len());
         let status = |s: &str| volumes.iter().filter(|v| v["status"] == s).count();

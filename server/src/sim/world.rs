@@ -2,22 +2,22 @@
 //! networks in OpenStack's own JSON shapes, seeded the same way every time, and grown
 //! to any size with realistic records by [`World::populate`] (see [`super::seed`]).
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::records::Records;
 use super::seed::{self, Batch, Context, ImageRef, Seed};
 
 /// Everything the simulated cloud holds.
 #[derive(Debug, Clone)]
 pub struct World {
-    pub projects: Vec<Value>,
-    pub servers: Vec<Value>,
-    pub volumes: Vec<Value>,
-    pub images: Vec<Value>,
-    pub networks: Vec<Value>,
+    pub projects: Records,
+    pub servers: Records,
+    pub volumes: Records,
+    pub images: Records,
+    pub networks: Records,
     next_id: u64,
     /// Batches of seeded records added so far (each batch's rng seed mixes its number in).
     seed_batches: u64,
@@ -69,7 +69,7 @@ impl World {
                        "min_disk": min_disk, "owner": "prj-admin", "disk_format": "qcow2"})
             })
             .collect();
-        let mut networks: Vec<Value> = PROJECTS
+        let mut networks: Records = PROJECTS
             .iter()
             .map(|(id, name, _)| {
                 json!({"id": format!("net-{name}"), "name": format!("{name}-net"), "project_id": id,
@@ -79,8 +79,15 @@ impl World {
             .collect();
         networks.push(json!({"id": "net-public", "name": "public", "project_id": "prj-admin", "tenant_id": "prj-admin",
                              "status": "ACTIVE", "shared": true, "subnets": ["subnet-public"], "admin_state_up": true}));
-        let mut world =
-            World { projects, servers: Vec::new(), volumes: Vec::new(), images, networks, next_id: 1, seed_batches: 0 };
+        let mut world = World {
+            projects,
+            servers: Records::default(),
+            volumes: Records::default(),
+            images,
+            networks,
+            next_id: 1,
+            seed_batches: 0,
+        };
         for i in 0..24 {
             let project = PROJECTS[i % PROJECTS.len()].0;
             let status = if i % 5 == 4 { "SHUTOFF" } else { "ACTIVE" };
@@ -92,7 +99,7 @@ impl World {
                 Some(image),
                 status,
             );
-            if let Some(server) = world.servers.iter_mut().find(|s| s["id"] == id) {
+            if let Some(server) = world.servers.get_mut(&id) {
                 server["created"] = json!(created);
                 server["updated"] = json!(created);
             }
@@ -104,7 +111,7 @@ impl World {
             // Every third volume is attached to a server of its project.
             if i % 3 == 0 {
                 let server = world.servers.iter().find(|s| s["tenant_id"] == project).map(|s| s["id"].clone());
-                if let (Some(server), Some(volume)) = (server, world.volumes.iter_mut().find(|v| v["id"] == id)) {
+                if let (Some(server), Some(volume)) = (server, world.volumes.get_mut(&id)) {
                     volume["status"] = json!("in-use");
                     volume["attachments"] = json!([{"server_id": server, "device": "/dev/vdb"}]);
                 }
@@ -152,12 +159,9 @@ impl World {
 
     /// Adds a generated batch, and its volumes to the servers it attached them to.
     pub fn absorb(&mut self, batch: Batch) {
-        if !batch.attached_to_existing.is_empty() {
-            let index: HashMap<String, usize> =
-                self.servers.iter().enumerate().filter_map(|(i, s)| Some((s["id"].as_str()?.to_owned(), i))).collect();
-            for (server, volume) in batch.attached_to_existing {
-                let Some(&i) = index.get(&server) else { continue };
-                let server = &mut self.servers[i];
+        for (server, volume) in batch.attached_to_existing {
+            let Some(server) = self.servers.get_mut(&server) else { continue };
+            {
                 if !server["os-extended-volumes:volumes_attached"].is_array() {
                     server["os-extended-volumes:volumes_attached"] = json!([]);
                 }
@@ -226,8 +230,8 @@ impl World {
     }
 
     /// Sets a resource's status (and `updated` or `updated_at`) if it exists.
-    pub fn set_status(list: &mut [Value], id: &str, status: &str) -> bool {
-        match list.iter_mut().find(|v| v["id"] == id) {
+    pub fn set_status(list: &mut Records, id: &str, status: &str) -> bool {
+        match list.get_mut(id) {
             Some(item) => {
                 item["status"] = json!(status);
                 for key in ["updated", "updated_at"] {

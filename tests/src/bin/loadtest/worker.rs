@@ -294,6 +294,20 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let gate = Arc::new(Semaphore::new(config.connect_concurrency.max(1)));
     let storm_http = config.storm.as_ref().map(|_| storm_clients(config.source_addrs)).transpose()?;
+    // The refetches run on a runtime of their own. Each simulated client is one browser,
+    // whose notification is read as soon as it arrives; on one shared runtime, a client's
+    // notification waited in the task queue behind the other 1,999 clients' refetches, and
+    // that wait was counted as the server's delivery latency.
+    let refetch_runtime = match &config.storm {
+        Some(_) => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("refetch")
+                .enable_all()
+                .build()?,
+        ),
+        None => None,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..config.clients {
         let index = config.first_index + i;
@@ -304,6 +318,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             stop: stop.clone(),
             gate: gate.clone(),
             storm_http: storm_http.as_ref().map(|all| all[index % all.len()].clone()),
+            refetch_runtime: refetch_runtime.as_ref().map(|r| r.handle().clone()),
         };
         tasks.spawn(client.run());
     }
@@ -316,6 +331,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             stop: stop.clone(),
             gate: gate.clone(),
             storm_http: None,
+            refetch_runtime: None,
         };
         slow_tasks.spawn(client.run_slow());
     }
@@ -450,6 +466,10 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         }
     }
     send(&out, &ToCoordinator::Done(Box::new(report))).await?;
+    // Dropping a runtime blocks until its tasks end, which an async context must not.
+    if let Some(runtime) = refetch_runtime {
+        runtime.shutdown_background();
+    }
     Ok(())
 }
 
@@ -480,6 +500,8 @@ struct Client {
     stop: CancellationToken,
     gate: Arc<Semaphore>,
     storm_http: Option<reqwest::Client>,
+    /// Where the refetches run (storms only).
+    refetch_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Client {
@@ -508,8 +530,9 @@ impl Client {
         stats::record(&mut self.shared.recorded().connect, started.elapsed().as_micros() as u64);
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
 
-        let refetch = match (&self.storm_http, &self.config.storm) {
-            (Some(http), Some(storm)) => Some(Refetcher::spawn(
+        let refetch = match (&self.storm_http, &self.config.storm, &self.refetch_runtime) {
+            (Some(http), Some(storm), Some(runtime)) => Some(Refetcher::spawn(
+                runtime,
                 http.clone(),
                 format!("http://{}", self.config.server),
                 storm.clone(),
@@ -649,14 +672,15 @@ impl Client {
 /// A client's refetch loop: one request at a time, the latest notification wins.
 struct Refetcher {
     wake: Arc<Notify>,
-    /// Arrival time (µs) of the oldest notification not yet answered by a refetch.
-    pending_since: Arc<AtomicU64>,
-    /// Its `ts`: when the server published it.
-    pending_ts: Arc<AtomicU64>,
+    /// The oldest notification not yet answered by a refetch: when it arrived (µs) and
+    /// its `ts` (when the server published it). One lock, so that the refetch loop, on
+    /// another thread, never takes one without the other.
+    pending: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl Refetcher {
     fn spawn(
+        runtime: &tokio::runtime::Handle,
         http: reqwest::Client,
         base: String,
         storm: StormConfig,
@@ -664,10 +688,9 @@ impl Refetcher {
         stop: CancellationToken,
     ) -> Refetcher {
         let wake = Arc::new(Notify::new());
-        let pending_since = Arc::new(AtomicU64::new(0));
-        let pending_ts = Arc::new(AtomicU64::new(0));
-        let (w, p, t) = (wake.clone(), pending_since.clone(), pending_ts.clone());
-        tokio::spawn(async move {
+        let pending = Arc::new(std::sync::Mutex::new(None));
+        let (w, p) = (wake.clone(), pending.clone());
+        runtime.spawn(async move {
             let mut etag: Option<String> = None;
             // Delta mode: the seq this client's copy of the list is current to. It held
             // the list as of the window's start (loading it is not part of the storm).
@@ -677,11 +700,8 @@ impl Refetcher {
                     _ = stop.cancelled() => return,
                     _ = w.notified() => {}
                 }
-                let arrived = p.swap(0, Ordering::AcqRel);
-                let published = t.swap(0, Ordering::AcqRel);
-                if arrived == 0 {
-                    continue;
-                }
+                let taken = p.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let Some((arrived, published)) = taken else { continue };
                 let url = match storm.mode {
                     StormMode::Full => format!("{base}/trpc/storage.volumes.list"),
                     StormMode::Delta => {
@@ -735,13 +755,11 @@ impl Refetcher {
                 }
             }
         });
-        Refetcher { wake, pending_since, pending_ts }
+        Refetcher { wake, pending }
     }
 
     fn notify(&self, arrived: u64, published: u64) {
-        if self.pending_since.compare_exchange(0, arrived, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            self.pending_ts.store(published, Ordering::Release);
-        }
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert((arrived, published));
         self.wake.notify_one();
     }
 }
