@@ -183,7 +183,11 @@ impl Encoded {
             return not_modified_response(&self.etag);
         }
         let (body, coding) = self.body(preferred(request)).await;
-        let mut response = (StatusCode::OK, body).into_response();
+        let mut response = if body.len() > SLICE {
+            (StatusCode::OK, axum::body::Body::new(Sliced { rest: body, turn: false })).into_response()
+        } else {
+            (StatusCode::OK, body).into_response()
+        };
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(header::ETAG, self.etag.clone());
@@ -198,6 +202,55 @@ impl Encoded {
             Coding::Identity => None,
         };
         response
+    }
+}
+
+/// How much of a large answer one turn of its connection's task writes.
+const SLICE: usize = 128 * 1024;
+
+/// A large answer, handed to the connection a slice at a time with a turn for the other
+/// tasks between slices. Given whole, a 3 MB list went to the socket in writes of
+/// megabytes per turn of the connection's task (as much as the socket's buffer took), and
+/// with 2,000 clients refetching it every task behind those turns waited, mutations too:
+/// in the full-refetch storm (2,000 clients, 36,000 volumes, one change a second) a
+/// mutation took p50 468 ms, p99 1,622 ms. The bytes are the same shared buffer either
+/// way (slices of a `Bytes` copy nothing).
+struct Sliced {
+    rest: Bytes,
+    /// The next poll yields instead of handing out a slice.
+    turn: bool,
+}
+
+impl hyper::body::Body for Sliced {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        if self.turn {
+            // Back of the queue: the connection writes what it holds and lets others run.
+            self.turn = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.turn = true;
+        let n = self.rest.len().min(SLICE);
+        let slice = self.rest.split_to(n);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(slice))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
     }
 }
 
