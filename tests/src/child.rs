@@ -172,8 +172,25 @@ fn capture(from: impl AsyncRead + Unpin + Send + 'static, lines: Arc<Mutex<Vec<S
     });
 }
 
-/// A port that was free a moment ago (bound, noted, released).
+/// A port that was free a moment ago (bound, noted, released), below the kernel's
+/// ephemeral range (32768 and up by default): a port the system hands out for `bind(0)`
+/// can be taken by another test's outgoing connection between this check and the child's
+/// own bind (seen: "Address already in use" for a port found free a moment before).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    // Where to start looking: different for each call, so that tests running at once do
+    // not all try the same ports.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mix = u64::from(std::process::id()) * 7919
+        + u64::from(nanos)
+        + CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * 104_729;
+    const FIRST: u64 = 20_000;
+    const SPAN: u64 = 12_000;
+    for offset in 0..SPAN {
+        let port = (FIRST + (mix + offset) % SPAN) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }
