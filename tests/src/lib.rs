@@ -139,13 +139,7 @@ pub fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<String> 
 }
 
 fn upstream_config(auth_url: &str, password: &str) -> UpstreamConfig {
-    UpstreamConfig {
-        auth_url: auth_url.to_owned(),
-        user: "admin".into(),
-        password: password.into(),
-        project: "admin".into(),
-        timeout: Duration::from_secs(5),
-    }
+    UpstreamConfig::password(auth_url, "admin", password, "admin", Duration::from_secs(5))
 }
 
 /// A simulator alone on a free port, for tests of the upstream client itself.
