@@ -117,6 +117,16 @@ impl TestApp {
     }
 }
 
+/// What `stalecast serve` reads of its environment for the cloud: these `OS_*`
+/// variables, and `clouds.yaml` looked for in `dir` (as the working directory).
+pub fn os_environment(vars: &[(&str, &str)], dir: Option<&std::path::Path>) -> stalecast::config::cloud::OsEnvironment {
+    stalecast::config::cloud::OsEnvironment {
+        vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        cwd: dir.map(std::path::Path::to_path_buf),
+        ..Default::default()
+    }
+}
+
 /// The OpenAPI document the code generates.
 pub fn generated_openapi() -> Value {
     serde_json::to_value(stalecast::openapi::document(&stalecast::rpc::registry())).expect("document")

@@ -207,6 +207,11 @@ impl Identity {
         }
     }
 
+    /// Whether the callers are a real Keystone's.
+    pub fn is_external(&self) -> bool {
+        matches!(self, Identity::External(_))
+    }
+
     fn keystone(&self) -> Option<&Keystone> {
         match self {
             Identity::Local(keystone) => Some(keystone),
