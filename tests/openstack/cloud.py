@@ -176,9 +176,18 @@ lock_path = {d}/locks
 class Keystone:
     """Just enough of Keystone's API, as admin, to seed the cloud."""
 
-    def __init__(self, url):
+    def __init__(self, url, token_lifetime):
         self.url = url
-        self.token = self.issue("admin", ADMIN_PASSWORD, "admin")
+        self.lifetime = token_lifetime
+        self._token, self._issued = None, 0.0
+
+    @property
+    def token(self):
+        """An admin token, new once a third of its lifetime has gone (seeding on a busy
+        machine may take longer than a short-lived token lives)."""
+        if self._token is None or time.monotonic() - self._issued > self.lifetime / 3:
+            self._token, self._issued = self.issue("admin", ADMIN_PASSWORD, "admin"), time.monotonic()
+        return self._token
 
     def issue(self, user, password, project):
         body = {"auth": {
@@ -295,7 +304,7 @@ def start(d, stalecast, token_lifetime, volume_page_size):
     run([f"{BIN}/glance-manage", "--config-file", f"{d}/glance/glance-api.conf", "db_sync"])
     run([f"{BIN}/cinder-manage", "--config-file", f"{d}/cinder.conf", "db", "sync"])
     wait_until_up("keystone", f"{keystone}/v3", procs["keystone"])
-    ks = Keystone(keystone)
+    ks = Keystone(keystone, token_lifetime)
     projects, users = seed_identity(ks, ports, ports["sim"] if stalecast else None)
     procs["glance"] = gunicorn("glance", ports["glance"], "", d)
     procs["cinder"] = gunicorn("cinder", ports["cinder"], f"--config-file {d}/cinder.conf", d)

@@ -200,6 +200,11 @@ impl UpstreamClient {
     pub async fn servers(&self) -> Result<usize, String> {
         self.0.servers().await.map(|s| s.len()).map_err(|e| e.to_string())
     }
+
+    /// Lists the images; answers how many, or the error's text.
+    pub async fn images(&self) -> Result<usize, String> {
+        self.0.images().await.map(|i| i.len()).map_err(|e| e.to_string())
+    }
 }
 
 /// Percent-encodes a query-string value (everything but RFC 3986's unreserved

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stalecast_tests::{StandaloneSim, os_environment, spawn_app, spawn_app_with};
+use stalecast_tests::{StandaloneSim, UpstreamClient, os_environment, spawn_app, spawn_app_with};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A token of `user`'s scoped to `project` (by name) from the simulator's Keystone, or
 /// Keystone's status when it refuses.
@@ -334,4 +335,62 @@ async fn the_region_and_interface_choose_the_endpoint() {
     assert_eq!((status, count(&body["result"], "data")), (StatusCode::OK, 5), "{body}");
     app.shutdown().await;
     sim.stop().await;
+}
+
+/// A cloud whose Glance never stops paging: each page of one image links to the next
+/// (`endless`), or back to itself. Keystone issues an admin token with Glance in its
+/// catalog; every other request gets a page.
+async fn paging_forever(endless: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let base = url.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    // One request head (these requests have no body but the login's, which fits).
+                    let mut request = Vec::new();
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&request).into_owned();
+                    let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let (status, extra, body) = if head.starts_with("POST") {
+                        let token = json!({"token": {"expires_at": "2999-01-01T00:00:00.000000Z", "roles": [{"name": "admin"}],
+                            "project": {"id": "p"}, "user": {"id": "u"},
+                            "catalog": [{"type": "image", "endpoints": [{"interface": "public", "url": format!("{base}/image/v2")}]}]}});
+                        ("201 Created", "x-subject-token: t\r\n", token.to_string())
+                    } else {
+                        let n: u64 = target.rsplit("marker=").next().and_then(|m| m.parse().ok()).unwrap_or(0);
+                        let next = if endless { n + 1 } else { n.max(1) };
+                        let page = json!({"images": [{"id": format!("i{n}"), "status": "active"}], "next": format!("/v2/images?marker={next}")});
+                        ("200 OK", "", page.to_string())
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_never_ends_stops_at_the_page_bound_with_a_clear_error() {
+    let endless = UpstreamClient::new(&format!("{}/v3", paging_forever(true).await), "any");
+    let error = endless.images().await.expect_err("a thousand pages and more");
+    assert!(error.contains("goes on past 1000 pages (1000 records so far)"), "{error}");
+    let looping = UpstreamClient::new(&format!("{}/v3", paging_forever(false).await), "any");
+    let error = looping.images().await.expect_err("a page that links back");
+    assert!(error.contains("links back to a page it already sent"), "{error}");
 }
