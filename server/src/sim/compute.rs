@@ -142,7 +142,11 @@ const ALL_TENANTS: &str = "Policy doesn't allow os_compute_api:servers:detail:ge
 
 /// The servers a listing shows the caller; `None` when it asks for more than it may
 /// ([`ALL_TENANTS`]).
-fn visible<'w>(world: &'w World, caller: &Caller, params: &Params) -> Option<Vec<&'w Value>> {
+fn visible<'w>(
+    world: &'w World,
+    caller: &'w Caller,
+    params: &'w Params,
+) -> Option<impl Iterator<Item = &'w Value> + 'w> {
     let all = params.flag("all_tenants").unwrap_or(false);
     if all && !caller.admin() {
         return None;
@@ -155,12 +159,11 @@ fn visible<'w>(world: &'w World, caller: &Caller, params: &Params) -> Option<Vec
         world
             .servers
             .iter()
-            .filter(|s| project.is_none_or(|p| s["tenant_id"] == p))
-            .filter(|s| {
+            .filter(move |s| project.is_none_or(|p| s["tenant_id"] == p))
+            .filter(move |s| {
                 name.as_deref().is_none_or(|n| s["name"].as_str().is_some_and(|sn| sn.to_lowercase().contains(n)))
             })
-            .filter(|s| status.as_deref().is_none_or(|st| s["status"] == st))
-            .collect(),
+            .filter(move |s| status.as_deref().is_none_or(|st| s["status"] == st)),
     )
 }
 
@@ -209,7 +212,7 @@ async fn list_servers(
             None => json!({"id": s["id"], "name": s["name"], "links": []}),
         };
         let url = format!("{base}/compute/v2.1/servers{}", if version.is_some() { "/detail" } else { "" });
-        let page = Page { key: "servers", records, render: Some(&show), paging: NOVA, url };
+        let page = Page { key: "servers", records: Box::new(records), render: Some(&show), paging: NOVA, url };
         page.body(&params).map_or_else(page_error, listing::json_bytes)
     })
     .await
@@ -433,7 +436,7 @@ async fn flavors(sim: Arc<Sim>, version: NovaVersion, headers: HeaderMap, params
     let base = base_url(&headers);
     let all: Vec<Value> = world::FLAVORS.iter().map(|f| flavor_json(f, detail, version, &base)).collect();
     let url = format!("{base}/compute/v2.1/flavors{}", if detail { "/detail" } else { "" });
-    let page = Page { key: "flavors", records: all.iter().collect(), render: None, paging: NOVA, url };
+    let page = Page { key: "flavors", records: Box::new(all.iter()), render: None, paging: NOVA, url };
     page.body(&params).map_or_else(page_error, listing::json_bytes)
 }
 

@@ -91,22 +91,21 @@ fn render(image: &Value) -> Value {
     image
 }
 
-fn visible<'w>(world: &'w World, caller: &Caller, params: &Params) -> Vec<&'w Value> {
+fn visible<'w>(world: &'w World, caller: &'w Caller, params: &'w Params) -> impl Iterator<Item = &'w Value> + 'w {
     let ids: Option<Vec<&str>> = params.get("id").map(|id| id.strip_prefix("in:").unwrap_or(id).split(',').collect());
-    let text = |key: &str| params.get(key);
+    let text = move |key: &str| params.get(key);
     world
         .images
         .iter()
-        .filter(|i| may_see(caller, i))
-        .filter(|i| ids.as_ref().is_none_or(|ids| ids.iter().any(|id| i["id"] == *id)))
-        .filter(|i| text("name").is_none_or(|n| i["name"] == n))
-        .filter(|i| text("status").is_none_or(|s| i["status"] == s))
-        .filter(|i| text("owner").is_none_or(|o| i["owner"] == o))
-        .filter(|i| match text("visibility") {
+        .filter(move |i| may_see(caller, i))
+        .filter(move |i| ids.as_ref().is_none_or(|ids| ids.iter().any(|id| i["id"] == *id)))
+        .filter(move |i| text("name").is_none_or(|n| i["name"] == n))
+        .filter(move |i| text("status").is_none_or(|s| i["status"] == s))
+        .filter(move |i| text("owner").is_none_or(|o| i["owner"] == o))
+        .filter(move |i| match text("visibility") {
             None | Some("all") => true,
             Some(v) => i["visibility"] == v,
         })
-        .collect()
 }
 
 async fn list_images(
@@ -118,7 +117,7 @@ async fn list_images(
     sim.count("GET images");
     let url = format!("{}/image/v2/images", base_url(&headers));
     listing::answer(sim, move |world| {
-        let records = visible(world, &caller, &params);
+        let records = Box::new(visible(world, &caller, &params));
         let page = Page { key: "images", records, render: Some(&render), paging: GLANCE, url };
         page.body(&params).map_or_else(
             |error| match error {

@@ -100,14 +100,16 @@ pub enum PageError {
     UnknownMarker(String),
 }
 
-/// The part of `records` a page holds (by `limit` and `marker`), and whether a next
-/// link goes with it: the real services send one whenever the page is full, so the
-/// last full page is followed by an empty one.
-pub fn select(
-    ids: &[&str],
+/// The records a page holds (by `limit` and `marker`), and the `limit` a next link
+/// carries when there is one: the real services send one whenever the page is full, so
+/// the last full page is followed by an empty one. `records` are read lazily, only as far
+/// as the page's end: a page of a large listing costs the records up to its marker, not
+/// the whole listing.
+pub fn select<'w>(
+    mut records: impl Iterator<Item = &'w Value>,
     params: &Params,
     paging: Paging,
-) -> Result<(std::ops::Range<usize>, Option<usize>), PageError> {
+) -> Result<(Vec<&'w Value>, Option<usize>), PageError> {
     let limit = match params.get("limit") {
         Some(text) => match text.parse::<usize>() {
             Ok(limit) => Some(limit.min(paging.max_limit)),
@@ -115,24 +117,26 @@ pub fn select(
         },
         None => paging.default_limit,
     };
-    let start = match params.get("marker") {
-        Some(marker) => match ids.iter().position(|id| *id == marker) {
-            Some(at) => at + 1,
-            None => return Err(PageError::UnknownMarker(marker.to_owned())),
-        },
-        None => 0,
+    if let Some(marker) = params.get("marker")
+        && !records.by_ref().any(|r| r["id"] == marker)
+    {
+        return Err(PageError::UnknownMarker(marker.to_owned()));
+    }
+    let page: Vec<&Value> = match limit {
+        Some(limit) => records.take(limit).collect(),
+        None => records.collect(),
     };
-    let end = limit.map_or(ids.len(), |l| (start + l).min(ids.len()));
-    let full = limit.is_some_and(|l| l > 0 && end - start == l);
-    Ok((start..end, if full { limit } else { None }))
+    let full = limit.is_some_and(|l| l > 0 && page.len() == l);
+    Ok((page, if full { limit } else { None }))
 }
 
-/// What a listing answers: the records of `key` as `render` writes each one (the record
-/// itself for most), its page cut by `params`, and the next link under `url` (the
-/// listing's own URL, which the link repeats with a marker).
+/// What a listing answers: the records of `key` (those the caller may see and the query
+/// asks for, in order) as `render` writes each one (the record itself for most), its
+/// page cut by `params`, and the next link under `url` (the listing's own URL, which the
+/// link repeats with a marker).
 pub struct Page<'w> {
     pub key: &'static str,
-    pub records: Vec<&'w Value>,
+    pub records: Box<dyn Iterator<Item = &'w Value> + 'w>,
     pub render: Option<&'w (dyn Fn(&Value) -> Value + Sync)>,
     pub paging: Paging,
     pub url: String,
@@ -141,9 +145,7 @@ pub struct Page<'w> {
 impl Page<'_> {
     /// The answer's body, or the page's error.
     pub fn body(self, params: &Params) -> Result<Vec<u8>, PageError> {
-        let ids: Vec<&str> = self.records.iter().map(|r| r["id"].as_str().unwrap_or_default()).collect();
-        let (range, next) = select(&ids, params, self.paging)?;
-        let page = &self.records[range.clone()];
+        let (page, next) = select(self.records, params, self.paging)?;
         // About what the page weighs, so that the buffer grows once or twice.
         let mut out = Vec::with_capacity(128 + page.len() * 512);
         out.extend_from_slice(format!("{{\"{}\":[", self.key).as_bytes());
@@ -160,7 +162,7 @@ impl Page<'_> {
             }
         }
         out.push(b']');
-        let next = next.and_then(|limit| Some((ids.get(range.end.checked_sub(1)?)?, limit)));
+        let next = next.and_then(|limit| Some((page.last()?["id"].as_str()?, limit)));
         let path = self.url.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map_or("/", |(_, p)| p);
         match self.paging.style {
             LinkStyle::Links => {
@@ -225,15 +227,21 @@ mod tests {
 
     #[test]
     fn pages_follow_limit_and_marker_like_the_real_services() {
-        let ids = ["a", "b", "c", "d", "e"];
+        let records: Vec<Value> = ["a", "b", "c", "d", "e"].iter().map(|id| serde_json::json!({"id": id})).collect();
+        let pick = |query: &[(&str, &str)], paging: Paging| {
+            select(records.iter(), &params(query), paging).map(|(page, next)| {
+                (page.iter().map(|r| r["id"].as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>(), next)
+            })
+        };
         let two = Paging { default_limit: Some(2), max_limit: 3, style: LinkStyle::Links };
-        assert_eq!(select(&ids, &params(&[]), two), Ok((0..2, Some(2))));
-        assert_eq!(select(&ids, &params(&[("marker", "b")]), two), Ok((2..4, Some(2))));
-        assert_eq!(select(&ids, &params(&[("marker", "d")]), two), Ok((4..5, None)));
-        assert_eq!(select(&ids, &params(&[("limit", "9")]), two), Ok((0..3, Some(3))), "capped at the maximum");
-        assert_eq!(select(&ids, &params(&[]), NEUTRON), Ok((0..5, None)));
-        assert_eq!(select(&ids, &params(&[("marker", "zz")]), two), Err(PageError::UnknownMarker("zz".into())));
-        assert_eq!(select(&ids, &params(&[("limit", "x")]), two), Err(PageError::BadLimit("x".into())));
+        let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(pick(&[], two), Ok((ids(&["a", "b"]), Some(2))));
+        assert_eq!(pick(&[("marker", "b")], two), Ok((ids(&["c", "d"]), Some(2))));
+        assert_eq!(pick(&[("marker", "d")], two), Ok((ids(&["e"]), None)));
+        assert_eq!(pick(&[("limit", "9")], two), Ok((ids(&["a", "b", "c"]), Some(3))), "capped at the maximum");
+        assert_eq!(pick(&[], NEUTRON), Ok((ids(&["a", "b", "c", "d", "e"]), None)));
+        assert_eq!(pick(&[("marker", "zz")], two), Err(PageError::UnknownMarker("zz".into())));
+        assert_eq!(pick(&[("limit", "x")], two), Err(PageError::BadLimit("x".into())));
         assert_eq!(params(&[("all_tenants", "")]).flag("all_tenants"), Some(true));
         assert_eq!(params(&[("all_tenants", "0")]).flag("all_tenants"), Some(false));
     }
@@ -244,7 +252,7 @@ mod tests {
         let two = Paging { default_limit: Some(2), max_limit: 10, style: LinkStyle::Glance };
         let page = Page {
             key: "images",
-            records: records.iter().collect(),
+            records: Box::new(records.iter()),
             render: None,
             paging: two,
             url: "http://h/image/v2/images".into(),
@@ -256,7 +264,7 @@ mod tests {
         let links = Paging { style: LinkStyle::Links, ..two };
         let page = Page {
             key: "servers",
-            records: records.iter().collect(),
+            records: Box::new(records.iter()),
             render: None,
             paging: links,
             url: "http://h/compute/v2.1/servers/detail".into(),

@@ -240,9 +240,12 @@ pub async fn run(listener: TcpListener, sim: Arc<Sim>, shutdown: CancellationTok
 }
 
 /// The project a request's URL names (`/volume/v3/{project_id}/volumes`), which must be
-/// the token's.
+/// the token's, and whether it is Nova's (whose refusal says more than Cinder's).
 #[derive(Clone, Debug)]
-struct UrlProject(String);
+struct UrlProject {
+    project: String,
+    nova: bool,
+}
 
 /// What may follow the version in a Nova or Cinder URL besides a project id.
 const COLLECTIONS: &[&str] = &[
@@ -287,7 +290,9 @@ async fn strip_project(mut request: Request, next: Next) -> Response {
             if tail.is_empty() { stripped.replacen(prefix, prefix.trim_end_matches('/'), 1) } else { stripped };
         if let Ok(uri) = stripped.parse::<Uri>() {
             *request.uri_mut() = uri;
-            request.extensions_mut().insert(UrlProject(first.to_owned()));
+            request
+                .extensions_mut()
+                .insert(UrlProject { project: first.to_owned(), nova: prefix.starts_with("/compute") });
         }
         break;
     }
@@ -319,7 +324,8 @@ async fn faulty(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Re
 
 /// Every service's token check, as keystonemiddleware does it: the caller goes into the
 /// request's extensions for the handler; a project in the URL that is not the token's is
-/// refused as real Nova and Cinder refuse it (`400 Malformed request url`).
+/// refused as real Nova and Cinder refuse it: with a `400` (measured against Cinder 29:
+/// `Malformed request url`), not a `403`.
 async fn authenticated(State(sim): State<Arc<Sim>>, mut request: Request, next: Next) -> Response {
     let token = request.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let caller = if token.is_empty() { None } else { sim.identity.caller(&token, &sim.world).await };
@@ -329,10 +335,18 @@ async fn authenticated(State(sim): State<Arc<Sim>>, mut request: Request, next: 
             "The request you have made requires authentication.",
         );
     };
-    if let Some(UrlProject(project)) = request.extensions().get::<UrlProject>()
+    if let Some(UrlProject { project, nova }) = request.extensions().get::<UrlProject>()
         && caller.project_id.as_deref() != Some(project.as_str())
     {
-        return fault(StatusCode::BAD_REQUEST, "Malformed request url");
+        let message = if *nova {
+            format!(
+                "Malformed request URL: URL's project_id '{project}' doesn't match Context's project_id '{}'",
+                caller.project()
+            )
+        } else {
+            "Malformed request url".to_owned()
+        };
+        return fault(StatusCode::BAD_REQUEST, &message);
     }
     request.extensions_mut().insert(caller);
     next.run(request).await

@@ -62,20 +62,19 @@ fn boolean(text: &str) -> Option<bool> {
     }
 }
 
-fn visible<'w>(world: &'w World, caller: &Caller, params: &Params) -> Vec<&'w Value> {
+fn visible<'w>(world: &'w World, caller: &'w Caller, params: &'w Params) -> impl Iterator<Item = &'w Value> + 'w {
     let project = params.get("project_id").or_else(|| params.get("tenant_id"));
-    let flag = |key: &str| params.get(key).and_then(boolean);
+    let flag = move |key: &str| params.get(key).and_then(boolean);
     world
         .networks
         .iter()
-        .filter(|n| may_see(caller, n))
-        .filter(|n| params.get("id").is_none_or(|id| n["id"] == id))
-        .filter(|n| params.get("name").is_none_or(|name| n["name"] == name))
-        .filter(|n| params.get("status").is_none_or(|s| n["status"] == s))
-        .filter(|n| project.is_none_or(|p| n["project_id"] == p))
-        .filter(|n| flag("shared").is_none_or(|s| n["shared"] == s))
-        .filter(|n| flag("router:external").is_none_or(|e| n["router:external"].as_bool().unwrap_or(false) == e))
-        .collect()
+        .filter(move |n| may_see(caller, n))
+        .filter(move |n| params.get("id").is_none_or(|id| n["id"] == id))
+        .filter(move |n| params.get("name").is_none_or(|name| n["name"] == name))
+        .filter(move |n| params.get("status").is_none_or(|s| n["status"] == s))
+        .filter(move |n| project.is_none_or(|p| n["project_id"] == p))
+        .filter(move |n| flag("shared").is_none_or(|s| n["shared"] == s))
+        .filter(move |n| flag("router:external").is_none_or(|e| n["router:external"].as_bool().unwrap_or(false) == e))
 }
 
 async fn list_networks(
@@ -87,8 +86,13 @@ async fn list_networks(
     sim.count("GET networks");
     let url = format!("{}/network/v2.0/networks", base_url(&headers));
     listing::answer(sim, move |world| {
-        let page =
-            Page { key: "networks", records: visible(world, &caller, &params), render: None, paging: NEUTRON, url };
+        let page = Page {
+            key: "networks",
+            records: Box::new(visible(world, &caller, &params)),
+            render: None,
+            paging: NEUTRON,
+            url,
+        };
         page.body(&params).map_or_else(
             |error| match error {
                 PageError::BadLimit(limit) => {

@@ -46,7 +46,7 @@ async fn versions(headers: HeaderMap) -> Json<Value> {
         "media-types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}]}]}))
 }
 
-fn visible<'w>(world: &'w World, caller: &Caller, params: &Params) -> Vec<&'w Value> {
+fn visible<'w>(world: &'w World, caller: &'w Caller, params: &'w Params) -> impl Iterator<Item = &'w Value> + 'w {
     // Cinder drops `all_tenants` from a non-admin's query rather than refusing it.
     let all = caller.admin() && params.flag("all_tenants").unwrap_or(false);
     let project = if all { params.get("project_id") } else { Some(caller.project()) };
@@ -55,10 +55,9 @@ fn visible<'w>(world: &'w World, caller: &Caller, params: &Params) -> Vec<&'w Va
     world
         .volumes
         .iter()
-        .filter(|v| project.is_none_or(|p| v["os-vol-tenant-attr:tenant_id"] == p))
-        .filter(|v| name.is_none_or(|n| v["name"] == n))
-        .filter(|v| status.is_none_or(|s| v["status"].as_str().is_some_and(|vs| vs.eq_ignore_ascii_case(s))))
-        .collect()
+        .filter(move |v| project.is_none_or(|p| v["os-vol-tenant-attr:tenant_id"] == p))
+        .filter(move |v| name.is_none_or(|n| v["name"] == n))
+        .filter(move |v| status.is_none_or(|s| v["status"].as_str().is_some_and(|vs| vs.eq_ignore_ascii_case(s))))
 }
 
 fn page_error(error: PageError) -> Response {
@@ -99,7 +98,8 @@ async fn list_volumes(sim: Arc<Sim>, caller: Caller, base: String, params: Param
     listing::answer(sim, move |world| {
         let brief = |v: &Value| json!({"id": v["id"], "name": v["name"], "links": []});
         let render: Option<&(dyn Fn(&Value) -> Value + Sync)> = if detail { None } else { Some(&brief) };
-        let page = Page { key: "volumes", records: visible(world, &caller, &params), render, paging: CINDER, url };
+        let page =
+            Page { key: "volumes", records: Box::new(visible(world, &caller, &params)), render, paging: CINDER, url };
         page.body(&params).map_or_else(page_error, listing::json_bytes)
     })
     .await

@@ -105,6 +105,10 @@ async fn tokens_are_scoped_to_a_project_and_the_roles_on_it_decide() {
     assert_eq!(count(&body, "volumes"), 12);
     let (status, body) = get(&format!("{url}/volume/v3/prj-data/volumes/detail"), &alice).await;
     assert_eq!((status, &body["badRequest"]["message"]), (StatusCode::BAD_REQUEST, &json!("Malformed request url")));
+    let (status, body) = get(&format!("{url}/compute/v2.1/prj-data/servers"), &alice).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "Nova's legacy URL with a project: {body}");
+    let (status, body) = get(&format!("{url}/compute/v2.1/prj-web/servers"), &alice).await;
+    assert_eq!((status, count(&body, "servers")), (StatusCode::OK, 8), "{body}");
     // Everyone's only for admins: Nova refuses, Cinder ignores the parameter.
     let (status, _) = get(&format!("{url}/compute/v2.1/servers/detail?all_tenants=1"), &alice).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
