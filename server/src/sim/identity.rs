@@ -169,12 +169,12 @@ impl Identity {
     }
 
     /// Who `token` belongs to, if it is valid.
-    pub async fn caller(&self, token: &str, world: &Mutex<World>) -> Option<Caller> {
+    ///
+    /// Every request of every service asks this, so it never waits for the world's lock
+    /// (which a large listing holds while it is written).
+    pub async fn caller(&self, token: &str) -> Option<Caller> {
         match self {
-            Identity::Local(keystone) => {
-                let world = world.lock().unwrap_or_else(|p| p.into_inner());
-                keystone.caller(token, &world)
-            }
+            Identity::Local(keystone) => keystone.caller(token),
             Identity::External(external) => external.caller(token).await,
         }
     }
@@ -221,18 +221,21 @@ impl Identity {
 }
 
 impl Keystone {
-    fn caller(&self, token: &str, world: &World) -> Option<Caller> {
+    fn caller(&self, token: &str) -> Option<Caller> {
         let issued = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned()?;
         if issued.expires <= SystemTime::now() {
             return None;
         }
         let user = self.users.iter().find(|u| u.id == issued.user_id)?;
-        // A project deleted since, or a role taken away, ends the token's rights there.
+        // A role taken away ends the token's rights there (a deleted project's tokens are
+        // revoked with it).
         let roles = match &issued.project_id {
-            Some(project) if world.has_project(project) => self.roles_on(&user.id, project),
-            Some(_) => return None,
+            Some(project) => self.roles_on(&user.id, project),
             None => Vec::new(),
         };
+        if issued.project_id.is_some() && roles.is_empty() {
+            return None;
+        }
         Some(Caller { user_id: user.id.clone(), user_name: user.name.clone(), project_id: issued.project_id, roles })
     }
 
@@ -557,7 +560,7 @@ fn subject(sim: &Sim, headers: &HeaderMap) -> Result<(String, Issued), Refusal> 
     let keystone = sim.identity.keystone().ok_or(Refusal::Unauthorized)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let (token, subject) = (header("x-auth-token"), header("x-subject-token"));
-    let caller = keystone.caller(&token, &sim.world()).ok_or(Refusal::Unauthorized)?;
+    let caller = keystone.caller(&token).ok_or(Refusal::Unauthorized)?;
     if subject != token && !caller.admin() {
         return Err(Refusal::Forbidden);
     }
@@ -757,8 +760,11 @@ async fn delete_project(
     if world.projects.len() == before {
         return keystone_error(StatusCode::NOT_FOUND, &format!("Could not find project: {id}."));
     }
+    drop(world);
     if let Some(keystone) = sim.identity.keystone() {
         keystone.assignments.lock().unwrap_or_else(|p| p.into_inner()).retain(|a| a.project != id);
+        // As Keystone does: the project's tokens go with it.
+        keystone.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, t| t.project_id.as_deref() != Some(&id));
     }
     StatusCode::NO_CONTENT.into_response()
 }

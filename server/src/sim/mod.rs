@@ -328,7 +328,7 @@ async fn faulty(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Re
 /// `Malformed request url`), not a `403`.
 async fn authenticated(State(sim): State<Arc<Sim>>, mut request: Request, next: Next) -> Response {
     let token = request.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let caller = if token.is_empty() { None } else { sim.identity.caller(&token, &sim.world).await };
+    let caller = if token.is_empty() { None } else { sim.identity.caller(&token).await };
     let Some(caller) = caller else {
         return identity::keystone_error(
             StatusCode::UNAUTHORIZED,
