@@ -174,16 +174,17 @@ async fn a_revoked_token_is_renewed_without_the_clients_noticing() {
 
 #[tokio::test]
 async fn the_client_renews_its_token_before_keystone_says_it_expires() {
-    // Tokens live 4 s; the client renews when a quarter of that (1 s) is left.
-    let sim = StandaloneSim::start(Duration::from_secs(4)).await;
+    // Tokens live 12 s; the client renews when a quarter of that (3 s) is left: 9 s on.
+    let sim = StandaloneSim::start(Duration::from_secs(12)).await;
     let client = UpstreamClient::new(&sim.url, "stalecast");
+    let started = tokio::time::Instant::now();
     client.projects().await.expect("first call");
     client.servers().await.expect("same token");
     assert_eq!(sim.tokens_issued(), 1);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep_until(started + Duration::from_secs(6)).await;
     client.projects().await.expect("still the same token");
     assert_eq!(sim.tokens_issued(), 1, "not renewed while it has more than a quarter of its life left");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep_until(started + Duration::from_secs(10)).await;
     client.projects().await.expect("after renewal");
     assert_eq!(sim.tokens_issued(), 2, "the token was renewed ahead of its expiry");
 
