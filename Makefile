@@ -16,6 +16,8 @@ test: lint check-gen test-rust test-node
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	# The real-services tests are no default test target (they need the cloud): named.
+	$(CARGO) clippy -p stalecast-tests --test openstack --locked -- -D warnings
 
 # The integration tests also run the `stalecast` binary itself (tests/src/child.rs): build
 # it first, so that they never run a stale one.
@@ -52,6 +54,17 @@ test-node:
 	cd tests/node && npm ci --no-audit --no-fund
 	cd tests/node && npx tsc --noEmit
 	cd tests/node && STALECAST_BIN="$(STALECAST_BIN)" npx vitest run
+
+# ---------------------------------------------------------------------------------------
+# The real-services tier: Stalecast against the real Keystone, Glance and Cinder API (PyPI,
+# pinned in tests/openstack/requirements.txt, in a virtualenv under target/, built once and
+# reused), on free loopback ports with sqlite, and the openstack CLI against `stalecast sim`
+# (tests/openstack/run.sh starts the services, runs tests/tests/openstack, stops them).
+.PHONY: test-openstack
+test: test-openstack
+test-openstack:
+	$(CARGO) build --locked -p stalecast
+	STALECAST_BIN="$(STALECAST_BIN)" CARGO="$(CARGO)" tests/openstack/run.sh
 
 # ---------------------------------------------------------------------------------------
 # Web app and browser tests. `make run` builds the dashboard first; `make test` adds its

@@ -26,6 +26,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::ServeConfig;
+use crate::config::cloud::Upstream;
 use crate::domain::Ctx;
 use crate::guard::{self, Guard};
 use crate::health::{self, Health};
@@ -143,17 +144,21 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let mut tasks = JoinSet::new();
     let sim_stop = CancellationToken::new();
 
-    let (upstream_url, sim, sim_addr) = match &config.upstream {
-        Some(url) => (url.trim_end_matches('/').to_owned(), None, None),
-        None => {
+    // Which cloud, and how to log in: clouds.yaml, OS_* variables, flags (config::cloud).
+    let upstream =
+        crate::config::cloud::resolve(&config.cloud_flags(), &config.os_environment, config.upstream_timeout)
+            .map_err(anyhow::Error::msg)?;
+    let (upstream_config, sim, sim_addr) = match upstream {
+        Upstream::Cloud(cloud) => (*cloud, None, None),
+        Upstream::Simulator { user, password, project } => {
             let sim_listener = TcpListener::bind(("127.0.0.1", config.sim_port))
                 .await
                 .with_context(|| format!("binding the simulator on 127.0.0.1:{}", config.sim_port))?;
             let sim_addr = sim_listener.local_addr()?;
             let sim = Sim::new(SimConfig {
-                user: config.os_user.clone(),
-                password: config.os_password.clone(),
-                project: config.os_project.clone(),
+                user: user.clone(),
+                password: password.clone(),
+                project: project.clone(),
                 churn_interval: config.sim_churn,
                 seed: config.sim_seed,
                 ..SimConfig::default()
@@ -166,17 +171,15 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
                 }
             });
             tracing::info!(%sim_addr, "embedded OpenStack simulator listening");
-            (format!("http://{sim_addr}"), Some(sim), Some(sim_addr))
+            let url = format!("http://{sim_addr}");
+            let upstream = UpstreamConfig::password(&url, &user, &password, &project, config.upstream_timeout);
+            (upstream, Some(sim), Some(sim_addr))
         }
     };
-
-    let client = Arc::new(OpenStackClient::new(UpstreamConfig {
-        auth_url: upstream_url.clone(),
-        user: config.os_user.clone(),
-        password: config.os_password.clone(),
-        project: config.os_project.clone(),
-        timeout: config.upstream_timeout,
-    })?);
+    let upstream_url = upstream_config.auth_url.clone();
+    tracing::info!(auth_url = %upstream_url, region = ?upstream_config.region, interface = upstream_config.interface.as_str(),
+        credentials = ?upstream_config.credentials, "cloud");
+    let client = Arc::new(OpenStackClient::new(upstream_config)?);
     let bus = Arc::new(UpdateBus::new(BusConfig {
         ring_size: config.ring_size as usize,
         channel_capacity: config.channel_capacity as usize,

@@ -15,7 +15,8 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     match cli.command {
-        Command::Serve(config) => {
+        Command::Serve(mut config) => {
+            config.os_environment = stalecast::config::cloud::OsEnvironment::from_process();
             let app = stalecast::app::start(config, shutdown).await?;
             app.wait().await?;
         }
@@ -45,11 +46,20 @@ async fn run_sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<(
         ..SimConfig::default()
     };
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, user = %config.user, "OpenStack simulator listening");
+    let sim = match &args.keystone {
+        Some(keystone) => {
+            tracing::info!(%addr, %keystone, "OpenStack simulator (Nova, Neutron) listening, trusting Keystone");
+            Sim::with_keystone(config, keystone).map_err(anyhow::Error::msg)?
+        }
+        None => {
+            tracing::info!(%addr, user = %config.user, "OpenStack simulator listening");
+            Sim::new(config)
+        }
+    };
     if let Some(path) = &args.ready_file {
         stalecast::app::write_ready_file(path, &serde_json::json!({"addr": addr.to_string()}))?;
     }
-    sim::run(listener, Sim::new(config), shutdown).await?;
+    sim::run(listener, sim, shutdown).await?;
     Ok(())
 }
 

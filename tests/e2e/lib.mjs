@@ -250,31 +250,41 @@ export async function timeUntilVisible(locator, limitMs) {
   return Math.round(performance.now() - started);
 }
 
-/** The simulator's OpenStack API, used to change the cloud behind Stalecast's back. */
+/**
+ * The simulator's OpenStack API, used to change the cloud behind Stalecast's back, as an
+ * OpenStack client does: with a token scoped to the project it acts in (Cinder creates in
+ * the token's project, under a URL that names it).
+ */
 export class Cloud {
   constructor(url) {
     this.url = url;
-    this.token = null;
+    this.tokens = new Map();
   }
 
-  async login() {
+  /** A token of the admin's, scoped to `projectId`. */
+  async login(projectId = "prj-web") {
     const response = await fetch(`${this.url}/v3/auth/tokens`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({
-        auth: { identity: { methods: ["password"], password: { user: { name: "admin", password: "stalecast" } } } },
+        auth: {
+          identity: { methods: ["password"], password: { user: { name: "admin", domain: { id: "default" }, password: "stalecast" } } },
+          scope: { project: { id: projectId } },
+        },
       }),
     });
     if (response.status !== 201) throw new Error(`simulator login: ${response.status}`);
-    this.token = response.headers.get("x-subject-token");
+    const token = response.headers.get("x-subject-token");
+    this.tokens.set(projectId, token);
+    return token;
   }
 
   async createVolume(name, projectId = "prj-web") {
-    if (!this.token) await this.login();
-    const response = await fetch(`${this.url}/volume/v3/volumes`, {
+    const token = this.tokens.get(projectId) ?? (await this.login(projectId));
+    const response = await fetch(`${this.url}/volume/v3/${encodeURIComponent(projectId)}/volumes`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-auth-token": this.token },
-      body: JSON.stringify({ volume: { name, size: 1, project_id: projectId } }),
+      headers: { "content-type": "application/json", "x-auth-token": token },
+      body: JSON.stringify({ volume: { name, size: 1 } }),
     });
     if (!response.ok) throw new Error(`simulator create volume: ${response.status} ${await response.text()}`);
     return (await response.json()).volume.id;

@@ -75,7 +75,7 @@ describe("updates.onUpdate with the stock client", () => {
     cleanup.push(stream.unsubscribe);
     await stream.started;
     await createVolume(direct, "filtered-out");
-    const server = await direct.compute.servers.create.mutate({ projectId: "prj-data", name: "seen" });
+    const server = await direct.compute.servers.create.mutate({ projectId: "prj-data", name: "seen", imageId: "img-cirros" });
     const event = await stream.events.next();
     expect(event.data).toMatchObject({ kind: "update", type: "servers", ids: [server.id] });
   });

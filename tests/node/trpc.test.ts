@@ -116,7 +116,7 @@ describe("queries", () => {
 describe("mutations", () => {
   it("create, stop, start and delete a server", async () => {
     const { client } = api;
-    const created = await client.compute.servers.create.mutate({ projectId: "prj-web", name: "node-api", flavor: "m1.large" });
+    const created = await client.compute.servers.create.mutate({ projectId: "prj-web", name: "node-api", flavor: "m1.large", imageId: "img-cirros" });
     expect(created.status).toBe("BUILD");
     expect(created.flavor).toBe("m1.large");
     expect(await client.compute.servers.get.query({ id: created.id })).toMatchObject({ id: created.id, name: "node-api" });

@@ -117,6 +117,16 @@ impl TestApp {
     }
 }
 
+/// What `stalecast serve` reads of its environment for the cloud: these `OS_*`
+/// variables, and `clouds.yaml` looked for in `dir` (as the working directory).
+pub fn os_environment(vars: &[(&str, &str)], dir: Option<&std::path::Path>) -> stalecast::config::cloud::OsEnvironment {
+    stalecast::config::cloud::OsEnvironment {
+        vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        cwd: dir.map(std::path::Path::to_path_buf),
+        ..Default::default()
+    }
+}
+
 /// The OpenAPI document the code generates.
 pub fn generated_openapi() -> Value {
     serde_json::to_value(stalecast::openapi::document(&stalecast::rpc::registry())).expect("document")
@@ -139,13 +149,7 @@ pub fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<String> 
 }
 
 fn upstream_config(auth_url: &str, password: &str) -> UpstreamConfig {
-    UpstreamConfig {
-        auth_url: auth_url.to_owned(),
-        user: "admin".into(),
-        password: password.into(),
-        project: "admin".into(),
-        timeout: Duration::from_secs(5),
-    }
+    UpstreamConfig::password(auth_url, "admin", password, "admin", Duration::from_secs(5))
 }
 
 /// A simulator alone on a free port, for tests of the upstream client itself.
@@ -195,6 +199,11 @@ impl UpstreamClient {
     /// Lists the servers; answers how many, or the error's text.
     pub async fn servers(&self) -> Result<usize, String> {
         self.0.servers().await.map(|s| s.len()).map_err(|e| e.to_string())
+    }
+
+    /// Lists the images; answers how many, or the error's text.
+    pub async fn images(&self) -> Result<usize, String> {
+        self.0.images().await.map(|i| i.len()).map_err(|e| e.to_string())
     }
 }
 

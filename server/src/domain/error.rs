@@ -16,9 +16,18 @@ pub enum Error {
     /// The resource is not in a state that allows the request.
     #[error("{0}")]
     Conflict(String),
-    /// The caller may not do this.
+    /// The caller may not do this: the cloud's policy or role assignments say no.
     #[error("{0}")]
     Forbidden(String),
+    /// The cloud does not accept the credentials the request was made with.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The request asks for more than the cloud allows (a quota, a size limit).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The cloud is limiting the request rate; the caller should slow down.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The upstream refused the request as invalid; the message is the cloud's own.
     #[error("{0}")]
     Rejected(String),
@@ -52,6 +61,10 @@ impl From<UpstreamError> for Error {
             UpstreamError::NotFound(message) => Error::NotFound(message),
             UpstreamError::Rejected(message) => Error::Rejected(message),
             UpstreamError::Conflict(message) => Error::Conflict(message),
+            UpstreamError::Unauthorized(message) => Error::Unauthorized(message),
+            UpstreamError::Forbidden(message) => Error::Forbidden(message),
+            UpstreamError::TooLarge(message) => Error::TooLarge(message),
+            UpstreamError::RateLimited(message) => Error::TooManyRequests(message),
         }
     }
 }

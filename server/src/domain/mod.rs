@@ -119,12 +119,20 @@ pub fn updates_state(ctx: &Ctx) -> UpdatesState {
     }
 }
 
-/// Creates a server; answers it as upstream shows it after the write (status `BUILD`).
+/// The flavor of a server created without one.
+pub const DEFAULT_FLAVOR: &str = "m1.small";
+
+/// Creates a server in its project (by the flavor's name or id); answers it as upstream
+/// shows it after the write (status `BUILD`).
 pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Error> {
     input.validate()?;
     check_project(ctx, &input.project_id).await?;
-    let flavor = input.flavor.as_deref().unwrap_or("m1.small");
-    let id = ctx.client.create_server(&input.project_id, &input.name, flavor, input.image_id.as_deref()).await?;
+    let flavor = input.flavor.as_deref().unwrap_or(DEFAULT_FLAVOR);
+    // Nova takes a flavor's id; users know flavors by name (and sometimes by id).
+    let flavor_id = ctx.client.flavor_id(&input.project_id, flavor).await?.ok_or_else(|| {
+        Error::invalid("flavor", format!("no flavor named or with id \"{flavor}\" in project {}", input.project_id))
+    })?;
+    let id = ctx.client.create_server(&input.project_id, &input.name, &flavor_id, input.image_id.as_deref()).await?;
     let written = Server {
         id,
         name: input.name,
@@ -142,7 +150,8 @@ pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Err
 
 pub async fn delete_server(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
     input.validate()?;
-    ctx.client.delete_server(&input.id).await?;
+    let project = known_project::<Server>(ctx, &input.id);
+    ctx.client.delete_server(&input.id, project.as_deref()).await?;
     ctx.store.forget::<Server>(&input.id).await;
     Ok(Deleted { id: input.id })
 }
@@ -150,7 +159,8 @@ pub async fn delete_server(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> 
 /// Runs a server action (`os-start`, `os-stop`); answers the server after it.
 pub async fn server_action(ctx: &Ctx, input: IdInput, action: &str) -> Result<Server, Error> {
     input.validate()?;
-    ctx.client.server_action(&input.id, action).await?;
+    let project = known_project::<Server>(ctx, &input.id);
+    ctx.client.server_action(&input.id, project.as_deref(), action).await?;
     // What is known without reading again: the last stored record (the action's effect
     // shows once the poller sees it), or only the id if none was ever stored.
     let known = ctx.store.cached::<Server>().and_then(|s| s.find(&input.id).cloned());
@@ -194,7 +204,8 @@ pub async fn create_volume(ctx: &Ctx, input: VolumeCreate) -> Result<Volume, Err
 
 pub async fn delete_volume(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
     input.validate()?;
-    ctx.client.delete_volume(&input.id).await?;
+    let project = known_project::<Volume>(ctx, &input.id);
+    ctx.client.delete_volume(&input.id, project.as_deref()).await?;
     ctx.store.forget::<Volume>(&input.id).await;
     Ok(Deleted { id: input.id })
 }
@@ -204,7 +215,8 @@ pub async fn delete_volume(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> 
 /// happened: answers `written`, what the write itself told, and leaves the rest to the
 /// poller.
 async fn refreshed<R: Show>(ctx: &Ctx, written: R) -> R {
-    match ctx.store.refresh_one::<R>(written.id()).await {
+    let project = written.project_id().filter(|p| !p.is_empty());
+    match ctx.store.refresh_one::<R>(written.id(), project).await {
         Ok(Some(record)) => record,
         Ok(None) => written,
         Err(error) => {
@@ -212,6 +224,13 @@ async fn refreshed<R: Show>(ctx: &Ctx, written: R) -> R {
             written
         }
     }
+}
+
+/// The project of a stored record: the token to change it with may need to be that
+/// project's (`None` when it was never stored; the service token is used then).
+fn known_project<R: Fetch>(ctx: &Ctx, id: &str) -> Option<String> {
+    let snapshot = ctx.store.cached::<R>()?;
+    snapshot.find(id).and_then(|r| r.project_id().map(str::to_owned))
 }
 
 /// Checks that `projectId` names a known project.
@@ -235,17 +254,9 @@ mod tests {
     use crate::upstream::client::UpstreamConfig;
 
     fn ctx() -> Ctx {
-        let client = Arc::new(
-            OpenStackClient::new(UpstreamConfig {
-                // Nothing listens on port 9 (discard): any upstream call fails at once.
-                auth_url: "http://127.0.0.1:9".into(),
-                user: "u".into(),
-                password: "p".into(),
-                project: "p".into(),
-                timeout: Duration::from_secs(1),
-            })
-            .expect("client"),
-        );
+        // Nothing listens on port 9 (discard): any upstream call fails at once.
+        let config = UpstreamConfig::password("http://127.0.0.1:9", "u", "p", "p", Duration::from_secs(1));
+        let client = Arc::new(OpenStackClient::new(config).expect("client"));
         let bus = Arc::new(UpdateBus::starting_at(1, BusConfig::default()));
         let store = Arc::new(Store::new(client.clone(), bus.clone()));
         Ctx { client, store, bus }

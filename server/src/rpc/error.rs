@@ -186,6 +186,9 @@ impl From<domain::Error> for RpcError {
             domain::Error::NotFound(message) => RpcError::not_found(message),
             domain::Error::Conflict(message) => RpcError::new(ErrorCode::Conflict, message),
             domain::Error::Forbidden(message) => RpcError::new(ErrorCode::Forbidden, message),
+            domain::Error::Unauthorized(message) => RpcError::new(ErrorCode::Unauthorized, message),
+            domain::Error::TooLarge(message) => RpcError::new(ErrorCode::PayloadTooLarge, message),
+            domain::Error::TooManyRequests(message) => RpcError::new(ErrorCode::TooManyRequests, message),
             domain::Error::Rejected(message) => RpcError::bad_request(message),
             domain::Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "upstream unreachable");

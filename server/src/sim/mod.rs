@@ -1,47 +1,63 @@
-//! An OpenStack-shaped cloud API, served by the same binary: the default upstream of
+//! An OpenStack cloud, simulated, served by the same binary: the default upstream of
 //! `stalecast serve` and of the tests, or alone with `stalecast sim`.
 //!
-//! It speaks just enough of Keystone, Nova, Cinder, Glance and Neutron for Stalecast:
-//! password tokens with a service catalog, listings in OpenStack's envelopes, server and
-//! volume creation, shows, deletion and power actions. Resources move through real status
-//! transitions (`BUILD`→`ACTIVE`, `creating`→`available`) after a delay, optional churn
-//! changes things on its own, and fault knobs (`PUT /_sim/faults`) add latency, errors
-//! and malformed bodies for tests, and `POST /_sim/seed` (or `SimConfig::seed`) grows the
-//! cloud with realistic records ([`seed`]). `/_sim/*` is the simulator's own control surface,
-//! without authentication: it binds to loopback by default.
+//! It speaks Keystone ([`identity`]), Nova ([`compute`]), Cinder ([`volume`]), Glance
+//! ([`image`]) and Neutron ([`network`]) as deployments do, faithfully enough for the
+//! stock `openstack` CLI: version discovery documents; the catalog URLs real deployments
+//! register (Keystone, Glance and Neutron unversioned, Cinder with the project in its
+//! URL); tokens scoped per project, with users, roles and role assignments deciding what
+//! each may see and do; query filters, `all_tenants` for admins only, pages of the real
+//! services' sizes with `limit` and `marker` ([`listing`]). Resources move through real
+//! status transitions (`BUILD`→`ACTIVE`, `creating`→`available`) after a delay, optional
+//! churn changes things on its own, fault knobs (`PUT /_sim/faults`) add latency, errors
+//! and malformed bodies for tests, and `POST /_sim/seed` (or `SimConfig::seed`) grows
+//! the cloud with realistic records ([`seed`]). `/_sim/*` is the simulator's own control
+//! surface, without authentication: it binds to loopback by default.
+//!
+//! Beside a real Keystone (`stalecast sim --keystone URL`, [`Sim::with_keystone`]) it
+//! plays only Nova and Neutron for that Keystone's users: it validates their tokens
+//! against it, starts empty, and is registered in that Keystone's catalog by whoever
+//! runs it.
 
+pub mod compute;
+pub mod identity;
+pub mod image;
+pub mod listing;
+pub mod network;
 pub mod records;
 pub mod seed;
+pub mod volume;
 pub mod world;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Json, Router, ServiceExt};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::Layer;
 
-use records::Records;
+use identity::Identity;
 use seed::Seed;
 use world::World;
 
 /// How the simulator behaves.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// The service account: admin of every project (see [`identity`]).
     pub user: String,
     pub password: String,
+    /// The service account's usual project (by name).
     pub project: String,
     /// How long a token lives.
     pub token_ttl: Duration,
@@ -67,16 +83,22 @@ impl Default for SimConfig {
     }
 }
 
-/// Fault injection, adjustable at run time through `PUT /_sim/faults`.
+/// Fault injection, adjustable at run time through `PUT /_sim/faults`, on the API calls
+/// (authentication, `/v3/auth/tokens`, and the version documents keep answering).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Faults {
     /// Added to every API answer.
     #[serde(default)]
     pub latency_ms: u64,
-    /// Share of API requests answered with a 500 (0.0 to 1.0).
+    /// Share of API requests answered with an error (0.0 to 1.0), a 500 unless
+    /// `errorStatus` says otherwise.
     #[serde(default)]
     pub error_rate: f64,
+    /// The status of those errors (400 to 599), with the fault body the services send
+    /// for it (`{"overLimit": …}` for a 413 or a 429, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_status: Option<u16>,
     /// Share of API requests answered with a 200 whose body is not JSON (0.0 to 1.0).
     #[serde(default)]
     pub garbage_rate: f64,
@@ -97,11 +119,10 @@ pub struct Sim {
     config: SimConfig,
     world: Mutex<World>,
     faults: Mutex<Faults>,
-    tokens: Mutex<HashMap<String, SystemTime>>,
+    identity: Identity,
     /// Requests per API call (`GET volumes` a listing, `GET volume` a show, `POST volumes`
     /// a create, …), for tests and the load test.
     requests: Mutex<HashMap<String, u64>>,
-    next_token: AtomicU64,
     /// The simulator's own tasks (churn, delayed status transitions), stopped with it.
     tasks: TaskTracker,
     stopping: CancellationToken,
@@ -116,13 +137,24 @@ impl Sim {
             let totals = world.totals();
             tracing::info!(?totals, took = ?started.elapsed(), "simulator seeded");
         }
+        let identity = Identity::local(&config.user, &config.password, config.token_ttl, &world);
+        Self::build(config, world, identity)
+    }
+
+    /// A simulator that plays only Nova and Neutron beside the real Keystone at
+    /// `keystone`, whose tokens it validates there; it starts with no records.
+    pub fn with_keystone(config: SimConfig, keystone: &str) -> Result<Arc<Self>, String> {
+        let identity = Identity::external(keystone)?;
+        Ok(Self::build(config, World::empty(), identity))
+    }
+
+    fn build(config: SimConfig, world: World, identity: Identity) -> Arc<Self> {
         Arc::new(Sim {
             config,
             world: Mutex::new(world),
             faults: Mutex::new(Faults::default()),
-            tokens: Mutex::new(HashMap::new()),
+            identity,
             requests: Mutex::new(HashMap::new()),
-            next_token: AtomicU64::new(1),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
         })
@@ -142,7 +174,7 @@ impl Sim {
 
     /// Invalidates every token, as a Keystone restart or revocation would.
     pub fn revoke_tokens(&self) {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.identity.revoke_all();
     }
 
     fn count(&self, what: &str) {
@@ -156,33 +188,34 @@ impl Sim {
 
     /// How many tokens Keystone has issued so far.
     pub fn tokens_issued(&self) -> u64 {
-        self.next_token.load(Ordering::Relaxed) - 1
-    }
-
-    fn token_valid(&self, token: &str) -> bool {
-        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.get(token).is_some_and(|expiry| *expiry > SystemTime::now())
+        self.identity.tokens_issued()
     }
 }
 
-/// The simulator's routes.
+/// The simulator's routes (before [`strip_project`], which [`run`] puts in front).
 pub fn router(sim: Arc<Sim>) -> Router {
-    let api = Router::new()
-        .route("/identity/v3/projects", get(projects))
-        .route("/compute/v2.1/servers/detail", get(servers))
-        .route("/compute/v2.1/servers", post(create_server))
-        .route("/compute/v2.1/servers/{id}", get(server).delete(delete_server))
-        .route("/compute/v2.1/servers/{id}/action", post(server_action))
-        .route("/volume/v3/volumes/detail", get(volumes))
-        .route("/volume/v3/volumes", post(create_volume))
-        .route("/volume/v3/volumes/{id}", get(volume).delete(delete_volume))
-        .route("/image/v2/images", get(images))
-        .route("/network/v2.0/networks", get(networks))
-        .route_layer(middleware::from_fn_with_state(sim.clone(), authenticated));
+    // The fault knobs act on the API calls; authentication and the version documents
+    // keep answering, so that a test's faults hit the call it is about (not the token a
+    // write in another project needs first).
+    let services = Router::new()
+        .merge(identity::guarded_routes())
+        .nest("/identity", identity::guarded_routes())
+        .merge(compute::routes())
+        .merge(volume::routes())
+        .merge(image::routes())
+        .merge(network::routes())
+        .route_layer(middleware::from_fn_with_state(sim.clone(), authenticated))
+        .layer(middleware::from_fn_with_state(sim.clone(), faulty));
+    let open = Router::new()
+        .merge(identity::open_routes())
+        .nest("/identity", identity::open_routes())
+        .merge(compute::open_routes())
+        .merge(volume::open_routes())
+        .merge(image::open_routes())
+        .merge(network::open_routes());
     Router::new()
-        .route("/v3/auth/tokens", post(issue_token))
-        .merge(api)
-        .layer(middleware::from_fn_with_state(sim.clone(), faulty))
+        .merge(open)
+        .merge(services)
         .route("/_sim/faults", put(put_faults).get(get_faults))
         .route("/_sim/seed", post(post_seed))
         .route("/_sim/revoke-tokens", post(revoke))
@@ -196,7 +229,9 @@ pub async fn run(listener: TcpListener, sim: Arc<Sim>, shutdown: CancellationTok
     if let Some(every) = sim.config.churn_interval {
         sim.tasks.spawn(churn(sim.clone(), every, sim.stopping.clone()));
     }
-    let served = axum::serve(listener, router(sim.clone()).into_make_service_with_connect_info::<SocketAddr>())
+    // Before routing: the project segment of a URL is taken out of the path.
+    let app = middleware::from_fn(strip_project).layer(router(sim.clone()));
+    let served = axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
     sim.stopping.cancel();
@@ -205,7 +240,67 @@ pub async fn run(listener: TcpListener, sim: Arc<Sim>, shutdown: CancellationTok
     served
 }
 
-/// Applies the fault knobs to every API request (not to `/_sim`).
+/// The project a request's URL names (`/volume/v3/{project_id}/volumes`), which must be
+/// the token's, and whether it is Nova's (whose refusal says more than Cinder's).
+#[derive(Clone, Debug)]
+struct UrlProject {
+    project: String,
+    nova: bool,
+}
+
+/// What may follow the version in a Nova or Cinder URL besides a project id.
+const COLLECTIONS: &[&str] = &[
+    "servers",
+    "flavors",
+    "volumes",
+    "types",
+    "snapshots",
+    "backups",
+    "attachments",
+    "limits",
+    "extensions",
+    "images",
+    "messages",
+    "groups",
+    "os-keypairs",
+    "os-quota-sets",
+    "os-availability-zone",
+    "os-hypervisors",
+    "os-services",
+    "os-aggregates",
+    "os-server-groups",
+    "os-instance-actions",
+    "os-simple-tenant-usage",
+];
+
+/// Takes the project id out of a Cinder (or legacy Nova) URL, so that one set of routes
+/// serves both forms, and remembers it for [`authenticated`] to compare with the token's.
+async fn strip_project(mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    for prefix in ["/volume/v3/", "/compute/v2.1/"] {
+        let Some(rest) = path.strip_prefix(prefix) else { continue };
+        let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if first.is_empty() || COLLECTIONS.contains(&first) {
+            break;
+        }
+        let stripped = match request.uri().query() {
+            Some(query) => format!("{}{tail}?{query}", prefix),
+            None => format!("{}{tail}", prefix),
+        };
+        let stripped =
+            if tail.is_empty() { stripped.replacen(prefix, prefix.trim_end_matches('/'), 1) } else { stripped };
+        if let Ok(uri) = stripped.parse::<Uri>() {
+            *request.uri_mut() = uri;
+            request
+                .extensions_mut()
+                .insert(UrlProject { project: first.to_owned(), nova: prefix.starts_with("/compute") });
+        }
+        break;
+    }
+    next.run(request).await
+}
+
+/// Applies the fault knobs to an API call.
 async fn faulty(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Response {
     let faults = sim.faults();
     if faults.latency_ms > 0 {
@@ -214,12 +309,8 @@ async fn faulty(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Re
     let roll: f64 = rand::rng().random();
     let failed_read = faults.fail_reads && request.method() == axum::http::Method::GET;
     if failed_read || roll < faults.error_rate {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"computeFault": {"code": 500,
-            "message": "simulated failure"}})),
-        )
-            .into_response();
+        let status = faults.error_status.and_then(|s| StatusCode::from_u16(s).ok());
+        return fault(status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "simulated failure");
     }
     if roll < faults.error_rate + faults.garbage_rate {
         // A proxy that mangles answers: a write still reaches the API and takes effect,
@@ -232,305 +323,52 @@ async fn faulty(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Re
     next.run(request).await
 }
 
-async fn authenticated(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Response {
-    let token = request.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if !sim.token_valid(token) {
-        return fault(StatusCode::UNAUTHORIZED, "The request you have made requires authentication.");
+/// Every service's token check, as keystonemiddleware does it: the caller goes into the
+/// request's extensions for the handler; a project in the URL that is not the token's is
+/// refused as real Nova and Cinder refuse it: with a `400` (measured against Cinder 29:
+/// `Malformed request url`), not a `403`.
+async fn authenticated(State(sim): State<Arc<Sim>>, mut request: Request, next: Next) -> Response {
+    let token = request.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let caller = if token.is_empty() { None } else { sim.identity.caller(&token).await };
+    let Some(caller) = caller else {
+        return identity::keystone_error(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+        );
+    };
+    if let Some(UrlProject { project, nova }) = request.extensions().get::<UrlProject>()
+        && caller.project_id.as_deref() != Some(project.as_str())
+    {
+        let message = if *nova {
+            format!(
+                "Malformed request URL: URL's project_id '{project}' doesn't match Context's project_id '{}'",
+                caller.project()
+            )
+        } else {
+            "Malformed request url".to_owned()
+        };
+        return fault(StatusCode::BAD_REQUEST, &message);
     }
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
-fn fault(status: StatusCode, message: &str) -> Response {
+/// A Nova- or Cinder-style fault body (`{"itemNotFound": {"code": 404, "message": …}}`).
+pub fn fault(status: StatusCode, message: &str) -> Response {
     let key = match status {
         StatusCode::NOT_FOUND => "itemNotFound",
         StatusCode::BAD_REQUEST => "badRequest",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::CONFLICT => "conflictingRequest",
-        _ => "error",
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => "overLimit",
+        StatusCode::NOT_ACCEPTABLE => "notAcceptable",
+        _ => "computeFault",
     };
     (status, Json(json!({ key: {"code": status.as_u16(), "message": message} }))).into_response()
 }
 
-#[derive(Deserialize)]
-struct AuthRequest {
-    auth: AuthBody,
-}
-#[derive(Deserialize)]
-struct AuthBody {
-    identity: Identity,
-}
-#[derive(Deserialize)]
-struct Identity {
-    password: PasswordAuth,
-}
-#[derive(Deserialize)]
-struct PasswordAuth {
-    user: UserAuth,
-}
-#[derive(Deserialize)]
-struct UserAuth {
-    name: String,
-    password: String,
-}
-
-async fn issue_token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let Ok(request) = serde_json::from_slice::<AuthRequest>(&body) else {
-        return fault(StatusCode::BAD_REQUEST, "Expecting to find identity.password.user in auth");
-    };
-    let user = request.auth.identity.password.user;
-    if user.name != sim.config.user || user.password != sim.config.password {
-        return fault(StatusCode::UNAUTHORIZED, "The request you have made requires authentication.");
-    }
-    let n = sim.next_token.fetch_add(1, Ordering::Relaxed);
-    let token = format!("gAAAA-sim-{n:08}-{:016x}", rand::rng().random::<u64>());
-    let expires = SystemTime::now() + sim.config.token_ttl;
-    sim.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), expires);
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-    let base = format!("http://{host}");
-    let endpoint = |kind: &str, path: &str| {
-        json!({"type": kind, "name": kind, "endpoints": [{"interface": "public", "region": "RegionOne",
-               "url": format!("{base}{path}")}]})
-    };
-    let body = json!({"token": {
-        "methods": ["password"],
-        "expires_at": humantime::format_rfc3339_seconds(expires).to_string(),
-        "user": {"name": sim.config.user, "domain": {"id": "default"}},
-        "project": {"id": "prj-admin", "name": sim.config.project},
-        "catalog": [
-            endpoint("identity", "/identity/v3"),
-            endpoint("compute", "/compute/v2.1"),
-            endpoint("volumev3", "/volume/v3"),
-            endpoint("image", "/image/v2"),
-            endpoint("network", "/network/v2.0"),
-        ],
-    }});
-    (StatusCode::CREATED, [("x-subject-token", token)], Json(body)).into_response()
-}
-
-async fn projects(State(sim): State<Arc<Sim>>) -> Response {
-    sim.count("GET projects");
-    listing(sim, "projects", |w| &w.projects).await
-}
-
-async fn servers(State(sim): State<Arc<Sim>>) -> Response {
-    sim.count("GET servers");
-    listing(sim, "servers", |w| &w.servers).await
-}
-
-async fn server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
-    sim.count("GET server");
-    match sim.world().servers.get(&id) {
-        Some(server) => Json(json!({ "server": server })).into_response(),
-        None => fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found.")),
-    }
-}
-
-async fn volumes(State(sim): State<Arc<Sim>>) -> Response {
-    sim.count("GET volumes");
-    listing(sim, "volumes", |w| &w.volumes).await
-}
-
-async fn volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
-    sim.count("GET volume");
-    let found = sim.world().volumes.get(&id).cloned();
-    match found {
-        Some(volume) => Json(json!({ "volume": volume })).into_response(),
-        None => fault(StatusCode::NOT_FOUND, &format!("Volume {id} could not be found.")),
-    }
-}
-
-async fn images(State(sim): State<Arc<Sim>>) -> Response {
-    sim.count("GET images");
-    listing(sim, "images", |w| &w.images).await
-}
-
-async fn networks(State(sim): State<Arc<Sim>>) -> Response {
-    sim.count("GET networks");
-    listing(sim, "networks", |w| &w.networks).await
-}
-
-/// A listing in OpenStack's envelope, `{"<key>": [records]}`: a snapshot of the records
-/// taken under the world's lock (a pointer per record), serialized on the blocking pool
-/// after letting go of it. When a listing of 36,000 seeded volumes (35 MB) was serialized
-/// under the lock, every show, create and delete waited for it (100–150 ms with nothing
-/// else running, seconds with the machine busy); and when it was cloned and serialized on
-/// an async worker, with `Json`, the requests queued behind it stalled by 0.6–4.3 s.
-async fn listing(sim: Arc<Sim>, key: &'static str, records: fn(&World) -> &Records) -> Response {
-    let snapshot = records(&sim.world()).snapshot();
-    let body = tokio::task::spawn_blocking(move || {
-        // About what the listing weighs, so that the buffer grows once or twice, not twenty times.
-        let mut out = Vec::with_capacity(64 + snapshot.len() * 1024);
-        out.extend_from_slice(format!("{{\"{key}\":").as_bytes());
-        serde_json::to_writer(&mut out, &snapshot).map(|()| {
-            out.push(b'}');
-            out
-        })
-    })
-    .await;
-    let delay = sim.faults().listing_latency_ms;
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    match body {
-        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Ok(Err(e)) => fault(StatusCode::INTERNAL_SERVER_ERROR, &format!("serializing {key}: {e}")),
-        Err(e) => fault(StatusCode::INTERNAL_SERVER_ERROR, &format!("serializing {key}: {e}")),
-    }
-}
-
-#[derive(Deserialize)]
-struct CreateServerBody {
-    server: NewServer,
-}
-#[derive(Deserialize)]
-struct NewServer {
-    name: String,
-    #[serde(rename = "flavorRef", default)]
-    flavor: Option<String>,
-    #[serde(rename = "imageRef", default)]
-    image: Option<String>,
-    /// Not in Nova's API (the token's project is used there); lets one admin token create
-    /// servers in any project.
-    #[serde(default)]
-    project_id: Option<String>,
-}
-
-async fn create_server(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
-    sim.count("POST servers");
-    let Ok(CreateServerBody { server }) = serde_json::from_slice(&body) else {
-        return fault(StatusCode::BAD_REQUEST, "Invalid input for field/attribute server.");
-    };
-    let project = server.project_id.unwrap_or_else(|| "prj-admin".into());
-    let id = {
-        let mut world = sim.world();
-        if !world.has_project(&project) {
-            return fault(StatusCode::BAD_REQUEST, &format!("Project {project} could not be found."));
-        }
-        let image = server.image.filter(|i| !i.is_empty());
-        if let Some(image) = &image
-            && world.images.get(image).is_none()
-        {
-            return fault(StatusCode::BAD_REQUEST, &format!("Image {image} could not be found."));
-        }
-        world.new_server(
-            &project,
-            &server.name,
-            server.flavor.as_deref().unwrap_or("m1.small"),
-            image.as_deref(),
-            "BUILD",
-        )
-    };
-    transition_later(sim.clone(), id.clone(), |world, id| World::set_status(&mut world.servers, id, "ACTIVE"));
-    (StatusCode::ACCEPTED, Json(json!({"server": {"id": id, "adminPass": "simulated"}}))).into_response()
-}
-
-async fn delete_server(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
-    sim.count("DELETE servers");
-    let mut world = sim.world();
-    if world.servers.remove(&id).is_none() {
-        return fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found."));
-    }
-    let attached: Vec<String> = world
-        .volumes
-        .iter()
-        .filter(|v| v["attachments"].as_array().is_some_and(|a| a.iter().any(|a| a["server_id"] == id.as_str())))
-        .filter_map(|v| v["id"].as_str().map(str::to_owned))
-        .collect();
-    for volume in &attached {
-        if let Some(volume) = world.volumes.get_mut(volume) {
-            volume["attachments"] = json!([]);
-            volume["status"] = json!("available");
-        }
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn server_action(State(sim): State<Arc<Sim>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
-    sim.count("POST servers action");
-    let Ok(Value::Object(action)) = serde_json::from_slice::<Value>(&body) else {
-        return fault(StatusCode::BAD_REQUEST, "Malformed request body");
-    };
-    let (from, to) = if action.contains_key("os-start") {
-        ("SHUTOFF", "ACTIVE")
-    } else if action.contains_key("os-stop") {
-        ("ACTIVE", "SHUTOFF")
-    } else {
-        return fault(StatusCode::BAD_REQUEST, "There is no such action");
-    };
-    let mut world = sim.world();
-    let Some(server) = world.servers.get(&id) else {
-        return fault(StatusCode::NOT_FOUND, &format!("Instance {id} could not be found."));
-    };
-    if server["status"] != from {
-        let status = server["status"].as_str().unwrap_or_default().to_owned();
-        return fault(
-            StatusCode::CONFLICT,
-            &format!("Cannot change the power state of instance {id} while it is {status}"),
-        );
-    }
-    World::set_status(&mut world.servers, &id, to);
-    StatusCode::ACCEPTED.into_response()
-}
-
-#[derive(Deserialize)]
-struct CreateVolumeBody {
-    volume: NewVolume,
-}
-#[derive(Deserialize)]
-struct NewVolume {
-    #[serde(default)]
-    name: Option<String>,
-    size: u32,
-    #[serde(default)]
-    description: Option<String>,
-    /// Not in Cinder's API (the URL's project is used there); see `NewServer`.
-    #[serde(default)]
-    project_id: Option<String>,
-}
-
-async fn create_volume(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {
-    sim.count("POST volumes");
-    let Ok(CreateVolumeBody { volume }) = serde_json::from_slice(&body) else {
-        return fault(StatusCode::BAD_REQUEST, "Invalid input for field/attribute volume.");
-    };
-    if volume.size == 0 {
-        return fault(StatusCode::BAD_REQUEST, "Invalid input received: size must be greater than 0");
-    }
-    let project = volume.project_id.unwrap_or_else(|| "prj-admin".into());
-    let id = {
-        let mut world = sim.world();
-        if !world.has_project(&project) {
-            return fault(StatusCode::BAD_REQUEST, &format!("Project {project} could not be found."));
-        }
-        world.new_volume(
-            &project,
-            volume.name.as_deref().unwrap_or_default(),
-            volume.size,
-            volume.description.as_deref().unwrap_or_default(),
-            "creating",
-        )
-    };
-    transition_later(sim.clone(), id.clone(), |world, id| World::set_status(&mut world.volumes, id, "available"));
-    (StatusCode::ACCEPTED, Json(json!({"volume": {"id": id, "status": "creating"}}))).into_response()
-}
-
-async fn delete_volume(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
-    sim.count("DELETE volumes");
-    let mut world = sim.world();
-    let Some(volume) = world.volumes.get(&id) else {
-        return fault(StatusCode::NOT_FOUND, &format!("Volume {id} could not be found."));
-    };
-    if volume["status"] == "in-use" {
-        return fault(
-            StatusCode::BAD_REQUEST,
-            "Volume status must be available or error, but current status is: in-use",
-        );
-    }
-    world.volumes.remove(&id);
-    StatusCode::ACCEPTED.into_response()
-}
-
 /// Runs a status transition after the configured delay.
-fn transition_later(sim: Arc<Sim>, id: String, apply: fn(&mut World, &str) -> bool) {
+pub(crate) fn transition_later(sim: Arc<Sim>, id: String, apply: fn(&mut World, &str) -> bool) {
     let delay = sim.config.transition_delay;
     let stopping = sim.stopping.clone();
     sim.tasks.clone().spawn(async move {
@@ -575,6 +413,10 @@ async fn put_faults(State(sim): State<Arc<Sim>>, Json(faults): Json<Faults>) -> 
     let valid = |r: f64| (0.0..=1.0).contains(&r);
     if !valid(faults.error_rate) || !valid(faults.garbage_rate) {
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "errorRate and garbageRate must be between 0 and 1"})))
+            .into_response();
+    }
+    if faults.error_status.is_some_and(|s| !(400..=599).contains(&s)) {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "errorStatus must be between 400 and 599"})))
             .into_response();
     }
     sim.set_faults(faults);

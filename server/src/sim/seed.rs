@@ -416,19 +416,6 @@ const SERVER_STATUSES: [(&str, u32); 7] = [
     ("BUILD", 5),
     ("VERIFY_RESIZE", 5),
 ];
-/// `(name, vcpus, ram MiB, disk GB)`.
-const FLAVORS: [(&str, u64, u64, u64); 10] = [
-    ("m1.small", 1, 2048, 20),
-    ("m1.medium", 2, 4096, 40),
-    ("m1.large", 4, 8192, 80),
-    ("m1.xlarge", 8, 16384, 160),
-    ("c1.xlarge", 8, 8192, 80),
-    ("c1.2xlarge", 16, 16384, 80),
-    ("r1.large", 4, 32768, 80),
-    ("r1.2xlarge", 8, 65536, 160),
-    ("g1.gpu-a100", 16, 131072, 200),
-    ("t1.nano", 1, 512, 10),
-];
 /// `(distribution, versions, variant, size range in MB, min_disk GB)`.
 type Distro = (&'static str, &'static [&'static str], &'static str, (u64, u64), u64);
 const DISTROS: [Distro; 9] = [
@@ -717,7 +704,7 @@ impl Gen {
         let project = self.project();
         let name = self.server_name();
         let (created, updated) = self.times();
-        let (flavor, vcpus, ram, disk) = self.pick(&FLAVORS);
+        let (flavor_id, flavor, vcpus, ram, disk) = self.pick(&super::world::FLAVORS);
         let status = self.weighted(&SERVER_STATUSES);
         let (power, vm_state) = match status {
             "ACTIVE" => (1, "active"),
@@ -758,7 +745,7 @@ impl Gen {
         json!({
             "id": id, "name": name, "status": status, "tenant_id": project, "user_id": user,
             "metadata": metadata, "hostId": host_id, "image": image,
-            "flavor": {"original_name": flavor, "vcpus": vcpus, "ram": ram, "disk": disk, "ephemeral": 0, "swap": 0,
+            "flavor": {"id": flavor_id, "original_name": flavor, "vcpus": vcpus, "ram": ram, "disk": disk, "ephemeral": 0, "swap": 0,
                        "extra_specs": {"hw_rng:allowed": "True"}},
             "created": created, "updated": humantime::format_rfc3339_seconds(updated).to_string(),
             "addresses": {network: addrs}, "accessIPv4": "", "accessIPv6": "",

@@ -50,7 +50,43 @@ const IMAGES: [(&str, &str, u64, u32); 5] = [
     ("img-windows", "windows-server-2025", 21_474_836_480, 40),
 ];
 
-const FLAVORS: [&str; 4] = ["m1.small", "m1.medium", "m1.large", "c1.xlarge"];
+/// A flavor: `(id, name, vcpus, RAM in MiB, disk in GB)`.
+pub type Flavor = (&'static str, &'static str, u64, u64, u64);
+
+/// The cloud's flavors (Nova's `GET /flavors`), with ids as a real cloud's default set
+/// has them: short numbers and names.
+pub const FLAVORS: [Flavor; 10] = [
+    ("2", "m1.small", 1, 2048, 20),
+    ("3", "m1.medium", 2, 4096, 40),
+    ("4", "m1.large", 4, 8192, 80),
+    ("5", "m1.xlarge", 8, 16384, 160),
+    ("c1", "c1.xlarge", 8, 8192, 80),
+    ("c2", "c1.2xlarge", 16, 16384, 80),
+    ("r1", "r1.large", 4, 32768, 80),
+    ("r2", "r1.2xlarge", 8, 65536, 160),
+    ("g1", "g1.gpu-a100", 16, 131072, 200),
+    ("1", "t1.nano", 1, 512, 10),
+];
+
+/// The flavor named `name`.
+pub fn flavor_by(name: &str) -> Option<&'static Flavor> {
+    FLAVORS.iter().find(|f| f.1 == name)
+}
+
+/// The flavor with id `id`.
+pub fn flavor_by_id(id: &str) -> Option<&'static Flavor> {
+    FLAVORS.iter().find(|f| f.0 == id)
+}
+
+/// A server's `flavor` as Nova 2.47 embeds it, with its id (shown to older versions).
+pub fn embedded_flavor(flavor: &Flavor) -> Value {
+    let (id, name, vcpus, ram, disk) = *flavor;
+    json!({"id": id, "original_name": name, "vcpus": vcpus, "ram": ram, "disk": disk, "ephemeral": 0, "swap": 0,
+           "extra_specs": {}})
+}
+
+/// The flavors the seeded servers take turns with.
+const SEEDED_FLAVORS: [&str; 4] = ["m1.small", "m1.medium", "m1.large", "c1.xlarge"];
 
 impl World {
     /// The seeded cloud: 3 projects, 5 images, 4 networks, 24 servers, 36 volumes.
@@ -92,10 +128,12 @@ impl World {
             let project = PROJECTS[i % PROJECTS.len()].0;
             let status = if i % 5 == 4 { "SHUTOFF" } else { "ACTIVE" };
             let image = IMAGES[i % IMAGES.len()].0;
+            let flavor = flavor_by(SEEDED_FLAVORS[i % SEEDED_FLAVORS.len()]).unwrap_or(&FLAVORS[1]);
             let id = world.new_server(
                 project,
+                "usr-admin",
                 &format!("{}-{:02}", ["web", "db", "worker"][i % 3], i + 1),
-                FLAVORS[i % FLAVORS.len()],
+                flavor,
                 Some(image),
                 status,
             );
@@ -118,6 +156,20 @@ impl World {
             }
         }
         world
+    }
+
+    /// A cloud with no records at all (beside a real Keystone, whose projects it does not
+    /// know).
+    pub fn empty() -> Self {
+        World {
+            projects: Records::default(),
+            servers: Records::default(),
+            volumes: Records::default(),
+            images: Records::default(),
+            networks: Records::default(),
+            next_id: 1,
+            seed_batches: 0,
+        }
     }
 
     /// Adds the realistic records `seed` asks for, timestamped in the two years before
@@ -195,8 +247,16 @@ impl World {
         self.projects.iter().any(|p| p["id"] == id)
     }
 
-    /// Adds a server; answers its id.
-    pub fn new_server(&mut self, project: &str, name: &str, flavor: &str, image: Option<&str>, status: &str) -> String {
+    /// Adds a server of `user`'s in `project`; answers its id.
+    pub fn new_server(
+        &mut self,
+        project: &str,
+        user: &str,
+        name: &str,
+        flavor: &Flavor,
+        image: Option<&str>,
+        status: &str,
+    ) -> String {
         let id = self.next("srv");
         let network = self
             .networks
@@ -208,8 +268,8 @@ impl World {
         let host = self.next_id % 250 + 2;
         let now = now();
         self.servers.push(json!({
-            "id": id, "name": name, "status": status, "tenant_id": project, "user_id": "admin",
-            "flavor": {"original_name": flavor, "vcpus": 1, "ram": 2048},
+            "id": id, "name": name, "status": status, "tenant_id": project, "user_id": user,
+            "flavor": embedded_flavor(flavor),
             "image": image.map_or(json!(""), |i| json!({"id": i})),
             "addresses": {network: [{"addr": format!("10.0.0.{host}"), "version": 4, "OS-EXT-IPS:type": "fixed"}]},
             "metadata": {}, "created": now, "updated": now,
@@ -223,6 +283,8 @@ impl World {
         let now = now();
         self.volumes.push(json!({
             "id": id, "name": name, "status": status, "size": size, "os-vol-tenant-attr:tenant_id": project,
+            "availability_zone": "nova", "encrypted": false, "multiattach": false, "snapshot_id": null,
+            "source_volid": null, "user_id": "usr-admin", "replication_status": null, "consistencygroup_id": null,
             "attachments": [], "description": description, "created_at": now, "updated_at": now,
             "volume_type": "standard", "bootable": "false", "metadata": {},
         }));

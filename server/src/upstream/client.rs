@@ -1,76 +1,100 @@
-//! A client for an OpenStack-shaped API: Keystone password authentication with its
-//! service catalog, then Nova, Cinder, Glance and Neutron calls in OpenStack's JSON
-//! envelopes, translated to the domain's types.
+//! The client of an OpenStack cloud as it is deployed: Keystone authentication
+//! ([`super::auth`]), endpoints from the service catalog by region and interface with
+//! version discovery and a negotiated Nova microversion ([`super::catalog`]), listings
+//! read page by page to their end ([`super::paging`]), and Nova, Cinder, Glance and
+//! Neutron's JSON turned into the domain's types ([`super::os`]).
 //!
-//! The token is renewed shortly before Keystone says it expires, and once more
-//! whenever a service rejects it (401).
+//! What a call may do is the cloud's to decide, by the roles of the token it carries:
+//!
+//! - The service token is scoped to the configured project. When it carries the `admin`
+//!   role it reads every project's records in one listing (`all_tenants=1`,
+//!   `GET /v3/projects`); without it, those calls are refused, so the client lists the
+//!   projects the user has a role on (`GET /v3/auth/projects`) and reads each one's
+//!   records with a token scoped to it.
+//! - Nova and Cinder create a resource in the project of the token, whatever the body
+//!   says: a create in another project is sent with a token scoped to that project, which
+//!   Keystone grants only if the user has a role there. Shows, deletes and actions on an
+//!   existing resource go with the service token when it is an admin's (the admin role
+//!   may act in any project), else with a token of the resource's project.
+//!
+//! Tokens are renewed shortly before Keystone says they expire, and once more whenever a
+//! service rejects one (401). Upstream refusals keep their status and the service's own
+//! message ([`UpstreamError`]).
 
-use std::time::{Duration, SystemTime};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::{Method, StatusCode};
-use serde::Deserialize;
+use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::UpstreamError;
-use super::model::{Image, Network, Project, Server, ServerAddress, Volume};
+use super::auth::{Credentials, Named, Scope, Token, tokens_url};
+use super::catalog::{self, Discovered, Interface, Microversion, Service};
+use super::model::{Image, Network, Project, Server, Volume};
+use super::os::{
+    CreatedServer, CreatedVolume, OsFlavor, OsImage, OsNetwork, OsProject, OsServer, OsVolume, ServerEnvelope,
+    VolumeEnvelope,
+};
+use super::paging::{self, MAX_PAGES, Page};
 
-/// How to reach and log in to the upstream.
+/// How to reach and log in to the cloud.
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
-    /// Keystone's URL, e.g. `http://127.0.0.1:5000` (the `/v3/…` paths are appended).
+    /// Keystone's URL as users write it (`OS_AUTH_URL`): versioned
+    /// (`http://host:5000/v3`) or not (`http://host:5000`, `http://host/identity`).
     pub auth_url: String,
-    pub user: String,
-    pub password: String,
-    pub project: String,
+    pub credentials: Credentials,
+    /// The region whose endpoints to use (`OS_REGION_NAME`); any when absent.
+    pub region: Option<String>,
+    /// Which of each endpoint's URLs to use (`OS_INTERFACE`).
+    pub interface: Interface,
+    /// A PEM bundle of the certificate authorities to trust instead of the system's
+    /// (`OS_CACERT`).
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any certificate (`verify: false` in `clouds.yaml`).
+    pub insecure: bool,
     /// Per-request timeout.
     pub timeout: Duration,
 }
 
-/// Renew the token when it has less than this left.
-const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(30);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Service {
-    Identity,
-    Compute,
-    Volume,
-    Image,
-    Network,
-}
-
-impl Service {
-    fn catalog_types(self) -> &'static [&'static str] {
-        match self {
-            Service::Identity => &["identity"],
-            Service::Compute => &["compute"],
-            Service::Volume => &["volumev3", "block-storage", "volume"],
-            Service::Image => &["image"],
-            Service::Network => &["network"],
+impl UpstreamConfig {
+    /// A user's password and project, both in the `default` domain, the public
+    /// interface of any region, the system's certificate authorities.
+    pub fn password(auth_url: &str, user: &str, password: &str, project: &str, timeout: Duration) -> Self {
+        UpstreamConfig {
+            auth_url: auth_url.trim_end_matches('/').to_owned(),
+            credentials: Credentials::Password {
+                user: Named::by_name(user),
+                password: password.to_owned(),
+                project: Named::by_name(project),
+            },
+            region: None,
+            interface: Interface::Public,
+            ca_cert: None,
+            insecure: false,
+            timeout,
         }
     }
 }
 
-#[derive(Clone, Debug)]
-struct Session {
-    token: String,
-    expires_at: Option<SystemTime>,
-    catalog: Vec<(String, String)>,
-}
+/// The Nova microversion Stalecast asks for: 2.47 embeds the flavor in a server (so its
+/// name shows without a lookup per flavor), and since 2.37 a create names its network
+/// (`"auto"`: the project's network, or one allocated for it). Older APIs are spoken at
+/// their newest.
+pub const COMPUTE_MICROVERSION: Microversion = Microversion(2, 47);
 
-impl Session {
-    fn fresh(&self) -> bool {
-        self.expires_at.is_none_or(|at| at > SystemTime::now() + RENEW_BEFORE_EXPIRY)
-    }
+/// How long the projects a non-admin user may act in are remembered between listings.
+const PROJECTS_TTL: Duration = Duration::from_secs(30);
 
-    fn endpoint(&self, service: Service) -> Option<&str> {
-        service
-            .catalog_types()
-            .iter()
-            .find_map(|wanted| self.catalog.iter().find(|(kind, _)| kind == wanted).map(|(_, url)| url.as_str()))
-    }
+/// Where a request goes: a path under the service's versioned root, or a URL (the next
+/// page of a listing).
+enum Target<'a> {
+    Path(&'a str),
+    Url(&'a Url),
 }
 
 /// The upstream client. One per process; cheap to share behind an `Arc`.
@@ -78,222 +102,485 @@ impl Session {
 pub struct OpenStackClient {
     http: reqwest::Client,
     config: UpstreamConfig,
-    session: Mutex<Option<Session>>,
+    /// The tokens in use, by scope. Held across authentication, so that concurrent
+    /// callers wait for one token instead of asking for several.
+    tokens: Mutex<HashMap<Scope, Token>>,
+    /// Where Keystone issues tokens, once found.
+    keystone: std::sync::Mutex<Option<String>>,
+    /// Version discovery's answers, by catalog URL.
+    discovered: std::sync::Mutex<HashMap<String, Discovered>>,
+    /// The projects a non-admin user has a role on, and when they were read.
+    own_projects: std::sync::Mutex<Option<(Instant, Vec<String>)>>,
 }
 
 impl OpenStackClient {
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| UpstreamError::Failed(format!("building HTTP client: {e}")))?;
-        Ok(OpenStackClient { http, config, session: Mutex::new(None) })
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)));
+        if let Some(path) = &config.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| UpstreamError::Failed(format!("reading the CA bundle {}: {e}", path.display())))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| UpstreamError::Failed(format!("the CA bundle {}: {e}", path.display())))?;
+            if certificates.is_empty() {
+                return Err(UpstreamError::Failed(format!("the CA bundle {} holds no certificate", path.display())));
+            }
+            builder = builder.tls_certs_only(certificates);
+        }
+        if config.insecure {
+            tracing::warn!("TLS certificates of the cloud are not verified (verify: false)");
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| UpstreamError::Failed(format!("building HTTP client: {e}")))?;
+        Ok(OpenStackClient {
+            http,
+            config,
+            tokens: Mutex::new(HashMap::new()),
+            keystone: Default::default(),
+            discovered: Default::default(),
+            own_projects: Default::default(),
+        })
     }
 
     pub fn auth_url(&self) -> &str {
         &self.config.auth_url
     }
 
-    /// A valid session, authenticating when there is none or it is about to expire.
-    async fn session(&self) -> Result<Session, UpstreamError> {
-        let mut guard = self.session.lock().await;
-        if let Some(session) = guard.as_ref().filter(|s| s.fresh()) {
-            return Ok(session.clone());
+    // --- tokens ---------------------------------------------------------------------
+
+    /// A token for `scope` that is good for a while, authenticating when there is none.
+    async fn token(&self, scope: &Scope) -> Result<Token, UpstreamError> {
+        let mut tokens = self.tokens.lock().await;
+        let now = SystemTime::now();
+        if let Some(token) = tokens.get(scope).filter(|t| t.fresh(now)) {
+            return Ok(token.clone());
         }
-        let session = self.authenticate().await?;
-        *guard = Some(session.clone());
-        Ok(session)
+        let token = self.authenticate(scope).await?;
+        tokens.insert(scope.clone(), token.clone());
+        Ok(token)
     }
 
-    async fn forget_token(&self, token: &str) {
-        let mut guard = self.session.lock().await;
-        if guard.as_ref().is_some_and(|s| s.token == token) {
-            *guard = None;
+    async fn forget_token(&self, scope: &Scope, secret: &str) {
+        let mut tokens = self.tokens.lock().await;
+        if tokens.get(scope).is_some_and(|t| t.secret == secret) {
+            tokens.remove(scope);
         }
     }
 
-    async fn authenticate(&self) -> Result<Session, UpstreamError> {
-        let url = format!("{}/v3/auth/tokens", self.config.auth_url.trim_end_matches('/'));
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": self.config.user, "domain": {"id": "default"}, "password": self.config.password}}},
-            "scope": {"project": {"name": self.config.project, "domain": {"id": "default"}}}
-        }});
+    async fn authenticate(&self, scope: &Scope) -> Result<Token, UpstreamError> {
+        let body = self.config.credentials.request(scope).map_err(UpstreamError::Forbidden)?;
+        let url = self.tokens_url().await?;
         let response = self.http.post(&url).json(&body).send().await.map_err(|e| transport(e, false))?;
         let status = response.status();
-        if !status.is_success() {
-            return Err(UpstreamError::Failed(format!("Keystone refused authentication: {status}")));
-        }
-        let token = response
-            .headers()
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or_else(|| UpstreamError::Failed("Keystone answered without X-Subject-Token".into()))?;
+        let secret = response.headers().get("x-subject-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = response.bytes().await.map_err(|e| transport(e, false))?;
-        let body: TokenEnvelope = decode(&bytes, "Keystone token")?;
-        let catalog = body
-            .token
-            .catalog
-            .into_iter()
-            .filter_map(|entry| {
-                let url = entry
-                    .endpoints
-                    .iter()
-                    .find(|e| e.interface == "public")
-                    .or(entry.endpoints.first())?
-                    .url
-                    .trim_end_matches('/')
-                    .to_owned();
-                Some((entry.kind, url))
-            })
-            .collect();
-        let expires_at = body.token.expires_at.as_deref().and_then(|at| humantime::parse_rfc3339_weak(at).ok());
-        tracing::debug!(?expires_at, "authenticated with Keystone");
-        Ok(Session { token, expires_at, catalog })
+        if !status.is_success() {
+            let message = fault_message(&bytes).unwrap_or_else(|| status.to_string());
+            return Err(match scope {
+                // Our own credentials: an operator's problem, not the caller's.
+                Scope::Service => {
+                    UpstreamError::Failed(format!("Keystone refused authentication: {status}: {message}"))
+                }
+                // The user may not act in that project: the cloud's role assignments say so.
+                Scope::Project(project) => UpstreamError::Forbidden(format!(
+                    "{} has no role on project {project} (Keystone: {message})",
+                    self.user_label()
+                )),
+            });
+        }
+        let secret = secret.ok_or_else(|| UpstreamError::Failed("Keystone answered without X-Subject-Token".into()))?;
+        let token = Token::read(secret, &bytes, SystemTime::now()).map_err(UpstreamError::Failed)?;
+        tracing::debug!(?scope, expires_at = ?token.expires_at, roles = ?token.roles, "authenticated with Keystone");
+        Ok(token)
     }
 
-    /// Sends one request to a service, renewing the token once if it is rejected.
-    /// Answers the body of a 2xx; maps every other outcome to an [`UpstreamError`]. A
-    /// write (any method but `GET`) that was sent and got no readable answer is
-    /// [`UpstreamError::OutcomeUnknown`]: it may have taken effect.
-    async fn request(
+    fn user_label(&self) -> String {
+        match &self.config.credentials {
+            Credentials::Password { user, .. } => format!("user {}", user.label()),
+            Credentials::ApplicationCredential { .. } => "the application credential".into(),
+        }
+    }
+
+    /// Where Keystone issues tokens: under a versioned auth URL, or where the version
+    /// document at an unversioned one says v3 is (its `/v3` when it says nothing usable).
+    async fn tokens_url(&self) -> Result<String, UpstreamError> {
+        if let Some(url) = self.keystone.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(url);
+        }
+        let auth_url = self.config.auth_url.trim_end_matches('/');
+        let v3 = if catalog::versioned(auth_url, 3) {
+            auth_url.to_owned()
+        } else {
+            let fallback = format!("{auth_url}/v3");
+            match self.document(auth_url).await {
+                Ok(bytes) => catalog::discover(&bytes, 3, &fallback).map(|d| d.url).unwrap_or(fallback),
+                Err(UpstreamError::Unreachable(detail)) => return Err(UpstreamError::Unreachable(detail)),
+                Err(_) => fallback,
+            }
+        };
+        let url = tokens_url(&v3);
+        *self.keystone.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.clone());
+        Ok(url)
+    }
+
+    // --- endpoints ------------------------------------------------------------------
+
+    /// `service`'s versioned root, from `token`'s catalog.
+    async fn root(&self, service: Service, token: &Token) -> Result<Discovered, UpstreamError> {
+        let endpoint = match token.catalog.endpoint(service, self.config.region.as_deref(), self.config.interface) {
+            Ok(url) => url,
+            // Keystone itself is reached at the auth URL when its catalog entry is missing.
+            Err(_) if service == Service::Identity => {
+                let tokens = self.tokens_url().await?;
+                tokens.trim_end_matches("/auth/tokens").to_owned()
+            }
+            Err(message) => return Err(UpstreamError::Failed(message)),
+        };
+        if let Some(found) = self.discovered.lock().unwrap_or_else(|p| p.into_inner()).get(&endpoint) {
+            return Ok(found.clone());
+        }
+        let found = self.discover(service, &endpoint).await?;
+        tracing::debug!(%service, %endpoint, root = %found.url, microversions = ?found.microversions, "version discovery");
+        self.discovered.lock().unwrap_or_else(|p| p.into_inner()).insert(endpoint, found.clone());
+        Ok(found)
+    }
+
+    /// Version discovery under a catalog URL. A versioned URL is used as it is (Nova's
+    /// is asked for its microversions); an unversioned one must say where its version is.
+    async fn discover(&self, service: Service, endpoint: &str) -> Result<Discovered, UpstreamError> {
+        if catalog::versioned(endpoint, service.major()) {
+            let microversions = if service == Service::Compute {
+                match self.document(endpoint).await.map(|bytes| catalog::discover(&bytes, 2, endpoint)) {
+                    Ok(Ok(found)) => found.microversions,
+                    Ok(Err(detail)) | Err(UpstreamError::Failed(detail)) => {
+                        tracing::warn!(%endpoint, %detail, "Nova says no microversions; speaking 2.1");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            return Ok(Discovered { url: endpoint.to_owned(), microversions });
+        }
+        let bytes = self.document(endpoint).await?;
+        catalog::discover(&bytes, service.major(), endpoint)
+            .map_err(|detail| UpstreamError::Failed(format!("version discovery at {endpoint}: {detail}")))
+    }
+
+    /// A version document: the body of `GET url`, whatever its status (Glance answers
+    /// `300 Multiple Choices`), unauthenticated as version documents are.
+    async fn document(&self, url: &str) -> Result<bytes::Bytes, UpstreamError> {
+        let response =
+            self.http.get(url).header("accept", "application/json").send().await.map_err(|e| transport(e, false))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| transport(e, false))?;
+        if status.is_server_error() {
+            return Err(UpstreamError::Failed(format!("version discovery at {url}: {status}")));
+        }
+        Ok(bytes)
+    }
+
+    // --- requests -------------------------------------------------------------------
+
+    /// Sends one request to a service with a token of `scope`, renewing the token once if
+    /// it is rejected. Answers the URL it went to and the body of a 2xx; maps every other
+    /// outcome to an [`UpstreamError`]. A write (any method but `GET`) that was sent and
+    /// got no readable answer is [`UpstreamError::OutcomeUnknown`]: it may have taken
+    /// effect.
+    async fn call(
         &self,
         method: Method,
+        scope: &Scope,
         service: Service,
-        path: &str,
+        target: Target<'_>,
         body: Option<&Value>,
-    ) -> Result<bytes::Bytes, UpstreamError> {
+    ) -> Result<(Url, bytes::Bytes), UpstreamError> {
         let writes = method != Method::GET;
         for attempt in 0..2 {
-            let session = self.session().await?;
-            let base = session
-                .endpoint(service)
-                .ok_or_else(|| UpstreamError::Failed(format!("the service catalog has no {:?} endpoint", service)))?;
+            let token = self.token(scope).await?;
+            let root = self.root(service, &token).await?;
+            let url = match &target {
+                Target::Path(path) => format!("{}{path}", root.url),
+                Target::Url(url) => url.to_string(),
+            };
+            let url = Url::parse(&url).map_err(|e| UpstreamError::Failed(format!("bad URL {url}: {e}")))?;
             let mut request = self
                 .http
-                .request(method.clone(), format!("{base}{path}"))
-                .header("x-auth-token", &session.token)
+                .request(method.clone(), url.clone())
+                .header("x-auth-token", &token.secret)
                 .header("accept", "application/json");
+            if service == Service::Compute
+                && let Some(version) = catalog::negotiate(COMPUTE_MICROVERSION, root.microversions)
+            {
+                request = request
+                    .header("openstack-api-version", format!("compute {version}"))
+                    .header("x-openstack-nova-api-version", version.to_string());
+            }
             if let Some(body) = body {
                 request = request.json(body);
             }
             let response = request.send().await.map_err(|e| transport(e, writes))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                tracing::info!("upstream rejected the token; authenticating again");
-                self.forget_token(&session.token).await;
+                tracing::info!(%service, "upstream rejected the token; authenticating again");
+                self.forget_token(scope, &token.secret).await;
                 continue;
             }
             let bytes = response.bytes().await.map_err(|e| transport(e, writes))?;
             if status.is_success() {
-                return Ok(bytes);
+                return Ok((url, bytes));
             }
             let message = fault_message(&bytes).unwrap_or_else(|| status.to_string());
-            return Err(match status {
-                StatusCode::NOT_FOUND => UpstreamError::NotFound(message),
-                StatusCode::CONFLICT => UpstreamError::Conflict(message),
-                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => UpstreamError::Rejected(message),
-                s => UpstreamError::Failed(format!("{method} {path}: {s}: {message}")),
-            });
+            return Err(refusal(status, message, &method, url.path()));
         }
-        Err(UpstreamError::Failed("upstream keeps rejecting fresh tokens".into()))
+        Err(UpstreamError::Unauthorized("the cloud keeps rejecting fresh tokens".into()))
     }
 
     async fn get<T: DeserializeOwned + Send + 'static>(
         &self,
+        scope: &Scope,
         service: Service,
         path: &str,
-        what: &str,
+        what: &'static str,
     ) -> Result<T, UpstreamError> {
-        let bytes = self.request(Method::GET, service, path, None).await?;
-        if bytes.len() < DECODE_INLINE {
-            return decode(&bytes, what);
-        }
-        // A large listing (36,000 volumes are some 13 MB from Cinder) takes tens of
-        // milliseconds to parse: on the blocking pool, not on a worker the stream needs.
-        let what = what.to_owned();
-        tokio::task::spawn_blocking(move || decode(&bytes, &what))
-            .await
-            .map_err(|e| UpstreamError::Failed(format!("decoding {e}")))?
+        let (_, bytes) = self.call(Method::GET, scope, service, Target::Path(path), None).await?;
+        decode(&bytes, what)
     }
 
+    /// A whole listing: the records under `key` of every page, following the service's
+    /// next links until there are none, at most [`MAX_PAGES`] pages.
+    async fn list<T: DeserializeOwned + Send + 'static>(
+        &self,
+        scope: &Scope,
+        service: Service,
+        path: &str,
+        key: &'static str,
+    ) -> Result<Vec<T>, UpstreamError> {
+        let (first, mut bytes) = self.call(Method::GET, scope, service, Target::Path(path), None).await?;
+        let mut items = Vec::new();
+        let mut markers = HashSet::new();
+        for pages in 1.. {
+            let page: Page<T> = decode_page(bytes, key).await?;
+            items.extend(page.items);
+            let Some(next) = page.next.and_then(|next| paging::next_url(&first, &next)) else {
+                return Ok(items);
+            };
+            if pages >= MAX_PAGES {
+                return Err(UpstreamError::Failed(format!(
+                    "the {key} listing goes on past {MAX_PAGES} pages ({} records so far); stopped there",
+                    items.len()
+                )));
+            }
+            if let Some(marker) = paging::marker(&next)
+                && !markers.insert(marker)
+            {
+                return Err(UpstreamError::Failed(format!("the {key} listing links back to a page it already sent")));
+            }
+            bytes = self.call(Method::GET, scope, service, Target::Url(&next), None).await?.1;
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// A collection as the service token may see it: in one listing (`all`) when it is
+    /// an admin's; else each of the user's projects in turn (`own`, with a token scoped
+    /// to it), records seen in several (a public image, a shared network) once. Answers
+    /// each record with the project it was listed in, when that was one project.
+    async fn collection<T: DeserializeOwned + Send + 'static>(
+        &self,
+        service: Service,
+        all: &str,
+        own: &str,
+        key: &'static str,
+    ) -> Result<Vec<(Option<String>, T)>, UpstreamError> {
+        let token = self.token(&Scope::Service).await?;
+        if token.admin() {
+            let items = self.list::<T>(&Scope::Service, service, all, key).await?;
+            return Ok(items.into_iter().map(|item| (None, item)).collect());
+        }
+        if !self.config.credentials.rescopable() {
+            let items = self.list::<T>(&Scope::Service, service, own, key).await?;
+            return Ok(items.into_iter().map(|item| (token.project_id.clone(), item)).collect());
+        }
+        let projects = self.own_projects().await?;
+        let token = &token;
+        let listings = futures_util::future::try_join_all(projects.iter().map(|project| async move {
+            let scope = self.scope_of(project, token);
+            let items = self.list::<T>(&scope, service, own, key).await?;
+            Ok::<_, UpstreamError>(items.into_iter().map(|item| (Some(project.clone()), item)).collect::<Vec<_>>())
+        }))
+        .await?;
+        Ok(listings.into_iter().flatten().collect())
+    }
+
+    /// The token scope for acting in `project`: the service token's own when it is
+    /// scoped there.
+    fn scope_of(&self, project: &str, service: &Token) -> Scope {
+        if service.project_id.as_deref() == Some(project) { Scope::Service } else { Scope::Project(project.to_owned()) }
+    }
+
+    /// The scope to show, change or delete an existing record of `project` with: the
+    /// service token when it is an admin's or the project is unknown, else the project's.
+    async fn scope_for_existing(&self, project: Option<&str>) -> Result<Scope, UpstreamError> {
+        let service = self.token(&Scope::Service).await?;
+        Ok(match project.filter(|p| !p.is_empty()) {
+            Some(project) if !service.admin() && self.config.credentials.rescopable() => {
+                self.scope_of(project, &service)
+            }
+            _ => Scope::Service,
+        })
+    }
+
+    /// The scope to create a record in `project` with: a token of that project, as Nova
+    /// and Cinder create in the token's project.
+    async fn scope_for_create(&self, project: &str) -> Result<Scope, UpstreamError> {
+        let service = self.token(&Scope::Service).await?;
+        Ok(self.scope_of(project, &service))
+    }
+
+    /// The enabled projects the user has a role on (`GET /v3/auth/projects`), read again
+    /// after [`PROJECTS_TTL`].
+    async fn own_projects(&self) -> Result<Vec<String>, UpstreamError> {
+        if let Some((at, projects)) = self.own_projects.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && at.elapsed() < PROJECTS_TTL
+        {
+            return Ok(projects.clone());
+        }
+        let projects: Vec<OsProject> =
+            self.list(&Scope::Service, Service::Identity, "/auth/projects", "projects").await?;
+        let ids: Vec<String> = projects.into_iter().filter(|p| p.enabled).map(|p| p.id).collect();
+        *self.own_projects.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), ids.clone()));
+        Ok(ids)
+    }
+
+    // --- the resources ----------------------------------------------------------------
+
+    /// Every project (an admin's token), or those the user has a role on.
     pub async fn projects(&self) -> Result<Vec<Project>, UpstreamError> {
-        let body: ProjectsEnvelope = self.get(Service::Identity, "/projects", "projects").await?;
-        Ok(body.projects.into_iter().map(OsProject::into_domain).collect())
+        let token = self.token(&Scope::Service).await?;
+        let path = if token.admin() { "/projects" } else { "/auth/projects" };
+        let projects: Vec<OsProject> = self.list(&Scope::Service, Service::Identity, path, "projects").await?;
+        Ok(projects.into_iter().map(OsProject::into_domain).collect())
     }
 
     pub async fn servers(&self) -> Result<Vec<Server>, UpstreamError> {
-        let body: ServersEnvelope = self.get(Service::Compute, "/servers/detail?all_tenants=1", "servers").await?;
-        Ok(body.servers.into_iter().map(OsServer::into_domain).collect())
+        let listed = self
+            .collection::<OsServer>(Service::Compute, "/servers/detail?all_tenants=1", "/servers/detail", "servers")
+            .await?;
+        Ok(unique(listed.into_iter().map(|(_, s)| s.into_domain()), |s| &s.id))
     }
 
     pub async fn volumes(&self) -> Result<Vec<Volume>, UpstreamError> {
-        let body: VolumesEnvelope = self.get(Service::Volume, "/volumes/detail?all_tenants=1", "volumes").await?;
-        Ok(body.volumes.into_iter().map(OsVolume::into_domain).collect())
-    }
-
-    /// One server (`GET /servers/{id}`).
-    pub async fn server(&self, id: &str) -> Result<Server, UpstreamError> {
-        let body: ServerEnvelope = self.get(Service::Compute, &format!("/servers/{}", segment(id)), "server").await?;
-        Ok(body.server.into_domain())
-    }
-
-    /// One volume (`GET /volumes/{id}`).
-    pub async fn volume(&self, id: &str) -> Result<Volume, UpstreamError> {
-        let body: VolumeEnvelope = self.get(Service::Volume, &format!("/volumes/{}", segment(id)), "volume").await?;
-        Ok(body.volume.into_domain())
+        let listed = self
+            .collection::<OsVolume>(Service::Volume, "/volumes/detail?all_tenants=1", "/volumes/detail", "volumes")
+            .await?;
+        Ok(unique(listed.into_iter().map(|(project, v)| with_project(v.into_domain(), project)), |v| &v.id))
     }
 
     pub async fn images(&self) -> Result<Vec<Image>, UpstreamError> {
-        let body: ImagesEnvelope = self.get(Service::Image, "/images", "images").await?;
-        Ok(body.images.into_iter().map(OsImage::into_domain).collect())
+        let listed = self.collection::<OsImage>(Service::Image, "/images", "/images", "images").await?;
+        Ok(unique(listed.into_iter().map(|(_, i)| i.into_domain()), |i| &i.id))
     }
 
     pub async fn networks(&self) -> Result<Vec<Network>, UpstreamError> {
-        let body: NetworksEnvelope = self.get(Service::Network, "/networks", "networks").await?;
-        Ok(body.networks.into_iter().map(OsNetwork::into_domain).collect())
+        let listed = self.collection::<OsNetwork>(Service::Network, "/networks", "/networks", "networks").await?;
+        Ok(unique(listed.into_iter().map(|(_, n)| n.into_domain()), |n| &n.id))
     }
 
-    /// Creates a server; answers its id.
+    /// One server (`GET /servers/{id}`) of `project`, when known.
+    pub async fn server(&self, id: &str, project: Option<&str>) -> Result<Server, UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/servers/{}", segment(id));
+        let body: ServerEnvelope = self.get(&scope, Service::Compute, &path, "server").await?;
+        Ok(body.server.into_domain())
+    }
+
+    /// One volume (`GET /volumes/{id}`) of `project`, when known.
+    pub async fn volume(&self, id: &str, project: Option<&str>) -> Result<Volume, UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/volumes/{}", segment(id));
+        let body: VolumeEnvelope = self.get(&scope, Service::Volume, &path, "volume").await?;
+        Ok(with_project(body.volume.into_domain(), project.map(str::to_owned)))
+    }
+
+    /// The id of the flavor named or identified by `flavor` that `project` may use (an
+    /// id matches before a name); `None` when there is none. Several flavors of that
+    /// name are an error naming them.
+    pub async fn flavor_id(&self, project: &str, flavor: &str) -> Result<Option<String>, UpstreamError> {
+        let scope = self.scope_for_create(project).await?;
+        let flavors: Vec<OsFlavor> = self.list(&scope, Service::Compute, "/flavors?is_public=None", "flavors").await?;
+        if flavors.iter().any(|f| f.id == flavor) {
+            return Ok(Some(flavor.to_owned()));
+        }
+        let named: Vec<&OsFlavor> = flavors.iter().filter(|f| f.name == flavor).collect();
+        match named.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.id.clone())),
+            several => Err(UpstreamError::Rejected(format!(
+                "several flavors are named \"{flavor}\" ({}); give its id",
+                several.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Creates a server in `project` (with a token scoped to it) from the flavor and
+    /// image ids; answers its id. Without an image Nova needs a volume to boot from,
+    /// which Stalecast does not make: it answers why.
     pub async fn create_server(
         &self,
-        project_id: &str,
+        project: &str,
         name: &str,
-        flavor: &str,
+        flavor_id: &str,
         image_id: Option<&str>,
     ) -> Result<String, UpstreamError> {
-        let body = json!({"server": {"name": name, "flavorRef": flavor, "imageRef": image_id.unwrap_or(""),
-                                     "project_id": project_id}});
-        let bytes = self.request(Method::POST, Service::Compute, "/servers", Some(&body)).await?;
+        let scope = self.scope_for_create(project).await?;
+        let mut server = json!({"name": name, "flavorRef": flavor_id});
+        if let Some(image) = image_id {
+            server["imageRef"] = json!(image);
+        }
+        // Since 2.37 Nova wants to be told which network; older versions pick one.
+        let token = self.token(&scope).await?;
+        let root = self.root(Service::Compute, &token).await?;
+        if catalog::negotiate(COMPUTE_MICROVERSION, root.microversions).is_some_and(|v| v >= Microversion(2, 37)) {
+            server["networks"] = json!("auto");
+        }
+        let body = json!({ "server": server });
+        let (_, bytes) =
+            self.call(Method::POST, &scope, Service::Compute, Target::Path("/servers"), Some(&body)).await?;
         let created: CreatedServer = decode_written(&bytes, "created server")?;
         Ok(created.server.id)
     }
 
-    pub async fn delete_server(&self, id: &str) -> Result<(), UpstreamError> {
-        self.request(Method::DELETE, Service::Compute, &format!("/servers/{}", segment(id)), None).await?;
+    pub async fn delete_server(&self, id: &str, project: Option<&str>) -> Result<(), UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/servers/{}", segment(id));
+        self.call(Method::DELETE, &scope, Service::Compute, Target::Path(&path), None).await?;
         Ok(())
     }
 
     /// Runs a server action (`os-start`, `os-stop`).
-    pub async fn server_action(&self, id: &str, action: &str) -> Result<(), UpstreamError> {
+    pub async fn server_action(&self, id: &str, project: Option<&str>, action: &str) -> Result<(), UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
         let body = json!({ action: null });
-        self.request(Method::POST, Service::Compute, &format!("/servers/{}/action", segment(id)), Some(&body)).await?;
+        let path = format!("/servers/{}/action", segment(id));
+        self.call(Method::POST, &scope, Service::Compute, Target::Path(&path), Some(&body)).await?;
         Ok(())
     }
 
-    /// Creates a volume; answers its id.
+    /// Creates a volume in `project` (with a token scoped to it: Cinder ignores a
+    /// project in the body); answers its id.
     pub async fn create_volume(
         &self,
-        project_id: &str,
+        project: &str,
         name: &str,
         size_gb: u32,
         description: &str,
     ) -> Result<String, UpstreamError> {
-        let body = json!({"volume": {"name": name, "size": size_gb, "description": description,
-                                     "project_id": project_id}});
-        let bytes = self.request(Method::POST, Service::Volume, "/volumes", Some(&body)).await?;
+        let scope = self.scope_for_create(project).await?;
+        let body = json!({"volume": {"name": name, "size": size_gb, "description": description}});
+        let (_, bytes) =
+            self.call(Method::POST, &scope, Service::Volume, Target::Path("/volumes"), Some(&body)).await?;
         let created: CreatedVolume = decode_written(&bytes, "created volume")?;
         Ok(created.volume.id)
     }
@@ -302,13 +589,46 @@ impl OpenStackClient {
     /// use, with snapshots, …) with a 400 `InvalidVolume` ("Volume status must be
     /// available or error…"); a delete's only input is the id, so a 400 here is always
     /// that state conflict, answered as [`UpstreamError::Conflict`] with Cinder's message.
-    pub async fn delete_volume(&self, id: &str) -> Result<(), UpstreamError> {
-        match self.request(Method::DELETE, Service::Volume, &format!("/volumes/{}", segment(id)), None).await {
+    pub async fn delete_volume(&self, id: &str, project: Option<&str>) -> Result<(), UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/volumes/{}", segment(id));
+        match self.call(Method::DELETE, &scope, Service::Volume, Target::Path(&path), None).await {
             Ok(_) => Ok(()),
             Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
             Err(e) => Err(e),
         }
     }
+}
+
+/// An upstream refusal, by its status, with the service's own message.
+fn refusal(status: StatusCode, message: String, method: &Method, path: &str) -> UpstreamError {
+    match status {
+        StatusCode::UNAUTHORIZED => UpstreamError::Unauthorized(message),
+        StatusCode::FORBIDDEN => UpstreamError::Forbidden(message),
+        StatusCode::NOT_FOUND => UpstreamError::NotFound(message),
+        StatusCode::CONFLICT => UpstreamError::Conflict(message),
+        StatusCode::PAYLOAD_TOO_LARGE => UpstreamError::TooLarge(message),
+        StatusCode::TOO_MANY_REQUESTS => UpstreamError::RateLimited(message),
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => UpstreamError::Rejected(message),
+        s => UpstreamError::Failed(format!("{method} {path}: {s}: {message}")),
+    }
+}
+
+/// The records of a listing in their order, each id once (the first).
+fn unique<T>(records: impl Iterator<Item = T>, id: impl Fn(&T) -> &String) -> Vec<T> {
+    let mut seen = HashSet::new();
+    records.filter(|r| seen.insert(id(r).clone())).collect()
+}
+
+/// A volume listed with a project's token names that project when Cinder's answer
+/// leaves it out (its `os-vol-tenant-attr:tenant_id` is for admins by default).
+fn with_project(mut volume: Volume, project: Option<String>) -> Volume {
+    if volume.project_id.is_empty()
+        && let Some(project) = project
+    {
+        volume.project_id = project;
+    }
+    volume
 }
 
 /// What a path segment keeps as is: RFC 3986's unreserved characters.
@@ -342,341 +662,92 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, UpstreamEr
     serde_json::from_slice(bytes).map_err(|e| UpstreamError::Failed(format!("malformed {what} body: {e}")))
 }
 
+/// A listing's page. A large one (1,000 volumes are some 450 KB from Cinder) takes
+/// milliseconds to parse: on the blocking pool, not on a worker the streams need.
+async fn decode_page<T: DeserializeOwned + Send + 'static>(
+    bytes: bytes::Bytes,
+    key: &'static str,
+) -> Result<Page<T>, UpstreamError> {
+    let small = bytes.len() < DECODE_INLINE;
+    let read = move || {
+        paging::decode_page(&bytes, key).map_err(|e| UpstreamError::Failed(format!("malformed {key} page: {e}")))
+    };
+    if small {
+        return read();
+    }
+    tokio::task::spawn_blocking(read).await.map_err(|e| UpstreamError::Failed(format!("decoding {key}: {e}")))?
+}
+
 /// The body of a write's 2xx answer: when it cannot be read, the write was accepted but
 /// what it made is unknown (a retry could make it twice), so the outcome is unknown.
 fn decode_written<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, UpstreamError> {
     decode(bytes, what).map_err(|e| UpstreamError::OutcomeUnknown(format!("accepted, but {e}")))
 }
 
-/// The message of an OpenStack fault body (`{"itemNotFound": {"message": …}}` or
-/// `{"error": {"message": …}}`), if there is one.
+/// The message of an OpenStack fault: the `message` of a JSON fault body
+/// (`{"itemNotFound": {"message": …}}`, Keystone's `{"error": {"message": …}}`), or the
+/// text of a plain or HTML one (Glance's `403 Forbidden\n\nYou are not authorized…`)
+/// without its status line, at most 300 characters.
 fn fault_message(bytes: &[u8]) -> Option<String> {
-    let value: Value = serde_json::from_slice(bytes).ok()?;
-    let message = value.as_object()?.values().find_map(|v| v.get("message")?.as_str())?;
-    Some(message.chars().take(300).collect())
-}
-
-#[derive(Deserialize)]
-struct TokenEnvelope {
-    token: Token,
-}
-
-#[derive(Deserialize)]
-struct Token {
-    expires_at: Option<String>,
-    #[serde(default)]
-    catalog: Vec<CatalogEntry>,
-}
-
-#[derive(Deserialize)]
-struct CatalogEntry {
-    #[serde(rename = "type")]
-    kind: String,
-    endpoints: Vec<CatalogEndpoint>,
-}
-
-#[derive(Deserialize)]
-struct CatalogEndpoint {
-    #[serde(default)]
-    interface: String,
-    url: String,
-}
-
-#[derive(Deserialize)]
-struct ProjectsEnvelope {
-    projects: Vec<OsProject>,
-}
-
-#[derive(Deserialize)]
-struct OsProject {
-    id: String,
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl OsProject {
-    fn into_domain(self) -> Project {
-        Project {
-            id: self.id,
-            name: self.name,
-            description: self.description.unwrap_or_default(),
-            enabled: self.enabled,
+    let short = |s: &str| -> String { s.chars().take(300).collect() };
+    if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+        let object = value.as_object()?;
+        let message = object
+            .values()
+            .find_map(|v| v.get("message")?.as_str())
+            .or_else(|| object.get("message").and_then(Value::as_str))?;
+        return Some(short(message));
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let mut plain = String::new();
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                plain.push(' ');
+            }
+            c if !in_tag => plain.push(c),
+            _ => {}
         }
     }
-}
-
-#[derive(Deserialize)]
-struct ServersEnvelope {
-    servers: Vec<OsServer>,
-}
-
-#[derive(Deserialize)]
-struct ServerEnvelope {
-    server: OsServer,
-}
-
-#[derive(Deserialize)]
-struct OsServer {
-    id: String,
-    name: String,
-    status: String,
-    #[serde(alias = "project_id")]
-    tenant_id: String,
-    #[serde(default)]
-    flavor: Value,
-    /// An object `{"id": …}`, or `""` for servers booted from a volume.
-    #[serde(default)]
-    image: Value,
-    #[serde(default)]
-    addresses: std::collections::BTreeMap<String, Vec<OsAddress>>,
-    #[serde(default)]
-    metadata: Option<Metadata>,
-    #[serde(default)]
-    created: String,
-    #[serde(default)]
-    updated: String,
-}
-
-#[derive(Deserialize)]
-struct OsAddress {
-    addr: String,
-}
-
-impl OsServer {
-    fn into_domain(self) -> Server {
-        let flavor = ["original_name", "id"]
-            .iter()
-            .find_map(|k| self.flavor.get(k).and_then(Value::as_str))
-            .unwrap_or_default()
-            .to_owned();
-        let image_id = self.image.get("id").and_then(Value::as_str).map(str::to_owned);
-        let addresses = self
-            .addresses
-            .into_iter()
-            .flat_map(|(network, addrs)| {
-                addrs.into_iter().map(move |a| ServerAddress { network: network.clone(), addr: a.addr })
-            })
-            .collect();
-        Server {
-            id: self.id,
-            name: self.name,
-            project_id: self.tenant_id,
-            status: self.status,
-            flavor,
-            image_id,
-            addresses,
-            metadata: strings(self.metadata),
-            created: self.created,
-            updated: self.updated,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct VolumesEnvelope {
-    volumes: Vec<OsVolume>,
-}
-
-#[derive(Deserialize)]
-struct VolumeEnvelope {
-    volume: OsVolume,
-}
-
-#[derive(Deserialize)]
-struct OsVolume {
-    id: String,
-    #[serde(default)]
-    name: Option<String>,
-    status: String,
-    size: u32,
-    #[serde(rename = "os-vol-tenant-attr:tenant_id", alias = "project_id", default)]
-    tenant_id: String,
-    #[serde(default)]
-    attachments: Vec<OsAttachment>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    metadata: Option<Metadata>,
-    #[serde(default)]
-    volume_type: Option<String>,
-    /// `"true"`/`"false"` in Cinder's answers; a JSON boolean is taken too.
-    #[serde(default)]
-    bootable: Value,
-    #[serde(default)]
-    created_at: String,
-    #[serde(default)]
-    updated_at: Option<String>,
-}
-
-/// OpenStack's `metadata`: string values by key. Any other value is kept as its JSON text
-/// rather than failing the whole listing.
-type Metadata = std::collections::BTreeMap<String, Value>;
-
-fn strings(metadata: Option<Metadata>) -> std::collections::BTreeMap<String, String> {
-    metadata
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(key, value)| match value {
-            Value::String(text) => (key, text),
-            other => (key, other.to_string()),
-        })
-        .collect()
-}
-
-#[derive(Deserialize)]
-struct OsAttachment {
-    server_id: String,
-}
-
-impl OsVolume {
-    fn into_domain(self) -> Volume {
-        Volume {
-            id: self.id,
-            name: self.name.unwrap_or_default(),
-            project_id: self.tenant_id,
-            status: self.status,
-            size_gb: self.size,
-            attached_to: self.attachments.into_iter().next().map(|a| a.server_id),
-            description: self.description.unwrap_or_default(),
-            metadata: strings(self.metadata),
-            volume_type: self.volume_type,
-            bootable: match &self.bootable {
-                Value::Bool(b) => *b,
-                Value::String(s) => s.eq_ignore_ascii_case("true"),
-                _ => false,
-            },
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct ImagesEnvelope {
-    images: Vec<OsImage>,
-}
-
-#[derive(Deserialize)]
-struct OsImage {
-    id: String,
-    #[serde(default)]
-    name: Option<String>,
-    status: String,
-    #[serde(default)]
-    visibility: String,
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    min_disk: u32,
-    #[serde(default)]
-    owner: Option<String>,
-}
-
-impl OsImage {
-    fn into_domain(self) -> Image {
-        Image {
-            id: self.id,
-            name: self.name.unwrap_or_default(),
-            status: self.status,
-            visibility: self.visibility,
-            size_bytes: self.size.unwrap_or(0),
-            min_disk_gb: self.min_disk,
-            project_id: self.owner,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct NetworksEnvelope {
-    networks: Vec<OsNetwork>,
-}
-
-#[derive(Deserialize)]
-struct OsNetwork {
-    id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    project_id: Option<String>,
-    /// The older name of `project_id`, still sent by many deployments.
-    #[serde(default)]
-    tenant_id: Option<String>,
-    status: String,
-    #[serde(default)]
-    shared: bool,
-    #[serde(default)]
-    subnets: Vec<String>,
-}
-
-impl OsNetwork {
-    fn into_domain(self) -> Network {
-        Network {
-            id: self.id,
-            name: self.name,
-            project_id: self.project_id.or(self.tenant_id).unwrap_or_default(),
-            status: self.status,
-            shared: self.shared,
-            subnets: self.subnets,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct CreatedServer {
-    server: IdOnly,
-}
-
-#[derive(Deserialize)]
-struct CreatedVolume {
-    volume: IdOnly,
-}
-
-#[derive(Deserialize)]
-struct IdOnly {
-    id: String,
+    let lines: Vec<&str> = plain.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // Status lines ("404 Not Found", as a title and a heading) say nothing the status
+    // does not, when something else follows.
+    let status_line = |l: &&str| l.split(' ').next().is_some_and(|w| w.len() == 3 && w.parse::<u16>().is_ok());
+    let rest: Vec<&str> = lines.iter().copied().filter(|l| !status_line(l)).collect();
+    let message = if rest.is_empty() { lines.join(" ") } else { rest.join(" ") };
+    (!message.is_empty()).then(|| short(&message))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{OsVolume, segment};
-
-    #[test]
-    fn a_volume_reads_leniently_with_its_metadata_type_and_bootable_flag() {
-        let full: OsVolume = serde_json::from_value(serde_json::json!({
-            "id": "v", "status": "available", "size": 1, "bootable": "true", "volume_type": "ssd",
-            "metadata": {"owner": "team-billing", "replicas": 3}, "updated_at": "2026-01-02T03:04:05Z",
-        }))
-        .expect("full");
-        let full = full.into_domain();
-        assert!(full.bootable);
-        assert_eq!(full.volume_type.as_deref(), Some("ssd"));
-        assert_eq!(full.metadata["owner"], "team-billing");
-        assert_eq!(full.metadata["replicas"], "3", "a non-string value is kept as its JSON text");
-        assert_eq!(full.updated_at.as_deref(), Some("2026-01-02T03:04:05Z"));
-
-        let bare: OsVolume = serde_json::from_value(serde_json::json!({
-            "id": "v", "status": "available", "size": 1, "bootable": true, "metadata": null, "updated_at": null,
-        }))
-        .expect("bare");
-        let bare = bare.into_domain();
-        assert!(bare.bootable, "a JSON boolean too");
-        assert!(bare.metadata.is_empty() && bare.volume_type.is_none() && bare.updated_at.is_none());
-        let oldest: OsVolume =
-            serde_json::from_value(serde_json::json!({"id": "v", "status": "available", "size": 1})).expect("oldest");
-        assert!(!oldest.into_domain().bootable);
-    }
+    use super::{fault_message, segment, unique};
 
     #[test]
     fn an_id_stays_one_path_segment() {
         assert_eq!(segment("vol-0001_a.b~c"), "vol-0001_a.b~c");
         assert_eq!(segment("../admin?x=1#y z"), "..%2Fadmin%3Fx%3D1%23y%20z");
         assert_eq!(segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn a_fault_says_the_services_own_message() {
+        let cinder = br#"{"overLimit": {"code": 413, "message": "VolumeSizeExceedsAvailableQuota: Requested volume", "retryAfter": "0"}}"#;
+        assert_eq!(fault_message(cinder).as_deref(), Some("VolumeSizeExceedsAvailableQuota: Requested volume"));
+        let keystone = br#"{"error": {"code": 403, "message": "You are not authorized to perform the requested action: identity:list_projects.", "title": "Forbidden"}}"#;
+        assert!(fault_message(keystone).expect("keystone").starts_with("You are not authorized"));
+        let glance = b"<html>\n <head>\n  <title>403 Forbidden</title>\n </head>\n <body>\n  <h1>403 Forbidden</h1>\n  You are not authorized to publicize images.<br /><br />\n\n\n\n </body>\n</html>";
+        assert_eq!(fault_message(glance).as_deref(), Some("You are not authorized to publicize images."));
+        let plain = b"404 Not Found\n\nNo image found with ID abc\n\n   ";
+        assert_eq!(fault_message(plain).as_deref(), Some("No image found with ID abc"));
+        assert_eq!(fault_message(b""), None);
+    }
+
+    #[test]
+    fn records_seen_in_several_projects_count_once() {
+        let ids = ["a", "b", "a", "c", "b"].map(String::from);
+        assert_eq!(unique(ids.into_iter(), |s| s), vec!["a", "b", "c"]);
     }
 }

@@ -1,12 +1,18 @@
-//! Everything about the OpenStack-style API Stalecast watches: the HTTP client
-//! ([`client`]), the resources it answers with ([`model`]), their last known values
-//! ([`store`], which also detects and publishes changes) and the background [`poller`].
+//! Everything about the OpenStack cloud Stalecast watches: the HTTP client ([`client`],
+//! with Keystone authentication in [`auth`], endpoints and versions in [`catalog`],
+//! pagination in [`paging`] and OpenStack's JSON in [`os`]), the resources it answers
+//! with ([`model`]), their last known values ([`store`], which also detects and
+//! publishes changes) and the background [`poller`].
 //!
 //! This layer speaks OpenStack and the bus, nothing else: no wire format, no HTTP
 //! answers. A stored collection carries a version; encoding answers happens above.
 
+pub mod auth;
+pub mod catalog;
 pub mod client;
 pub mod model;
+mod os;
+pub mod paging;
 pub mod poller;
 pub mod store;
 
@@ -24,6 +30,19 @@ pub enum UpstreamError {
     /// A 5xx, a body that is not what the API promises, or our own credentials refused.
     #[error("upstream failed: {0}")]
     Failed(String),
+    /// The service rejects the request's token even after a fresh one (401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The cloud's policy does not let the user do this (403), or the user has no role
+    /// on the project it would act in.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The request asks for more than the service takes: a quota, a size limit (413).
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The service is limiting the request rate (429).
+    #[error("rate limited: {0}")]
+    RateLimited(String),
     /// The upstream says the resource does not exist.
     #[error("not found: {0}")]
     NotFound(String),

@@ -92,19 +92,33 @@ impl Fetch for Network {
     }
 }
 
-/// A resource kind the upstream can also show one at a time (`GET /servers/{id}`).
+/// A resource kind the upstream can also show one at a time (`GET /servers/{id}`), in
+/// its project when that is known (a user who is not an admin shows it with a token of
+/// that project).
 pub trait Show: Fetch {
-    fn show(client: &OpenStackClient, id: &str) -> impl Future<Output = Result<Self, UpstreamError>> + Send;
+    fn show(
+        client: &OpenStackClient,
+        id: &str,
+        project: Option<&str>,
+    ) -> impl Future<Output = Result<Self, UpstreamError>> + Send;
 }
 
 impl Show for Server {
-    fn show(client: &OpenStackClient, id: &str) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
-        client.server(id)
+    fn show(
+        client: &OpenStackClient,
+        id: &str,
+        project: Option<&str>,
+    ) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
+        client.server(id, project)
     }
 }
 impl Show for Volume {
-    fn show(client: &OpenStackClient, id: &str) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
-        client.volume(id)
+    fn show(
+        client: &OpenStackClient,
+        id: &str,
+        project: Option<&str>,
+    ) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
+        client.volume(id, project)
     }
 }
 
@@ -409,12 +423,12 @@ impl Store {
     /// Shows one record upstream and stores it in its collection (replaced, or added at
     /// the end), or removes it when upstream says it does not exist; publishes its id
     /// when that changed the stored collection. Answers the record, `None` when it does
-    /// not exist. A collection never fetched is left alone: its first load will hold the
-    /// record, and nobody can have seen it without.
-    pub async fn refresh_one<R: Show>(&self, id: &str) -> Result<Option<R>, UpstreamError> {
+    /// not exist. A collection not loaded yet still gets its id announced, and its first
+    /// load holds this state of the record. `project` is the record's, when known.
+    pub async fn refresh_one<R: Show>(&self, id: &str, project: Option<&str>) -> Result<Option<R>, UpstreamError> {
         let _guard = self.record_locks.lock(R::TYPE, id).await;
         let started = self.ticks.fetch_add(1, Ordering::Relaxed);
-        let record = match R::show(&self.client, id).await {
+        let record = match R::show(&self.client, id, project).await {
             Ok(record) => Some(record),
             Err(UpstreamError::NotFound(_)) => None,
             Err(e) => return Err(e),
@@ -631,17 +645,15 @@ mod tests {
     }
 
     fn store() -> Store {
-        let client = Arc::new(
-            OpenStackClient::new(super::super::client::UpstreamConfig {
-                // Nothing listens on port 9 (discard): these tests never reach upstream.
-                auth_url: "http://127.0.0.1:9".into(),
-                user: "u".into(),
-                password: "p".into(),
-                project: "p".into(),
-                timeout: std::time::Duration::from_secs(1),
-            })
-            .expect("client"),
+        // Nothing listens on port 9 (discard): these tests never reach upstream.
+        let config = super::super::client::UpstreamConfig::password(
+            "http://127.0.0.1:9",
+            "u",
+            "p",
+            "p",
+            std::time::Duration::from_secs(1),
         );
+        let client = Arc::new(OpenStackClient::new(config).expect("client"));
         Store::new(client, Arc::new(UpdateBus::starting_at(100, crate::updates::BusConfig::default())))
     }
 

@@ -130,6 +130,62 @@ async fn serve_reads_its_upstream_settings_from_the_environment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reads_os_variables_and_clouds_yaml_as_the_openstack_cli_does() {
+    let upstream = ChildServer::start(&["sim", "--port", "0"], &[]).await;
+    let url = upstream.client.base.clone();
+    let auth_url = format!("{url}/v3");
+    let project_ids = |body: &Value| -> Vec<Value> {
+        body["result"]["data"].as_array().map(|p| p.iter().map(|p| p["id"].clone()).collect()).unwrap_or_default()
+    };
+
+    // An openrc's variables: alice, member of web-team.
+    let openrc = [
+        ("OS_AUTH_URL", auth_url.as_str()),
+        ("OS_USERNAME", "alice"),
+        ("OS_PASSWORD", "alice"),
+        ("OS_PROJECT_NAME", "web-team"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", "RegionOne"),
+        ("OS_INTERFACE", "public"),
+    ];
+    let server = ChildServer::start(&["serve", "--port", "0"], &openrc).await.with_sim_url(&url);
+    assert_eq!(server.ready["simAddr"], Value::Null, "a cloud, no embedded simulator");
+    let (status, body) = server.client.query("projects.list", None).await;
+    assert_eq!((status.as_u16(), project_ids(&body)), (200, vec![json!("prj-web")]), "{body}");
+
+    // clouds.yaml in $XDG_CONFIG_HOME/openstack, named by --os-cloud; OS_* over it.
+    let config = tempfile::tempdir().expect("config dir");
+    std::fs::create_dir_all(config.path().join("openstack")).expect("openstack dir");
+    let yaml = format!(
+        "clouds:\n  lab:\n    auth:\n      auth_url: {url}\n      username: admin\n      password: wrong\n      project_name: admin\n    region_name: RegionOne\n"
+    );
+    std::fs::write(config.path().join("openstack/clouds.yaml"), yaml).expect("clouds.yaml");
+    let xdg = config.path().to_string_lossy().into_owned();
+    let env = [("XDG_CONFIG_HOME", xdg.as_str()), ("OS_PASSWORD", "stalecast")];
+    let server = ChildServer::start(&["serve", "--port", "0", "--os-cloud", "lab"], &env).await.with_sim_url(&url);
+    let (status, body) = server.client.query("projects.list", None).await;
+    assert_eq!((status.as_u16(), project_ids(&body).len()), (200, 3), "{body}");
+
+    // Names that lead nowhere say so, and a CA bundle is read.
+    let env = [("XDG_CONFIG_HOME", xdg.as_str())];
+    let (status, output) = child::run(&["serve", "--port", "0", "--os-cloud", "nope"], &env).await;
+    assert!(!status.success() && output.contains("no cloud \"nope\"") && output.contains("lab"), "{output}");
+    let bundle = config.path().join("not-a-bundle.pem");
+    std::fs::write(&bundle, "not a certificate").expect("bundle");
+    let bundle = bundle.to_string_lossy().into_owned();
+    let env = [
+        ("OS_AUTH_URL", auth_url.as_str()),
+        ("OS_PASSWORD", "x"),
+        ("OS_USERNAME", "admin"),
+        ("OS_PROJECT_NAME", "admin"),
+        ("OS_CACERT", bundle.as_str()),
+    ];
+    let (status, output) = child::run(&["serve", "--port", "0"], &env).await;
+    assert!(!status.success() && output.contains(&bundle), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_reads_its_connection_limit_from_the_environment() {
     let server = ChildServer::start(&["serve", "--port", "0"], &[("STALECAST_MAX_CONNECTIONS", "1")]).await;
     let stream = server.client.stream("", None).await;

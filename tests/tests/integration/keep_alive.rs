@@ -35,8 +35,9 @@ async fn a_query_then_a_stream_on_one_connection_receives_the_updates_of_mutatio
     let mut stream = stream_after_a_query(&app, &types_query(&["volumes", "networks"]), connection).await;
 
     // Mutations through another client's connections.
-    let (status, body) =
-        app.mutate("compute.servers.create", json!({"projectId": "prj-web", "name": "filtered"})).await;
+    let (status, body) = app
+        .mutate("compute.servers.create", json!({"projectId": "prj-web", "name": "filtered", "imageId": "img-cirros"}))
+        .await;
     assert_eq!(status, 200, "{body}");
     let id = app.create_volume("seen-on-keep-alive").await;
     let (event_id, data) = stream.next_data(WAIT).await;

@@ -8,6 +8,7 @@ mod hardening;
 mod keep_alive;
 mod layering;
 mod mutations;
+mod openstack;
 mod page;
 mod poller;
 mod rpc;

@@ -44,7 +44,10 @@ async fn queries_answer_in_the_trpc_envelope_with_camel_case_fields() {
 async fn mutations_change_the_cloud_and_answer_the_new_resource() {
     let app = spawn_app().await;
     let (status, body) = app
-        .mutate("compute.servers.create", json!({"projectId": "prj-web", "name": "api-1", "flavor": "m1.large"}))
+        .mutate(
+            "compute.servers.create",
+            json!({"projectId": "prj-web", "name": "api-1", "flavor": "m1.large", "imageId": "img-cirros"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let server = &body["result"]["data"];

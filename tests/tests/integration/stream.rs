@@ -71,7 +71,9 @@ async fn type_filter_passes_only_the_chosen_types() {
     let mut servers_only = app.stream(&types_query(&["servers"]), None).await;
     servers_only.connected().await;
     app.create_volume("ignored").await;
-    let (status, body) = app.mutate("compute.servers.create", json!({"projectId": "prj-data", "name": "seen"})).await;
+    let (status, body) = app
+        .mutate("compute.servers.create", json!({"projectId": "prj-data", "name": "seen", "imageId": "img-cirros"}))
+        .await;
     assert_eq!(status, 200, "{body}");
     let (_, data) = servers_only.next_data(WAIT).await;
     assert_eq!(data["type"], "servers", "the volume update must have been filtered out");

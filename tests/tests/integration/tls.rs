@@ -89,7 +89,9 @@ async fn over_http2_queries_and_two_streams_share_one_connection_and_the_streams
     let mut second = open_stream(&client, Version::HTTP_2).await;
     let queries: Vec<_> = (0..4).map(|_| assert_query_answers(&client, Version::HTTP_2)).collect();
     futures_util::future::join_all(queries).await;
-    let (status, body) = client.mutate("compute.servers.create", json!({"projectId": "prj-web", "name": "h2"})).await;
+    let (status, body) = client
+        .mutate("compute.servers.create", json!({"projectId": "prj-web", "name": "h2", "imageId": "img-cirros"}))
+        .await;
     assert_eq!(status, 200, "{body}");
     wait_until("both streams subscribed", || app.subscriber_count() == 2).await;
     assert_delivered(&app, &mut [&mut first, &mut second], "vol-h2-both").await;

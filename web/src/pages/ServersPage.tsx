@@ -126,9 +126,11 @@ function CreateServer({ onDone }: { onDone(): void }) {
     }),
   );
   const project = projectId || projects.data?.[0]?.id || "";
+  // Nova boots a server from an image (or from a volume, which this form does not make).
+  const image = imageId || images.data?.[0]?.id || "";
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    create.mutate({ projectId: project, name, flavor, ...(imageId ? { imageId } : {}) });
+    create.mutate({ projectId: project, name, flavor, imageId: image });
   };
   return (
     <form className="form" onSubmit={submit} aria-label="New server">
@@ -152,8 +154,7 @@ function CreateServer({ onDone }: { onDone(): void }) {
       </label>
       <label>
         Image
-        <select name="imageId" value={imageId} onChange={(e) => setImageId(e.target.value)}>
-          <option value="">none</option>
+        <select name="imageId" value={image} onChange={(e) => setImageId(e.target.value)}>
           {(images.data ?? []).map((i) => (
             <option key={i.id} value={i.id}>
               {i.name}
@@ -161,7 +162,7 @@ function CreateServer({ onDone }: { onDone(): void }) {
           ))}
         </select>
       </label>
-      <button type="submit" className="btn btn--primary" disabled={create.isPending || !project}>
+      <button type="submit" className="btn btn--primary" disabled={create.isPending || !project || !image}>
         {create.isPending ? "Creating…" : "Create server"}
       </button>
     </form>

@@ -1,7 +1,10 @@
 //! The command line: `stalecast serve`, `stalecast sim`, `stalecast gen`. Every flag of
-//! `serve` and `sim` can also be set with a `STALECAST_*` environment variable; every one
-//! has a default, so `stalecast serve` alone serves on port 3000 against an embedded
+//! `serve` and `sim` can also be set with a `STALECAST_*` environment variable (those of
+//! the cloud with OpenStack's own `OS_*` ones too, and `clouds.yaml`: [`cloud`]); every
+//! one has a default, so `stalecast serve` alone serves on port 3000 against an embedded
 //! simulator. `gen` writes into the current directory (the repository root).
+
+pub mod cloud;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -65,16 +68,37 @@ pub struct ServeConfig {
     /// Port to listen on (0: any free port).
     #[arg(long, short, env = "STALECAST_PORT", default_value_t = 3000)]
     pub port: u16,
-    /// Keystone URL of an OpenStack-style API to watch. Without it, an embedded simulator
-    /// is started and watched.
+    /// Keystone URL of the cloud to watch (as `OS_AUTH_URL`). Without it, `--os-cloud`
+    /// or `OS_AUTH_URL`, an embedded simulator is started and watched.
     #[arg(long, env = "STALECAST_UPSTREAM")]
     pub upstream: Option<String>,
-    #[arg(long, env = "STALECAST_OS_USER", default_value = "admin")]
-    pub os_user: String,
-    #[arg(long, env = "STALECAST_OS_PASSWORD", default_value = "stalecast", hide_env_values = true)]
-    pub os_password: String,
-    #[arg(long, env = "STALECAST_OS_PROJECT", default_value = "admin")]
-    pub os_project: String,
+    /// A cloud of `clouds.yaml`, found where the `openstack` CLI looks for it.
+    #[arg(long, env = "OS_CLOUD", value_name = "NAME")]
+    pub os_cloud: Option<String>,
+    /// Keystone user (as `OS_USERNAME`); the embedded simulator's service account when
+    /// there is no cloud (`admin` by default).
+    #[arg(long, env = "STALECAST_OS_USER")]
+    pub os_user: Option<String>,
+    /// Its password (as `OS_PASSWORD`; `stalecast` for the embedded simulator).
+    #[arg(long, env = "STALECAST_OS_PASSWORD", hide_env_values = true)]
+    pub os_password: Option<String>,
+    /// The project its token is scoped to, by name (as `OS_PROJECT_NAME`; `admin` for the
+    /// embedded simulator).
+    #[arg(long, env = "STALECAST_OS_PROJECT")]
+    pub os_project: Option<String>,
+    /// The region whose endpoints to use (any when absent).
+    #[arg(long, env = "OS_REGION_NAME", value_name = "REGION")]
+    pub os_region_name: Option<String>,
+    /// Which endpoint of each service to use: `public`, `internal` or `admin`.
+    #[arg(long, env = "OS_INTERFACE", value_name = "INTERFACE")]
+    pub os_interface: Option<String>,
+    /// Trust the certificate authorities of this PEM bundle (instead of the system's).
+    #[arg(long, env = "OS_CACERT", value_name = "PATH")]
+    pub os_cacert: Option<PathBuf>,
+    /// The rest of the `OS_*` variables and where `clouds.yaml` is looked for, read by
+    /// the binary at start (empty for a server started in-process).
+    #[arg(skip)]
+    pub os_environment: cloud::OsEnvironment,
     /// Port of the embedded simulator on 127.0.0.1 (0: any free port, logged at start).
     #[arg(long, env = "STALECAST_SIM_PORT", default_value_t = 0)]
     pub sim_port: u16,
@@ -169,6 +193,22 @@ fn literal_defaults() -> clap::Command {
     ServeOnly::command().mut_args(|arg| arg.env(None::<&'static str>))
 }
 
+impl ServeConfig {
+    /// The flags that bear on which cloud is watched and how.
+    pub fn cloud_flags(&self) -> cloud::Flags {
+        cloud::Flags {
+            upstream: self.upstream.clone(),
+            os_cloud: self.os_cloud.clone(),
+            os_user: self.os_user.clone(),
+            os_password: self.os_password.clone(),
+            os_project: self.os_project.clone(),
+            os_region_name: self.os_region_name.clone(),
+            os_interface: self.os_interface.clone(),
+            os_cacert: self.os_cacert.clone(),
+        }
+    }
+}
+
 impl Default for ServeConfig {
     /// The documented defaults of the command line, whatever `STALECAST_*` variables the
     /// environment holds: tests and embedders start from the same values everywhere.
@@ -229,6 +269,11 @@ pub struct SimArgs {
     /// Once listening, write `{"addr":"…"}` to this file (whole, then renamed into place).
     #[arg(long, env = "STALECAST_SIM_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Play only Nova and Neutron beside the real Keystone at this URL: accept the
+    /// tokens it issues (validated there), start with no records. Register the
+    /// simulator's `/compute/v2.1` and `/network` in that Keystone's catalog.
+    #[arg(long, env = "STALECAST_SIM_KEYSTONE", value_name = "URL")]
+    pub keystone: Option<String>,
 }
 
 /// `stalecast gen`.
