@@ -198,12 +198,12 @@ impl UpstreamClient {
 
     /// Lists the servers; answers how many, or the error's text.
     pub async fn servers(&self) -> Result<usize, String> {
-        self.0.servers().await.map(|s| s.len()).map_err(|e| e.to_string())
+        self.0.servers(Default::default()).await.map(|(s, _)| s.len()).map_err(|e| e.to_string())
     }
 
     /// Lists the images; answers how many, or the error's text.
     pub async fn images(&self) -> Result<usize, String> {
-        self.0.images().await.map(|i| i.len()).map_err(|e| e.to_string())
+        self.0.images(Default::default()).await.map(|(i, _)| i.len()).map_err(|e| e.to_string())
     }
 }
 

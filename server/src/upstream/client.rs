@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -34,6 +35,8 @@ use tokio::sync::Mutex;
 use super::UpstreamError;
 use super::auth::{Credentials, Named, Scope, Token, tokens_url};
 use super::catalog::{self, Discovered, Interface, Microversion, Service};
+use super::known::{Decoding, Known};
+use super::model::Resource;
 use super::model::{Image, Network, Project, Server, Volume};
 use super::os::{
     CreatedServer, CreatedVolume, OsFlavor, OsImage, OsNetwork, OsProject, OsServer, OsVolume, ServerEnvelope,
@@ -358,11 +361,27 @@ impl OpenStackClient {
         path: &str,
         key: &'static str,
     ) -> Result<Vec<T>, UpstreamError> {
+        self.list_with(scope, service, path, key, |_, bytes| decode_page::<T>(bytes, key)).await
+    }
+
+    /// [`list`](Self::list), each page decoded by `decode` (given the page's URL).
+    async fn list_with<X, Decoded>(
+        &self,
+        scope: &Scope,
+        service: Service,
+        path: &str,
+        key: &'static str,
+        decode: impl Fn(&Url, bytes::Bytes) -> Decoded,
+    ) -> Result<Vec<X>, UpstreamError>
+    where
+        Decoded: Future<Output = Result<Page<X>, UpstreamError>>,
+    {
         let (first, mut bytes) = self.call(Method::GET, scope, service, Target::Path(path), None).await?;
         let mut items = Vec::new();
         let mut markers = HashSet::new();
+        let mut url = first.clone();
         for pages in 1.. {
-            let page: Page<T> = decode_page(bytes, key).await?;
+            let page = decode(&url, bytes).await?;
             items.extend(page.items);
             let Some(next) = page.next.and_then(|next| paging::next_url(&first, &next)) else {
                 return Ok(items);
@@ -379,39 +398,61 @@ impl OpenStackClient {
                 return Err(UpstreamError::Failed(format!("the {key} listing links back to a page it already sent")));
             }
             bytes = self.call(Method::GET, scope, service, Target::Url(&next), None).await?.1;
+            url = next;
         }
         unreachable!("the loop returns")
     }
 
-    /// A collection as the service token may see it: in one listing (`all`) when it is
-    /// an admin's; else each of the user's projects in turn (`own`, with a token scoped
-    /// to it), records seen in several (a public image, a shared network) once. Answers
-    /// each record with the project it was listed in, when that was one project.
-    async fn collection<T: DeserializeOwned + Send + 'static>(
+    /// A collection as the service token may see it, each record once (the first seen):
+    /// in one listing (`all`) when the token is an admin's; else each of the user's
+    /// projects in turn (`own`, with a token scoped to it; a public image or a shared
+    /// network is seen in several). Pages are decoded against what the collection's last
+    /// listing knew (`last`, see [`super::known`]), each record made by `convert` from
+    /// Nova's, Cinder's, Glance's or Neutron's and the project it was listed in, when that
+    /// was one project. Answers the records and what this listing knows for the next.
+    async fn collection<O, R>(
         &self,
         service: Service,
         all: &str,
         own: &str,
         key: &'static str,
-    ) -> Result<Vec<(Option<String>, T)>, UpstreamError> {
+        last: Arc<Known<R>>,
+        convert: fn(O, Option<&str>) -> R,
+    ) -> Result<(Vec<Arc<R>>, Known<R>), UpstreamError>
+    where
+        O: DeserializeOwned + 'static,
+        R: Resource + Send + Sync + 'static,
+    {
+        let decoding = Arc::new(Decoding::new(last));
+        let listing = |scope: Scope, path: String, listed_in: Option<String>| {
+            let decoding = decoding.clone();
+            async move {
+                let decode = |url: &Url, bytes| {
+                    decode_known(decoding.clone(), url.as_str().to_owned(), bytes, key, listed_in.clone(), convert)
+                };
+                self.list_with(&scope, service, &path, key, decode).await
+            }
+        };
         let token = self.token(&Scope::Service).await?;
-        if token.admin() {
-            let items = self.list::<T>(&Scope::Service, service, all, key).await?;
-            return Ok(items.into_iter().map(|item| (None, item)).collect());
-        }
-        if !self.config.credentials.rescopable() {
-            let items = self.list::<T>(&Scope::Service, service, own, key).await?;
-            return Ok(items.into_iter().map(|item| (token.project_id.clone(), item)).collect());
-        }
-        let projects = self.own_projects().await?;
-        let token = &token;
-        let listings = futures_util::future::try_join_all(projects.iter().map(|project| async move {
-            let scope = self.scope_of(project, token);
-            let items = self.list::<T>(&scope, service, own, key).await?;
-            Ok::<_, UpstreamError>(items.into_iter().map(|item| (Some(project.clone()), item)).collect::<Vec<_>>())
-        }))
-        .await?;
-        Ok(listings.into_iter().flatten().collect())
+        let records = if token.admin() {
+            listing(Scope::Service, all.to_owned(), None).await?
+        } else if !self.config.credentials.rescopable() {
+            listing(Scope::Service, own.to_owned(), token.project_id.clone()).await?
+        } else {
+            let projects = self.own_projects().await?;
+            let token = &token;
+            let listings = futures_util::future::try_join_all(
+                projects
+                    .iter()
+                    .map(|project| listing(self.scope_of(project, token), own.to_owned(), Some(project.clone()))),
+            )
+            .await?;
+            // A public image or a shared network is listed in each project: once here.
+            unique(listings.into_iter().flatten().collect())
+        };
+        // Every page's decoding has ended: the listing's own handle is the last one.
+        let known = Arc::into_inner(decoding).map(Decoding::finish).unwrap_or_default();
+        Ok((records, known))
     }
 
     /// The token scope for acting in `project`: the service token's own when it is
@@ -464,28 +505,27 @@ impl OpenStackClient {
         Ok(projects.into_iter().map(OsProject::into_domain).collect())
     }
 
-    pub async fn servers(&self) -> Result<Vec<Server>, UpstreamError> {
-        let listed = self
-            .collection::<OsServer>(Service::Compute, "/servers/detail?all_tenants=1", "/servers/detail", "servers")
-            .await?;
-        Ok(unique(listed.into_iter().map(|(_, s)| s.into_domain()), |s| &s.id))
+    pub async fn servers(&self, last: Arc<Known<Server>>) -> Result<(Vec<Arc<Server>>, Known<Server>), UpstreamError> {
+        let (all, own) = ("/servers/detail?all_tenants=1", "/servers/detail");
+        self.collection(Service::Compute, all, own, "servers", last, |s: OsServer, _| s.into_domain()).await
     }
 
-    pub async fn volumes(&self) -> Result<Vec<Volume>, UpstreamError> {
-        let listed = self
-            .collection::<OsVolume>(Service::Volume, "/volumes/detail?all_tenants=1", "/volumes/detail", "volumes")
-            .await?;
-        Ok(unique(listed.into_iter().map(|(project, v)| with_project(v.into_domain(), project)), |v| &v.id))
+    pub async fn volumes(&self, last: Arc<Known<Volume>>) -> Result<(Vec<Arc<Volume>>, Known<Volume>), UpstreamError> {
+        let (all, own) = ("/volumes/detail?all_tenants=1", "/volumes/detail");
+        let convert = |v: OsVolume, listed_in: Option<&str>| with_project(v.into_domain(), listed_in);
+        self.collection(Service::Volume, all, own, "volumes", last, convert).await
     }
 
-    pub async fn images(&self) -> Result<Vec<Image>, UpstreamError> {
-        let listed = self.collection::<OsImage>(Service::Image, "/images", "/images", "images").await?;
-        Ok(unique(listed.into_iter().map(|(_, i)| i.into_domain()), |i| &i.id))
+    pub async fn images(&self, last: Arc<Known<Image>>) -> Result<(Vec<Arc<Image>>, Known<Image>), UpstreamError> {
+        self.collection(Service::Image, "/images", "/images", "images", last, |i: OsImage, _| i.into_domain()).await
     }
 
-    pub async fn networks(&self) -> Result<Vec<Network>, UpstreamError> {
-        let listed = self.collection::<OsNetwork>(Service::Network, "/networks", "/networks", "networks").await?;
-        Ok(unique(listed.into_iter().map(|(_, n)| n.into_domain()), |n| &n.id))
+    pub async fn networks(
+        &self,
+        last: Arc<Known<Network>>,
+    ) -> Result<(Vec<Arc<Network>>, Known<Network>), UpstreamError> {
+        let convert = |n: OsNetwork, _: Option<&str>| n.into_domain();
+        self.collection(Service::Network, "/networks", "/networks", "networks", last, convert).await
     }
 
     /// One server (`GET /servers/{id}`) of `project`, when known.
@@ -501,7 +541,7 @@ impl OpenStackClient {
         let scope = self.scope_for_existing(project).await?;
         let path = format!("/volumes/{}", segment(id));
         let body: VolumeEnvelope = self.get(&scope, Service::Volume, &path, "volume").await?;
-        Ok(with_project(body.volume.into_domain(), project.map(str::to_owned)))
+        Ok(with_project(body.volume.into_domain(), project))
     }
 
     /// The id of the flavor named or identified by `flavor` that `project` may use (an
@@ -615,18 +655,22 @@ fn refusal(status: StatusCode, message: String, method: &Method, path: &str) -> 
 }
 
 /// The records of a listing in their order, each id once (the first).
-fn unique<T>(records: impl Iterator<Item = T>, id: impl Fn(&T) -> &String) -> Vec<T> {
-    let mut seen = HashSet::new();
-    records.filter(|r| seen.insert(id(r).clone())).collect()
+fn unique<R: Resource>(records: Vec<Arc<R>>) -> Vec<Arc<R>> {
+    let mut seen: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
+    let first: Vec<bool> = records.iter().map(|r| seen.insert(r.id())).collect();
+    if first.iter().all(|f| *f) {
+        return records;
+    }
+    records.iter().zip(first).filter(|(_, first)| *first).map(|(r, _)| r.clone()).collect()
 }
 
 /// A volume listed with a project's token names that project when Cinder's answer
 /// leaves it out (its `os-vol-tenant-attr:tenant_id` is for admins by default).
-fn with_project(mut volume: Volume, project: Option<String>) -> Volume {
+fn with_project(mut volume: Volume, project: Option<&str>) -> Volume {
     if volume.project_id.is_empty()
         && let Some(project) = project
     {
-        volume.project_id = project;
+        volume.project_id = project.to_owned();
     }
     volume
 }
@@ -671,6 +715,28 @@ async fn decode_page<T: DeserializeOwned + Send + 'static>(
     let small = bytes.len() < DECODE_INLINE;
     let read = move || {
         paging::decode_page(&bytes, key).map_err(|e| UpstreamError::Failed(format!("malformed {key} page: {e}")))
+    };
+    if small {
+        return read();
+    }
+    tokio::task::spawn_blocking(read).await.map_err(|e| UpstreamError::Failed(format!("decoding {key}: {e}")))?
+}
+
+/// A page decoded against what the collection's last listing knew; on the blocking
+/// pool when it is large.
+async fn decode_known<O: DeserializeOwned + 'static, R: Send + Sync + 'static>(
+    decoding: Arc<Decoding<R>>,
+    url: String,
+    bytes: bytes::Bytes,
+    key: &'static str,
+    listed_in: Option<String>,
+    convert: fn(O, Option<&str>) -> R,
+) -> Result<Page<Arc<R>>, UpstreamError> {
+    let small = bytes.len() < DECODE_INLINE;
+    let read = move || {
+        decoding
+            .page(&url, &bytes, key, listed_in.as_deref(), convert)
+            .map_err(|e| UpstreamError::Failed(format!("malformed {key} page: {e}")))
     };
     if small {
         return read();
@@ -723,7 +789,10 @@ fn fault_message(bytes: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::{fault_message, segment, unique};
+    use crate::upstream::model::Project;
 
     #[test]
     fn an_id_stays_one_path_segment() {
@@ -747,7 +816,10 @@ mod tests {
 
     #[test]
     fn records_seen_in_several_projects_count_once() {
-        let ids = ["a", "b", "a", "c", "b"].map(String::from);
-        assert_eq!(unique(ids.into_iter(), |s| s), vec!["a", "b", "c"]);
+        let project =
+            |id: &str| Arc::new(Project { id: id.into(), name: id.into(), description: String::new(), enabled: true });
+        let listed = ["a", "b", "a", "c", "b"].map(project).to_vec();
+        let ids: Vec<String> = unique(listed).iter().map(|p| p.id.clone()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 }

@@ -1,6 +1,7 @@
 //! Everything about the OpenStack cloud Stalecast watches: the HTTP client ([`client`],
 //! with Keystone authentication in [`auth`], endpoints and versions in [`catalog`],
-//! pagination in [`paging`] and OpenStack's JSON in [`os`]), the resources it answers
+//! pagination in [`paging`], OpenStack's JSON in [`os`], records decoded once per change
+//! in [`known`]), the resources it answers
 //! with ([`model`]), their last known values ([`store`], which also detects and
 //! publishes changes) and the background [`poller`].
 //!
@@ -10,6 +11,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod client;
+pub mod known;
 pub mod model;
 mod os;
 pub mod paging;

@@ -42,50 +42,72 @@ use std::time::SystemTime;
 
 use super::UpstreamError;
 use super::client::OpenStackClient;
+use super::known::Known;
 use super::model::{Image, Network, Project, Resource, Server, Volume};
 use crate::updates::{UpdateBus, UpdateType};
 
+/// What a fetch answers: the collection's records, and what its listing learnt for the
+/// next one ([`Known`]).
+pub type Fetched<R> = (Vec<Arc<R>>, Known<R>);
+
 /// A resource kind the store can fetch from upstream, and where the store keeps it.
 pub trait Fetch: Resource {
-    fn fetch(client: &OpenStackClient) -> impl Future<Output = Result<Vec<Self>, UpstreamError>> + Send;
+    /// The whole collection, decoded against what its last listing knew (`last`).
+    fn fetch(
+        client: &OpenStackClient,
+        last: Arc<Known<Self>>,
+    ) -> impl Future<Output = Result<Fetched<Self>, UpstreamError>> + Send;
     fn slot(slots: &Slots) -> &Slot<Self>;
 }
 
 impl Fetch for Project {
-    fn fetch(client: &OpenStackClient) -> impl Future<Output = Result<Vec<Self>, UpstreamError>> + Send {
-        client.projects()
+    async fn fetch(client: &OpenStackClient, _: Arc<Known<Self>>) -> Result<Fetched<Self>, UpstreamError> {
+        // A few dozen records: decoded whole every time.
+        Ok((client.projects().await?.into_iter().map(Arc::new).collect(), Known::default()))
     }
     fn slot(slots: &Slots) -> &Slot<Self> {
         &slots.projects
     }
 }
 impl Fetch for Server {
-    fn fetch(client: &OpenStackClient) -> impl Future<Output = Result<Vec<Self>, UpstreamError>> + Send {
-        client.servers()
+    fn fetch(
+        client: &OpenStackClient,
+        last: Arc<Known<Self>>,
+    ) -> impl Future<Output = Result<Fetched<Self>, UpstreamError>> + Send {
+        client.servers(last)
     }
     fn slot(slots: &Slots) -> &Slot<Self> {
         &slots.servers
     }
 }
 impl Fetch for Volume {
-    fn fetch(client: &OpenStackClient) -> impl Future<Output = Result<Vec<Self>, UpstreamError>> + Send {
-        client.volumes()
+    fn fetch(
+        client: &OpenStackClient,
+        last: Arc<Known<Self>>,
+    ) -> impl Future<Output = Result<Fetched<Self>, UpstreamError>> + Send {
+        client.volumes(last)
     }
     fn slot(slots: &Slots) -> &Slot<Self> {
         &slots.volumes
     }
 }
 impl Fetch for Image {
-    fn fetch(client: &OpenStackClient) -> impl Future<Output = Result<Vec<Self>, UpstreamError>> + Send {
-        client.images()
+    fn fetch(
+        client: &OpenStackClient,
+        last: Arc<Known<Self>>,
+    ) -> impl Future<Output = Result<Fetched<Self>, UpstreamError>> + Send {
+        client.images(last)
     }
     fn slot(slots: &Slots) -> &Slot<Self> {
         &slots.images
     }
 }
 impl Fetch for Network {
-    fn fetch(client: &OpenStackClient) -> impl Future<Output = Result<Vec<Self>, UpstreamError>> + Send {
-        client.networks()
+    fn fetch(
+        client: &OpenStackClient,
+        last: Arc<Known<Self>>,
+    ) -> impl Future<Output = Result<Fetched<Self>, UpstreamError>> + Send {
+        client.networks(last)
     }
     fn slot(slots: &Slots) -> &Slot<Self> {
         &slots.networks
@@ -241,7 +263,7 @@ fn remember<R>(log: &mut VecDeque<Change<R>>, floor: u64, change: Change<R>) -> 
 /// `fetched`, with the records refreshed one by one during the fetch in the state they
 /// were last shown in (present or absent) instead of as the fetch saw them; those the
 /// fetch did not see (created during it) at the end.
-fn keep_refreshed<R: Resource>(fetched: Vec<R>, refreshed: Vec<(String, Option<Arc<R>>)>) -> Vec<R> {
+fn keep_refreshed<R: Resource>(fetched: Vec<Arc<R>>, refreshed: Vec<(String, Option<Arc<R>>)>) -> Vec<Arc<R>> {
     if refreshed.is_empty() {
         return fetched;
     }
@@ -254,14 +276,14 @@ fn keep_refreshed<R: Resource>(fetched: Vec<R>, refreshed: Vec<(String, Option<A
             Some(state) => {
                 placed.insert(record.id().to_owned());
                 if let Some(current) = state {
-                    out.push(R::clone(current));
+                    out.push(current.clone());
                 }
             }
         }
     }
     for (id, state) in &refreshed {
         if let (false, Some(current)) = (placed.contains(id), state) {
-            out.push(R::clone(current));
+            out.push(current.clone());
         }
     }
     out
@@ -274,11 +296,17 @@ pub struct Slot<R> {
     value: RwLock<Option<Arc<Snapshot<R>>>>,
     /// Held while a new value is put in the slot (never across an await).
     writes: Mutex<Writes<R>>,
+    /// What the last complete listing decoded, for the next one.
+    known: Mutex<Arc<Known<R>>>,
 }
 
 impl<R> Default for Slot<R> {
     fn default() -> Self {
-        Slot { value: RwLock::new(None), writes: Mutex::new(Writes { fetch_began: None, refreshed: Vec::new() }) }
+        Slot {
+            value: RwLock::new(None),
+            writes: Mutex::new(Writes { fetch_began: None, refreshed: Vec::new() }),
+            known: Mutex::new(Arc::new(Known::default())),
+        }
     }
 }
 
@@ -291,6 +319,9 @@ impl<R> Slot<R> {
     }
     fn writes(&self) -> MutexGuard<'_, Writes<R>> {
         self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn known(&self) -> MutexGuard<'_, Arc<Known<R>>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -332,6 +363,10 @@ pub struct TypeHealth {
     /// What the last failure was (for operators, via the log and `/readyz`).
     pub last_error: Option<String>,
 }
+
+/// Maps keyed by record ids, with foldhash's fast hasher (the ids come from the cloud
+/// the service account reads, and a map is rebuilt on every poll).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Locks for per-record refreshes, striped: a record's refreshes always take the same
 /// one of [`RECORD_STRIPES`] locks of its type, so they run one at a time and in order,
@@ -497,7 +532,11 @@ impl Store {
     /// The body of a refresh; the caller holds the type's fetch lock.
     async fn fetch_and_store<R: Fetch>(&self) -> Result<Arc<Snapshot<R>>, UpstreamError> {
         self.begin_fetch::<R>();
-        let fetched = R::fetch(&self.client).await;
+        let last = R::slot(&self.slots).known().clone();
+        let fetched = R::fetch(&self.client, last).await.map(|(items, known)| {
+            *R::slot(&self.slots).known() = Arc::new(known);
+            items
+        });
         self.land(fetched)
     }
 
@@ -510,7 +549,7 @@ impl Store {
     }
 
     /// Stores what the fetch begun by [`begin_fetch`](Self::begin_fetch) answered.
-    fn land<R: Fetch>(&self, fetched: Result<Vec<R>, UpstreamError>) -> Result<Arc<Snapshot<R>>, UpstreamError> {
+    fn land<R: Fetch>(&self, fetched: Result<Vec<Arc<R>>, UpstreamError>) -> Result<Arc<Snapshot<R>>, UpstreamError> {
         let mut w = R::slot(&self.slots).writes();
         w.fetch_began = None;
         let refreshed = std::mem::take(&mut w.refreshed);
@@ -530,10 +569,16 @@ impl Store {
     /// stored ones, and an update naming the changed ids, each stamped with its seq
     /// (nothing is announced on the first load: nobody can have seen older data from
     /// this process). Answers the snapshot stored.
-    fn store<R: Fetch>(&self, fetched: Vec<R>) -> Arc<Snapshot<R>> {
+    ///
+    /// A record the listing took from the last one ([`super::known`]) is the very value
+    /// stored, and is seen unchanged by its pointer; one decoded anew is compared whole,
+    /// and when equal the fetched value is kept, so that the next listing finds it by
+    /// pointer too. Records are matched by position until the first one that differs; a
+    /// map of the stored ids from there on (foldhash) is built only then.
+    fn store<R: Fetch>(&self, fetched: Vec<Arc<R>>) -> Arc<Snapshot<R>> {
         let slot = R::slot(&self.slots);
         let Some(old) = self.cached::<R>() else {
-            let items: Vec<Arc<R>> = fetched.into_iter().map(Arc::new).collect();
+            let items = fetched;
             let floor = self.bus.seq();
             let version = self.next_version.fetch_add(1, Ordering::Relaxed);
             let stamps = vec![floor; items.len()];
@@ -548,30 +593,46 @@ impl Store {
             slot.set(snapshot.clone());
             return snapshot;
         };
-        let before: HashMap<&str, usize> = old.items.iter().enumerate().map(|(at, r)| (r.id(), at)).collect();
+        // Records are matched by position while the listing holds the stored ids in the
+        // stored order; from the first difference on, by id (a map of the stored records
+        // from there: those before it are matched already).
+        let mut before: Option<FastMap<&str, usize>> = None;
         let mut items = Vec::with_capacity(fetched.len());
         let mut stamps = Vec::with_capacity(fetched.len());
         let mut changed = Vec::new();
         let mut moved = false;
+        // Which stored records the listing still has: the others were deleted.
+        let mut kept = vec![false; old.items.len()];
         for (at, record) in fetched.into_iter().enumerate() {
-            match before.get(record.id()) {
-                // Unchanged: keep the stored record (and its stamp), drop the fetched copy.
-                Some(&was) if *old.items[was] == record => {
+            let was = match (&mut before, old.items.get(at)) {
+                (None, Some(stored)) if stored.id() == record.id() => Some(at),
+                (before, _) => {
+                    let stored = before.get_or_insert_with(|| {
+                        old.items.iter().enumerate().skip(at).map(|(i, r)| (r.id(), i)).collect()
+                    });
+                    stored.get(record.id()).copied()
+                }
+            };
+            if let Some(was) = was {
+                kept[was] = true;
+            }
+            match was {
+                // Unchanged: keep its stamp.
+                Some(was) if Arc::ptr_eq(&old.items[was], &record) || *old.items[was] == *record => {
                     moved |= was != at;
-                    items.push(old.items[was].clone());
+                    items.push(record);
                     stamps.push(old.stamps[was]);
                 }
                 _ => {
-                    items.push(Arc::new(record));
+                    items.push(record);
                     stamps.push(0);
                     changed.push(at);
                 }
             }
         }
-        let after: HashSet<&str> = items.iter().map(|r| r.id()).collect();
-        let deleted: Vec<R> = old.items.iter().filter(|r| !after.contains(r.id())).map(|r| R::clone(r)).collect();
-        drop(after);
         drop(before);
+        let deleted: Vec<R> =
+            old.items.iter().zip(&kept).filter(|(_, kept)| !**kept).map(|(r, _)| R::clone(r)).collect();
         let fetched_at = SystemTime::now();
         if changed.is_empty() && deleted.is_empty() {
             // The same records: the same version (unless only the order changed), only fresher.
@@ -610,7 +671,7 @@ impl Store {
     /// the layers above that run with no upstream at all.
     #[cfg(test)]
     pub(crate) fn seed<R: Fetch>(&self, items: Vec<R>) {
-        self.store(items);
+        self.store(items.into_iter().map(Arc::new).collect());
     }
 
     fn record(&self, kind: UpdateType, outcome: Result<(), &UpstreamError>) {
@@ -678,7 +739,7 @@ mod tests {
 
         // A refresh that changes b, adds d and drops c: one update, and its seq on both.
         let second = vec![project("a", "A"), project("b", "B2"), project("d", "D")];
-        store.store(second.clone());
+        store.seed(second.clone());
         let update = live.try_recv().expect("published").update.clone();
         assert_eq!(update.ids.as_deref(), Some(&["b".to_owned(), "d".to_owned(), "c".to_owned()][..]));
         let after_second = update.seq;
@@ -693,7 +754,7 @@ mod tests {
         // Up to date: nothing; the same refresh again: no update, the same version.
         assert_eq!(changes(&store, after_second), upserted(&[], after_second, &second));
         let version = store.cached::<Project>().expect("stored").version;
-        store.store(second.clone());
+        store.seed(second.clone());
         assert!(live.try_recv().is_err());
         assert_eq!(store.cached::<Project>().expect("stored").version, version);
 
@@ -764,7 +825,7 @@ mod tests {
         store.store_one("a", Some(project("a", "A2")), store.ticks.fetch_add(1, Ordering::Relaxed));
         let heard: Vec<_> = std::iter::from_fn(|| live.try_recv().ok()).map(|p| p.update.ids.clone()).collect();
         assert_eq!(heard, vec![Some(vec!["b".to_owned()]), Some(vec!["a".to_owned()])], "each announced at once");
-        let landed = store.land(Ok(vec![project("a", "A"), project("c", "C")])).expect("stored");
+        let landed = store.land(Ok(vec![Arc::new(project("a", "A")), Arc::new(project("c", "C"))])).expect("stored");
         let items: Vec<Project> = landed.items.iter().map(|p| Project::clone(p)).collect();
         assert_eq!(items, vec![project("a", "A2"), project("c", "C"), project("b", "B")]);
         assert!(landed.floor >= store.bus.seq(), "a client that heard of b and asks reads it");
@@ -772,7 +833,9 @@ mod tests {
         // The next load sees them anyway; a record deleted during a load stays deleted.
         store.begin_fetch::<Project>();
         store.store_one::<Project>("c", None, store.ticks.fetch_add(1, Ordering::Relaxed));
-        let landed = store.land(Ok(vec![project("a", "A2"), project("b", "B"), project("c", "C")])).expect("stored");
+        let landed = store
+            .land(Ok([project("a", "A2"), project("b", "B"), project("c", "C")].into_iter().map(Arc::new).collect()))
+            .expect("stored");
         let ids: Vec<&str> = landed.items.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, vec!["a", "b"]);
     }

@@ -313,8 +313,8 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
         if let Some(p) = &r.poll {
             let _ = writeln!(
                 md,
-                "- Poller alone, before the clients came: {:.2} CPU-s in {:.1} s for {} polls of the volumes = {:.1} ms \
-                 of server CPU per poll interval (all five collections; one upstream request each).",
+                "- Poller alone, before the clients came: {:.2} CPU-s in {:.1} s for {} poll intervals = {:.1} ms \
+                 of server CPU per poll interval (all five collections; the volumes in pages of 1,000).",
                 p.cpu_s, p.window_s, p.polls, p.cpu_ms_per_poll
             );
         }
