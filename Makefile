@@ -6,9 +6,11 @@ PORT ?= 3000
 .PHONY: run test test-rust lint fmt build gen check-gen test-node
 
 ## Build and serve the API, the stream (and the web app once built) on http://localhost:$(PORT),
-## with the embedded OpenStack simulator as upstream (a random server changes every 15 s).
+## with the embedded OpenStack simulator as upstream (a random server changes every 15 s),
+## and /metrics for a local scraper on http://127.0.0.1:$(METRICS_PORT)/metrics.
+METRICS_PORT ?= 9464
 run:
-	$(CARGO) run --release -p stalecast -- serve --port $(PORT) --sim-churn 15s
+	$(CARGO) run --release -p stalecast -- serve --port $(PORT) --sim-churn 15s --metrics-addr 127.0.0.1:$(METRICS_PORT)
 
 ## Everything CI checks.
 test: lint check-gen test-rust test-node
@@ -20,8 +22,9 @@ lint:
 	$(CARGO) clippy -p stalecast-tests --test openstack --locked -- -D warnings
 
 # The integration tests also run the `stalecast` binary itself (tests/src/child.rs): build
-# it first, so that they never run a stale one.
-test-rust:
+# it first, so that they never run a stale one. They check /metrics with Prometheus's own
+# promtool (installed when missing).
+test-rust: promtool
 	$(CARGO) build -p stalecast --locked
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
@@ -100,6 +103,21 @@ $(WEB_DEPS): web/package.json web/package-lock.json
 
 $(E2E_DEPS): tests/e2e/package.json tests/e2e/package-lock.json
 	cd tests/e2e && $(NPM) ci --no-audit --no-fund
+
+## promtool, Prometheus's checker of the text format (tests/tests/integration/metrics.rs):
+## taken from Debian's prometheus package, unpacked rather than installed, so that no
+## Prometheus server is set up or started.
+PROMTOOL_DIR := /usr/local/bin
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "installing promtool from Debian's prometheus package"; \
+		tmp=$$(mktemp -d) && chmod 755 $$tmp && cd $$tmp && \
+		$(SUDO) apt-get update -qq && apt-get download -qq prometheus && \
+		dpkg-deb -x prometheus_*.deb unpacked && \
+		$(SUDO) install -m 755 unpacked/usr/bin/promtool $(PROMTOOL_DIR)/promtool && \
+		cd / && rm -rf $$tmp; \
+	}
 
 chromium:
 	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \

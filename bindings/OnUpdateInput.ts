@@ -6,7 +6,8 @@ import type { UpdateType } from "./UpdateType";
  */
 export type OnUpdateInput = { 
 /**
- * Only these types (absent or empty: all).
+ * Only these types (absent or empty: every collection of the cloud; `serverStats`,
+ * the server's own figures, only when named).
  */
 types?: Array<UpdateType>, 
 /**

@@ -19,6 +19,7 @@ export type QueryPath =
   | "projects.changes"
   | "projects.list"
   | "projects.page"
+  | "server.stats"
   | "storage.volumes.changes"
   | "storage.volumes.get"
   | "storage.volumes.list"
@@ -35,6 +36,7 @@ export const UPDATE_QUERY_MAP = {
   volumes: ["storage.volumes.list", "storage.volumes.page", "storage.volumes.get"],
   images: ["images.list", "images.page"],
   networks: ["networks.list", "networks.page"],
+  serverStats: ["server.stats"],
 } as const satisfies Record<UpdateType, readonly QueryPath[]>;
 
 /**

@@ -26,6 +26,7 @@ import type { Server } from "./Server";
 import type { ServerChanges } from "./ServerChanges";
 import type { ServerCreate } from "./ServerCreate";
 import type { ServerPage } from "./ServerPage";
+import type { ServerStats } from "./ServerStats";
 import type { StreamEvent } from "./StreamEvent";
 import type { UpdatesState } from "./UpdatesState";
 import type { Volume } from "./Volume";
@@ -90,6 +91,10 @@ const appRouter = t.router({
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Project> => served()),
     /** One page of projects, filtered, searched and sorted (by name) by the server, with the total and the next page's cursor. (query: GET /trpc/projects.page) */
     page: t.procedure.input(input<PageInput | null | undefined>()).query((): ProjectPage => served()),
+  },
+  server: {
+    /** The server's figures for its dashboard page: open streams, notifications per second, delivery p99, the cloud's services and collections, and the nodes (which one polls). Sampled every few seconds; a serverStats update says when they changed. (query: GET /trpc/server.stats) */
+    stats: t.procedure.query((): ServerStats => served()),
   },
   storage: {
     volumes: {

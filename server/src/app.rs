@@ -6,13 +6,15 @@
 //! integration tests both use it, so tests run the real server on port 0. Shutdown is
 //! one [`CancellationToken`]: the accept loop stops accepting and lets in-flight requests
 //! finish, every event stream ends (on either delivery path), and the poller, the
-//! keep-alive clock and the fan-out stop; the embedded simulator (with its own tasks)
+//! keep-alive clock, the figures' sampler and the fan-out stop; the embedded simulator (with its own tasks)
 //! stops last, once the server has drained, so that a mutation in flight is answered;
-//! [`RunningApp::wait`] returns when all of them have.
+//! [`RunningApp::wait`] returns when all of them have. With `--metrics-addr`, `/metrics`
+//! is served on a listener of its own ([`crate::metrics`]), and stops with the rest.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use axum::Router;
@@ -37,7 +39,7 @@ use crate::updates::{BusConfig, Pings, UpdateBus};
 use crate::upstream::client::{OpenStackClient, UpstreamConfig};
 use crate::upstream::poller;
 use crate::upstream::store::Store;
-use crate::{openapi, web};
+use crate::{domain, metrics, openapi, web};
 
 /// The HTTP routes, with their middleware.
 pub fn router(
@@ -99,6 +101,8 @@ pub struct RunningApp {
     pub upstream_url: String,
     /// Where the embedded simulator listens, when there is one.
     pub sim_addr: Option<SocketAddr>,
+    /// Where `/metrics` is served, with `--metrics-addr`.
+    pub metrics_addr: Option<SocketAddr>,
     /// The embedded simulator, for tests that change it out of band.
     pub sim: Option<Arc<Sim>>,
     /// The update bus, for tests that count subscribers.
@@ -132,6 +136,7 @@ impl RunningApp {
 /// Binds, starts the embedded simulator (unless `--upstream` is set), the poller and the
 /// HTTP server, and returns at once. Everything stops when `shutdown` fires.
 pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<RunningApp> {
+    let started = SystemTime::now();
     // Before anything listens: a bad certificate or key stops the start, naming the file.
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::serve::Tls::load(cert, key)?),
@@ -141,6 +146,10 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let listener = crate::serve::bind(SocketAddr::new(config.host, config.port))
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_addr {
+        Some(at) => Some(crate::serve::bind(at).with_context(|| format!("binding --metrics-addr {at}"))?),
+        None => None,
+    };
     let mut tasks = JoinSet::new();
     let sim_stop = CancellationToken::new();
 
@@ -191,8 +200,11 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
     let fanout = Fanout::start(bus.clone(), pings.clone(), shards, shutdown.clone(), &mut tasks);
 
-    let ctx = Ctx { client, store: store.clone(), bus: bus.clone() };
+    let stats = domain::stats::Figures::new(&bus, &store, started);
+    let ctx = Ctx { client, store: store.clone(), bus: bus.clone(), stats };
+    domain::stats::spawn(ctx.clone(), shutdown.clone(), &mut tasks);
     let api = Api::new(ctx, config.max_body_bytes, config.body_timeout, pings, shutdown.clone());
+    let registry = metrics::registry(metrics::Sources { bus: &bus, store: store.clone(), rpc: &api.metrics, started });
     let health =
         Arc::new(Health { store, bus: bus.clone(), max_staleness: config.max_staleness, ready: Default::default() });
     web::check(&config.web_dir);
@@ -209,13 +221,36 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         shutdown_timeout: config.shutdown_timeout,
     };
     let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+    let metrics_addr = match metrics_listener {
+        Some(listener) => {
+            let at = listener.local_addr()?;
+            // No CORS: no web page has any business reading these.
+            let guard = Arc::new(Guard::new(at.ip(), &config.allowed_hosts, &[]));
+            let router =
+                metrics::routes(Arc::new(registry)).layer(axum::middleware::from_fn_with_state(guard, guard::check));
+            // A scraper or two: a small budget, the app's deadlines.
+            let limits = crate::serve::Limits { max_connections: 64, ..limits };
+            let serving = crate::serve::run(listener, router, fanout.clone(), limits, None, shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(error) = serving.await {
+                    tracing::error!(%error, "the metrics listener stopped");
+                }
+            });
+            tracing::info!(metrics_addr = %at, "metrics listening at /metrics");
+            Some(at)
+        }
+        None => None,
+    };
     let server = tokio::spawn(crate::serve::run(listener, app, fanout, limits, tls, shutdown.clone()));
     tracing::info!(%addr, %url, upstream = %upstream_url, max_connections, "stalecast listening");
     if let Some(path) = &config.ready_file {
         let sim_addr = sim_addr.map(|a| a.to_string());
-        write_ready_file(path, &serde_json::json!({"addr": addr.to_string(), "url": url, "simAddr": sim_addr}))?;
+        let metrics_addr = metrics_addr.map(|a| a.to_string());
+        let ready =
+            serde_json::json!({"addr": addr.to_string(), "url": url, "simAddr": sim_addr, "metricsAddr": metrics_addr});
+        write_ready_file(path, &ready)?;
     }
-    Ok(RunningApp { addr, url, upstream_url, sim_addr, sim, bus, shutdown, sim_stop, tasks, server })
+    Ok(RunningApp { addr, url, upstream_url, sim_addr, metrics_addr, sim, bus, shutdown, sim_stop, tasks, server })
 }
 
 /// Writes `what` to `path` as JSON, whole: to a temporary file beside it, then renamed,

@@ -17,8 +17,9 @@
 //!    [`domain::Error`]; the invalidation map. No axum, no tRPC.
 //! 5. [`rpc`]: tRPC's wire format: the procedure registry, encoded answers (one per
 //!    collection version), the mapping of domain errors, the stream endpoint.
-//!    [`health`] (`/healthz`, `/readyz`) and [`web`] (the dashboard) are HTTP endpoints
-//!    at this level too, and [`guard`] checks every request's `Host` and `Origin`.
+//!    [`health`] (`/healthz`, `/readyz`), [`metrics`] (`/metrics`, on a listener of its
+//!    own) and [`web`] (the dashboard) are HTTP endpoints at this level too, and
+//!    [`guard`] checks every request's `Host` and `Origin`.
 //! 6. [`serve`]: the accept loop with its descriptor budget, the lean event-stream
 //!    writer and the fan-out.
 //! 7. [`bindings`], [`openapi`], [`codegen`]: the contract generated from the registry.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod domain;
 pub mod guard;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod rpc;
 pub mod serve;

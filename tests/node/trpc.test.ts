@@ -62,7 +62,13 @@ describe("queries", () => {
     const state = await client.updates.state.query();
     expect(state.ringSize).toBe(4096);
     expect(typeof state.seq).toBe("number");
-    expect(state.types.map((t) => t.type).sort()).toEqual(["images", "networks", "projects", "servers", "volumes"]);
+    expect(state.types.map((t) => t.type).sort()).toEqual(["images", "networks", "projects", "serverStats", "servers", "volumes"]);
+
+    const stats = await client.server.stats.query();
+    expect(stats.nodes).toHaveLength(1);
+    expect(stats.nodes[0]).toMatchObject({ polls: true });
+    expect(stats.collections.map((c) => c.type).sort()).toEqual(["images", "networks", "projects", "servers", "volumes"]);
+    expect(stats.services.map((s) => s.service)).toContain("compute");
   });
 
   it("batch concurrent calls into one request, each with its own result or error", async () => {
@@ -79,7 +85,7 @@ describe("queries", () => {
     expect(sent[0]!.url).toContain("/trpc/projects.list,storage.volumes.list,updates.state,storage.volumes.get?batch=1");
     expect(projects.status === "fulfilled" && projects.value.length).toBe(3);
     expect(volumes.status === "fulfilled" && volumes.value.every((v) => v.projectId === "prj-web")).toBe(true);
-    expect(state.status === "fulfilled" && state.value.types.length).toBe(5);
+    expect(state.status === "fulfilled" && state.value.types.length).toBe(6);
     expect(missing.status).toBe("rejected");
     const error = (missing as PromiseRejectedResult).reason as TRPCClientError<AppRouter>;
     expect(error.data?.code).toBe("NOT_FOUND");
@@ -100,7 +106,7 @@ describe("queries", () => {
 
   it("every path in UPDATE_QUERY_MAP is a query the server answers", async () => {
     const types = Object.keys(UPDATE_QUERY_MAP) as UpdateType[];
-    expect(types.sort()).toEqual(["images", "networks", "projects", "servers", "volumes"]);
+    expect(types.sort()).toEqual(["images", "networks", "projects", "serverStats", "servers", "volumes"]);
     for (const type of types) {
       const paths: readonly QueryPath[] = UPDATE_QUERY_MAP[type];
       expect(paths.length).toBeGreaterThan(0);

@@ -100,6 +100,11 @@ impl TestApp {
         self.app.bus.subscriber_count()
     }
 
+    /// `http://…/metrics` on the metrics listener, when the app was started with one.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.app.metrics_addr.map(|addr| format!("http://{addr}/metrics"))
+    }
+
     /// Creates a volume in the simulator directly, behind Stalecast's back; answers its id.
     pub async fn create_volume_out_of_band(&self, project: &str, name: &str, size_gb: u32) -> String {
         let sim = OpenStackClient::new(upstream_config(&self.sim_url, "stalecast")).expect("simulator client");

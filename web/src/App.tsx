@@ -9,6 +9,7 @@ import { Link, usePath } from "./lib/router";
 import { ImagesPage } from "./pages/ImagesPage";
 import { NetworksPage } from "./pages/NetworksPage";
 import { ProjectsPage } from "./pages/ProjectsPage";
+import { ServerPage } from "./pages/ServerPage";
 import { ServersPage } from "./pages/ServersPage";
 import { VolumesPage } from "./pages/VolumesPage";
 import { UpdatesProvider } from "./updates/context";
@@ -36,6 +37,8 @@ function Page({ path }: { path: string }) {
       return <NetworksPage />;
     case "/projects":
       return <ProjectsPage />;
+    case "/server":
+      return <ServerPage />;
     default:
       return (
         <div className="page">

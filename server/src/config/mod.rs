@@ -6,7 +6,7 @@
 
 pub mod cloud;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -148,6 +148,11 @@ pub struct ServeConfig {
     /// `/readyz` answers 503 once a collection's last successful fetch is older than this.
     #[arg(long, env = "STALECAST_MAX_STALENESS", value_parser = duration, default_value = "30s")]
     pub max_staleness: Duration,
+    /// Serve `/metrics` (Prometheus text format) on this address, a listener of its own
+    /// for the operator's scraper, e.g. `127.0.0.1:9464` (port 0: any free port). Off
+    /// when absent: the figures are never served on the app's port.
+    #[arg(long, env = "STALECAST_METRICS_ADDR", value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
 
     // --- who may call ---
     /// A host name the server answers to, besides the listen address, `localhost`,

@@ -19,6 +19,7 @@
 pub mod changes;
 mod error;
 pub mod page;
+pub mod stats;
 pub mod types;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub const INVALIDATION: &[(UpdateType, &[&str])] = &[
     (UpdateType::Volumes, &["storage.volumes.list", "storage.volumes.page", "storage.volumes.get"]),
     (UpdateType::Images, &["images.list", "images.page"]),
     (UpdateType::Networks, &["networks.list", "networks.page"]),
+    (UpdateType::ServerStats, &["server.stats"]),
 ];
 
 /// Each list query's `changes` companion (see [`changes`]). Emitted to TypeScript as
@@ -59,6 +61,8 @@ pub struct Ctx {
     pub client: Arc<OpenStackClient>,
     pub store: Arc<Store>,
     pub bus: Arc<UpdateBus>,
+    /// The server's own figures (`server.stats`).
+    pub stats: Arc<stats::Figures>,
 }
 
 /// A list query's answer, not yet encoded: the stored collection, whole or one project's
@@ -105,6 +109,7 @@ fn singular(kind: UpdateType) -> &'static str {
         UpdateType::Volumes => "volume",
         UpdateType::Images => "image",
         UpdateType::Networks => "network",
+        UpdateType::ServerStats => "figure",
     }
 }
 
@@ -259,7 +264,8 @@ mod tests {
         let client = Arc::new(OpenStackClient::new(config).expect("client"));
         let bus = Arc::new(UpdateBus::starting_at(1, BusConfig::default()));
         let store = Arc::new(Store::new(client.clone(), bus.clone()));
-        Ctx { client, store, bus }
+        let stats = stats::Figures::new(&bus, &store, std::time::SystemTime::now());
+        Ctx { client, store, bus, stats }
     }
 
     fn volume(id: &str, project: &str) -> Volume {

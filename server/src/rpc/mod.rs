@@ -9,6 +9,7 @@
 //!   clients read only the body.
 //! - Query answers carry an `ETag`; `If-None-Match` with it gives `304` ([`encoded`]).
 //! - The event stream `updates.onUpdate` ([`stream`]).
+//! - Every call is counted, by procedure and status, with its latency ([`metrics`]).
 //!
 //! Every procedure is a function of the domain named in [`procedures`]; this layer
 //! decodes its input (naming the offending field), encodes its answer and maps its
@@ -16,6 +17,7 @@
 
 pub mod encoded;
 mod error;
+pub mod metrics;
 pub mod procedures;
 pub mod registry;
 pub mod stream;
@@ -30,11 +32,12 @@ use serde::de::DeserializeOwned;
 
 pub use encoded::Encoded;
 pub use error::{ErrorCode, ErrorData, ErrorEnvelope, ErrorShape, RpcError};
+pub use metrics::RpcMetrics;
 pub use procedures::registry;
 pub use registry::{Answer, Kind, NoInput, Output, Presence, Procedure, Registry, Wire, WireType};
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::{any, get};
@@ -55,6 +58,8 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// Calls by procedure and status, with their latency.
+    pub metrics: RpcMetrics,
     answers: encoded::Answers,
     pings: Pings,
     /// Ends every stream.
@@ -70,7 +75,8 @@ impl Api {
         shutdown: CancellationToken,
     ) -> Arc<Api> {
         let answers = Default::default();
-        Arc::new(Api { ctx, registry: registry(), max_body_bytes, body_timeout, answers, pings, shutdown })
+        let metrics = RpcMetrics::default();
+        Arc::new(Api { ctx, registry: registry(), max_body_bytes, body_timeout, metrics, answers, pings, shutdown })
     }
 }
 
@@ -107,7 +113,9 @@ pub struct TrpcQuery {
     input: Option<String>,
 }
 
-/// `GET|POST /trpc/<paths>`.
+/// `GET|POST /trpc/<paths>`. Counts each call ([`RpcMetrics`]): a single call, or a
+/// request refused before any of its calls ran, once under its (first) path with the
+/// answer's status; each call of a batch that ran with its own.
 pub async fn handler(
     State(api): State<Arc<Api>>,
     method: Method,
@@ -116,33 +124,59 @@ pub async fn handler(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = Instant::now();
     let paths: Vec<&str> = paths.split(',').collect();
     let first_path = paths.first().copied().unwrap_or_default();
+    let (response, counted) = respond(&api, &method, &paths, query, &headers, body).await;
+    if !counted {
+        api.metrics.call(&api.registry, first_path, response.status().as_u16(), started.elapsed());
+    }
+    response
+}
+
+/// The answer to a request of `paths`, and whether its calls were counted already (those
+/// of a batch).
+async fn respond(
+    api: &Arc<Api>,
+    method: &Method,
+    paths: &[&str],
+    query: Result<Query<TrpcQuery>, axum::extract::rejection::QueryRejection>,
+    headers: &HeaderMap,
+    body: Body,
+) -> (Response, bool) {
+    let first_path = paths.first().copied().unwrap_or_default();
     let Ok(Query(query)) = query else {
-        return RpcError::bad_request("malformed query string").with_path(first_path).into_response();
+        return (RpcError::bad_request("malformed query string").with_path(first_path).into_response(), false);
     };
     let batch = matches!(query.batch.as_deref(), Some("1" | "true"));
-    let inputs = match read_inputs(&api, &method, &query, &headers, body, batch, paths.len()).await {
+    let inputs = match read_inputs(api, method, &query, headers, body, batch, paths.len()).await {
         Ok(inputs) => inputs,
-        Err(e) => return e.with_path(first_path).into_response(),
+        Err(e) => return (e.with_path(first_path).into_response(), false),
     };
 
     if !batch {
         if paths.len() > 1 {
-            return RpcError::bad_request("several procedures need ?batch=1").into_response();
+            return (RpcError::bad_request("several procedures need ?batch=1").into_response(), false);
         }
         let input = inputs.into_iter().next().unwrap_or(serde_json::Value::Null);
-        return match call(&api, &method, first_path, input).await {
-            Ok(Answer::Shared(encoded)) if method == Method::GET => encoded.respond(&headers).await,
+        let response = match call(api, method, first_path, input).await {
+            Ok(Answer::Shared(encoded)) if method == Method::GET => encoded.respond(headers).await,
             Ok(answer) => {
                 let body = encoded::envelope(&answer.json());
-                if method == Method::GET { tagged(&headers, body) } else { ok_response(StatusCode::OK, body) }
+                if method == Method::GET { tagged(headers, body) } else { ok_response(StatusCode::OK, body) }
             }
             Err(e) => e.into_response(),
         };
+        return (response, false);
     }
 
-    let calls = paths.iter().zip(inputs).map(|(path, input)| call(&api, &method, path, input));
+    let calls = paths.iter().zip(inputs).map(|(path, input)| async move {
+        let started = Instant::now();
+        let result = call(api, method, path, input).await;
+        let status = result.as_ref().map_or_else(RpcError::status, |_| StatusCode::OK);
+        api.metrics.call(&api.registry, path, status.as_u16(), started.elapsed());
+        result
+    });
     let results = futures_util::future::join_all(calls).await;
     let statuses: Vec<StatusCode> =
         results.iter().map(|r| r.as_ref().map_or_else(RpcError::status, |_| StatusCode::OK)).collect();
@@ -163,10 +197,10 @@ pub async fn handler(
         }
     }
     body.put_u8(b']');
-    if method == Method::GET && status == StatusCode::OK {
-        return tagged(&headers, body.freeze());
+    if *method == Method::GET && status == StatusCode::OK {
+        return (tagged(headers, body.freeze()), true);
     }
-    ok_response(status, body.freeze())
+    (ok_response(status, body.freeze()), true)
 }
 
 /// A query's `200` answer with its `ETag`, or `304` when the client already holds it.

@@ -6,6 +6,7 @@ use super::registry::{Kind, NoInput, Registry, Wire};
 use super::stream::{OnUpdateInput, PATH as STREAM};
 use crate::domain::changes::*;
 use crate::domain::page::*;
+use crate::domain::stats::ServerStats;
 use crate::domain::types::*;
 use crate::domain::{self, Listing};
 use crate::updates::{StreamEvent, UpdateType};
@@ -22,6 +23,7 @@ impl Wire for ServerCreate {}
 impl Wire for VolumeCreate {}
 impl Wire for Deleted {}
 impl Wire for UpdatesState {}
+impl Wire for ServerStats {}
 impl Wire for StreamEvent {}
 impl Wire for UpdateType {}
 impl Wire for OnUpdateInput {}
@@ -125,6 +127,13 @@ pub fn registry() -> Registry {
         "The bus's latest seq, the replay ring's size and the last update of each type.",
         |ctx, _: NoInput| async move { Ok(domain::updates_state(&ctx)) },
     )
+    .query::<NoInput, ServerStats, _, _>(
+        "server.stats",
+        "The server's figures for its dashboard page: open streams, notifications per second, delivery p99, \
+         the cloud's services and collections, and the nodes (which one polls). Sampled every few seconds; a \
+         serverStats update says when they changed.",
+        |ctx, _: NoInput| async move { Ok(domain::stats::stats(&ctx)) },
+    )
     .mutation::<ServerCreate, Server, _, _>(
         "compute.servers.create",
         "Creates a server (status BUILD, then ACTIVE).",
@@ -196,7 +205,7 @@ mod tests {
     fn every_list_has_a_page_query_invalidated_with_it() {
         let registry = registry();
         let lists: Vec<&str> = registry.iter().filter(|p| p.path.ends_with(".list")).map(|p| p.path).collect();
-        assert_eq!(lists.len(), UpdateType::ALL.len());
+        assert_eq!(lists.len(), UpdateType::COLLECTIONS.len());
         for list in lists {
             let page = format!("{}.page", list.trim_end_matches(".list"));
             let procedure = registry.get(&page).unwrap_or_else(|| panic!("{list}: no {page}"));

@@ -37,6 +37,17 @@ pub enum Kind {
     Subscription,
 }
 
+impl Kind {
+    /// `query`, `mutation` or `subscription`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Query => "query",
+            Kind::Mutation => "mutation",
+            Kind::Subscription => "subscription",
+        }
+    }
+}
+
 /// The bytes of an answer, as the HTTP layer sends them.
 #[derive(Clone, Debug)]
 pub enum Answer {

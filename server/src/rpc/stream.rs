@@ -48,7 +48,8 @@ pub const PATH: &str = "updates.onUpdate";
 #[derive(Clone, Debug, Default, Deserialize, Serialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OnUpdateInput {
-    /// Only these types (absent or empty: all).
+    /// Only these types (absent or empty: every collection of the cloud; `serverStats`,
+    /// the server's own figures, only when named).
     #[serde(default)]
     #[ts(optional)]
     pub types: Option<Vec<UpdateType>>,

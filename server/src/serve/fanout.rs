@@ -14,6 +14,13 @@
 //! and is registered under the bus's lock, so the shard delivers exactly the updates
 //! after its replay. What each stream writes, and when, is its [`Cursor`]'s decision,
 //! the same rules the response body follows on connections hyper serves.
+//!
+//! What it counts ([`BusMetrics`]) it counts per shard and update, never per socket: a
+//! shard adds up the streams it wrote an update to as it goes (a local integer) and
+//! reports the total, with the time its pass ended, once. Measured with `loadtest
+//! --clients 2000 --rate 10 --duration 20s` (release build) against the same code
+//! without the counting: the CPU per delivered notification stayed within the run-to-run
+//! noise (figures in the commit that added it).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -29,7 +36,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::updates::stream::Opened;
-use crate::updates::{Cursor, Pings, Published, StreamRequest, Subscriber, UpdateBus};
+use crate::updates::{
+    BusMetrics, Cursor, Pings, Published, ResyncReason, StreamRequest, Subscriber, UpdateBus, now_micros,
+};
 
 /// The shards and what every stream needs from the server.
 #[derive(Debug)]
@@ -98,7 +107,7 @@ impl Fanout {
                         received = updates.recv() => received,
                     };
                     match received {
-                        Ok(published) => shard.deliver(&published),
+                        Ok(published) => shard.deliver(&published, bus.metrics()),
                         Err(RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "fan-out fell behind the bus; its streams resync");
                             shard.lagged(bus.seq());
@@ -132,7 +141,7 @@ impl Fanout {
             for event in &opening {
                 queue_event(&mut queue, chunked, event);
             }
-            let opened = Opened::log(&request, &start);
+            let opened = Opened::new(&request, &start, self.bus.metrics());
             let entry = Arc::new(Entry {
                 socket: socket.clone(),
                 chunked,
@@ -150,7 +159,7 @@ impl Fanout {
             lock(&shard.streams).insert(id, entry.clone());
             (entry, start.subscriber, opened)
         });
-        let result = entry.run(&self.pings, write_timeout, shutdown).await;
+        let result = entry.run(&self.pings, self.bus.metrics(), write_timeout, shutdown).await;
         lock(&shard.streams).remove(&id);
         lock(&entry.state).closed = true;
         if result.is_ok() && chunked {
@@ -162,12 +171,15 @@ impl Fanout {
 }
 
 impl Shard {
-    fn deliver(&self, published: &Published) {
+    fn deliver(&self, published: &Published, metrics: &BusMetrics) {
         // Framed once for every HTTP/1.1 stream of the shard, not once per socket.
         let chunk = frame(true, &published.frame);
+        let mut written = 0;
         for entry in lock(&self.streams).values() {
-            entry.deliver(published, &chunk);
+            written += u64::from(entry.deliver(published, &chunk));
         }
+        let update = &published.update;
+        metrics.written(update.kind, written, update.ts, now_micros());
     }
 
     /// The shard missed updates up to `seq`: every stream owes a resync.
@@ -185,11 +197,11 @@ impl Shard {
 
 impl Entry {
     /// One update (`chunk`: its frame in chunked coding): written now when the stream
-    /// wants it and the socket takes it, else queued.
-    fn deliver(&self, published: &Published, chunk: &Bytes) {
+    /// wants it and the socket takes it, else queued. Answers whether it was either.
+    fn deliver(&self, published: &Published, chunk: &Bytes) -> bool {
         let mut state = lock(&self.state);
         if state.closed || state.cursor.published(published).is_none() {
-            return;
+            return false;
         }
         let wire = if self.chunked { chunk } else { &published.frame };
         if state.attached {
@@ -205,19 +217,28 @@ impl Entry {
                 Err(_) => {
                     state.closed = true;
                     self.detached.notify_one();
+                    return false;
                 }
             }
         } else if state.queued_frames >= self.capacity {
             state.cursor.dropped();
+            return false;
         } else {
             state.queue.push_back(wire.clone());
             state.queued_frames += 1;
         }
+        true
     }
 
     /// The stream's own task: writes what the shard queued, sends keep-alive pings, and
     /// watches for the client leaving.
-    async fn run(&self, pings: &Pings, write_timeout: Duration, shutdown: &CancellationToken) -> io::Result<()> {
+    async fn run(
+        &self,
+        pings: &Pings,
+        metrics: &BusMetrics,
+        write_timeout: Duration,
+        shutdown: &CancellationToken,
+    ) -> io::Result<()> {
         let mut closed = std::pin::pin!(self.socket.readable());
         let mut cancelled = std::pin::pin!(shutdown.cancelled());
         let mut ticks = pings.receiver();
@@ -238,6 +259,7 @@ impl Entry {
                 if state.queue.is_empty() {
                     state.queued_frames = 0;
                     if let Some(resync) = state.cursor.take_resync() {
+                        metrics.resync(ResyncReason::Lagged);
                         tracing::debug!("stream fell behind; sending resync");
                         pending.extend_from_slice(&frame(self.chunked, &resync));
                     }

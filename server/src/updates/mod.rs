@@ -9,18 +9,20 @@
 //!
 //! What one stream writes, and when, is decided by its [`Cursor`] (shared by both
 //! delivery paths); the keep-alive clock all streams share is [`Pings`]; [`stream`]
-//! turns a broadcast receiver into the stream's frames. Nothing here knows HTTP.
+//! turns a broadcast receiver into the stream's frames; what they all count is
+//! [`BusMetrics`]. Nothing here knows HTTP.
 
 pub mod cursor;
 pub mod frame;
+pub mod metrics;
 mod pings;
 pub mod stream;
 
 pub use cursor::Cursor;
+pub use metrics::BusMetrics;
 pub use pings::Pings;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -42,11 +44,25 @@ pub enum UpdateType {
     Volumes,
     Images,
     Networks,
+    /// The server's own figures (streams, notifications, upstream health: the `server.stats`
+    /// query), published at most every few seconds when they changed.
+    ServerStats,
 }
 
 impl UpdateType {
     /// Every update type, in a stable order.
-    pub const ALL: [UpdateType; 5] =
+    pub const ALL: [UpdateType; 6] = [
+        UpdateType::Projects,
+        UpdateType::Servers,
+        UpdateType::Volumes,
+        UpdateType::Images,
+        UpdateType::Networks,
+        UpdateType::ServerStats,
+    ];
+
+    /// The cloud's collections, which the poller fetches and the store keeps: every type
+    /// but the server's own figures.
+    pub const COLLECTIONS: [UpdateType; 5] =
         [UpdateType::Projects, UpdateType::Servers, UpdateType::Volumes, UpdateType::Images, UpdateType::Networks];
 
     /// The wire name (`"volumes"`).
@@ -57,11 +73,12 @@ impl UpdateType {
             UpdateType::Volumes => "volumes",
             UpdateType::Images => "images",
             UpdateType::Networks => "networks",
+            UpdateType::ServerStats => "serverStats",
         }
     }
 
     /// A bit for type filters (`1 << index`).
-    fn bit(self) -> u8 {
+    const fn bit(self) -> u8 {
         1 << (self as u8)
     }
 }
@@ -74,10 +91,16 @@ impl TypeFilter {
     /// Every type.
     pub const ALL: TypeFilter = TypeFilter(u8::MAX);
 
-    /// Only `types` (none given: every type).
+    /// What a stream that names no types gets: every collection of the cloud. The
+    /// server's own figures (`serverStats`, every few seconds) go only to streams that
+    /// name them (the dashboard does): a client that never shows them, or a load test,
+    /// pays nothing for them.
+    pub const COLLECTIONS: TypeFilter = TypeFilter(!UpdateType::ServerStats.bit());
+
+    /// Only `types` (none given: [`COLLECTIONS`](Self::COLLECTIONS)).
     pub fn only(types: &[UpdateType]) -> TypeFilter {
         if types.is_empty() {
-            return TypeFilter::ALL;
+            return TypeFilter::COLLECTIONS;
         }
         TypeFilter(types.iter().fold(0, |mask, t| mask | t.bit()))
     }
@@ -134,13 +157,23 @@ pub enum StreamEvent {
 }
 
 /// Why a client must refetch everything.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ResyncReason {
     /// The resume id is older than the replay ring (or from another server process).
     Gap,
     /// The client read too slowly and the broadcast channel overtook it.
     Lagged,
+}
+
+impl ResyncReason {
+    /// The wire name (`"gap"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::Gap => "gap",
+            ResyncReason::Lagged => "lagged",
+        }
+    }
 }
 
 /// An update as it travels the bus: the value plus its whole SSE event, encoded once at
@@ -183,16 +216,16 @@ pub struct UpdateBus {
     tx: broadcast::Sender<Arc<Published>>,
     ring_size: usize,
     channel_capacity: usize,
-    subscribers: Arc<AtomicUsize>,
+    metrics: BusMetrics,
 }
 
-/// Counts one open subscription for as long as it lives.
+/// Counts one open subscription (in the open-streams gauge) for as long as it lives.
 #[derive(Debug)]
-pub struct Subscriber(Arc<AtomicUsize>);
+pub struct Subscriber(prometheus_client::metrics::gauge::Gauge);
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
@@ -245,8 +278,13 @@ impl UpdateBus {
             tx,
             ring_size,
             channel_capacity: config.channel_capacity.max(1),
-            subscribers: Arc::new(AtomicUsize::new(0)),
+            metrics: BusMetrics::default(),
         }
+    }
+
+    /// What the bus and its streams count.
+    pub fn metrics(&self) -> &BusMetrics {
+        &self.metrics
     }
 
     /// Updates a subscriber may fall behind before it must resync.
@@ -291,6 +329,7 @@ impl UpdateBus {
         // and never neither. `send` fails only when nobody listens, which is fine.
         let _ = self.tx.send(published.clone());
         drop(inner);
+        self.metrics.published(kind);
         tracing::debug!(seq, %kind, "update published");
         published
     }
@@ -327,8 +366,9 @@ impl UpdateBus {
                 (inner.ring.iter().skip(skip).cloned().collect(), false)
             }
         };
-        self.subscribers.fetch_add(1, Ordering::Relaxed);
-        Start { replay, gap, seq: latest, subscriber: Subscriber(self.subscribers.clone()) }
+        let streams = self.metrics.streams();
+        streams.inc();
+        Start { replay, gap, seq: latest, subscriber: Subscriber(streams.clone()) }
     }
 
     /// A receiver of every update published from now on, not counted as a subscriber
@@ -354,7 +394,7 @@ impl UpdateBus {
 
     /// How many streams are subscribed right now.
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers.load(Ordering::Relaxed)
+        self.metrics.streams().get().max(0) as usize
     }
 }
 

@@ -5,7 +5,9 @@
 //!
 //! The stream subscribes on its first poll (a body that is never polled costs
 //! nothing), then writes `connected`, a resync if needed, the replay, live updates and
-//! keep-alive pings, until the bus closes or `shutdown` fires.
+//! keep-alive pings, until the bus closes or `shutdown` fires. Each stream here is its
+//! own task anyway, so it reports each update it writes to the bus's figures as a
+//! delivery batch of one.
 
 use std::sync::Arc;
 
@@ -15,7 +17,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cursor, Pings, Published, StreamRequest, UpdateBus};
+use super::metrics::Watcher;
+use super::{BusMetrics, Cursor, Pings, Published, ResyncReason, StreamRequest, UpdateBus, UpdateType, now_micros};
 
 /// What woke a stream up.
 enum Wake {
@@ -42,7 +45,7 @@ pub fn frames(
     async_stream::stream! {
         let (start, mut live) = bus.subscribe(request.after);
         let (mut cursor, opening) = Cursor::open(&start, request.types, pings.connected());
-        let _open = Opened::log(&request, &start);
+        let _open = Opened::new(&request, &start, bus.metrics());
         let _subscriber = start.subscriber;
         for frame in opening {
             yield frame;
@@ -62,6 +65,8 @@ pub fn frames(
                 Wake::Shutdown | Wake::Received(Err(RecvError::Closed)) => break,
                 Wake::Received(Ok(published)) => {
                     if let Some(frame) = cursor.published(&published) {
+                        let update = &published.update;
+                        bus.metrics().written(update.kind, 1, update.ts, now_micros());
                         yield frame.clone();
                     }
                 }
@@ -69,6 +74,7 @@ pub fn frames(
                     tracing::debug!(missed, "subscriber lagged; sending resync");
                     cursor.lagged(bus.seq());
                     if let Some(frame) = cursor.take_resync() {
+                        bus.metrics().resync(ResyncReason::Lagged);
                         yield frame;
                     }
                 }
@@ -83,15 +89,24 @@ pub fn frames(
     }
 }
 
-/// Logs a stream's opening, and its end however it ends (the client left, shutdown).
+/// A stream's opening and its end however it ends (the client left, shutdown): logged,
+/// and counted — a `gap` resync and the updates replayed to it, and, for as long as it is
+/// open, whether it wants the server's own figures ([`BusMetrics::stats_watchers`]).
 #[derive(Debug)]
-pub struct Opened;
+pub struct Opened {
+    /// Held, not read: dropping it stops counting the stream as a watcher.
+    _watcher: Option<Watcher>,
+}
 
 impl Opened {
-    pub fn log(request: &StreamRequest, start: &super::Start) -> Opened {
+    pub fn new(request: &StreamRequest, start: &super::Start, metrics: &BusMetrics) -> Opened {
         tracing::debug!(after = ?request.after, types = ?request.types, gap = start.gap,
             replay = start.replay.len(), "event stream opened");
-        Opened
+        if start.gap {
+            metrics.resync(ResyncReason::Gap);
+        }
+        metrics.replayed(start.replay.iter().filter(|p| request.types.wants(p.update.kind)).count());
+        Opened { _watcher: request.types.wants(UpdateType::ServerStats).then(|| Watcher::new(metrics)) }
     }
 }
 

@@ -19,7 +19,8 @@
 //!
 //! Tokens are renewed shortly before Keystone says they expire, and once more whenever a
 //! service rejects one (401). Upstream refusals keep their status and the service's own
-//! message ([`UpstreamError`]).
+//! message ([`UpstreamError`]). Every request, version documents and authentication
+//! included, is counted by service and status with its latency ([`UpstreamMetrics`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ use super::UpstreamError;
 use super::auth::{Credentials, Named, Scope, Token, tokens_url};
 use super::catalog::{self, Discovered, Interface, Microversion, Service};
 use super::known::{Decoding, Known};
+use super::metrics::{Status, UpstreamMetrics};
 use super::model::Resource;
 use super::model::{Image, Network, Project, Server, Volume};
 use super::os::{
@@ -114,6 +116,14 @@ pub struct OpenStackClient {
     discovered: std::sync::Mutex<HashMap<String, Discovered>>,
     /// The projects a non-admin user has a role on, and when they were read.
     own_projects: std::sync::Mutex<Option<(Instant, Vec<String>)>>,
+    metrics: UpstreamMetrics,
+}
+
+/// A whole answer of the cloud.
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: bytes::Bytes,
 }
 
 impl OpenStackClient {
@@ -143,11 +153,37 @@ impl OpenStackClient {
             keystone: Default::default(),
             discovered: Default::default(),
             own_projects: Default::default(),
+            metrics: UpstreamMetrics::default(),
         })
     }
 
     pub fn auth_url(&self) -> &str {
         &self.config.auth_url
+    }
+
+    /// What the client (and the poller) count.
+    pub fn metrics(&self) -> &UpstreamMetrics {
+        &self.metrics
+    }
+
+    /// Sends `request` to `service` and reads its whole answer, counting it by status with
+    /// how long it took. The error is reqwest's: whether it may have changed something is
+    /// the caller's to say.
+    async fn exchange(&self, service: Service, request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
+        let started = Instant::now();
+        let answer = async {
+            let mut response = request.send().await?;
+            let status = response.status();
+            let headers = std::mem::take(response.headers_mut());
+            Ok(Answer { status, headers, body: response.bytes().await? })
+        }
+        .await;
+        let status = match &answer {
+            Ok(answer) => Status::Code(answer.status.as_u16()),
+            Err(error) => Status::of_error(error),
+        };
+        self.metrics.request(service, status, started.elapsed());
+        answer
     }
 
     // --- tokens ---------------------------------------------------------------------
@@ -174,10 +210,12 @@ impl OpenStackClient {
     async fn authenticate(&self, scope: &Scope) -> Result<Token, UpstreamError> {
         let body = self.config.credentials.request(scope).map_err(UpstreamError::Forbidden)?;
         let url = self.tokens_url().await?;
-        let response = self.http.post(&url).json(&body).send().await.map_err(|e| transport(e, false))?;
-        let status = response.status();
-        let secret = response.headers().get("x-subject-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = response.bytes().await.map_err(|e| transport(e, false))?;
+        let answer = self
+            .exchange(Service::Identity, self.http.post(&url).json(&body))
+            .await
+            .map_err(|e| transport(e, false))?;
+        let (status, bytes) = (answer.status, answer.body);
+        let secret = answer.headers.get("x-subject-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
         if !status.is_success() {
             let message = fault_message(&bytes).unwrap_or_else(|| status.to_string());
             return Err(match scope {
@@ -216,7 +254,7 @@ impl OpenStackClient {
             auth_url.to_owned()
         } else {
             let fallback = format!("{auth_url}/v3");
-            match self.document(auth_url).await {
+            match self.document(Service::Identity, auth_url).await {
                 Ok(bytes) => catalog::discover(&bytes, 3, &fallback).map(|d| d.url).unwrap_or(fallback),
                 Err(UpstreamError::Unreachable(detail)) => return Err(UpstreamError::Unreachable(detail)),
                 Err(_) => fallback,
@@ -254,7 +292,7 @@ impl OpenStackClient {
     async fn discover(&self, service: Service, endpoint: &str) -> Result<Discovered, UpstreamError> {
         if catalog::versioned(endpoint, service.major()) {
             let microversions = if service == Service::Compute {
-                match self.document(endpoint).await.map(|bytes| catalog::discover(&bytes, 2, endpoint)) {
+                match self.document(service, endpoint).await.map(|bytes| catalog::discover(&bytes, 2, endpoint)) {
                     Ok(Ok(found)) => found.microversions,
                     Ok(Err(detail)) | Err(UpstreamError::Failed(detail)) => {
                         tracing::warn!(%endpoint, %detail, "Nova says no microversions; speaking 2.1");
@@ -267,22 +305,20 @@ impl OpenStackClient {
             };
             return Ok(Discovered { url: endpoint.to_owned(), microversions });
         }
-        let bytes = self.document(endpoint).await?;
+        let bytes = self.document(service, endpoint).await?;
         catalog::discover(&bytes, service.major(), endpoint)
             .map_err(|detail| UpstreamError::Failed(format!("version discovery at {endpoint}: {detail}")))
     }
 
     /// A version document: the body of `GET url`, whatever its status (Glance answers
     /// `300 Multiple Choices`), unauthenticated as version documents are.
-    async fn document(&self, url: &str) -> Result<bytes::Bytes, UpstreamError> {
-        let response =
-            self.http.get(url).header("accept", "application/json").send().await.map_err(|e| transport(e, false))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport(e, false))?;
-        if status.is_server_error() {
-            return Err(UpstreamError::Failed(format!("version discovery at {url}: {status}")));
+    async fn document(&self, service: Service, url: &str) -> Result<bytes::Bytes, UpstreamError> {
+        let request = self.http.get(url).header("accept", "application/json");
+        let answer = self.exchange(service, request).await.map_err(|e| transport(e, false))?;
+        if answer.status.is_server_error() {
+            return Err(UpstreamError::Failed(format!("version discovery at {url}: {}", answer.status)));
         }
-        Ok(bytes)
+        Ok(answer.body)
     }
 
     // --- requests -------------------------------------------------------------------
@@ -324,14 +360,13 @@ impl OpenStackClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request.send().await.map_err(|e| transport(e, writes))?;
-            let status = response.status();
+            let Answer { status, body: bytes, .. } =
+                self.exchange(service, request).await.map_err(|e| transport(e, writes))?;
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 tracing::info!(%service, "upstream rejected the token; authenticating again");
                 self.forget_token(scope, &token.secret).await;
                 continue;
             }
-            let bytes = response.bytes().await.map_err(|e| transport(e, writes))?;
             if status.is_success() {
                 return Ok((url, bytes));
             }

@@ -3,7 +3,7 @@
 //! pagination in [`paging`], OpenStack's JSON in [`os`], records decoded once per change
 //! in [`known`]), the resources it answers
 //! with ([`model`]), their last known values ([`store`], which also detects and
-//! publishes changes) and the background [`poller`].
+//! publishes changes), the background [`poller`], and what they count ([`metrics`]).
 //!
 //! This layer speaks OpenStack and the bus, nothing else: no wire format, no HTTP
 //! answers. A stored collection carries a version; encoding answers happens above.
@@ -12,6 +12,7 @@ pub mod auth;
 pub mod catalog;
 pub mod client;
 pub mod known;
+pub mod metrics;
 pub mod model;
 mod os;
 pub mod paging;

@@ -22,6 +22,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Starts one polling task per update type; they stop when `shutdown` fires.
 pub fn spawn(store: Arc<Store>, interval: Duration, shutdown: CancellationToken, tasks: &mut JoinSet<()>) {
+    // One node, which polls for itself: the leader. (Nodes sharing one bus would decide
+    // this with a lease, and only the holder would poll.)
+    store.client().metrics().set_leader(true);
     tasks.spawn(poll::<Project>(store.clone(), interval, shutdown.clone()));
     tasks.spawn(poll::<Server>(store.clone(), interval, shutdown.clone()));
     tasks.spawn(poll::<Volume>(store.clone(), interval, shutdown.clone()));
@@ -38,6 +41,7 @@ async fn poll<R: Fetch>(store: Arc<Store>, interval: Duration, shutdown: Cancell
             _ = shutdown.cancelled() => return,
             outcome = store.refresh::<R>() => outcome,
         };
+        store.client().metrics().polled(kind, outcome.is_ok());
         let wait = match outcome {
             Ok(_) => {
                 if failures > 0 {

@@ -690,10 +690,10 @@ impl Store {
         }
     }
 
-    /// How each type's fetches went lately.
+    /// How each collection's fetches went lately.
     pub fn health(&self) -> Vec<(UpdateType, TypeHealth)> {
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        UpdateType::ALL.iter().map(|t| (*t, health[*t as usize].clone())).collect()
+        UpdateType::COLLECTIONS.iter().map(|t| (*t, health[*t as usize].clone())).collect()
     }
 }
 

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["updates"],
     &["upstream"],
     &["domain"],
-    &["rpc", "health", "web", "guard"],
+    &["rpc", "health", "metrics", "web", "guard"],
     &["serve"],
     &["bindings", "openapi", "codegen"],
     &["app", "config"],

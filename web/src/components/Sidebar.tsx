@@ -1,4 +1,4 @@
-/** Navigation, with each collection's last change (from `updates.state`). */
+/** Navigation, with each collection's last change (from `updates.state`), and the server's own page. */
 import type { UpdateType } from "@stalecast/bindings";
 import { Link, usePath } from "../lib/router";
 import { formatAge, microsToMs, useNow } from "../lib/time";
@@ -33,6 +33,13 @@ export function Sidebar() {
             </li>
           );
         })}
+      </ul>
+      <ul>
+        <li>
+          <Link href="/server" className={path === "/server" ? "nav nav--active" : "nav"} aria-current={path === "/server" ? "page" : undefined}>
+            <span className="nav__label">Server</span>
+          </Link>
+        </li>
       </ul>
       <div className="sidebar__foot">
         <a href="/docs">API explorer</a>

@@ -168,7 +168,7 @@ describe("tabs sharing one stream", () => {
     await waitFor(() => expect(holderOf([b, c]).open()).toHaveLength(1));
     const next = holderOf([b, c]);
     const other = next === b ? c : b;
-    expect(next.open()[0]!.input).toEqual({ lastEventId: "22" });
+    expect(next.open()[0]!.input).toMatchObject({ lastEventId: "22" });
     act(() => next.server.connected());
     // The server replays what came after 22; a duplicate of 22 is skipped.
     act(() => next.server.send(update("volumes", 22), "22"));
@@ -185,7 +185,7 @@ describe("tabs sharing one stream", () => {
     act(() => a.tab.emit("freeze"));
     await waitFor(() => expect(b.open()).toHaveLength(1));
     expect(a.open()).toHaveLength(0);
-    expect(b.open()[0]!.input).toEqual({ lastEventId: "31" });
+    expect(b.open()[0]!.input).toMatchObject({ lastEventId: "31" });
 
     act(() => a.tab.emit("resume"));
     act(() => b.server.connected());
@@ -204,7 +204,7 @@ describe("tabs sharing one stream", () => {
 
     browser.hung.add(a.tab);
     await waitFor(() => expect(b.open()).toHaveLength(1), { timeout: 2000 });
-    expect(b.open()[0]!.input).toEqual({ lastEventId: "41" });
+    expect(b.open()[0]!.input).toMatchObject({ lastEventId: "41" });
     await waitFor(() => expect(a.open()).toHaveLength(0));
 
     browser.wake(a.tab);

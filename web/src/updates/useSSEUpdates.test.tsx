@@ -228,6 +228,41 @@ describe("useSSEUpdates", () => {
     expect(screen.getByTestId("events").textContent).toBe("images,servers");
   });
 
+  it("names every type, serverStats included, and keeps the server's figures out of the log", async () => {
+    function Figures() {
+      const trpc = useTRPC();
+      const stats = useQuery(trpc.server.stats.queryOptions());
+      return <span data-testid="figures">{stats.data?.nodes[0]?.streams ?? "-"}</span>;
+    }
+    let streams = 1;
+    server = new FakeServer({
+      ...answers(),
+      "server.stats": () => ({ sampledAt: 1, windowMs: 3000, nodes: [{ name: "this node", version: "0.1.0", startedAt: 0, polls: true, streams: streams++, notificationsPerSecond: 0, notificationsTotal: 0, writesPerSecond: 0, deliveryP99Ms: null, resyncsTotal: 0 }], services: [], collections: [] }),
+    });
+    mount(
+      <>
+        <Status />
+        <Figures />
+      </>,
+    );
+    act(() => server.connected());
+    expect((server.current.input as { types: UpdateType[] }).types).toEqual(expect.arrayContaining([...TYPES]));
+    expect(TYPES).toContain("serverStats");
+    await waitFor(() => expect(screen.getByTestId("figures").textContent).not.toBe("-"));
+    // Going live refetches what counted as stale while the stream was down: let it settle.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const asked = server.count("server.stats");
+    const shown = screen.getByTestId("figures").textContent;
+    act(() => server.send(update("volumes", 60, ["vol-1"]), "60"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(server.count("server.stats")).toBe(asked);
+    act(() => server.send(update("serverStats", 61), "61"));
+    await waitFor(() => expect(screen.getByTestId("figures").textContent).toBe(String(Number(shown) + 1)));
+    expect(server.count("server.stats")).toBe(asked + 1);
+    expect(screen.getByTestId("events").textContent).toBe("volumes");
+    expect(screen.getByTestId("seq").textContent).toBe("61");
+  });
+
   it("keeps updates.state current from the stream without refetching it", async () => {
     function LastVolumes() {
       const trpc = useTRPC();
@@ -269,7 +304,7 @@ describe("useSSEUpdates", () => {
     act(() => server.fail());
     expect(screen.getByTestId("state").textContent).toBe("reconnecting");
     await waitFor(() => expect(server.subscriptions.filter((s) => !s.closed)).toHaveLength(1));
-    await waitFor(() => expect(server.current.input).toEqual({ lastEventId: "55" }));
+    await waitFor(() => expect(server.current.input).toMatchObject({ lastEventId: "55" }));
     act(() => server.connected());
     expect(screen.getByTestId("state").textContent).toBe("live");
   });

@@ -18,7 +18,7 @@
  * subscription fails for good, this hook subscribes again after a pause, resuming from
  * the last `seq` it saw; a tab that takes the stream over resumes the same way.
  */
-import type { StreamEvent } from "@stalecast/bindings";
+import { UPDATE_QUERY_MAP, type StreamEvent, type UpdateType } from "@stalecast/bindings";
 import { skipToken, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
@@ -54,7 +54,7 @@ export interface SSEUpdates {
   role: Role;
   /** The `seq` of the last event received, `null` before the first. */
   lastSeq: number | null;
-  /** The most recent events, newest first. */
+  /** The most recent events, newest first (not the server's own figures: `serverStats`). */
   events: readonly LoggedEvent[];
   /** Why the stream is down, when the client said. */
   error: string | null;
@@ -75,6 +75,12 @@ export interface SSEUpdatesOptions {
   /** Timing of the hand-over between tabs. */
   tabOptions?: TabOptions;
 }
+
+/**
+ * Every update type, named: a stream that names none gets the cloud's collections only,
+ * not the server's own figures (`serverStats`) that the Server page shows.
+ */
+const STREAM_TYPES = Object.keys(UPDATE_QUERY_MAP) as UpdateType[];
 
 export function useSSEUpdates({
   logSize = 50,
@@ -138,8 +144,11 @@ export function useSSEUpdates({
         patcher.current?.reset();
         void invalidateAll(queryClient);
       }
-      const n = ++arrivals.current;
-      setEvents((previous) => [{ n, receivedAt: Date.now(), event }, ...previous].slice(0, logSize));
+      // The log is the cloud's changes: the server's own figures (every few seconds) would crowd them out.
+      if (event.kind !== "update" || event.type !== "serverStats") {
+        const n = ++arrivals.current;
+        setEvents((previous) => [{ n, receivedAt: Date.now(), event }, ...previous].slice(0, logSize));
+      }
       for (const listener of listeners.current) listener(event);
       return true;
     },
@@ -227,7 +236,7 @@ export function useSSEUpdates({
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [environment]);
 
-  const input = resumeFrom === undefined ? {} : { lastEventId: resumeFrom };
+  const input = resumeFrom === undefined ? { types: STREAM_TYPES } : { types: STREAM_TYPES, lastEventId: resumeFrom };
   const subscription = useSubscription(
     trpc.updates.onUpdate.subscriptionOptions(role === "follower" ? skipToken : input, { onData, onStarted }),
   );
