@@ -42,12 +42,23 @@ pub enum UpdateType {
     Volumes,
     Images,
     Networks,
+    Snapshots,
+    Subnets,
+    Flavors,
 }
 
 impl UpdateType {
     /// Every update type, in a stable order.
-    pub const ALL: [UpdateType; 5] =
-        [UpdateType::Projects, UpdateType::Servers, UpdateType::Volumes, UpdateType::Images, UpdateType::Networks];
+    pub const ALL: [UpdateType; 8] = [
+        UpdateType::Projects,
+        UpdateType::Servers,
+        UpdateType::Volumes,
+        UpdateType::Images,
+        UpdateType::Networks,
+        UpdateType::Snapshots,
+        UpdateType::Subnets,
+        UpdateType::Flavors,
+    ];
 
     /// The wire name (`"volumes"`).
     pub fn as_str(self) -> &'static str {
@@ -57,22 +68,25 @@ impl UpdateType {
             UpdateType::Volumes => "volumes",
             UpdateType::Images => "images",
             UpdateType::Networks => "networks",
+            UpdateType::Snapshots => "snapshots",
+            UpdateType::Subnets => "subnets",
+            UpdateType::Flavors => "flavors",
         }
     }
 
     /// A bit for type filters (`1 << index`).
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
 
-/// The update types one stream wants.
+/// The update types one stream wants: a bit per type (room for 16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TypeFilter(u8);
+pub struct TypeFilter(u16);
 
 impl TypeFilter {
     /// Every type.
-    pub const ALL: TypeFilter = TypeFilter(u8::MAX);
+    pub const ALL: TypeFilter = TypeFilter(u16::MAX);
 
     /// Only `types` (none given: every type).
     pub fn only(types: &[UpdateType]) -> TypeFilter {

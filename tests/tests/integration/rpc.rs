@@ -145,7 +145,7 @@ async fn updates_state_reports_the_last_update_of_each_type() {
     let state = &body["result"]["data"];
     assert_eq!(state["ringSize"], 4096);
     let types = state["types"].as_array().expect("types");
-    assert_eq!(types.len(), 5);
+    assert_eq!(types.len(), 8, "one per update type");
     let volumes = types.iter().find(|t| t["type"] == "volumes").expect("volumes");
     assert_eq!(volumes["seq"], state["seq"]);
     assert!(volumes["ts"].as_u64().expect("ts") > 0);
