@@ -4,4 +4,4 @@
  * A kind of data that can go stale. Each maps to the queries it invalidates
  * (`domain::INVALIDATION`).
  */
-export type UpdateType = "projects" | "servers" | "volumes" | "images" | "networks" | "serverStats";
+export type UpdateType = "projects" | "servers" | "volumes" | "images" | "networks" | "snapshots" | "subnets" | "flavors" | "serverStats";

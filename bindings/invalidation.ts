@@ -6,6 +6,10 @@ import type { UpdateType } from "./UpdateType";
 
 /** The path of every query procedure. */
 export type QueryPath =
+  | "compute.flavors.changes"
+  | "compute.flavors.get"
+  | "compute.flavors.list"
+  | "compute.flavors.page"
   | "compute.servers.changes"
   | "compute.servers.get"
   | "compute.servers.list"
@@ -16,10 +20,18 @@ export type QueryPath =
   | "networks.changes"
   | "networks.list"
   | "networks.page"
+  | "networks.subnets.changes"
+  | "networks.subnets.get"
+  | "networks.subnets.list"
+  | "networks.subnets.page"
   | "projects.changes"
   | "projects.list"
   | "projects.page"
   | "server.stats"
+  | "storage.snapshots.changes"
+  | "storage.snapshots.get"
+  | "storage.snapshots.list"
+  | "storage.snapshots.page"
   | "storage.volumes.changes"
   | "storage.volumes.get"
   | "storage.volumes.list"
@@ -36,6 +48,9 @@ export const UPDATE_QUERY_MAP = {
   volumes: ["storage.volumes.list", "storage.volumes.page", "storage.volumes.get"],
   images: ["images.list", "images.page"],
   networks: ["networks.list", "networks.page"],
+  snapshots: ["storage.snapshots.list", "storage.snapshots.page", "storage.snapshots.get"],
+  subnets: ["networks.subnets.list", "networks.subnets.page", "networks.subnets.get"],
+  flavors: ["compute.flavors.list", "compute.flavors.page", "compute.flavors.get"],
   serverStats: ["server.stats"],
 } as const satisfies Record<UpdateType, readonly QueryPath[]>;
 
@@ -49,4 +64,7 @@ export const CHANGES_QUERY_MAP = {
   "storage.volumes.list": "storage.volumes.changes",
   "images.list": "images.changes",
   "networks.list": "networks.changes",
+  "storage.snapshots.list": "storage.snapshots.changes",
+  "networks.subnets.list": "networks.subnets.changes",
+  "compute.flavors.list": "compute.flavors.changes",
 } as const satisfies Partial<Record<QueryPath, QueryPath>>;

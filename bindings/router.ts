@@ -9,6 +9,9 @@ import { initTRPC } from "@trpc/server";
 import type { TrackedEnvelope } from "@trpc/server";
 import type { ChangesInput } from "./ChangesInput";
 import type { Deleted } from "./Deleted";
+import type { Flavor } from "./Flavor";
+import type { FlavorChanges } from "./FlavorChanges";
+import type { FlavorPage } from "./FlavorPage";
 import type { IdInput } from "./IdInput";
 import type { Image } from "./Image";
 import type { ImageChanges } from "./ImageChanges";
@@ -27,12 +30,20 @@ import type { ServerChanges } from "./ServerChanges";
 import type { ServerCreate } from "./ServerCreate";
 import type { ServerPage } from "./ServerPage";
 import type { ServerStats } from "./ServerStats";
+import type { SnapshotChanges } from "./SnapshotChanges";
+import type { SnapshotCreate } from "./SnapshotCreate";
+import type { SnapshotPage } from "./SnapshotPage";
 import type { StreamEvent } from "./StreamEvent";
+import type { Subnet } from "./Subnet";
+import type { SubnetChanges } from "./SubnetChanges";
+import type { SubnetCreate } from "./SubnetCreate";
+import type { SubnetPage } from "./SubnetPage";
 import type { UpdatesState } from "./UpdatesState";
 import type { Volume } from "./Volume";
 import type { VolumeChanges } from "./VolumeChanges";
 import type { VolumeCreate } from "./VolumeCreate";
 import type { VolumePage } from "./VolumePage";
+import type { VolumeSnapshot } from "./VolumeSnapshot";
 
 const t = initTRPC.create();
 
@@ -49,6 +60,16 @@ function served(): never {
 
 const appRouter = t.router({
   compute: {
+    flavors: {
+      /** What changed in compute.flavors.list after a seq: upserts and deletes, or resync. (query: GET /trpc/compute.flavors.changes) */
+      changes: t.procedure.input(input<ChangesInput>()).query((): FlavorChanges => served()),
+      /** One flavor by id. (query: GET /trpc/compute.flavors.get) */
+      get: t.procedure.input(input<IdInput>()).query((): Flavor => served()),
+      /** The public flavors servers are created with (the whole cloud's: no project). (query: GET /trpc/compute.flavors.list) */
+      list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Flavor> => served()),
+      /** One page of flavors, filtered, searched and sorted (by name, vcpus, ramMb, diskGb) by the server, with the total and the next page's cursor. (query: GET /trpc/compute.flavors.page) */
+      page: t.procedure.input(input<PageInput | null | undefined>()).query((): FlavorPage => served()),
+    },
     servers: {
       /** What changed in compute.servers.list after a seq: upserts and deletes, or resync. (query: GET /trpc/compute.servers.changes) */
       changes: t.procedure.input(input<ChangesInput>()).query((): ServerChanges => served()),
@@ -83,6 +104,20 @@ const appRouter = t.router({
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Network> => served()),
     /** One page of networks, filtered, searched and sorted (by name) by the server, with the total and the next page's cursor. (query: GET /trpc/networks.page) */
     page: t.procedure.input(input<PageInput | null | undefined>()).query((): NetworkPage => served()),
+    subnets: {
+      /** What changed in networks.subnets.list after a seq: upserts and deletes, or resync. (query: GET /trpc/networks.subnets.changes) */
+      changes: t.procedure.input(input<ChangesInput>()).query((): SubnetChanges => served()),
+      /** Adds a subnet to a network, in the network's project; its CIDR must not overlap another subnet of the network. (mutation: POST /trpc/networks.subnets.create) */
+      create: t.procedure.input(input<SubnetCreate>()).mutation((): Subnet => served()),
+      /** Deletes a subnet. (mutation: POST /trpc/networks.subnets.delete) */
+      delete: t.procedure.input(input<IdInput>()).mutation((): Deleted => served()),
+      /** One subnet by id. (query: GET /trpc/networks.subnets.get) */
+      get: t.procedure.input(input<IdInput>()).query((): Subnet => served()),
+      /** Subnets, optionally of one project. (query: GET /trpc/networks.subnets.list) */
+      list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Subnet> => served()),
+      /** One page of subnets, filtered (status: ipv4 or ipv6), searched and sorted (by name, cidr, createdAt) by the server, with the total and the next page's cursor. (query: GET /trpc/networks.subnets.page) */
+      page: t.procedure.input(input<PageInput | null | undefined>()).query((): SubnetPage => served()),
+    },
   },
   projects: {
     /** What changed in projects.list after a seq: upserts and deletes, or resync. (query: GET /trpc/projects.changes) */
@@ -97,6 +132,20 @@ const appRouter = t.router({
     stats: t.procedure.query((): ServerStats => served()),
   },
   storage: {
+    snapshots: {
+      /** What changed in storage.snapshots.list after a seq: upserts and deletes, or resync. (query: GET /trpc/storage.snapshots.changes) */
+      changes: t.procedure.input(input<ChangesInput>()).query((): SnapshotChanges => served()),
+      /** Snapshots a volume, in its project (status creating, then available); the volume must be available, or in-use with force. (mutation: POST /trpc/storage.snapshots.create) */
+      create: t.procedure.input(input<SnapshotCreate>()).mutation((): VolumeSnapshot => served()),
+      /** Deletes a volume snapshot. (mutation: POST /trpc/storage.snapshots.delete) */
+      delete: t.procedure.input(input<IdInput>()).mutation((): Deleted => served()),
+      /** One volume snapshot by id. (query: GET /trpc/storage.snapshots.get) */
+      get: t.procedure.input(input<IdInput>()).query((): VolumeSnapshot => served()),
+      /** Volume snapshots, optionally of one project. (query: GET /trpc/storage.snapshots.list) */
+      list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<VolumeSnapshot> => served()),
+      /** One page of volume snapshots, filtered, searched and sorted (by name, createdAt, sizeGb, status) by the server, with the total and the next page's cursor. (query: GET /trpc/storage.snapshots.page) */
+      page: t.procedure.input(input<PageInput | null | undefined>()).query((): SnapshotPage => served()),
+    },
     volumes: {
       /** What changed in storage.volumes.list after a seq: upserts and deletes, or resync. (query: GET /trpc/storage.volumes.changes) */
       changes: t.procedure.input(input<ChangesInput>()).query((): VolumeChanges => served()),

@@ -91,6 +91,30 @@ describe("the dashboard, with the embedded simulator", () => {
     await page.close();
   });
 
+  test("a snapshot made in the cloud by another client appears on the Snapshots page without reload", async () => {
+    const page = await openPage(browser, app.base, "/snapshots");
+    await page.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    await page.locator('[data-testid="snapshots-table"]').waitFor();
+    // An available volume of web-team's (Cinder snapshots those without force).
+    const volumes = await fetch(
+      `${app.base}/trpc/storage.volumes.page?input=${encodeURIComponent(JSON.stringify({ projectId: "prj-web", status: "available", sort: "-name", limit: 1 }))}`,
+    ).then((r) => r.json());
+    const volumeId = volumes.result.data.items[0].id;
+    const name = uniqueName("e2e-snap");
+    const started = performance.now();
+    await cloud.createSnapshot(name, volumeId);
+    await row(page, name).waitFor({ timeout: POLL_MS + 1000 });
+    const took = Math.round(performance.now() - started);
+    console.log(`# snapshot created in the simulator visible on the Snapshots page after ${took} ms (poll interval ${POLL_MS} ms)`);
+    assert.ok(took < POLL_MS + 1000, `took ${took} ms`);
+    // The cloud finishes it: the row follows, still without a reload.
+    await row(page, name).locator('[data-status="available"]').waitFor({ timeout: 5000 + POLL_MS });
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was not reloaded");
+    await page.close();
+  });
+
   test("a page showing volumes and servers refetches only the list whose type changed", async () => {
     // The volumes page also lists servers: it names the server each volume is attached to.
     const page = await openPage(browser, app.base, "/volumes");

@@ -290,6 +290,18 @@ export class Cloud {
     return (await response.json()).volume.id;
   }
 
+  /** Snapshots `volumeId` (a volume of `projectId`) as another client would; answers the snapshot's id. */
+  async createSnapshot(name, volumeId, projectId = "prj-web") {
+    const token = this.tokens.get(projectId) ?? (await this.login(projectId));
+    const response = await fetch(`${this.url}/volume/v3/${encodeURIComponent(projectId)}/snapshots`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-auth-token": token },
+      body: JSON.stringify({ snapshot: { volume_id: volumeId, name } }),
+    });
+    if (!response.ok) throw new Error(`simulator create snapshot: ${response.status} ${await response.text()}`);
+    return (await response.json()).snapshot.id;
+  }
+
   async setFaults(faults) {
     const response = await fetch(`${this.url}/_sim/faults`, {
       method: "PUT",

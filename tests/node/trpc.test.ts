@@ -8,6 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeClient } from "./support/client";
 import { startServer, type Server } from "./support/server";
 
+/** Every update type, sorted. */
+/** The cloud's collections. */
+const COLLECTIONS: UpdateType[] = ["flavors", "images", "networks", "projects", "servers", "snapshots", "subnets", "volumes"];
+/** Every update type: the collections and the server's own figures. */
+const ALL_TYPES: UpdateType[] = [...COLLECTIONS, "serverStats"].sort() as UpdateType[];
+
 let server: Server;
 let api: ReturnType<typeof makeClient>;
 
@@ -58,16 +64,27 @@ describe("queries", () => {
     expect(images.every((i) => typeof i.sizeBytes === "number" && typeof i.minDiskGb === "number")).toBe(true);
     const networks = await client.networks.list.query(null);
     expect(networks.some((n) => n.id === "net-public" && n.shared)).toBe(true);
+    const subnets = await client.networks.subnets.list.query({ projectId: "prj-web" });
+    expect(subnets.every((s) => s.projectId === "prj-web" && (s.ipVersion === 4 || s.ipVersion === 6))).toBe(true);
+    expect(await client.networks.subnets.get.query({ id: subnets[0]!.id })).toEqual(subnets[0]);
+    const snapshots = await client.storage.snapshots.page.query({ sort: "-sizeGb", limit: 2 });
+    expect(snapshots.items).toHaveLength(2);
+    expect(typeof snapshots.total === "number" && typeof snapshots.seq === "number").toBe(true);
+    expect(await client.storage.snapshots.get.query({ id: snapshots.items[0]!.id })).toEqual(snapshots.items[0]);
+    const flavors = await client.compute.flavors.list.query();
+    expect(flavors.find((f) => f.name === "m1.small")).toMatchObject({ vcpus: 1, ramMb: 2048, diskGb: 20, isPublic: true });
+    const unchanged = await client.compute.flavors.changes.query({ since: snapshots.seq });
+    expect(unchanged.kind === "resync" || unchanged.upserts.length === 0).toBe(true);
 
     const state = await client.updates.state.query();
     expect(state.ringSize).toBe(4096);
     expect(typeof state.seq).toBe("number");
-    expect(state.types.map((t) => t.type).sort()).toEqual(["images", "networks", "projects", "serverStats", "servers", "volumes"]);
+    expect(state.types.map((t) => t.type).sort()).toEqual(ALL_TYPES);
 
     const stats = await client.server.stats.query();
     expect(stats.nodes).toHaveLength(1);
     expect(stats.nodes[0]).toMatchObject({ polls: true });
-    expect(stats.collections.map((c) => c.type).sort()).toEqual(["images", "networks", "projects", "servers", "volumes"]);
+    expect(stats.collections.map((c) => c.type).sort()).toEqual(COLLECTIONS);
     expect(stats.services.map((s) => s.service)).toContain("compute");
   });
 
@@ -85,7 +102,7 @@ describe("queries", () => {
     expect(sent[0]!.url).toContain("/trpc/projects.list,storage.volumes.list,updates.state,storage.volumes.get?batch=1");
     expect(projects.status === "fulfilled" && projects.value.length).toBe(3);
     expect(volumes.status === "fulfilled" && volumes.value.every((v) => v.projectId === "prj-web")).toBe(true);
-    expect(state.status === "fulfilled" && state.value.types.length).toBe(6);
+    expect(state.status === "fulfilled" && state.value.types.length).toBe(ALL_TYPES.length);
     expect(missing.status).toBe("rejected");
     const error = (missing as PromiseRejectedResult).reason as TRPCClientError<AppRouter>;
     expect(error.data?.code).toBe("NOT_FOUND");
@@ -106,7 +123,7 @@ describe("queries", () => {
 
   it("every path in UPDATE_QUERY_MAP is a query the server answers", async () => {
     const types = Object.keys(UPDATE_QUERY_MAP) as UpdateType[];
-    expect(types.sort()).toEqual(["images", "networks", "projects", "serverStats", "servers", "volumes"]);
+    expect(types.sort()).toEqual(ALL_TYPES);
     for (const type of types) {
       const paths: readonly QueryPath[] = UPDATE_QUERY_MAP[type];
       expect(paths.length).toBeGreaterThan(0);
@@ -161,6 +178,21 @@ describe("mutations", () => {
     expect(await client.storage.volumes.delete.mutate({ id: b.id }, { context: { skipBatch: true } })).toEqual({ id: b.id });
     const twice = await failure(client.storage.volumes.delete.mutate({ id: a.id }));
     expect(twice.data?.code).toBe("NOT_FOUND");
+  });
+
+  it("snapshot a volume and add a subnet, and hear the cloud's refusals", async () => {
+    const { client } = api;
+    const volume = (await client.storage.volumes.page.query({ projectId: "prj-web", status: "available", sort: "-name", limit: 1 })).items[0]!;
+    const snapshot = await client.storage.snapshots.create.mutate({ volumeId: volume.id, name: "node-snap" });
+    expect(snapshot).toMatchObject({ volumeId: volume.id, projectId: "prj-web", status: "creating", sizeGb: volume.sizeGb });
+    const busy = await failure(client.storage.volumes.delete.mutate({ id: volume.id }));
+    expect(busy.data?.code).toBe("CONFLICT");
+    const subnet = await client.networks.subnets.create.mutate({ networkId: "net-admin", cidr: "10.0.9.0/24" });
+    expect(subnet).toMatchObject({ networkId: "net-admin", cidr: "10.0.9.0/24", ipVersion: 4, gatewayIp: "10.0.9.1" });
+    const overlap = await failure(client.networks.subnets.create.mutate({ networkId: "net-admin", cidr: "10.0.9.0/25" }));
+    expect(overlap.data?.code).toBe("BAD_REQUEST");
+    expect(overlap.message).toContain("overlaps with another subnet");
+    expect(await client.networks.subnets.delete.mutate({ id: subnet.id })).toEqual({ id: subnet.id });
   });
 
   it("reject bad input with BAD_REQUEST naming the field", async () => {

@@ -111,6 +111,19 @@ impl TestApp {
         sim.create_volume(project, name, size_gb, "").await.expect("direct create")
     }
 
+    /// Snapshots a volume of `project` in the simulator directly, as another OpenStack
+    /// client would; answers the snapshot's id.
+    pub async fn create_snapshot_out_of_band(&self, project: &str, volume: &str, name: &str) -> String {
+        let sim = OpenStackClient::new(upstream_config(&self.sim_url, "stalecast")).expect("simulator client");
+        sim.create_snapshot(project, volume, name, "", false).await.expect("direct snapshot")
+    }
+
+    /// Adds a subnet to a network of `project` in the simulator directly; answers its id.
+    pub async fn create_subnet_out_of_band(&self, project: &str, network: &str, cidr: &str) -> String {
+        let sim = OpenStackClient::new(upstream_config(&self.sim_url, "stalecast")).expect("simulator client");
+        sim.create_subnet(project, network, cidr, 4, "made-elsewhere").await.expect("direct subnet")
+    }
+
     /// The embedded simulator (absent when the test points `upstream` elsewhere).
     pub fn sim(&self) -> Option<&Arc<Sim>> {
         self.app.sim.as_ref()

@@ -6,11 +6,14 @@ import { Sidebar } from "./components/Sidebar";
 import { Toasts } from "./components/Toasts";
 import { ProjectProvider, useProjectFilter } from "./lib/project";
 import { Link, usePath } from "./lib/router";
+import { FlavorsPage } from "./pages/FlavorsPage";
 import { ImagesPage } from "./pages/ImagesPage";
 import { NetworksPage } from "./pages/NetworksPage";
 import { ProjectsPage } from "./pages/ProjectsPage";
 import { ServerPage } from "./pages/ServerPage";
 import { ServersPage } from "./pages/ServersPage";
+import { SnapshotsPage } from "./pages/SnapshotsPage";
+import { SubnetsPage } from "./pages/SubnetsPage";
 import { VolumesPage } from "./pages/VolumesPage";
 import { UpdatesProvider } from "./updates/context";
 
@@ -29,12 +32,18 @@ function Page({ path }: { path: string }) {
     case "/":
     case "/servers":
       return <ServersPage />;
+    case "/flavors":
+      return <FlavorsPage />;
     case "/volumes":
       return <VolumesPage />;
+    case "/snapshots":
+      return <SnapshotsPage />;
     case "/images":
       return <ImagesPage />;
     case "/networks":
       return <NetworksPage />;
+    case "/subnets":
+      return <SubnetsPage />;
     case "/projects":
       return <ProjectsPage />;
     case "/server":

@@ -106,7 +106,8 @@ pub struct ServeConfig {
     #[arg(long, env = "STALECAST_SIM_CHURN", value_parser = duration)]
     pub sim_churn: Option<Duration>,
     /// Embedded simulator: add this many realistic records at start, e.g.
-    /// `volumes=36000,servers=2000,images=200,networks=300[,seed=7]` (at most 200000 each).
+    /// `volumes=36000,servers=2000,images=200,networks=300,snapshots=5000,subnets=600[,seed=7]`
+    /// (at most 200000 each).
     #[arg(long, env = "STALECAST_SIM_SEED", default_value = "", hide_default_value = true, value_name = "KIND=N,…")]
     pub sim_seed: Seed,
     /// How often the poller asks the upstream for each collection.
@@ -268,7 +269,8 @@ pub struct SimArgs {
     #[arg(long, env = "STALECAST_SIM_TRANSITION", value_parser = duration, default_value = "2s")]
     pub transition_delay: Duration,
     /// Add this many realistic records at start, e.g.
-    /// `volumes=36000,servers=2000,images=200,networks=300[,seed=7]` (at most 200000 each).
+    /// `volumes=36000,servers=2000,images=200,networks=300,snapshots=5000,subnets=600[,seed=7]`
+    /// (at most 200000 each).
     #[arg(long, env = "STALECAST_SIM_SEED", default_value = "", hide_default_value = true, value_name = "KIND=N,…")]
     pub seed: Seed,
     /// Once listening, write `{"addr":"…"}` to this file (whole, then renamed into place).

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 
 use super::types::MAX_ID;
 use super::{Ctx, Error};
-use crate::upstream::model::{Image, Network, Project, Server, Volume};
+use crate::upstream::model::{Flavor, Image, Network, Project, Server, Subnet, Volume, VolumeSnapshot};
 use crate::upstream::store::{Fetch, Since, Snapshot};
 
 /// Input of the `changes` queries.
@@ -113,6 +113,9 @@ changes_answer!(ServerChanges, Server, "the servers");
 changes_answer!(VolumeChanges, Volume, "the volumes");
 changes_answer!(ImageChanges, Image, "the images");
 changes_answer!(NetworkChanges, Network, "the networks");
+changes_answer!(SnapshotChanges, VolumeSnapshot, "the volume snapshots");
+changes_answer!(SubnetChanges, Subnet, "the subnets");
+changes_answer!(FlavorChanges, Flavor, "the flavors");
 
 /// A `changes` query, asked but not yet answered: the wire layer looks its [`key`]
 /// up among the answers it already encoded, and only [`compute`]s on a miss.

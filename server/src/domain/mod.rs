@@ -1,5 +1,5 @@
-//! The procedures: every query and mutation over projects, servers, volumes, images and
-//! networks, as plain async functions over a [`Ctx`], answering a [`domain::Error`]
+//! The procedures: every query and mutation over projects, servers, flavors, volumes,
+//! volume snapshots, images, networks and subnets, as plain async functions over a [`Ctx`], answering a [`domain::Error`]
 //! (`Error`) when they fail; and the invalidation map that says which queries each
 //! update type makes stale.
 //!
@@ -29,7 +29,7 @@ use types::*;
 
 use crate::updates::{UpdateBus, UpdateType};
 use crate::upstream::client::OpenStackClient;
-use crate::upstream::model::{Project, Server, Volume};
+use crate::upstream::model::{Network, Project, Server, Subnet, Volume, VolumeSnapshot};
 use crate::upstream::store::{Fetch, Show, Snapshot, Store};
 
 /// Which query procedures each update type makes stale. Declared once, here, next to the
@@ -42,6 +42,9 @@ pub const INVALIDATION: &[(UpdateType, &[&str])] = &[
     (UpdateType::Volumes, &["storage.volumes.list", "storage.volumes.page", "storage.volumes.get"]),
     (UpdateType::Images, &["images.list", "images.page"]),
     (UpdateType::Networks, &["networks.list", "networks.page"]),
+    (UpdateType::Snapshots, &["storage.snapshots.list", "storage.snapshots.page", "storage.snapshots.get"]),
+    (UpdateType::Subnets, &["networks.subnets.list", "networks.subnets.page", "networks.subnets.get"]),
+    (UpdateType::Flavors, &["compute.flavors.list", "compute.flavors.page", "compute.flavors.get"]),
     (UpdateType::ServerStats, &["server.stats"]),
 ];
 
@@ -53,6 +56,9 @@ pub const CHANGES: &[(&str, &str)] = &[
     ("storage.volumes.list", "storage.volumes.changes"),
     ("images.list", "images.changes"),
     ("networks.list", "networks.changes"),
+    ("storage.snapshots.list", "storage.snapshots.changes"),
+    ("networks.subnets.list", "networks.subnets.changes"),
+    ("compute.flavors.list", "compute.flavors.changes"),
 ];
 
 /// What every procedure runs with. Cheap to clone.
@@ -109,6 +115,9 @@ fn singular(kind: UpdateType) -> &'static str {
         UpdateType::Volumes => "volume",
         UpdateType::Images => "image",
         UpdateType::Networks => "network",
+        UpdateType::Snapshots => "snapshot",
+        UpdateType::Subnets => "subnet",
+        UpdateType::Flavors => "flavor",
         UpdateType::ServerStats => "figure",
     }
 }
@@ -212,6 +221,86 @@ pub async fn delete_volume(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> 
     let project = known_project::<Volume>(ctx, &input.id);
     ctx.client.delete_volume(&input.id, project.as_deref()).await?;
     ctx.store.forget::<Volume>(&input.id).await;
+    Ok(Deleted { id: input.id })
+}
+
+/// Snapshots a volume, in the volume's project (as `create_volume`, with a token of that
+/// project); answers the snapshot as upstream shows it after the write (status
+/// `creating`). Cinder refuses a volume that is not `available` (or `in-use`, with
+/// `force`): a 400 with its message.
+pub async fn create_snapshot(ctx: &Ctx, input: SnapshotCreate) -> Result<VolumeSnapshot, Error> {
+    input.validate()?;
+    let volumes = ctx.store.get::<Volume>().await?;
+    let volume = volumes
+        .find(&input.volume_id)
+        .ok_or_else(|| Error::invalid("volumeId", format!("no volume with id \"{}\"", input.volume_id)))?;
+    let description = input.description.unwrap_or_default();
+    let force = input.force.unwrap_or(false);
+    let id = ctx.client.create_snapshot(&volume.project_id, &volume.id, &input.name, &description, force).await?;
+    let written = VolumeSnapshot {
+        id,
+        name: input.name,
+        project_id: volume.project_id.clone(),
+        volume_id: volume.id.clone(),
+        status: "creating".into(),
+        size_gb: volume.size_gb,
+        description,
+        metadata: Default::default(),
+        created_at: String::new(),
+        updated_at: None,
+    };
+    Ok(refreshed(ctx, written).await)
+}
+
+pub async fn delete_snapshot(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
+    input.validate()?;
+    let project = known_project::<VolumeSnapshot>(ctx, &input.id);
+    ctx.client.delete_snapshot(&input.id, project.as_deref()).await?;
+    ctx.store.forget::<VolumeSnapshot>(&input.id).await;
+    Ok(Deleted { id: input.id })
+}
+
+/// Adds a subnet to a network, in the network's project; answers it as upstream shows
+/// it after the write. The network's own record lists its subnets, so it is read back
+/// too: both updates (`subnets` and `networks`) are out before the answer.
+pub async fn create_subnet(ctx: &Ctx, input: SubnetCreate) -> Result<Subnet, Error> {
+    input.validate()?;
+    let networks = ctx.store.get::<Network>().await?;
+    let network = networks
+        .find(&input.network_id)
+        .cloned()
+        .ok_or_else(|| Error::invalid("networkId", format!("no network with id \"{}\"", input.network_id)))?;
+    let version = input.version();
+    let name = input.name.unwrap_or_default();
+    let id = ctx.client.create_subnet(&network.project_id, &network.id, &input.cidr, version, &name).await?;
+    let written = Subnet {
+        id,
+        name,
+        project_id: network.project_id.clone(),
+        network_id: network.id.clone(),
+        cidr: input.cidr,
+        ip_version: version,
+        gateway_ip: None,
+        enable_dhcp: true,
+        created_at: String::new(),
+        updated_at: None,
+    };
+    let subnet = refreshed(ctx, written).await;
+    refreshed(ctx, network).await;
+    Ok(subnet)
+}
+
+/// Deletes a subnet, and reads its network back (one subnet fewer in its list).
+pub async fn delete_subnet(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
+    input.validate()?;
+    let known = ctx.store.cached::<Subnet>().and_then(|s| s.find(&input.id).cloned());
+    let project = known.as_ref().map(|s| s.project_id.as_str()).filter(|p| !p.is_empty());
+    ctx.client.delete_subnet(&input.id, project).await?;
+    ctx.store.forget::<Subnet>(&input.id).await;
+    let network = known.and_then(|s| ctx.store.cached::<Network>()?.find(&s.network_id).cloned());
+    if let Some(network) = network {
+        refreshed(ctx, network).await;
+    }
     Ok(Deleted { id: input.id })
 }
 

@@ -6,8 +6,9 @@
 //!
 //! - `projectId`: the records of that project (a project is its own; an image with no
 //!   owner is in none).
-//! - `status`: the records whose status equals it, ignoring ASCII case (a project's
-//!   status is `enabled` or `disabled`). Empty: no filter.
+//! - `status`: the records whose status equals it, ignoring ASCII case (a project's or a
+//!   flavor's status is `enabled` or `disabled`, a subnet's its IP version, `ipv4` or
+//!   `ipv6`: neither has a status of its own). Empty: no filter.
 //! - `search`: the records whose name or id contains it, ignoring case (both lowercased
 //!   as Unicode lowercases them: Rust's `to_lowercase`, JavaScript's `toLowerCase`).
 //!   Empty: no filter.
@@ -40,7 +41,7 @@ use utoipa::ToSchema;
 
 use super::types::{MAX_ID, MAX_NAME};
 use super::{Ctx, Error};
-use crate::upstream::model::{Image, Network, Project, Server, Volume};
+use crate::upstream::model::{Flavor, Image, Network, Project, Server, Subnet, Volume, VolumeSnapshot};
 use crate::upstream::store::{Fetch, Snapshot};
 
 /// Records per page when the input names no `limit`.
@@ -176,8 +177,28 @@ impl Paged for Server {
     }
 }
 
+/// Cinder's records (volumes and their snapshots) sort by the same keys.
+const CINDER_SORTS: &[&str] = &["name", "createdAt", "sizeGb", "status"];
+
+/// A Cinder record's value for one of [`CINDER_SORTS`].
+fn cinder_sort<'a>(
+    key: &str,
+    name: &'a str,
+    created_at: &'a str,
+    size_gb: u32,
+    status: &'a str,
+) -> Option<SortValue<'a>> {
+    match key {
+        "name" => Some(SortValue::text(name)),
+        "createdAt" => Some(SortValue::text(created_at)),
+        "sizeGb" => Some(SortValue::Number(size_gb.into())),
+        "status" => Some(SortValue::text(status)),
+        _ => None,
+    }
+}
+
 impl Paged for Volume {
-    const SORTS: &'static [&'static str] = &["name", "createdAt", "sizeGb", "status"];
+    const SORTS: &'static [&'static str] = CINDER_SORTS;
     type Answer = VolumePage;
     fn name(&self) -> &str {
         &self.name
@@ -186,13 +207,7 @@ impl Paged for Volume {
         &self.status
     }
     fn sort_value(&self, key: &str) -> Option<SortValue<'_>> {
-        match key {
-            "name" => Some(SortValue::text(&self.name)),
-            "createdAt" => Some(SortValue::text(&self.created_at)),
-            "sizeGb" => Some(SortValue::Number(self.size_gb.into())),
-            "status" => Some(SortValue::text(&self.status)),
-            _ => None,
-        }
+        cinder_sort(key, &self.name, &self.created_at, self.size_gb, &self.status)
     }
 }
 
@@ -232,6 +247,59 @@ impl Paged for Network {
     }
 }
 
+impl Paged for VolumeSnapshot {
+    const SORTS: &'static [&'static str] = CINDER_SORTS;
+    type Answer = SnapshotPage;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn status(&self) -> &str {
+        &self.status
+    }
+    fn sort_value(&self, key: &str) -> Option<SortValue<'_>> {
+        cinder_sort(key, &self.name, &self.created_at, self.size_gb, &self.status)
+    }
+}
+
+impl Paged for Subnet {
+    const SORTS: &'static [&'static str] = &["name", "cidr", "createdAt"];
+    type Answer = SubnetPage;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn status(&self) -> &str {
+        if self.ip_version == 6 { "ipv6" } else { "ipv4" }
+    }
+    fn sort_value(&self, key: &str) -> Option<SortValue<'_>> {
+        match key {
+            "name" => Some(SortValue::text(&self.name)),
+            "cidr" => Some(SortValue::text(&self.cidr)),
+            "createdAt" => Some(SortValue::text(&self.created_at)),
+            _ => None,
+        }
+    }
+}
+
+impl Paged for Flavor {
+    const SORTS: &'static [&'static str] = &["name", "vcpus", "ramMb", "diskGb"];
+    type Answer = FlavorPage;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn status(&self) -> &str {
+        if self.disabled { "disabled" } else { "enabled" }
+    }
+    fn sort_value(&self, key: &str) -> Option<SortValue<'_>> {
+        match key {
+            "name" => Some(SortValue::text(&self.name)),
+            "vcpus" => Some(SortValue::Number(self.vcpus.into())),
+            "ramMb" => Some(SortValue::Number(self.ram_mb.into())),
+            "diskGb" => Some(SortValue::Number(self.disk_gb.into())),
+            _ => None,
+        }
+    }
+}
+
 macro_rules! page_answer {
     ($name:ident, $record:ty, $what:literal) => {
         #[doc = concat!(" One page of ", $what, ": the records, how many match in all, the cursor to the next page, and the seq the page is current to.")]
@@ -264,6 +332,9 @@ page_answer!(ServerPage, Server, "the servers");
 page_answer!(VolumePage, Volume, "the volumes");
 page_answer!(ImagePage, Image, "the images");
 page_answer!(NetworkPage, Network, "the networks");
+page_answer!(SnapshotPage, VolumeSnapshot, "the volume snapshots");
+page_answer!(SubnetPage, Subnet, "the subnets");
+page_answer!(FlavorPage, Flavor, "the flavors");
 
 /// A question, normalized: inputs that must have the same answer are equal (an empty
 /// search and none, `Web` and `web`), so they share one encoded answer.
@@ -723,6 +794,42 @@ mod tests {
             status: "ACTIVE".into(),
             shared: false,
             subnets: Vec::new(),
+        });
+        check(VolumeSnapshot {
+            id: "s".into(),
+            name: "s".into(),
+            project_id: "p".into(),
+            volume_id: "v".into(),
+            status: "available".into(),
+            size_gb: 1,
+            description: String::new(),
+            metadata: Default::default(),
+            created_at: String::new(),
+            updated_at: None,
+        });
+        check(Subnet {
+            id: "s".into(),
+            name: "s".into(),
+            project_id: "p".into(),
+            network_id: "n".into(),
+            cidr: "10.0.0.0/24".into(),
+            ip_version: 4,
+            gateway_ip: None,
+            enable_dhcp: true,
+            created_at: String::new(),
+            updated_at: None,
+        });
+        check(Flavor {
+            id: "f".into(),
+            name: "f".into(),
+            vcpus: 1,
+            ram_mb: 512,
+            disk_gb: 1,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            is_public: true,
+            disabled: false,
+            description: None,
         });
     }
 

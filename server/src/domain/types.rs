@@ -3,7 +3,8 @@
 //! outputs such as `Deleted` and `UpdatesState`.
 //!
 //! Every string input has a maximum length, in characters: ids [`MAX_ID`], names
-//! [`MAX_NAME`], flavors [`MAX_FLAVOR`], descriptions [`MAX_DESCRIPTION`]. The schema
+//! [`MAX_NAME`], flavors [`MAX_FLAVOR`], descriptions [`MAX_DESCRIPTION`], CIDRs
+//! [`MAX_CIDR`]. The schema
 //! attributes must repeat them as literals; a unit test keeps the two equal.
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,8 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_FLAVOR: usize = 64;
 /// Volume descriptions.
 pub const MAX_DESCRIPTION: usize = 1024;
+/// A CIDR (`10.0.0.0/24`; the longest IPv6 one is 43 characters).
+pub const MAX_CIDR: usize = 64;
 /// Volume sizes, in GB.
 pub const SIZE_GB: std::ops::RangeInclusive<u32> = 1..=16384;
 
@@ -136,6 +139,83 @@ impl VolumeCreate {
     }
 }
 
+/// Input of `storage.snapshots.create`: a snapshot of a volume, made in the volume's
+/// project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotCreate {
+    /// At most 64 characters.
+    #[schema(example = "vol-0001", max_length = 64)]
+    pub volume_id: String,
+    /// At most 255 characters, not blank, no control characters.
+    #[schema(example = "before-upgrade", max_length = 255)]
+    pub name: String,
+    /// At most 1024 characters.
+    #[serde(default)]
+    #[ts(optional)]
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    /// Snapshot a volume that is `in-use` too (Cinder refuses without it).
+    #[serde(default)]
+    #[ts(optional)]
+    pub force: Option<bool>,
+}
+
+impl SnapshotCreate {
+    pub fn validate(&self) -> Result<(), Error> {
+        check_len("volumeId", &self.volume_id, MAX_ID)?;
+        check_name("name", &self.name)?;
+        check_len("description", self.description.as_deref().unwrap_or_default(), MAX_DESCRIPTION)
+    }
+}
+
+/// Input of `networks.subnets.create`: an address range of a network, made in the
+/// network's project. Whether the CIDR is valid and free is Neutron's to say.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubnetCreate {
+    /// At most 64 characters.
+    #[schema(example = "net-web-team", max_length = 64)]
+    pub network_id: String,
+    /// At most 64 characters, not blank.
+    #[schema(example = "10.20.0.0/24", max_length = 64)]
+    pub cidr: String,
+    /// 4 or 6; by default 6 when the CIDR holds a `:`, else 4.
+    #[serde(default)]
+    #[ts(optional)]
+    #[schema(example = 4, minimum = 4, maximum = 6)]
+    pub ip_version: Option<u8>,
+    /// At most 255 characters, no control characters; may be empty.
+    #[serde(default)]
+    #[ts(optional)]
+    #[schema(example = "web-v4", max_length = 255)]
+    pub name: Option<String>,
+}
+
+impl SubnetCreate {
+    pub fn validate(&self) -> Result<(), Error> {
+        check_len("networkId", &self.network_id, MAX_ID)?;
+        check_len("cidr", &self.cidr, MAX_CIDR)?;
+        if self.cidr.trim().is_empty() || self.cidr.chars().any(char::is_control) {
+            return Err(Error::invalid("cidr", "must not be blank or contain control characters"));
+        }
+        if self.ip_version.is_some_and(|v| v != 4 && v != 6) {
+            return Err(Error::invalid("ipVersion", "must be 4 or 6"));
+        }
+        let name = self.name.as_deref().unwrap_or_default();
+        check_len("name", name, MAX_NAME)?;
+        if name.chars().any(char::is_control) {
+            return Err(Error::invalid("name", "must not contain control characters"));
+        }
+        Ok(())
+    }
+
+    /// The IP version asked for, or the CIDR's.
+    pub fn version(&self) -> u8 {
+        self.ip_version.unwrap_or(if self.cidr.contains(':') { 6 } else { 4 })
+    }
+}
+
 /// What a delete answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -194,6 +274,8 @@ mod tests {
             "name" => MAX_NAME,
             "flavor" => MAX_FLAVOR,
             "description" => MAX_DESCRIPTION,
+            "volumeId" | "networkId" => MAX_ID,
+            "cidr" => MAX_CIDR,
             other => panic!("no limit known for {other}"),
         };
         let all = [
@@ -201,10 +283,13 @@ mod tests {
             max_lengths::<IdInput>(),
             max_lengths::<ServerCreate>(),
             max_lengths::<VolumeCreate>(),
+            max_lengths::<SnapshotCreate>(),
+            max_lengths::<SubnetCreate>(),
         ];
         let strings: Vec<_> = all.into_iter().flatten().collect();
-        // projectId (list), id, projectId, name, flavor, imageId, projectId, name, description.
-        assert_eq!(strings.len(), 9, "{strings:?}");
+        // projectId (list), id, projectId, name, flavor, imageId, projectId, name, description,
+        // volumeId, name, description, networkId, cidr, name.
+        assert_eq!(strings.len(), 15, "{strings:?}");
         for (field, max) in strings {
             assert_eq!(max, Some(limit(&field)), "{field}");
         }

@@ -19,6 +19,7 @@
 //! against it, starts empty, and is registered in that Keystone's catalog by whoever
 //! runs it.
 
+pub mod cidr;
 pub mod compute;
 pub mod identity;
 pub mod image;
@@ -428,7 +429,8 @@ async fn get_faults(State(sim): State<Arc<Sim>>) -> Json<Faults> {
     Json(sim.faults())
 }
 
-/// `POST /_sim/seed {"servers":N,"volumes":N,"images":N,"networks":N,"seed":u64?}`: adds
+/// `POST /_sim/seed {"servers":N,"volumes":N,"images":N,"networks":N,"snapshots":N,
+/// "subnets":N,"seed":u64?}`: adds
 /// that many realistic records, answers the totals. The batch is generated off the
 /// runtime and outside the world's lock, so the simulator keeps answering meanwhile.
 async fn post_seed(State(sim): State<Arc<Sim>>, body: axum::body::Bytes) -> Response {

@@ -1,5 +1,5 @@
-//! Realistic data at scale for the simulator: a batch of servers, volumes, images and
-//! networks that reads like a real cloud's listings — UUID ids, names drawn from teams,
+//! Realistic data at scale for the simulator: a batch of servers, volumes, volume
+//! snapshots, images, networks and subnets that reads like a real cloud's listings — UUID ids, names drawn from teams,
 //! services, roles, environments and regions, descriptions of varying length, metadata,
 //! timestamps spread over the last two years, a realistic mix of statuses — so that
 //! payload sizes and compression ratios measured against the simulator mean something
@@ -21,6 +21,8 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::cidr::Cidr;
+
 /// How many records of each kind to add, and the rng seed: the body of `POST
 /// /_sim/seed` and the value of `--sim-seed volumes=36000,servers=2000`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +36,13 @@ pub struct Seed {
     pub images: u64,
     #[serde(default)]
     pub networks: u64,
+    /// Snapshots of volumes (this batch's and the world's), besides none.
+    #[serde(default)]
+    pub snapshots: u64,
+    /// Subnets added to networks (this batch's and the world's), besides the one to
+    /// three each new network comes with.
+    #[serde(default)]
+    pub subnets: u64,
     /// The rng seed; absent: [`DEFAULT_RNG_SEED`], so that runs repeat by default.
     #[serde(default)]
     pub seed: Option<u64>,
@@ -50,7 +59,7 @@ pub const DEFAULT_RNG_SEED: u64 = 0x5741_1eca_5700_0001;
 impl Seed {
     /// Adds nothing.
     pub fn is_empty(&self) -> bool {
-        self.servers == 0 && self.volumes == 0 && self.images == 0 && self.networks == 0
+        self.counts().iter().all(|(_, n)| *n == 0)
     }
 
     pub fn rng_seed(&self) -> u64 {
@@ -67,15 +76,22 @@ impl Seed {
         Ok(())
     }
 
-    fn counts(&self) -> [(&'static str, u64); 4] {
-        [("servers", self.servers), ("volumes", self.volumes), ("images", self.images), ("networks", self.networks)]
+    fn counts(&self) -> [(&'static str, u64); 6] {
+        [
+            ("servers", self.servers),
+            ("volumes", self.volumes),
+            ("images", self.images),
+            ("networks", self.networks),
+            ("snapshots", self.snapshots),
+            ("subnets", self.subnets),
+        ]
     }
 }
 
 impl FromStr for Seed {
     type Err = String;
 
-    /// `volumes=36000,servers=2000[,images=N][,networks=N][,seed=N]`.
+    /// `volumes=36000,servers=2000[,images=N][,networks=N][,snapshots=N][,subnets=N][,seed=N]`.
     fn from_str(s: &str) -> Result<Self, String> {
         let mut seed = Seed::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -87,9 +103,13 @@ impl FromStr for Seed {
                 "volumes" => seed.volumes = value,
                 "images" => seed.images = value,
                 "networks" => seed.networks = value,
+                "snapshots" => seed.snapshots = value,
+                "subnets" => seed.subnets = value,
                 "seed" => seed.seed = Some(value),
                 other => {
-                    return Err(format!("unknown key `{other}`: expected servers, volumes, images, networks or seed"));
+                    return Err(format!(
+                        "unknown key `{other}`: expected servers, volumes, images, networks, snapshots, subnets or seed"
+                    ));
                 }
             }
         }
@@ -108,6 +128,10 @@ pub struct Context {
     pub servers: Vec<(String, String)>,
     /// `(name, project)` of every network.
     pub networks: Vec<(String, String)>,
+    /// `(id, project, CIDRs of its subnets)` of every network.
+    pub network_ids: Vec<(String, String, Vec<String>)>,
+    /// `(id, project, size)` of every volume.
+    pub volumes: Vec<(String, String, u64)>,
     /// This batch's sequence number in its world.
     pub batch: u64,
     /// Timestamps fall in the two years before this.
@@ -130,7 +154,11 @@ pub struct Batch {
     pub volumes: Vec<Value>,
     pub images: Vec<Value>,
     pub networks: Vec<Value>,
+    pub snapshots: Vec<Value>,
+    pub subnets: Vec<Value>,
     pub attached_to_existing: Vec<(String, String)>,
+    /// Subnets added to networks that were already there (`(network id, subnet id)`).
+    pub subnets_of_existing: Vec<(String, String)>,
 }
 
 /// Generates the batch `seed` asks for, deterministically from `context` and its seed.
@@ -207,7 +235,68 @@ pub fn generate(context: &Context, seed: &Seed) -> Batch {
             list.push(json!({"id": volume_id, "delete_on_termination": false}));
         }
     }
+    // Subnets and snapshots come last, so that the records above are the same with or
+    // without them for a seed.
+    subnets(&mut g, context, seed, &mut batch);
+    let volumes: Vec<(String, String, u64)> =
+        context
+            .volumes
+            .iter()
+            .cloned()
+            .chain(batch.volumes.iter().map(|v| {
+                (str_of(&v["id"]), str_of(&v["os-vol-tenant-attr:tenant_id"]), v["size"].as_u64().unwrap_or(1))
+            }))
+            .collect();
+    if !volumes.is_empty() {
+        for _ in 0..seed.snapshots {
+            let (volume, project, size) = &volumes[g.rng.random_range(0..volumes.len())];
+            batch.snapshots.push(g.snapshot(volume, project, *size));
+        }
+    }
     batch
+}
+
+/// The subnets of this batch's networks (the ids each network already lists), then
+/// `seed.subnets` more on networks old and new, each with a range that overlaps no other
+/// subnet of its network.
+fn subnets(g: &mut Gen, context: &Context, seed: &Seed, batch: &mut Batch) {
+    let mut networks: Vec<(String, String, Vec<Cidr>, bool)> = context
+        .network_ids
+        .iter()
+        .map(|(id, project, cidrs)| {
+            (id.clone(), project.clone(), cidrs.iter().filter_map(|c| Cidr::parse(c)).collect(), false)
+        })
+        .collect();
+    let mut listed: Vec<(usize, String)> = Vec::new();
+    for network in &batch.networks {
+        let index = networks.len();
+        networks.push((str_of(&network["id"]), str_of(&network["project_id"]), Vec::new(), true));
+        for id in network["subnets"].as_array().into_iter().flatten() {
+            listed.push((index, str_of(id)));
+        }
+    }
+    for (index, id) in listed {
+        let record = g.subnet(&id, &mut networks[index]);
+        batch.subnets.push(record);
+    }
+    if networks.is_empty() {
+        return;
+    }
+    for _ in 0..seed.subnets {
+        let index = g.rng.random_range(0..networks.len());
+        let id = g.uuid();
+        let record = g.subnet(&id, &mut networks[index]);
+        let (network, _, _, new) = &networks[index];
+        if *new {
+            let position = batch.networks.iter().position(|n| n["id"] == network.as_str());
+            if let Some(list) = position.and_then(|i| batch.networks[i]["subnets"].as_array_mut()) {
+                list.push(json!(id));
+            }
+        } else {
+            batch.subnets_of_existing.push((network.clone(), id));
+        }
+        batch.subnets.push(record);
+    }
 }
 
 fn str_of(value: &Value) -> String {
@@ -442,6 +531,8 @@ const METADATA_KEYS: [&str; 11] = [
     "snapshot-policy",
     "cinder.csi.openstack.org/cluster",
 ];
+const SNAPSHOT_STATUSES: [(&str, u32); 6] =
+    [("available", 920), ("creating", 20), ("error", 20), ("deleting", 10), ("error_deleting", 10), ("backing-up", 20)];
 const SERVER_METADATA_KEYS: [&str; 7] =
     ["owner", "env", "app", "ansible-group", "monitoring", "ha-group", "k8s.io/role"];
 
@@ -699,6 +790,90 @@ impl Gen {
         })
     }
 
+    /// A subnet of `network` (`(id, project, its ranges so far, new)`) with a range that
+    /// overlaps none of them: mostly an IPv4 /24 to /27 of the private ranges, some IPv6
+    /// /64s.
+    fn subnet(&mut self, id: &str, network: &mut (String, String, Vec<Cidr>, bool)) -> Value {
+        let (created, updated) = self.times();
+        let cidr = loop {
+            let text = if self.rng.random_bool(0.15) {
+                format!("fd{}:{}:{}::/64", self.hex(2), self.hex(4), self.hex(4))
+            } else {
+                let prefix = self.weighted(&[(24u8, 70), (25, 10), (26, 10), (27, 5), (22, 5)]);
+                let size = 1u32 << (32 - prefix);
+                let base: u32 = match self.rng.random_range(0..10) {
+                    0..=5 => 0x0a00_0000 | self.rng.random_range(0..0x00ff_ffff),
+                    6..=8 => 0xac10_0000 | self.rng.random_range(0..0x000f_ffff),
+                    _ => 0xc0a8_0000 | self.rng.random_range(0..0xffff),
+                };
+                format!("{}/{prefix}", std::net::Ipv4Addr::from(base / size * size))
+            };
+            let Some(cidr) = Cidr::parse(&text) else { continue };
+            if !network.2.iter().any(|other| other.overlaps(&cidr)) {
+                break cidr;
+            }
+        };
+        let (team, env) = (self.pick(&TEAMS), self.pick(&ENVS));
+        let name = match self.rng.random_range(0..5) {
+            0 => String::new(),
+            1 => format!("{team}-{env}-subnet"),
+            2 => format!("{team}-{env}-{}", if cidr.v6 { "v6" } else { "v4" }),
+            3 => format!("k8s-{env}-nodes-{}", self.rng.random_range(1..20)),
+            _ => format!("{}-{}-{}", self.pick(&SERVICES), env, self.pick(&REGIONS)),
+        };
+        let mut record = super::world::subnet_json(
+            id,
+            &name,
+            &network.0,
+            &network.1,
+            &cidr.canonical(),
+            &humantime::format_rfc3339_seconds(created).to_string(),
+        );
+        record["updated_at"] = json!(humantime::format_rfc3339_seconds(updated).to_string());
+        record["enable_dhcp"] = json!(self.rng.random_bool(0.9));
+        record["revision_number"] = json!(self.rng.random_range(0..8));
+        if self.rng.random_bool(0.6) {
+            record["dns_nameservers"] =
+                json!(if cidr.v6 { vec!["2001:4860:4860::8888"] } else { vec!["1.1.1.1", "8.8.8.8"] });
+        }
+        if cidr.v6 {
+            record["ipv6_ra_mode"] = json!("slaac");
+            record["ipv6_address_mode"] = json!("slaac");
+        }
+        network.2.push(cidr);
+        record
+    }
+
+    /// A snapshot of volume `volume` of `project`, `size` GB.
+    fn snapshot(&mut self, volume: &str, project: &str, size: u64) -> Value {
+        let id = self.uuid();
+        let (created, updated) = self.times();
+        let status = self.weighted(&SNAPSHOT_STATUSES);
+        let (svc, env, team) = (self.pick(&SERVICES), self.pick(&ENVS), self.pick(&TEAMS));
+        let name = match self.rng.random_range(0..6) {
+            0 => format!("nightly-{svc}-{env}-{}", Self::date(created)),
+            1 => format!("pre-upgrade-{team}-{svc}-{}", self.rng.random_range(1..40)),
+            2 => format!("{svc}-{}-{}-{}", self.pick(&ROLES), Self::date(created), self.hex(4)),
+            3 => format!("snapshot-for-volume-{}", volume.chars().take(8).collect::<String>()),
+            4 => format!("velero-{env}-{}", self.uuid()),
+            _ => {
+                let event = self.pick(&["migration", "resize", "patching", "restore", "audit"]);
+                format!("{team}-{env}-before-{event}-{}", self.rng.random_range(1..1000))
+            }
+        };
+        let description = if self.rng.random_bool(0.4) { Value::Null } else { json!(self.description()) };
+        let metadata = self.metadata(&METADATA_KEYS, 3, team, env);
+        json!({
+            "id": id, "name": name, "description": description, "status": status, "size": size,
+            "volume_id": volume, "os-extended-snapshot-attributes:project_id": project,
+            "os-extended-snapshot-attributes:progress": if status == "creating" { "0%" } else { "100%" },
+            "user_id": self.users[self.rng.random_range(0..self.users.len())].clone(),
+            "group_snapshot_id": null, "consumes_quota": true, "metadata": metadata,
+            "created_at": humantime::format_rfc3339_seconds(created).to_string(),
+            "updated_at": humantime::format_rfc3339_seconds(updated).to_string(),
+        })
+    }
+
     fn server(&mut self, images: &[ImageRef], networks: &[(String, String)]) -> Value {
         let id = self.uuid();
         let project = self.project();
@@ -841,14 +1016,23 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_records_and_another_seed_others() {
-        let seed = Seed { servers: 40, volumes: 300, images: 12, networks: 8, seed: Some(42) };
+        let seed =
+            Seed { servers: 40, volumes: 300, images: 12, networks: 8, snapshots: 50, subnets: 20, seed: Some(42) };
         let (a, before) = grown(&seed);
         let (b, _) = grown(&seed);
         assert_eq!(a.volumes.from(before.volumes), b.volumes.from(before.volumes));
         assert_eq!(a.servers.from(before.servers), b.servers.from(before.servers));
         assert_eq!(a.images.from(before.images), b.images.from(before.images));
         assert_eq!(a.networks.from(before.networks), b.networks.from(before.networks));
+        assert_eq!(a.snapshots.from(before.snapshots), b.snapshots.from(before.snapshots));
+        assert_eq!(a.subnets.from(before.subnets), b.subnets.from(before.subnets));
         assert_eq!(a.totals().volumes, before.volumes + 300);
+        assert_eq!(a.totals().snapshots, before.snapshots + 50);
+        // Each new network's one to three subnets, and 20 more.
+        assert!(a.totals().subnets >= before.subnets + 8 + 20, "{:?}", a.totals());
+        // Seeding snapshots and subnets leaves the other records as they were.
+        let (plain, _) = grown(&Seed { snapshots: 0, subnets: 0, ..seed });
+        assert_eq!(plain.volumes.from(before.volumes), a.volumes.from(before.volumes));
         assert_eq!(a.totals().servers, before.servers + 40);
 
         let (c, _) = grown(&Seed { seed: Some(43), ..seed });
@@ -865,7 +1049,15 @@ mod tests {
 
     #[test]
     fn seeded_volumes_look_like_a_cinder_listing() {
-        let (world, before) = grown(&Seed { servers: 200, volumes: 3000, images: 30, networks: 20, seed: None });
+        let (world, before) = grown(&Seed {
+            servers: 200,
+            volumes: 3000,
+            images: 30,
+            networks: 20,
+            snapshots: 0,
+            subnets: 0,
+            seed: None,
+        });
         let volumes = world.volumes.from(before.volumes);
         let names: HashSet<&str> = volumes.iter().filter_map(|v| v["name"].as_str()).collect();
         assert!(names.len() * 10 >= volumes.len() * 9, "{} distinct names of {}", names.len(), volumes.len());
@@ -898,12 +1090,49 @@ mod tests {
     #[test]
     fn the_flag_reads_counts_and_a_seed_and_refuses_what_the_endpoint_refuses() {
         let seed: Seed = "volumes=36000, servers=2000,seed=7".parse().expect("parses");
-        assert_eq!(seed, Seed { servers: 2000, volumes: 36000, images: 0, networks: 0, seed: Some(7) });
+        assert_eq!(
+            seed,
+            Seed { servers: 2000, volumes: 36000, images: 0, networks: 0, snapshots: 0, subnets: 0, seed: Some(7) }
+        );
+        let more: Seed = "snapshots=500,subnets=40".parse().expect("snapshots and subnets");
+        assert_eq!((more.snapshots, more.subnets), (500, 40));
         assert!("".parse::<Seed>().expect("empty").is_empty());
         let over = "volumes=10000000".parse::<Seed>().expect_err("over the cap");
         assert!(over.contains("volumes"), "{over}");
         assert!("disks=3".parse::<Seed>().expect_err("unknown").contains("disks"));
         assert!("volumes=many".parse::<Seed>().expect_err("not a number").contains("volumes"));
+    }
+
+    #[test]
+    fn seeded_snapshots_and_subnets_belong_to_what_exists_and_subnets_do_not_overlap() {
+        let seed = Seed { volumes: 400, networks: 30, snapshots: 600, subnets: 120, ..Seed::default() };
+        let (world, before) = grown(&seed);
+        let snapshots = world.snapshots.from(before.snapshots);
+        assert_eq!(snapshots.len(), 600);
+        for snapshot in &snapshots {
+            let volume = world.volumes.get(&str_of(&snapshot["volume_id"])).expect("of a volume that exists");
+            assert_eq!(snapshot["os-extended-snapshot-attributes:project_id"], volume["os-vol-tenant-attr:tenant_id"]);
+            assert_eq!(snapshot["size"], volume["size"]);
+        }
+        let names: HashSet<&str> = snapshots.iter().filter_map(|s| s["name"].as_str()).collect();
+        assert!(names.len() * 10 >= snapshots.len() * 9, "{} distinct names", names.len());
+        let status = |s: &str| snapshots.iter().filter(|v| v["status"] == s).count();
+        assert!(status("available") > snapshots.len() * 8 / 10 && status("available") < snapshots.len());
+
+        let mut by_network: HashMap<String, Vec<Cidr>> = HashMap::new();
+        for subnet in world.subnets.iter() {
+            let network = world.networks.get(&str_of(&subnet["network_id"])).expect("of a network that exists");
+            assert!(network["subnets"].as_array().expect("listed").contains(&subnet["id"]), "the network lists it");
+            let cidr = Cidr::parse(&str_of(&subnet["cidr"])).expect("a valid CIDR");
+            let others = by_network.entry(str_of(&network["id"])).or_default();
+            assert!(others.iter().all(|o| !o.overlaps(&cidr)), "{} overlaps in its network", subnet["cidr"]);
+            others.push(cidr);
+        }
+        let listed: usize = world.networks.iter().map(|n| n["subnets"].as_array().map_or(0, Vec::len)).sum();
+        assert_eq!(listed, world.subnets.len(), "every listed subnet exists");
+        assert!(
+            world.subnets.iter().any(|s| s["ip_version"] == 6) && world.subnets.iter().any(|s| s["ip_version"] == 4)
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The simulator's data: a small cloud of projects, servers, volumes, images and
-//! networks in OpenStack's own JSON shapes, seeded the same way every time, and grown
+//! The simulator's data: a small cloud of projects, servers, volumes, volume snapshots,
+//! images, networks and subnets in OpenStack's own JSON shapes, seeded the same way every time, and grown
 //! to any size with realistic records by [`World::populate`] (see [`super::seed`]).
 
 use std::time::SystemTime;
@@ -18,6 +18,8 @@ pub struct World {
     pub volumes: Records,
     pub images: Records,
     pub networks: Records,
+    pub snapshots: Records,
+    pub subnets: Records,
     next_id: u64,
     /// Batches of seeded records added so far (each batch's rng seed mixes its number in).
     seed_batches: u64,
@@ -30,6 +32,8 @@ pub struct Totals {
     pub volumes: usize,
     pub images: usize,
     pub networks: usize,
+    pub snapshots: usize,
+    pub subnets: usize,
 }
 
 pub fn now() -> String {
@@ -89,7 +93,8 @@ pub fn embedded_flavor(flavor: &Flavor) -> Value {
 const SEEDED_FLAVORS: [&str; 4] = ["m1.small", "m1.medium", "m1.large", "c1.xlarge"];
 
 impl World {
-    /// The seeded cloud: 3 projects, 5 images, 4 networks, 24 servers, 36 volumes.
+    /// The seeded cloud: 3 projects, 5 images, 4 networks with a subnet each, 24 servers,
+    /// 36 volumes (the admin project's all attached), 4 snapshots.
     pub fn seeded() -> Self {
         let created = now();
         let projects = PROJECTS
@@ -115,12 +120,37 @@ impl World {
             .collect();
         networks.push(json!({"id": "net-public", "name": "public", "project_id": "prj-admin", "tenant_id": "prj-admin",
                              "status": "ACTIVE", "shared": true, "subnets": ["subnet-public"], "admin_state_up": true}));
+        let mut subnets: Records = PROJECTS
+            .iter()
+            .enumerate()
+            .map(|(i, (id, name, _))| {
+                let cidr = format!("10.{i}.0.0/24");
+                subnet_json(
+                    &format!("subnet-{name}"),
+                    &format!("{name}-subnet"),
+                    &format!("net-{name}"),
+                    id,
+                    &cidr,
+                    &created,
+                )
+            })
+            .collect();
+        subnets.push(subnet_json(
+            "subnet-public",
+            "public-subnet",
+            "net-public",
+            "prj-admin",
+            "203.0.113.0/24",
+            &created,
+        ));
         let mut world = World {
             projects,
             servers: Records::default(),
             volumes: Records::default(),
             images,
             networks,
+            snapshots: Records::default(),
+            subnets,
             next_id: 1,
             seed_batches: 0,
         };
@@ -155,6 +185,19 @@ impl World {
                 }
             }
         }
+        // A nightly snapshot of each project's first two available volumes (the admin
+        // project has none: its volumes are all attached).
+        let mut snapshotted: Vec<(String, String, u64)> = Vec::new();
+        for (project, _, _) in PROJECTS {
+            let of_project = world.volumes.iter().filter(|v| v["status"] == "available");
+            let of_project = of_project.filter(|v| v["os-vol-tenant-attr:tenant_id"] == project).take(2);
+            snapshotted
+                .extend(of_project.map(|v| (str_of(v, "id"), project.to_owned(), v["size"].as_u64().unwrap_or(1))));
+        }
+        for (volume, project, size) in snapshotted {
+            let name = format!("{volume}-nightly");
+            world.new_snapshot(&project, "usr-admin", &volume, size, &name, "Nightly snapshot.", "available");
+        }
         world
     }
 
@@ -167,6 +210,8 @@ impl World {
             volumes: Records::default(),
             images: Records::default(),
             networks: Records::default(),
+            snapshots: Records::default(),
+            subnets: Records::default(),
             next_id: 1,
             seed_batches: 0,
         }
@@ -204,6 +249,20 @@ impl World {
                 .collect(),
             servers: self.servers.iter().map(|s| (text(s, "id"), text(s, "tenant_id"))).collect(),
             networks: self.networks.iter().map(|n| (text(n, "name"), text(n, "project_id"))).collect(),
+            network_ids: self
+                .networks
+                .iter()
+                .map(|n| {
+                    let cidrs =
+                        self.subnets.iter().filter(|s| s["network_id"] == n["id"]).map(|s| text(s, "cidr")).collect();
+                    (text(n, "id"), text(n, "project_id"), cidrs)
+                })
+                .collect(),
+            volumes: self
+                .volumes
+                .iter()
+                .map(|v| (text(v, "id"), text(v, "os-vol-tenant-attr:tenant_id"), v["size"].as_u64().unwrap_or(1)))
+                .collect(),
             batch,
             now,
         }
@@ -222,8 +281,15 @@ impl World {
                 }
             }
         }
+        for (network, subnet) in batch.subnets_of_existing {
+            if let Some(list) = self.networks.get_mut(&network).and_then(|n| n["subnets"].as_array_mut()) {
+                list.push(json!(subnet));
+            }
+        }
         self.images.extend(batch.images);
         self.networks.extend(batch.networks);
+        self.subnets.extend(batch.subnets);
+        self.snapshots.extend(batch.snapshots);
         self.servers.extend(batch.servers);
         self.volumes.extend(batch.volumes);
     }
@@ -234,6 +300,8 @@ impl World {
             volumes: self.volumes.len(),
             images: self.images.len(),
             networks: self.networks.len(),
+            snapshots: self.snapshots.len(),
+            subnets: self.subnets.len(),
         }
     }
 
@@ -291,11 +359,43 @@ impl World {
         id
     }
 
+    /// Adds a snapshot of `volume` (of `size` GB) in `project`; answers its id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_snapshot(
+        &mut self,
+        project: &str,
+        user: &str,
+        volume: &str,
+        size: u64,
+        name: &str,
+        description: &str,
+        status: &str,
+    ) -> String {
+        let id = self.next("snap");
+        let now = now();
+        self.snapshots.push(json!({
+            "id": id, "name": name, "description": description, "status": status, "size": size,
+            "volume_id": volume, "os-extended-snapshot-attributes:project_id": project,
+            "os-extended-snapshot-attributes:progress": if status == "available" { "100%" } else { "0%" },
+            "user_id": user, "group_snapshot_id": null, "consumes_quota": true, "metadata": {},
+            "created_at": now, "updated_at": null,
+        }));
+        id
+    }
+
+    /// The snapshots of volume `id`.
+    pub fn snapshots_of(&self, id: &str) -> usize {
+        self.snapshots.iter().filter(|s| s["volume_id"] == id).count()
+    }
+
     /// Sets a resource's status (and `updated` or `updated_at`) if it exists.
     pub fn set_status(list: &mut Records, id: &str, status: &str) -> bool {
         match list.get_mut(id) {
             Some(item) => {
                 item["status"] = json!(status);
+                if item.get("os-extended-snapshot-attributes:progress").is_some() && status == "available" {
+                    item["os-extended-snapshot-attributes:progress"] = json!("100%");
+                }
                 for key in ["updated", "updated_at"] {
                     if item.get(key).is_some() {
                         item[key] = json!(now());
@@ -306,4 +406,26 @@ impl World {
             None => false,
         }
     }
+}
+
+fn str_of(value: &Value, key: &str) -> String {
+    value[key].as_str().unwrap_or_default().to_owned()
+}
+
+/// A subnet as Neutron shows it: DHCP on, the first address the gateway, the rest of the
+/// range its allocation pool.
+pub fn subnet_json(id: &str, name: &str, network: &str, project: &str, cidr: &str, at: &str) -> Value {
+    let range = super::cidr::Cidr::parse(cidr);
+    let (gateway, pool) = match &range {
+        Some(range) => (json!(range.host(1)), json!([{"start": range.host(2), "end": range.last_host()}])),
+        None => (Value::Null, json!([])),
+    };
+    let version = if range.as_ref().is_some_and(|r| r.v6) { 6 } else { 4 };
+    json!({
+        "id": id, "name": name, "network_id": network, "project_id": project, "tenant_id": project,
+        "cidr": cidr, "ip_version": version, "gateway_ip": gateway, "enable_dhcp": true,
+        "allocation_pools": pool, "dns_nameservers": [], "host_routes": [], "description": "",
+        "ipv6_ra_mode": null, "ipv6_address_mode": null, "subnetpool_id": null, "service_types": [],
+        "segment_id": null, "tags": [], "revision_number": 0, "created_at": at, "updated_at": at,
+    })
 }

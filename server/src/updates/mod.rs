@@ -44,6 +44,9 @@ pub enum UpdateType {
     Volumes,
     Images,
     Networks,
+    Snapshots,
+    Subnets,
+    Flavors,
     /// The server's own figures (streams, notifications, upstream health: the `server.stats`
     /// query), published at most every few seconds when they changed.
     ServerStats,
@@ -51,19 +54,30 @@ pub enum UpdateType {
 
 impl UpdateType {
     /// Every update type, in a stable order.
-    pub const ALL: [UpdateType; 6] = [
+    pub const ALL: [UpdateType; 9] = [
         UpdateType::Projects,
         UpdateType::Servers,
         UpdateType::Volumes,
         UpdateType::Images,
         UpdateType::Networks,
+        UpdateType::Snapshots,
+        UpdateType::Subnets,
+        UpdateType::Flavors,
         UpdateType::ServerStats,
     ];
 
     /// The cloud's collections, which the poller fetches and the store keeps: every type
     /// but the server's own figures.
-    pub const COLLECTIONS: [UpdateType; 5] =
-        [UpdateType::Projects, UpdateType::Servers, UpdateType::Volumes, UpdateType::Images, UpdateType::Networks];
+    pub const COLLECTIONS: [UpdateType; 8] = [
+        UpdateType::Projects,
+        UpdateType::Servers,
+        UpdateType::Volumes,
+        UpdateType::Images,
+        UpdateType::Networks,
+        UpdateType::Snapshots,
+        UpdateType::Subnets,
+        UpdateType::Flavors,
+    ];
 
     /// The wire name (`"volumes"`).
     pub fn as_str(self) -> &'static str {
@@ -73,23 +87,26 @@ impl UpdateType {
             UpdateType::Volumes => "volumes",
             UpdateType::Images => "images",
             UpdateType::Networks => "networks",
+            UpdateType::Snapshots => "snapshots",
+            UpdateType::Subnets => "subnets",
+            UpdateType::Flavors => "flavors",
             UpdateType::ServerStats => "serverStats",
         }
     }
 
     /// A bit for type filters (`1 << index`).
-    const fn bit(self) -> u8 {
+    const fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
 
-/// The update types one stream wants.
+/// The update types one stream wants: a bit per type (room for 16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TypeFilter(u8);
+pub struct TypeFilter(u16);
 
 impl TypeFilter {
     /// Every type.
-    pub const ALL: TypeFilter = TypeFilter(u8::MAX);
+    pub const ALL: TypeFilter = TypeFilter(u16::MAX);
 
     /// What a stream that names no types gets: every collection of the cloud. The
     /// server's own figures (`serverStats`, every few seconds) go only to streams that

@@ -39,9 +39,10 @@ use super::catalog::{self, Discovered, Interface, Microversion, Service};
 use super::known::{Decoding, Known};
 use super::metrics::{Status, UpstreamMetrics};
 use super::model::Resource;
-use super::model::{Image, Network, Project, Server, Volume};
+use super::model::{Flavor, Image, Network, Project, Server, Subnet, Volume, VolumeSnapshot};
 use super::os::{
-    CreatedServer, CreatedVolume, OsFlavor, OsImage, OsNetwork, OsProject, OsServer, OsVolume, ServerEnvelope,
+    CreatedServer, CreatedSnapshot, CreatedSubnet, CreatedVolume, NetworkEnvelope, OsFlavor, OsFlavorDetail, OsImage,
+    OsNetwork, OsProject, OsServer, OsSnapshot, OsSubnet, OsVolume, ServerEnvelope, SnapshotEnvelope, SubnetEnvelope,
     VolumeEnvelope,
 };
 use super::paging::{self, MAX_PAGES, Page};
@@ -563,6 +564,36 @@ impl OpenStackClient {
         self.collection(Service::Network, "/networks", "/networks", "networks", last, convert).await
     }
 
+    pub async fn snapshots(
+        &self,
+        last: Arc<Known<VolumeSnapshot>>,
+    ) -> Result<(Vec<Arc<VolumeSnapshot>>, Known<VolumeSnapshot>), UpstreamError> {
+        let (all, own) = ("/snapshots/detail?all_tenants=1", "/snapshots/detail");
+        let convert = |s: OsSnapshot, listed_in: Option<&str>| {
+            let mut snapshot = s.into_domain();
+            fill_project(&mut snapshot.project_id, listed_in);
+            snapshot
+        };
+        self.collection(Service::Volume, all, own, "snapshots", last, convert).await
+    }
+
+    pub async fn subnets(&self, last: Arc<Known<Subnet>>) -> Result<(Vec<Arc<Subnet>>, Known<Subnet>), UpstreamError> {
+        let convert = |s: OsSubnet, _: Option<&str>| s.into_domain();
+        self.collection(Service::Network, "/subnets", "/subnets", "subnets", last, convert).await
+    }
+
+    /// The public flavors (`GET /flavors/detail`): the same for every project, so one
+    /// listing with the service token, whatever its roles.
+    pub async fn flavors(&self, last: Arc<Known<Flavor>>) -> Result<(Vec<Arc<Flavor>>, Known<Flavor>), UpstreamError> {
+        let decoding = Arc::new(Decoding::new(last));
+        let convert = |f: OsFlavorDetail, _: Option<&str>| f.into_domain();
+        let decode =
+            |url: &Url, bytes| decode_known(decoding.clone(), url.as_str().to_owned(), bytes, "flavors", None, convert);
+        let records = self.list_with(&Scope::Service, Service::Compute, "/flavors/detail", "flavors", decode).await?;
+        let known = Arc::into_inner(decoding).map(Decoding::finish).unwrap_or_default();
+        Ok((unique(records), known))
+    }
+
     /// One server (`GET /servers/{id}`) of `project`, when known.
     pub async fn server(&self, id: &str, project: Option<&str>) -> Result<Server, UpstreamError> {
         let scope = self.scope_for_existing(project).await?;
@@ -577,6 +608,32 @@ impl OpenStackClient {
         let path = format!("/volumes/{}", segment(id));
         let body: VolumeEnvelope = self.get(&scope, Service::Volume, &path, "volume").await?;
         Ok(with_project(body.volume.into_domain(), project))
+    }
+
+    /// One snapshot (`GET /snapshots/{id}`) of `project`, when known.
+    pub async fn snapshot(&self, id: &str, project: Option<&str>) -> Result<VolumeSnapshot, UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/snapshots/{}", segment(id));
+        let body: SnapshotEnvelope = self.get(&scope, Service::Volume, &path, "snapshot").await?;
+        let mut snapshot = body.snapshot.into_domain();
+        fill_project(&mut snapshot.project_id, project);
+        Ok(snapshot)
+    }
+
+    /// One network (`GET /v2.0/networks/{id}`).
+    pub async fn network(&self, id: &str, project: Option<&str>) -> Result<Network, UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/networks/{}", segment(id));
+        let body: NetworkEnvelope = self.get(&scope, Service::Network, &path, "network").await?;
+        Ok(body.network.into_domain())
+    }
+
+    /// One subnet (`GET /v2.0/subnets/{id}`).
+    pub async fn subnet(&self, id: &str, project: Option<&str>) -> Result<Subnet, UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/subnets/{}", segment(id));
+        let body: SubnetEnvelope = self.get(&scope, Service::Network, &path, "subnet").await?;
+        Ok(body.subnet.into_domain())
     }
 
     /// The id of the flavor named or identified by `flavor` that `project` may use (an
@@ -673,6 +730,68 @@ impl OpenStackClient {
             Err(e) => Err(e),
         }
     }
+
+    /// Snapshots a volume of `project` (with a token scoped to it: Cinder makes the
+    /// snapshot in the token's project); answers its id. Cinder refuses a volume that is
+    /// not `available` (or `in-use`, with `force`) with a 400 and says why.
+    pub async fn create_snapshot(
+        &self,
+        project: &str,
+        volume_id: &str,
+        name: &str,
+        description: &str,
+        force: bool,
+    ) -> Result<String, UpstreamError> {
+        let scope = self.scope_for_create(project).await?;
+        let mut snapshot = json!({"volume_id": volume_id, "name": name, "description": description});
+        if force {
+            snapshot["force"] = json!(true);
+        }
+        let body = json!({ "snapshot": snapshot });
+        let (_, bytes) =
+            self.call(Method::POST, &scope, Service::Volume, Target::Path("/snapshots"), Some(&body)).await?;
+        let created: CreatedSnapshot = decode_written(&bytes, "created snapshot")?;
+        Ok(created.snapshot.id)
+    }
+
+    /// Deletes a snapshot. As with a volume, a 400 to a delete is the snapshot's state
+    /// forbidding it (`Snapshot status must be available or error…`): a conflict.
+    pub async fn delete_snapshot(&self, id: &str, project: Option<&str>) -> Result<(), UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/snapshots/{}", segment(id));
+        match self.call(Method::DELETE, &scope, Service::Volume, Target::Path(&path), None).await {
+            Ok(_) => Ok(()),
+            Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds a subnet to a network of `project` (with a token scoped to it); answers its
+    /// id. Neutron checks the CIDR (valid, of the IP version, not overlapping another
+    /// subnet of the network) and refuses with a 400 saying why.
+    pub async fn create_subnet(
+        &self,
+        project: &str,
+        network_id: &str,
+        cidr: &str,
+        ip_version: u8,
+        name: &str,
+    ) -> Result<String, UpstreamError> {
+        let scope = self.scope_for_create(project).await?;
+        let body = json!({"subnet": {"network_id": network_id, "cidr": cidr, "ip_version": ip_version, "name": name}});
+        let (_, bytes) =
+            self.call(Method::POST, &scope, Service::Network, Target::Path("/subnets"), Some(&body)).await?;
+        let created: CreatedSubnet = decode_written(&bytes, "created subnet")?;
+        Ok(created.subnet.id)
+    }
+
+    /// Deletes a subnet (Neutron answers `409` while ports still use its addresses).
+    pub async fn delete_subnet(&self, id: &str, project: Option<&str>) -> Result<(), UpstreamError> {
+        let scope = self.scope_for_existing(project).await?;
+        let path = format!("/subnets/{}", segment(id));
+        self.call(Method::DELETE, &scope, Service::Network, Target::Path(&path), None).await?;
+        Ok(())
+    }
 }
 
 /// An upstream refusal, by its status, with the service's own message.
@@ -702,12 +821,18 @@ fn unique<R: Resource>(records: Vec<Arc<R>>) -> Vec<Arc<R>> {
 /// A volume listed with a project's token names that project when Cinder's answer
 /// leaves it out (its `os-vol-tenant-attr:tenant_id` is for admins by default).
 fn with_project(mut volume: Volume, project: Option<&str>) -> Volume {
-    if volume.project_id.is_empty()
+    fill_project(&mut volume.project_id, project);
+    volume
+}
+
+/// A record read with a project's token is that project's when the answer does not say
+/// (Cinder shows `…tenant_id` and `…project_id` attributes to admins by default).
+fn fill_project(project_id: &mut String, project: Option<&str>) {
+    if project_id.is_empty()
         && let Some(project) = project
     {
-        volume.project_id = project.to_owned();
+        *project_id = project.to_owned();
     }
-    volume
 }
 
 /// What a path segment keeps as is: RFC 3986's unreserved characters.

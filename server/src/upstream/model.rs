@@ -1,5 +1,5 @@
-//! The resources Stalecast keeps and serves — projects, servers, volumes, images,
-//! networks — as the browser sees them (camelCase JSON, exported to TypeScript). The
+//! The resources Stalecast keeps and serves — projects, servers, volumes, volume
+//! snapshots, images, networks, subnets, flavors — as the browser sees them (camelCase JSON, exported to TypeScript). The
 //! client translates OpenStack's JSON into these; the store keeps them.
 
 use std::collections::BTreeMap;
@@ -105,6 +105,69 @@ pub struct Network {
     pub subnets: Vec<String>,
 }
 
+/// A Cinder volume snapshot. (`VolumeSnapshot`, not `Snapshot`: the store's
+/// [`Snapshot`](super::store::Snapshot) is a collection's stored value.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSnapshot {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    /// The volume it is a snapshot of.
+    pub volume_id: String,
+    /// Cinder's status: `creating`, `available`, `deleting`, `error`, …
+    pub status: String,
+    /// The size of the volume when it was taken.
+    pub size_gb: u32,
+    pub description: String,
+    /// Cinder's free-form `metadata` (string keys and values).
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: String,
+    /// Absent until the snapshot first changes.
+    pub updated_at: Option<String>,
+}
+
+/// A Neutron subnet: an address range of a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Subnet {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    pub network_id: String,
+    /// `10.0.0.0/24`, `fd00:1::/64`.
+    pub cidr: String,
+    /// 4 or 6.
+    pub ip_version: u8,
+    /// Absent when the subnet has no gateway.
+    pub gateway_ip: Option<String>,
+    pub enable_dhcp: bool,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+/// A Nova flavor: a size servers are created with. Public flavors belong to no project:
+/// every user of the cloud may use them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Flavor {
+    pub id: String,
+    pub name: String,
+    pub vcpus: u32,
+    /// Memory, in MiB.
+    pub ram_mb: u32,
+    /// Root disk, in GB.
+    pub disk_gb: u32,
+    /// Ephemeral disk, in GB.
+    pub ephemeral_gb: u32,
+    /// Swap, in MiB.
+    pub swap_mb: u32,
+    pub is_public: bool,
+    /// A disabled flavor stays listed but takes no new servers.
+    pub disabled: bool,
+    pub description: Option<String>,
+}
+
 impl Resource for Project {
     const TYPE: UpdateType = UpdateType::Projects;
     fn id(&self) -> &str {
@@ -152,5 +215,36 @@ impl Resource for Network {
     }
     fn project_id(&self) -> Option<&str> {
         Some(&self.project_id)
+    }
+}
+
+impl Resource for VolumeSnapshot {
+    const TYPE: UpdateType = UpdateType::Snapshots;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn project_id(&self) -> Option<&str> {
+        Some(&self.project_id)
+    }
+}
+
+impl Resource for Subnet {
+    const TYPE: UpdateType = UpdateType::Subnets;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn project_id(&self) -> Option<&str> {
+        Some(&self.project_id)
+    }
+}
+
+impl Resource for Flavor {
+    const TYPE: UpdateType = UpdateType::Flavors;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    /// Public flavors are the whole cloud's: in no project, visible to every user.
+    fn project_id(&self) -> Option<&str> {
+        None
     }
 }

@@ -1,5 +1,6 @@
 //! OpenStack's JSON shapes of the resources Stalecast keeps (Keystone's projects, Nova's
-//! servers, Cinder's volumes, Glance's images, Neutron's networks), read leniently (a
+//! servers and flavors, Cinder's volumes and snapshots, Glance's images, Neutron's
+//! networks and subnets), read leniently (a
 //! field a deployment leaves out takes its default) and turned into the domain's
 //! types ([`super::model`]).
 
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::model::{Image, Network, Project, Server, ServerAddress, Volume};
+use super::model::{Flavor, Image, Network, Project, Server, ServerAddress, Subnet, Volume, VolumeSnapshot};
 
 #[derive(Deserialize)]
 pub struct OsProject {
@@ -232,6 +233,150 @@ impl OsNetwork {
 }
 
 #[derive(Deserialize)]
+pub struct NetworkEnvelope {
+    pub network: OsNetwork,
+}
+
+#[derive(Deserialize)]
+pub struct SnapshotEnvelope {
+    pub snapshot: OsSnapshot,
+}
+
+/// A Cinder snapshot (`GET /snapshots/detail`).
+#[derive(Deserialize)]
+pub struct OsSnapshot {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    status: String,
+    #[serde(default)]
+    size: u32,
+    #[serde(default)]
+    volume_id: String,
+    /// Shown to admins (and, by default policy, to the project's own users).
+    #[serde(rename = "os-extended-snapshot-attributes:project_id", alias = "project_id", default)]
+    project_id: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    created_at: String,
+    #[serde(default)]
+    updated_at: Option<String>,
+}
+
+impl OsSnapshot {
+    pub fn into_domain(self) -> VolumeSnapshot {
+        VolumeSnapshot {
+            id: self.id,
+            name: self.name.unwrap_or_default(),
+            project_id: self.project_id,
+            volume_id: self.volume_id,
+            status: self.status,
+            size_gb: self.size,
+            description: self.description.unwrap_or_default(),
+            metadata: strings(self.metadata),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SubnetEnvelope {
+    pub subnet: OsSubnet,
+}
+
+/// A Neutron subnet (`GET /v2.0/subnets`).
+#[derive(Deserialize)]
+pub struct OsSubnet {
+    id: String,
+    #[serde(default)]
+    name: String,
+    network_id: String,
+    #[serde(default)]
+    project_id: Option<String>,
+    /// The older name of `project_id`.
+    #[serde(default)]
+    tenant_id: Option<String>,
+    cidr: String,
+    #[serde(default = "four")]
+    ip_version: u8,
+    #[serde(default)]
+    gateway_ip: Option<String>,
+    #[serde(default)]
+    enable_dhcp: bool,
+    #[serde(default)]
+    created_at: String,
+    #[serde(default)]
+    updated_at: Option<String>,
+}
+
+fn four() -> u8 {
+    4
+}
+
+impl OsSubnet {
+    pub fn into_domain(self) -> Subnet {
+        Subnet {
+            id: self.id,
+            name: self.name,
+            project_id: self.project_id.or(self.tenant_id).unwrap_or_default(),
+            network_id: self.network_id,
+            cidr: self.cidr,
+            ip_version: self.ip_version,
+            gateway_ip: self.gateway_ip.filter(|g| !g.is_empty()),
+            enable_dhcp: self.enable_dhcp,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// A Nova flavor as `GET /flavors/detail` lists it.
+#[derive(Deserialize)]
+pub struct OsFlavorDetail {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    vcpus: u32,
+    #[serde(default)]
+    ram: u32,
+    #[serde(default)]
+    disk: u32,
+    #[serde(rename = "OS-FLV-EXT-DATA:ephemeral", default)]
+    ephemeral: u32,
+    /// A number of MiB, or `""` for none before microversion 2.75.
+    #[serde(default)]
+    swap: Value,
+    #[serde(rename = "os-flavor-access:is_public", default = "yes")]
+    is_public: bool,
+    #[serde(rename = "OS-FLV-DISABLED:disabled", default)]
+    disabled: bool,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+impl OsFlavorDetail {
+    pub fn into_domain(self) -> Flavor {
+        Flavor {
+            id: self.id,
+            name: self.name,
+            vcpus: self.vcpus,
+            ram_mb: self.ram,
+            disk_gb: self.disk,
+            ephemeral_gb: self.ephemeral,
+            swap_mb: self.swap.as_u64().and_then(|s| u32::try_from(s).ok()).unwrap_or(0),
+            is_public: self.is_public,
+            disabled: self.disabled,
+            description: self.description.filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
 pub struct CreatedServer {
     pub server: IdOnly,
 }
@@ -239,6 +384,16 @@ pub struct CreatedServer {
 #[derive(Deserialize)]
 pub struct CreatedVolume {
     pub volume: IdOnly,
+}
+
+#[derive(Deserialize)]
+pub struct CreatedSnapshot {
+    pub snapshot: IdOnly,
+}
+
+#[derive(Deserialize)]
+pub struct CreatedSubnet {
+    pub subnet: IdOnly,
 }
 
 /// A Nova flavor, as `GET /flavors` lists it.
@@ -256,7 +411,40 @@ pub struct IdOnly {
 
 #[cfg(test)]
 mod tests {
-    use super::OsVolume;
+    use super::{OsFlavorDetail, OsSnapshot, OsSubnet, OsVolume};
+
+    #[test]
+    fn snapshots_subnets_and_flavors_read_as_the_services_send_them() {
+        let snapshot: OsSnapshot = serde_json::from_value(serde_json::json!({
+            "id": "s", "name": null, "status": "available", "size": 10, "volume_id": "v",
+            "os-extended-snapshot-attributes:project_id": "p", "metadata": {}, "created_at": "2026-01-02T03:04:05.000000",
+            "updated_at": null, "description": null, "os-extended-snapshot-attributes:progress": "100%",
+        }))
+        .expect("snapshot");
+        let snapshot = snapshot.into_domain();
+        assert_eq!((snapshot.project_id.as_str(), snapshot.volume_id.as_str(), snapshot.size_gb), ("p", "v", 10));
+        assert!(snapshot.name.is_empty() && snapshot.updated_at.is_none());
+
+        let subnet: OsSubnet = serde_json::from_value(serde_json::json!({
+            "id": "s", "name": "", "network_id": "n", "tenant_id": "p", "cidr": "fd00::/64", "ip_version": 6,
+            "gateway_ip": null, "enable_dhcp": true,
+        }))
+        .expect("subnet");
+        let subnet = subnet.into_domain();
+        assert_eq!((subnet.project_id.as_str(), subnet.ip_version, subnet.gateway_ip), ("p", 6, None));
+
+        let old: OsFlavorDetail = serde_json::from_value(serde_json::json!({
+            "id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 512, "disk": 1, "swap": "",
+            "OS-FLV-EXT-DATA:ephemeral": 0, "os-flavor-access:is_public": true, "OS-FLV-DISABLED:disabled": false,
+        }))
+        .expect("flavor before 2.75");
+        assert_eq!(old.into_domain().swap_mb, 0, "an empty swap is none");
+        let new: OsFlavorDetail =
+            serde_json::from_value(serde_json::json!({"id": "2", "name": "m1.small", "swap": 1024, "description": ""}))
+                .expect("flavor");
+        let new = new.into_domain();
+        assert_eq!((new.swap_mb, new.is_public, new.description), (1024, true, None));
+    }
 
     #[test]
     fn a_volume_reads_leniently_with_its_metadata_type_and_bootable_flag() {

@@ -14,7 +14,7 @@ use rand::RngExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Image, Network, Project, Server, Volume};
+use super::model::{Flavor, Image, Network, Project, Server, Subnet, Volume, VolumeSnapshot};
 use super::store::{Fetch, Store};
 
 /// The longest a failing type waits between attempts.
@@ -29,7 +29,10 @@ pub fn spawn(store: Arc<Store>, interval: Duration, shutdown: CancellationToken,
     tasks.spawn(poll::<Server>(store.clone(), interval, shutdown.clone()));
     tasks.spawn(poll::<Volume>(store.clone(), interval, shutdown.clone()));
     tasks.spawn(poll::<Image>(store.clone(), interval, shutdown.clone()));
-    tasks.spawn(poll::<Network>(store, interval, shutdown));
+    tasks.spawn(poll::<Network>(store.clone(), interval, shutdown.clone()));
+    tasks.spawn(poll::<VolumeSnapshot>(store.clone(), interval, shutdown.clone()));
+    tasks.spawn(poll::<Subnet>(store.clone(), interval, shutdown.clone()));
+    tasks.spawn(poll::<Flavor>(store, interval, shutdown));
 }
 
 async fn poll<R: Fetch>(store: Arc<Store>, interval: Duration, shutdown: CancellationToken) {

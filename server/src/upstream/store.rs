@@ -24,7 +24,7 @@
 //! the stored value and reach upstream only when there is none yet; when the upstream
 //! fails, they keep answering from it while [`Store::health`] reports how stale it is.
 //!
-//! Each collection has a typed slot of its own (five, never evicted: a stale value beats
+//! Each collection has a typed slot of its own (one per update type, never evicted: a stale value beats
 //! no value), and each stored value a version that changes only when its content does,
 //! so the layers above can keep one encoded answer per version.
 //!
@@ -43,7 +43,7 @@ use std::time::SystemTime;
 use super::UpstreamError;
 use super::client::OpenStackClient;
 use super::known::Known;
-use super::model::{Image, Network, Project, Resource, Server, Volume};
+use super::model::{Flavor, Image, Network, Project, Resource, Server, Subnet, Volume, VolumeSnapshot};
 use crate::updates::{UpdateBus, UpdateType};
 
 /// What a fetch answers: the collection's records, and what its listing learnt for the
@@ -114,6 +114,40 @@ impl Fetch for Network {
     }
 }
 
+impl Fetch for VolumeSnapshot {
+    fn fetch(
+        client: &OpenStackClient,
+        last: Arc<Known<Self>>,
+    ) -> impl Future<Output = Result<Fetched<Self>, UpstreamError>> + Send {
+        client.snapshots(last)
+    }
+    fn slot(slots: &Slots) -> &Slot<Self> {
+        &slots.snapshots
+    }
+}
+impl Fetch for Subnet {
+    fn fetch(
+        client: &OpenStackClient,
+        last: Arc<Known<Self>>,
+    ) -> impl Future<Output = Result<Fetched<Self>, UpstreamError>> + Send {
+        client.subnets(last)
+    }
+    fn slot(slots: &Slots) -> &Slot<Self> {
+        &slots.subnets
+    }
+}
+impl Fetch for Flavor {
+    fn fetch(
+        client: &OpenStackClient,
+        last: Arc<Known<Self>>,
+    ) -> impl Future<Output = Result<Fetched<Self>, UpstreamError>> + Send {
+        client.flavors(last)
+    }
+    fn slot(slots: &Slots) -> &Slot<Self> {
+        &slots.flavors
+    }
+}
+
 /// A resource kind the upstream can also show one at a time (`GET /servers/{id}`), in
 /// its project when that is known (a user who is not an admin shows it with a token of
 /// that project).
@@ -141,6 +175,34 @@ impl Show for Volume {
         project: Option<&str>,
     ) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
         client.volume(id, project)
+    }
+}
+
+impl Show for VolumeSnapshot {
+    fn show(
+        client: &OpenStackClient,
+        id: &str,
+        project: Option<&str>,
+    ) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
+        client.snapshot(id, project)
+    }
+}
+impl Show for Network {
+    fn show(
+        client: &OpenStackClient,
+        id: &str,
+        project: Option<&str>,
+    ) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
+        client.network(id, project)
+    }
+}
+impl Show for Subnet {
+    fn show(
+        client: &OpenStackClient,
+        id: &str,
+        project: Option<&str>,
+    ) -> impl Future<Output = Result<Self, UpstreamError>> + Send {
+        client.subnet(id, project)
     }
 }
 
@@ -351,6 +413,9 @@ pub struct Slots {
     volumes: Slot<Volume>,
     images: Slot<Image>,
     networks: Slot<Network>,
+    snapshots: Slot<VolumeSnapshot>,
+    subnets: Slot<Subnet>,
+    flavors: Slot<Flavor>,
 }
 
 /// How the upstream answered for one type lately.

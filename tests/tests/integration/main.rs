@@ -7,6 +7,7 @@ mod contract;
 mod hardening;
 mod keep_alive;
 mod layering;
+mod live;
 mod metrics;
 mod mutations;
 mod openstack;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use stalecast::domain::stats::INTERVAL;
+use stalecast::updates::UpdateType;
 use stalecast_tests::{Next, spawn_app, spawn_app_with, types_query};
 
 /// The Prometheus project's checker: `PROMTOOL`, else `promtool` on the `PATH`.
@@ -196,7 +197,11 @@ async fn server_stats_are_announced_to_streams_that_name_them_and_move_with_muta
     let compute = after["services"].as_array().expect("services").iter().find(|s| s["service"] == "compute");
     assert_eq!(compute.expect("compute")["lastStatus"], "200", "{after}");
     let collections = after["collections"].as_array().expect("collections");
-    assert_eq!(collections.len(), 5, "every collection, not the figures themselves: {after}");
+    assert_eq!(
+        collections.len(),
+        UpdateType::COLLECTIONS.len(),
+        "every collection, not the figures themselves: {after}"
+    );
     assert!(collections.iter().all(|c| c["confirmedAt"].as_u64().is_some() && c["failures"] == 0), "{after}");
     // Nothing in the answer names what the server acted on.
     assert!(!after.to_string().contains(&name), "{after}");

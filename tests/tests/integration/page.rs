@@ -156,6 +156,9 @@ async fn filters_search_and_sorts_answer_what_the_list_holds() {
         ("images.list", "images.page", &["name", "sizeBytes", "status"][..]),
         ("networks.list", "networks.page", &["name"][..]),
         ("storage.volumes.list", "storage.volumes.page", &["createdAt", "status"][..]),
+        ("storage.snapshots.list", "storage.snapshots.page", &["name", "createdAt", "sizeGb", "status"][..]),
+        ("networks.subnets.list", "networks.subnets.page", &["name", "cidr", "createdAt"][..]),
+        ("compute.flavors.list", "compute.flavors.page", &["name", "vcpus", "ramMb", "diskGb"][..]),
     ] {
         let all = list(&app, list_path).await;
         for key in keys {

@@ -12,8 +12,8 @@ use stalecast_tests::{StandaloneSim, UpstreamClient, spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The five collections, as the simulator counts their requests (`GET volumes`, …).
-const TYPES: [&str; 5] = ["projects", "servers", "volumes", "images", "networks"];
+/// The collections, as the simulator counts their requests (`GET volumes`, …).
+const TYPES: [&str; 8] = ["projects", "servers", "volumes", "images", "networks", "snapshots", "subnets", "flavors"];
 
 #[tokio::test]
 async fn an_out_of_band_change_becomes_an_update_on_a_following_poll() {
@@ -56,8 +56,17 @@ async fn one_upstream_request_per_type_per_interval_however_many_clients() {
     // 40 clients asking for every list at once, twice.
     for _ in 0..2 {
         let queries = (0..40).flat_map(|_| {
-            ["projects.list", "compute.servers.list", "storage.volumes.list", "images.list", "networks.list"]
-                .map(|path| app.query(path, None))
+            [
+                "projects.list",
+                "compute.servers.list",
+                "storage.volumes.list",
+                "images.list",
+                "networks.list",
+                "storage.snapshots.list",
+                "networks.subnets.list",
+                "compute.flavors.list",
+            ]
+            .map(|path| app.query(path, None))
         });
         for (status, body) in futures_util::future::join_all(queries).await {
             assert_eq!(status, 200, "{body}");
@@ -69,7 +78,7 @@ async fn one_upstream_request_per_type_per_interval_however_many_clients() {
     let intervals = (elapsed.as_millis() / 500) as u64;
     for kind in TYPES {
         let polls = gets(&after, kind) - gets(&before, kind);
-        assert!(polls <= intervals + 1, "{kind}: {polls} upstream requests in {elapsed:?} (400 queries, 50 streams)");
+        assert!(polls <= intervals + 1, "{kind}: {polls} upstream requests in {elapsed:?} (640 queries, 50 streams)");
         assert!(polls >= 2, "{kind}: the poller kept polling: {polls} in {elapsed:?}");
     }
     drop(streams);
@@ -269,15 +278,16 @@ async fn a_failing_upstream_is_retried_with_growing_waits_not_every_interval() {
     })
     .await;
     // Every poll is one request (its login fails), after one version discovery at the
-    // auth URL. Without backoff: 5 types × 40 in 4 s.
+    // auth URL. Without backoff: 8 types × 40 in 4 s.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let times = arrivals.lock().expect("lock").clone();
     let start = *times.first().expect("the poller tried at all");
     let first_two_s = times.iter().filter(|t| **t < start + Duration::from_secs(2)).count();
     let next_two_s =
         times.iter().filter(|t| **t >= start + Duration::from_secs(2) && **t < start + Duration::from_secs(4)).count();
-    assert!(times.len() <= 5 * 8 + 1, "{} requests in 4 s at a 100 ms interval: no backoff", times.len());
-    assert!(times.len() >= 5 * 3, "each type retried a few times: {}", times.len());
+    let types = TYPES.len();
+    assert!(times.len() <= types * 8 + 1, "{} requests in 4 s at a 100 ms interval: no backoff", times.len());
+    assert!(times.len() >= types * 3, "each type retried a few times: {}", times.len());
     assert!(
         next_two_s < first_two_s,
         "the waits grow: {first_two_s} requests in the first 2 s, {next_two_s} in the next"
@@ -335,17 +345,25 @@ async fn a_failing_upstream_is_logged_once_per_state_change_not_per_poll() {
     for round in 1..=2 {
         // Fails for 3 s: 30 poll intervals, and several retries of each type.
         client.set_faults(json!({"errorRate": 1.0})).await;
-        let failed = wait_for_log(&server, "WARN", FAILED, 5 * round).await;
+        let failed = wait_for_log(&server, "WARN", FAILED, TYPES.len() * round).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let failed_after = logged_kinds(&server.lines(), "WARN", FAILED);
-        assert_eq!(failed_after.len(), 5 * round, "one warning per type per outage, not per poll: {failed_after:?}");
-        assert_eq!(failed.len(), 5 * round);
+        assert_eq!(
+            failed_after.len(),
+            TYPES.len() * round,
+            "one warning per type per outage, not per poll: {failed_after:?}"
+        );
+        assert_eq!(failed.len(), TYPES.len() * round);
 
         client.set_faults(json!({})).await;
         client.wait_for_readiness(200).await;
-        let recovered = wait_for_log(&server, "INFO", RECOVERED, 5 * round).await;
+        let recovered = wait_for_log(&server, "INFO", RECOVERED, TYPES.len() * round).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(logged_kinds(&server.lines(), "INFO", RECOVERED).len(), 5 * round, "one line per recovery");
+        assert_eq!(
+            logged_kinds(&server.lines(), "INFO", RECOVERED).len(),
+            TYPES.len() * round,
+            "one line per recovery"
+        );
         let mut expected: Vec<String> = all.iter().flat_map(|k| std::iter::repeat_n(k.clone(), round)).collect();
         expected.sort();
         assert_eq!(failed, expected, "each type warned once per outage");

@@ -145,7 +145,7 @@ async fn updates_state_reports_the_last_update_of_each_type() {
     let state = &body["result"]["data"];
     assert_eq!(state["ringSize"], 4096);
     let types = state["types"].as_array().expect("types");
-    assert_eq!(types.len(), 6, "the five collections and the server's own figures");
+    assert_eq!(types.len(), 9, "the eight collections and the server's own figures");
     let volumes = types.iter().find(|t| t["type"] == "volumes").expect("volumes");
     assert_eq!(volumes["seq"], state["seq"]);
     assert!(volumes["ts"].as_u64().expect("ts") > 0);

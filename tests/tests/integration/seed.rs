@@ -35,7 +35,13 @@ async fn thirty_six_thousand_seeded_volumes_weigh_and_compress_like_a_real_cinde
         app.seed(json!({"volumes": 36_000, "servers": 2_000, "images": 200, "networks": 300, "seed": 7})).await;
     let seeded = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{totals}");
-    assert_eq!(totals, json!({"volumes": 36_036, "servers": 2_024, "images": 205, "networks": 304}));
+    // Each new network comes with one to three subnets.
+    let subnets = totals["subnets"].as_u64().unwrap_or_default();
+    assert!((4 + 300..=4 + 900).contains(&subnets), "{totals}");
+    assert_eq!(
+        totals,
+        json!({"volumes": 36_036, "servers": 2_024, "images": 205, "networks": 304, "snapshots": 4, "subnets": subnets})
+    );
     app.wait_for_volumes(36_036, Duration::from_secs(120)).await;
     let served = started.elapsed();
 
@@ -107,7 +113,57 @@ async fn seeding_refuses_counts_over_the_cap_and_unknown_fields_naming_them() {
     // Nothing was added; an empty body adds nothing and answers the totals.
     let (status, totals) = app.seed(json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(totals, json!({"volumes": 36, "servers": 24, "images": 5, "networks": 4}));
+    assert_eq!(totals, json!({"volumes": 36, "servers": 24, "images": 5, "networks": 4, "snapshots": 4, "subnets": 4}));
+    app.shutdown().await;
+}
+
+/// The total a `page` query answers once it has at least `want` records (the poller reads
+/// them on a following round).
+async fn page_total(app: &stalecast_tests::TestApp, path: &str, want: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = app.query(path, Some(json!({"limit": 1}))).await;
+        let total = body["result"]["data"]["total"].as_u64().unwrap_or_default();
+        if status == StatusCode::OK && total >= want {
+            return total;
+        }
+        assert!(Instant::now() < deadline, "{path}: {total} records, not {want}: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_and_subnets_seed_at_scale_and_are_served() {
+    let app = spawn_app_with(|c| c.upstream_timeout = Duration::from_secs(30)).await;
+    let started = Instant::now();
+    let (status, totals) =
+        app.seed(json!({"volumes": 2_000, "networks": 100, "snapshots": 10_000, "subnets": 2_000})).await;
+    assert_eq!(status, StatusCode::OK, "{totals}");
+    assert_eq!(totals["snapshots"], 10_004, "{totals}");
+    let subnets = totals["subnets"].as_u64().unwrap_or_default();
+    assert!(subnets >= 4 + 100 + 2_000, "{totals}");
+    assert_eq!(page_total(&app, "storage.snapshots.page", 10_004).await, 10_004);
+    assert_eq!(page_total(&app, "networks.subnets.page", subnets).await, subnets);
+    let served = started.elapsed();
+
+    let (_, body) = app.query("storage.snapshots.list", None).await;
+    let snapshots = body["result"]["data"].as_array().expect("snapshots");
+    let seeded: Vec<&Value> = snapshots.iter().filter(|s| s["id"].as_str().is_some_and(is_uuid)).collect();
+    assert_eq!(seeded.len(), 10_000);
+    let names: std::collections::HashSet<&str> = seeded.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert!(names.len() * 10 >= seeded.len() * 9, "{} distinct names of {}", names.len(), seeded.len());
+    let statuses: std::collections::HashSet<&str> = seeded.iter().filter_map(|s| s["status"].as_str()).collect();
+    assert!(statuses.len() >= 4 && statuses.contains("available"), "{statuses:?}");
+    let per_snapshot = body.to_string().len() / snapshots.len();
+    let (_, body) = app.query("networks.subnets.list", None).await;
+    let listed = body["result"]["data"].as_array().expect("subnets");
+    let v6 = listed.iter().filter(|s| s["ipVersion"] == 6).count();
+    assert!(v6 > 0 && v6 < listed.len() / 2, "{v6} IPv6 subnets of {}", listed.len());
+    eprintln!(
+        "seeded {} snapshots ({per_snapshot} bytes each in storage.snapshots.list) and {} subnets ({v6} IPv6), served after {served:?}",
+        snapshots.len(),
+        listed.len()
+    );
     app.shutdown().await;
 }
 
@@ -117,14 +173,23 @@ async fn serve_and_sim_seed_at_start_from_a_flag_or_its_environment_variable() {
         ChildServer::start(&["serve", "--port", "0", "--sim-seed", "volumes=500,servers=20,seed=3"], &[]).await;
     let (status, totals) = server.client.seed(json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(totals, json!({"volumes": 536, "servers": 44, "images": 5, "networks": 4}));
+    assert_eq!(
+        totals,
+        json!({"volumes": 536, "servers": 44, "images": 5, "networks": 4, "snapshots": 4, "subnets": 4})
+    );
     server.client.wait_for_volumes(536, Duration::from_secs(30)).await;
 
-    let sim = ChildServer::start(&["sim", "--port", "0"], &[("STALECAST_SIM_SEED", "images=7,networks=9")]).await;
+    let seed = "images=7,networks=9,snapshots=40,subnets=11";
+    let sim = ChildServer::start(&["sim", "--port", "0"], &[("STALECAST_SIM_SEED", seed)]).await;
     let base = sim.client.base.clone();
     let sim = sim.with_sim_url(&base);
     let (_, totals) = sim.client.seed(json!({})).await;
-    assert_eq!(totals, json!({"volumes": 36, "servers": 24, "images": 12, "networks": 13}));
+    let subnets = totals["subnets"].as_u64().unwrap_or_default();
+    assert!((4 + 9 + 11..=4 + 27 + 11).contains(&subnets), "{totals}");
+    assert_eq!(
+        totals,
+        json!({"volumes": 36, "servers": 24, "images": 12, "networks": 13, "snapshots": 44, "subnets": subnets})
+    );
 
     let (status, text) = stalecast_tests::child::run(&["sim", "--port", "0", "--seed", "volumes=300000"], &[]).await;
     assert!(!status.success());

@@ -154,6 +154,39 @@ async fn every_volume_is_listed_past_cinders_page_of_two() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_list_from_cinder_and_a_snapshot_of_a_volume_it_never_scheduled_is_its_400() {
+    let cloud = cloud();
+    let app = cloud.stalecast_as("admin", "admin", &[]).await;
+    // Cinder's snapshot listing, all projects' (none: nothing here makes one).
+    let snapshots = data(&app, "storage.snapshots.list", None).await;
+    assert_eq!(snapshots, json!([]), "{snapshots}");
+    let page = data(&app, "storage.snapshots.page", Some(json!({"limit": 10}))).await;
+    assert_eq!((&page["items"], &page["total"]), (&json!([]), &json!(0)), "{page}");
+    // With `transport_url = fake://` no volume service ever takes a volume: it stays
+    // `creating`, unscheduled, and Cinder refuses to snapshot it.
+    let admin_project = cloud.project("admin");
+    let (status, body) = app
+        .mutate("storage.volumes.create", json!({"projectId": admin_project, "name": "to-snapshot", "sizeGb": 1}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let volume = &body["result"]["data"];
+    assert_eq!(volume["status"], "creating", "{volume}");
+    let (status, body) =
+        app.mutate("storage.snapshots.create", json!({"volumeId": volume["id"], "name": "too-early"})).await;
+    assert_eq!((status, &body["error"]["data"]["code"]), (StatusCode::BAD_REQUEST, &json!("BAD_REQUEST")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    eprintln!("Cinder refused the snapshot: {message}");
+    assert!(message.starts_with("Invalid volume: "), "Cinder's own words: {message}");
+    // Nothing was made.
+    assert_eq!(data(&app, "storage.snapshots.list", None).await, json!([]));
+    // Flavors and subnets come from the simulator's Nova and Neutron beside this cloud.
+    let flavors = data(&app, "compute.flavors.list", None).await;
+    assert!(names(&flavors).contains(&"m1.small".to_owned()), "{flavors}");
+    data(&app, "networks.subnets.list", None).await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_volume_created_for_another_project_lands_in_that_project() {
     let cloud = cloud();
     let app = cloud.stalecast_as("admin", "admin", &[]).await;

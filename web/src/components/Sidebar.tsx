@@ -6,9 +6,12 @@ import { useUpdatesState } from "../updates/useLastUpdate";
 
 export const PAGES: readonly { path: string; label: string; type: UpdateType }[] = [
   { path: "/servers", label: "Servers", type: "servers" },
+  { path: "/flavors", label: "Flavors", type: "flavors" },
   { path: "/volumes", label: "Volumes", type: "volumes" },
+  { path: "/snapshots", label: "Snapshots", type: "snapshots" },
   { path: "/images", label: "Images", type: "images" },
   { path: "/networks", label: "Networks", type: "networks" },
+  { path: "/subnets", label: "Subnets", type: "subnets" },
   { path: "/projects", label: "Projects", type: "projects" },
 ];
 

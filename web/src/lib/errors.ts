@@ -45,6 +45,10 @@ const ACTIONS: Record<string, string> = {
   "compute.servers.stop": "Stopping the server",
   "storage.volumes.create": "Creating the volume",
   "storage.volumes.delete": "Deleting the volume",
+  "storage.snapshots.create": "Creating the snapshot",
+  "storage.snapshots.delete": "Deleting the snapshot",
+  "networks.subnets.create": "Creating the subnet",
+  "networks.subnets.delete": "Deleting the subnet",
 };
 
 /** "Creating the volume failed" from a tRPC mutation key (`[["storage", "volumes", "create"]]`). */

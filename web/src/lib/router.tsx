@@ -1,4 +1,4 @@
-/** A five-page app needs no router library: the path is the page, History API for moves. */
+/** An app of a few pages needs no router library: the path is the page, History API for moves. */
 import { useSyncExternalStore, type AnchorHTMLAttributes, type MouseEvent } from "react";
 
 const NAVIGATE = "stalecast:navigate";

@@ -11,13 +11,13 @@
  */
 import type { Volume } from "@stalecast/bindings";
 import { keepPreviousData, useMutation, useQuery } from "@tanstack/react-query";
-import { useEffect, useMemo, useState, type FormEvent } from "react";
+import { useMemo, useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { PageHeader } from "../components/PageHeader";
 import { ProjectOptions } from "../components/ProjectOptions";
-import { QueryState } from "../components/QueryState";
-import { ResourceTable, type Column } from "../components/ResourceTable";
+import type { Column } from "../components/ResourceTable";
 import { StatusPill } from "../components/StatusPill";
+import { PAGE_SIZE, PagedTable, usePageQuestion, usePageWalk } from "../lib/paging";
 import { useListInput, useProjectFilter } from "../lib/project";
 import { formatTimestamp } from "../lib/time";
 import { useToasts } from "../lib/toasts";
@@ -35,9 +35,6 @@ const VOLUMES_COLUMNS: readonly Column[] = [
   { label: "Actions", className: "table__actions" },
 ];
 
-/** Rows per page. */
-export const PAGE_SIZE = 50;
-
 /** The sort orders offered (the server's sort keys; `-` for descending). */
 const SORTS: readonly (readonly [string, string])[] = [
   ["-createdAt", "Newest first"],
@@ -50,43 +47,14 @@ const SORTS: readonly (readonly [string, string])[] = [
 
 const STATUSES = ["available", "in-use", "creating", "error", "deleting"];
 
-/** Where the pager stands: the question (its input as JSON) and the cursors walked. */
-interface Walk {
-  question: string;
-  cursors: readonly (string | undefined)[];
-  at: number;
-}
-
-/** `value`, once it stopped changing for `ms`. */
-function useSettled<T>(value: T, ms: number): T {
-  const [settled, setSettled] = useState(value);
-  useEffect(() => {
-    const timer = setTimeout(() => setSettled(value), ms);
-    return () => clearTimeout(timer);
-  }, [value, ms]);
-  return settled;
-}
-
 export function VolumesPage() {
   const trpc = useTRPC();
   const listInput = useListInput();
-  const [typed, setTyped] = useState("");
-  const search = useSettled(typed.trim(), 250);
-  const [status, setStatus] = useState("");
   // Newest first: a volume just created, here or elsewhere, shows at the top.
-  const [sort, setSort] = useState("-createdAt");
-  const question = useMemo(
-    () => ({ ...listInput, ...(search ? { search } : {}), ...(status ? { status } : {}), sort }),
-    [listInput, search, status, sort],
-  );
-  // The pages walked through so far, for one question: page n starts at cursors[n]. A
-  // cursor belongs to its question (the server refuses it for another), so another
-  // question starts at its first page in the same render, never with the old cursor.
-  const asked = JSON.stringify(question);
-  const [kept, setWalk] = useState<Walk>({ question: asked, cursors: [undefined], at: 0 });
-  const walk = kept.question === asked ? kept : { question: asked, cursors: [undefined], at: 0 };
-  const { cursors, at } = walk;
-  const cursor = cursors[at];
+  const { question, toolbar } = usePageQuestion("-createdAt");
+  // The pages walked through so far, for this question.
+  const walk = usePageWalk(question);
+  const cursor = walk.cursor;
   const volumes = useQuery(
     trpc.storage.volumes.page.queryOptions(
       { ...question, limit: PAGE_SIZE, ...(cursor ? { cursor } : {}) },
@@ -100,53 +68,27 @@ export function VolumesPage() {
   const { changed } = useAutoRefetch("volumes");
   const [creating, setCreating] = useState(false);
   const page = volumes.data;
-  const items = page?.items ?? [];
-  const next = page?.nextCursor ?? null;
-  const first = at * PAGE_SIZE;
 
   return (
     <div className="page">
-      <PageHeader title="Volumes" type="volumes" count={page?.total} statuses={items.map((r) => r.status)}>
+      <PageHeader title="Volumes" type="volumes" count={page?.total} statuses={page?.items.map((r) => r.status)}>
         <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
           {creating ? "Close" : "New volume"}
         </button>
       </PageHeader>
       {creating ? <CreateVolume onDone={() => setCreating(false)} /> : null}
-      <div className="toolbar" role="search">
-        <input
-          type="search"
-          name="search"
-          aria-label="Search volumes"
-          placeholder="Search by name or id"
-          value={typed}
-          maxLength={255}
-          onChange={(e) => setTyped(e.target.value)}
-        />
-        <select name="status" aria-label="Status" value={status} onChange={(e) => setStatus(e.target.value)}>
-          <option value="">Any status</option>
-          {STATUSES.map((s) => (
-            <option key={s} value={s}>
-              {s}
-            </option>
-          ))}
-        </select>
-        <select name="sort" aria-label="Sort" value={sort} onChange={(e) => setSort(e.target.value)}>
-          {SORTS.map(([key, label]) => (
-            <option key={key} value={key}>
-              {label}
-            </option>
-          ))}
-        </select>
-      </div>
-      <QueryState
+      <PagedTable
         what="volumes"
-        isPending={volumes.isPending}
-        error={volumes.error}
-        hasData={page !== undefined}
-        onRetry={() => void volumes.refetch()}
-      >
-        <ResourceTable testId="volumes-table" columns={VOLUMES_COLUMNS} rows={items.length} empty="No volumes here yet.">
-          {items.map((volume) => (
+        statuses={STATUSES}
+        sorts={SORTS}
+        toolbar={toolbar}
+        walk={walk}
+        query={volumes}
+        columns={VOLUMES_COLUMNS}
+        testId="volumes-table"
+        empty="No volumes here yet."
+        rows={(items) =>
+          items.map((volume) => (
             <VolumeRow
               key={volume.id}
               volume={volume}
@@ -154,28 +96,9 @@ export function VolumesPage() {
               server={volume.attachedTo ? serverNames.get(volume.attachedTo) : undefined}
               changed={changed.has(volume.id)}
             />
-          ))}
-        </ResourceTable>
-        <nav className="pager" aria-label="Pages" data-testid="pager">
-          <button type="button" className="btn" disabled={at === 0} onClick={() => setWalk({ ...walk, at: Math.max(0, at - 1) })}>
-            Previous
-          </button>
-          <span className="muted" data-testid="page-range">
-            {items.length === 0 ? "0" : `${first + 1}–${first + items.length}`} of {page?.total ?? 0}
-          </span>
-          <button
-            type="button"
-            className="btn"
-            disabled={next === null || volumes.isPlaceholderData}
-            onClick={() => {
-              if (next === null) return;
-              setWalk({ ...walk, cursors: [...cursors.slice(0, at + 1), next], at: at + 1 });
-            }}
-          >
-            Next
-          </button>
-        </nav>
-      </QueryState>
+          ))
+        }
+      />
     </div>
   );
 }

@@ -56,6 +56,9 @@ export function changesCaller(client: () => TRPCClient<AppRouter>): ChangesCalle
     "storage.volumes.changes": (input) => client().storage.volumes.changes.query(input),
     "images.changes": (input) => client().images.changes.query(input),
     "networks.changes": (input) => client().networks.changes.query(input),
+    "storage.snapshots.changes": (input) => client().storage.snapshots.changes.query(input),
+    "networks.subnets.changes": (input) => client().networks.subnets.changes.query(input),
+    "compute.flavors.changes": (input) => client().compute.flavors.changes.query(input),
   };
   return (path, input) => calls[path](input);
 }
