@@ -10,7 +10,8 @@
 //! write succeeded but the refresh after it fails, the mutation still answers success,
 //! with what the write itself told; the poller catches up and publishes the change then.
 //! Every input is checked first (each string has a maximum length, [`types`]), so
-//! nothing invalid reaches upstream.
+//! nothing invalid reaches upstream; nor does a write whose notification could not be
+//! published (a cluster whose Redis is unreachable: 503).
 //!
 //! Nothing here knows HTTP or tRPC: the `rpc` layer names these procedures on the wire
 //! and turns their errors into tRPC's envelope, and a unit test can call them with no
@@ -132,6 +133,7 @@ pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Err
     let flavor_id = ctx.client.flavor_id(&input.project_id, flavor).await?.ok_or_else(|| {
         Error::invalid("flavor", format!("no flavor named or with id \"{flavor}\" in project {}", input.project_id))
     })?;
+    publishable(ctx)?;
     let id = ctx.client.create_server(&input.project_id, &input.name, &flavor_id, input.image_id.as_deref()).await?;
     let written = Server {
         id,
@@ -151,6 +153,7 @@ pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Err
 pub async fn delete_server(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
     input.validate()?;
     let project = known_project::<Server>(ctx, &input.id);
+    publishable(ctx)?;
     ctx.client.delete_server(&input.id, project.as_deref()).await?;
     ctx.store.forget::<Server>(&input.id).await;
     Ok(Deleted { id: input.id })
@@ -160,6 +163,7 @@ pub async fn delete_server(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> 
 pub async fn server_action(ctx: &Ctx, input: IdInput, action: &str) -> Result<Server, Error> {
     input.validate()?;
     let project = known_project::<Server>(ctx, &input.id);
+    publishable(ctx)?;
     ctx.client.server_action(&input.id, project.as_deref(), action).await?;
     // What is known without reading again: the last stored record (the action's effect
     // shows once the poller sees it), or only the id if none was ever stored.
@@ -184,6 +188,7 @@ pub async fn create_volume(ctx: &Ctx, input: VolumeCreate) -> Result<Volume, Err
     input.validate()?;
     check_project(ctx, &input.project_id).await?;
     let description = input.description.unwrap_or_default();
+    publishable(ctx)?;
     let id = ctx.client.create_volume(&input.project_id, &input.name, input.size_gb, &description).await?;
     let written = Volume {
         id,
@@ -205,9 +210,16 @@ pub async fn create_volume(ctx: &Ctx, input: VolumeCreate) -> Result<Volume, Err
 pub async fn delete_volume(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
     input.validate()?;
     let project = known_project::<Volume>(ctx, &input.id);
+    publishable(ctx)?;
     ctx.client.delete_volume(&input.id, project.as_deref()).await?;
     ctx.store.forget::<Volume>(&input.id).await;
     Ok(Deleted { id: input.id })
+}
+
+/// Refuses a write whose notification could not be published (in a cluster whose Redis
+/// is unreachable), before anything reaches upstream.
+fn publishable(ctx: &Ctx) -> Result<(), Error> {
+    if ctx.store.can_publish() { Ok(()) } else { Err(Error::Unpublishable) }
 }
 
 /// After a successful write: the record as upstream now shows it, stored and published

@@ -63,6 +63,9 @@ pub fn frames(
                 Wake::Received(Ok(published)) => {
                     if let Some(frame) = cursor.published(&published) {
                         yield frame.clone();
+                    } else if let Some(frame) = cursor.take_resync() {
+                        // The bus jumped past updates that will never come.
+                        yield frame;
                     }
                 }
                 Wake::Received(Err(RecvError::Lagged(missed))) => {
