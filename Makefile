@@ -23,8 +23,9 @@ lint:
 
 # The integration tests also run the `stalecast` binary itself (tests/src/child.rs): build
 # it first, so that they never run a stale one. They check /metrics with Prometheus's own
-# promtool (installed when missing).
-test-rust: promtool
+# promtool (installed when missing), and the cluster tests start a real redis-server
+# (Debian's, installed when missing).
+test-rust: promtool redis-server
 	$(CARGO) build -p stalecast --locked
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
@@ -117,6 +118,31 @@ promtool:
 		dpkg-deb -x prometheus_*.deb unpacked && \
 		$(SUDO) install -m 755 unpacked/usr/bin/promtool $(PROMTOOL_DIR)/promtool && \
 		cd / && rm -rf $$tmp; \
+	}
+
+## Three nodes on one Redis behind nginx, as local processes (tests/cluster/cluster.sh):
+## `make cluster` prints the URL (http://127.0.0.1:$(PORT)), `make cluster-stop` stops them all.
+.PHONY: cluster cluster-stop nginx
+cluster: web redis-server nginx
+	$(CARGO) build --release --locked -p stalecast
+	STALECAST_BIN="$(RELEASE_DIR)/stalecast" PORT=$(PORT) tests/cluster/cluster.sh start
+
+cluster-stop:
+	tests/cluster/cluster.sh stop
+
+nginx:
+	@command -v nginx >/dev/null 2>&1 || { \
+		echo "installing Debian's nginx for make cluster"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx >/dev/null; \
+	}
+
+.PHONY: redis-server
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing Debian's redis-server for the cluster tests"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; \
 	}
 
 chromium:

@@ -27,6 +27,7 @@ use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::cluster;
 use crate::config::ServeConfig;
 use crate::config::cloud::Upstream;
 use crate::domain::Ctx;
@@ -107,6 +108,8 @@ pub struct RunningApp {
     pub sim: Option<Arc<Sim>>,
     /// The update bus, for tests that count subscribers.
     pub bus: Arc<UpdateBus>,
+    /// With `--redis`: this node's figures in the cluster.
+    pub cluster: Option<Arc<cluster::ClusterStats>>,
     shutdown: CancellationToken,
     /// Stops the embedded simulator, once the server has drained: a mutation still in
     /// flight at shutdown needs its upstream to answer it.
@@ -189,12 +192,31 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     tracing::info!(auth_url = %upstream_url, region = ?upstream_config.region, interface = upstream_config.interface.as_str(),
         credentials = ?upstream_config.credentials, "cloud");
     let client = Arc::new(OpenStackClient::new(upstream_config)?);
-    let bus = Arc::new(UpdateBus::new(BusConfig {
-        ring_size: config.ring_size as usize,
-        channel_capacity: config.channel_capacity as usize,
-    }));
+    let bus_config =
+        BusConfig { ring_size: config.ring_size as usize, channel_capacity: config.channel_capacity as usize };
+    // In a cluster the seq is the shared log's: the bus starts low and jumps to it.
+    let bus = Arc::new(match config.redis {
+        None => UpdateBus::new(bus_config),
+        Some(_) => UpdateBus::starting_at(1, bus_config),
+    });
     let store = Arc::new(Store::new(client.clone(), bus.clone()));
-    poller::spawn(store.clone(), config.poll_interval, shutdown.clone(), &mut tasks);
+    let cluster = match &config.redis {
+        None => {
+            poller::spawn(store.clone(), config.poll_interval, shutdown.clone(), &mut tasks);
+            None
+        }
+        Some(url) => {
+            let cluster = join_cluster(&config, url, addr, &bus, &store, &shutdown, &mut tasks).await?;
+            poller::spawn_gated(
+                store.clone(),
+                config.poll_interval,
+                cluster.polling.clone(),
+                shutdown.clone(),
+                &mut tasks,
+            );
+            Some(cluster.stats)
+        }
+    };
     let pings = Pings::start(config.ping_interval, shutdown.clone(), &mut tasks);
     // One shard per core: the fan-out of one update runs on every core at once.
     let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -204,7 +226,13 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let ctx = Ctx { client, store: store.clone(), bus: bus.clone(), stats };
     domain::stats::spawn(ctx.clone(), shutdown.clone(), &mut tasks);
     let api = Api::new(ctx, config.max_body_bytes, config.body_timeout, pings, shutdown.clone());
-    let registry = metrics::registry(metrics::Sources { bus: &bus, store: store.clone(), rpc: &api.metrics, started });
+    let registry = metrics::registry(metrics::Sources {
+        bus: &bus,
+        store: store.clone(),
+        rpc: &api.metrics,
+        started,
+        cluster: cluster.clone(),
+    });
     let health =
         Arc::new(Health { store, bus: bus.clone(), max_staleness: config.max_staleness, ready: Default::default() });
     web::check(&config.web_dir);
@@ -250,7 +278,46 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
             serde_json::json!({"addr": addr.to_string(), "url": url, "simAddr": sim_addr, "metricsAddr": metrics_addr});
         write_ready_file(path, &ready)?;
     }
-    Ok(RunningApp { addr, url, upstream_url, sim_addr, metrics_addr, sim, bus, shutdown, sim_stop, tasks, server })
+    Ok(RunningApp {
+        addr,
+        url,
+        upstream_url,
+        sim_addr,
+        metrics_addr,
+        sim,
+        bus,
+        cluster,
+        shutdown,
+        sim_stop,
+        tasks,
+        server,
+    })
+}
+
+/// Joins the cluster on `--redis` (`crate::cluster`), and loads each collection once in
+/// the background: a node that does not poll still answers its first queries from a
+/// stored value, and changes reach it through the log from then on.
+async fn join_cluster(
+    config: &ServeConfig,
+    url: &str,
+    addr: SocketAddr,
+    bus: &Arc<UpdateBus>,
+    store: &Arc<Store>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<cluster::Cluster> {
+    let url = cluster::RedisUrl::parse(url).map_err(anyhow::Error::msg)?;
+    let config = cluster::ClusterConfig {
+        url,
+        lease: config.lease,
+        ring_size: config.ring_size as usize,
+        node: addr.to_string(),
+        prefix: "stalecast:".into(),
+    };
+    let joined = cluster::start(config, bus.clone(), store.clone(), shutdown.clone(), tasks).await?;
+    let loading = store.clone();
+    tasks.spawn(async move { loading.load_all().await });
+    Ok(joined)
 }
 
 /// Writes `what` to `path` as JSON, whole: to a temporary file beside it, then renamed,

@@ -42,8 +42,9 @@ pub const READINESS: Endpoint = Endpoint {
     operation_id: "readyz",
     summary: "Readiness: the upstream answers and every collection is fresh.",
     description: "200 while every collection was last confirmed by the upstream within `--max-staleness` \
-                  (single failed polls do not count: queries answer from the last value meanwhile), 503 \
-                  otherwise; with each type's age and failure count. The failures themselves are logged.",
+                  (single failed polls do not count: queries answer from the last value meanwhile) and \
+                  changes can be published (with `--redis`: Redis answers), 503 otherwise; with each \
+                  type's age and failure count. The failures themselves are logged.",
     statuses: &[(200, "Ready."), (503, "Not ready: the upstream fails or the cache is stale.")],
 };
 
@@ -85,8 +86,10 @@ pub enum Alive {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Readiness {
-    /// Every collection is fresh.
+    /// Every collection is fresh, and changes can be published.
     pub ready: bool,
+    /// Changes can be published (false in a cluster whose Redis is unreachable).
+    pub publishing: bool,
     /// Open event streams.
     pub streams: usize,
     pub types: Vec<TypeReadiness>,
@@ -123,11 +126,14 @@ pub async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
             }
         })
         .collect();
-    let ready = types.iter().all(|t| t.fresh);
+    let publishing = health.store.can_publish();
+    let ready = publishing && types.iter().all(|t| t.fresh);
     let previous = health.ready.lock().unwrap_or_else(|p| p.into_inner()).replace(ready);
     if previous != Some(ready) {
         if ready {
             tracing::info!("ready: every collection is fresh");
+        } else if !publishing {
+            tracing::warn!("not ready: changes cannot be published (Redis unreachable)");
         } else {
             let stale: Vec<String> = types
                 .iter()
@@ -139,5 +145,5 @@ pub async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
         }
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { ready, streams: health.bus.subscriber_count(), types }))
+    (status, Json(Readiness { ready, publishing, streams: health.bus.subscriber_count(), types }))
 }

@@ -12,7 +12,9 @@
 //!    stream [`Cursor`](updates::Cursor) both delivery paths follow, the keep-alive
 //!    clock. No HTTP.
 //! 3. [`upstream`]: the OpenStack client, the resource model, the store of last known
-//!    values (versioned), the poller. No wire format.
+//!    values (versioned), the poller. No wire format. Just above it, [`cluster`]:
+//!    several nodes on one Redis (`--redis`), the shared update log, the reader that
+//!    applies it to the store and the bus, the poller's lease.
 //! 4. [`domain`]: the procedures as functions over a [`Ctx`](domain::Ctx), answering
 //!    [`domain::Error`]; the invalidation map. No axum, no tRPC.
 //! 5. [`rpc`]: tRPC's wire format: the procedure registry, encoded answers (one per
@@ -31,6 +33,7 @@
 
 pub mod app;
 pub mod bindings;
+pub mod cluster;
 pub mod codegen;
 pub mod config;
 pub mod domain;

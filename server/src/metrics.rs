@@ -12,8 +12,10 @@
 //! Figures that other parts add when they exist register here too, from [`Sources`]:
 //! - sessions (`stalecast_sessions`, a gauge of open sign-in sessions read from the
 //!   session store at each scrape) once sign-in exists;
-//! - the Redis bus's lag and reconnects, beside the bus's own ([`BusMetrics`]), and the
-//!   poller lease deciding `stalecast_leader` (1 on a single node, which always polls).
+//! - with `--redis`, the node's place in the cluster ([`ClusterStats`], read at each
+//!   scrape): whether Redis answers, reconnects, epoch changes, gaps, entries applied,
+//!   the shared log's lag, fenced publishes; `stalecast_leader` follows the poller's
+//!   lease (1 on a single node, which always polls).
 //!
 //! **Who may call.** Operational figures are for the operator's scraper, not for anyone
 //! who can reach the app: they are served only on a listener of their own, and only when
@@ -38,6 +40,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::cluster::ClusterStats;
 use crate::rpc::RpcMetrics;
 use crate::updates::{BusMetrics, UpdateBus};
 use crate::upstream::metrics::UpstreamMetrics;
@@ -56,6 +65,8 @@ pub struct Sources<'a> {
     pub rpc: &'a RpcMetrics,
     /// When this server started.
     pub started: SystemTime,
+    /// With `--redis`: this node's figures in the cluster.
+    pub cluster: Option<Arc<ClusterStats>>,
 }
 
 /// One registry holding every figure of `sources`.
@@ -71,6 +82,9 @@ pub fn registry(sources: Sources<'_>) -> Registry {
         "The running Stalecast's version",
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
     );
+    if let Some(cluster) = sources.cluster {
+        registry.register_collector(Box::new(Cluster(cluster)));
+    }
     let started: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
     started.set(sources.started.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
     registry.register_with_unit(
@@ -80,6 +94,63 @@ pub fn registry(sources: Sources<'_>) -> Registry {
         started,
     );
     registry
+}
+
+/// A cluster node's figures, read from its [`ClusterStats`] at each scrape.
+#[derive(Debug)]
+struct Cluster(Arc<ClusterStats>);
+
+impl Collector for Cluster {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.0;
+        let gauges = [
+            (
+                "stalecast_redis_up",
+                "1 while Redis answers this node.",
+                None,
+                u64::from(stats.redis_up.load(Relaxed)) as f64,
+            ),
+            (
+                "stalecast_bus_lag",
+                "From the publication of the last entry of the shared log this node applied to its application here.",
+                Some(Unit::Seconds),
+                stats.bus_lag_micros.load(Relaxed) as f64 / 1e6,
+            ),
+        ];
+        for (name, help, unit, value) in gauges {
+            let metric = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+            ConstGauge::new(value).encode(metric)?;
+        }
+        let counters = [
+            (
+                "stalecast_redis_reconnects",
+                "Times the log's reader connected again after losing Redis.",
+                &stats.reconnects,
+            ),
+            (
+                "stalecast_bus_epoch_changes",
+                "Times the shared log's epoch changed (every stream resynced).",
+                &stats.epoch_changes,
+            ),
+            (
+                "stalecast_bus_gaps",
+                "Times entries were missing from the shared log (every stream resynced).",
+                &stats.gaps,
+            ),
+            ("stalecast_bus_applied", "Entries of the shared log applied on this node.", &stats.applied),
+            (
+                "stalecast_publishes_fenced",
+                "Poll changes refused because this node no longer held the lease.",
+                &stats.fenced,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value.load(Relaxed)).encode(metric)?;
+        }
+        Ok(())
+    }
 }
 
 /// `GET /metrics` (and nothing else) over `registry`.

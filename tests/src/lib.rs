@@ -10,6 +10,7 @@
 
 pub mod child;
 pub mod raw;
+pub mod redis;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -164,6 +165,18 @@ pub fn vm_rss_kib(status: &str) -> Option<u64> {
 /// code generator's check walks them.
 pub fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
     stalecast::bindings::files_under(dir, &["node_modules"]).expect("read dir").into_keys().collect()
+}
+
+/// Creates a volume in the simulator at `sim_url` directly, behind Stalecast's back;
+/// answers its id.
+pub async fn create_volume_in_sim(sim_url: &str, project: &str, name: &str) -> String {
+    let sim = OpenStackClient::new(upstream_config(sim_url, "stalecast")).expect("simulator client");
+    sim.create_volume(project, name, 1, "").await.expect("direct create")
+}
+
+/// The Lua source of the cluster's publish script, as the server runs it.
+pub fn publish_script() -> &'static str {
+    stalecast::cluster::scripts::PUBLISH_LUA
 }
 
 fn upstream_config(auth_url: &str, password: &str) -> UpstreamConfig {

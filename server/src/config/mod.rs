@@ -165,6 +165,17 @@ pub struct ServeConfig {
     #[arg(long = "cors-origin", env = "STALECAST_CORS_ORIGINS", value_delimiter = ',', value_parser = origin)]
     pub cors_origins: Vec<String>,
 
+    // --- several nodes ---
+    /// Run as one node of several on this Redis (`redis://[user:password@]host[:port][/db]`,
+    /// `rediss://` for TLS): one seq and update log, one poller, resume on any node.
+    /// Without it, everything stays in this process.
+    #[arg(long, env = "STALECAST_REDIS", hide_env_values = true, value_name = "URL")]
+    pub redis: Option<String>,
+    /// With `--redis`: the poller's lease. Renewed every third of it; when the node
+    /// polling dies, another polls within two leases.
+    #[arg(long, env = "STALECAST_LEASE", value_parser = duration, default_value = "3s")]
+    pub lease: Duration,
+
     // --- web app ---
     /// The built web app (`npm run build` in `web/`), served at `/`. When it is missing,
     /// `/` says how to build it.

@@ -40,6 +40,10 @@ pub enum Error {
     /// change twice. The detail is for operators only.
     #[error("upstream outcome unknown: {0}")]
     OutcomeUnknown(String),
+    /// A change made now could not be announced (the cluster's Redis is unreachable):
+    /// nothing was written upstream.
+    #[error("updates cannot be published")]
+    Unpublishable,
     /// The upstream failed (a 5xx, a malformed body, our own credentials refused). For
     /// operators only.
     #[error("upstream failed: {0}")]

@@ -10,7 +10,8 @@
 //! write succeeded but the refresh after it fails, the mutation still answers success,
 //! with what the write itself told; the poller catches up and publishes the change then.
 //! Every input is checked first (each string has a maximum length, [`types`]), so
-//! nothing invalid reaches upstream.
+//! nothing invalid reaches upstream; nor does a write whose notification could not be
+//! published (a cluster whose Redis is unreachable: 503).
 //!
 //! Nothing here knows HTTP or tRPC: the `rpc` layer names these procedures on the wire
 //! and turns their errors into tRPC's envelope, and a unit test can call them with no
@@ -146,6 +147,7 @@ pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Err
     let flavor_id = ctx.client.flavor_id(&input.project_id, flavor).await?.ok_or_else(|| {
         Error::invalid("flavor", format!("no flavor named or with id \"{flavor}\" in project {}", input.project_id))
     })?;
+    publishable(ctx)?;
     let id = ctx.client.create_server(&input.project_id, &input.name, &flavor_id, input.image_id.as_deref()).await?;
     let written = Server {
         id,
@@ -165,6 +167,7 @@ pub async fn create_server(ctx: &Ctx, input: ServerCreate) -> Result<Server, Err
 pub async fn delete_server(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
     input.validate()?;
     let project = known_project::<Server>(ctx, &input.id);
+    publishable(ctx)?;
     ctx.client.delete_server(&input.id, project.as_deref()).await?;
     ctx.store.forget::<Server>(&input.id).await;
     Ok(Deleted { id: input.id })
@@ -174,6 +177,7 @@ pub async fn delete_server(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> 
 pub async fn server_action(ctx: &Ctx, input: IdInput, action: &str) -> Result<Server, Error> {
     input.validate()?;
     let project = known_project::<Server>(ctx, &input.id);
+    publishable(ctx)?;
     ctx.client.server_action(&input.id, project.as_deref(), action).await?;
     // What is known without reading again: the last stored record (the action's effect
     // shows once the poller sees it), or only the id if none was ever stored.
@@ -198,6 +202,7 @@ pub async fn create_volume(ctx: &Ctx, input: VolumeCreate) -> Result<Volume, Err
     input.validate()?;
     check_project(ctx, &input.project_id).await?;
     let description = input.description.unwrap_or_default();
+    publishable(ctx)?;
     let id = ctx.client.create_volume(&input.project_id, &input.name, input.size_gb, &description).await?;
     let written = Volume {
         id,
@@ -219,6 +224,7 @@ pub async fn create_volume(ctx: &Ctx, input: VolumeCreate) -> Result<Volume, Err
 pub async fn delete_volume(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
     input.validate()?;
     let project = known_project::<Volume>(ctx, &input.id);
+    publishable(ctx)?;
     ctx.client.delete_volume(&input.id, project.as_deref()).await?;
     ctx.store.forget::<Volume>(&input.id).await;
     Ok(Deleted { id: input.id })
@@ -236,6 +242,7 @@ pub async fn create_snapshot(ctx: &Ctx, input: SnapshotCreate) -> Result<VolumeS
         .ok_or_else(|| Error::invalid("volumeId", format!("no volume with id \"{}\"", input.volume_id)))?;
     let description = input.description.unwrap_or_default();
     let force = input.force.unwrap_or(false);
+    publishable(ctx)?;
     let id = ctx.client.create_snapshot(&volume.project_id, &volume.id, &input.name, &description, force).await?;
     let written = VolumeSnapshot {
         id,
@@ -255,6 +262,7 @@ pub async fn create_snapshot(ctx: &Ctx, input: SnapshotCreate) -> Result<VolumeS
 pub async fn delete_snapshot(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> {
     input.validate()?;
     let project = known_project::<VolumeSnapshot>(ctx, &input.id);
+    publishable(ctx)?;
     ctx.client.delete_snapshot(&input.id, project.as_deref()).await?;
     ctx.store.forget::<VolumeSnapshot>(&input.id).await;
     Ok(Deleted { id: input.id })
@@ -272,6 +280,7 @@ pub async fn create_subnet(ctx: &Ctx, input: SubnetCreate) -> Result<Subnet, Err
         .ok_or_else(|| Error::invalid("networkId", format!("no network with id \"{}\"", input.network_id)))?;
     let version = input.version();
     let name = input.name.unwrap_or_default();
+    publishable(ctx)?;
     let id = ctx.client.create_subnet(&network.project_id, &network.id, &input.cidr, version, &name).await?;
     let written = Subnet {
         id,
@@ -295,6 +304,7 @@ pub async fn delete_subnet(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> 
     input.validate()?;
     let known = ctx.store.cached::<Subnet>().and_then(|s| s.find(&input.id).cloned());
     let project = known.as_ref().map(|s| s.project_id.as_str()).filter(|p| !p.is_empty());
+    publishable(ctx)?;
     ctx.client.delete_subnet(&input.id, project).await?;
     ctx.store.forget::<Subnet>(&input.id).await;
     let network = known.and_then(|s| ctx.store.cached::<Network>()?.find(&s.network_id).cloned());
@@ -302,6 +312,12 @@ pub async fn delete_subnet(ctx: &Ctx, input: IdInput) -> Result<Deleted, Error> 
         refreshed(ctx, network).await;
     }
     Ok(Deleted { id: input.id })
+}
+
+/// Refuses a write whose notification could not be published (in a cluster whose Redis
+/// is unreachable), before anything reaches upstream.
+fn publishable(ctx: &Ctx) -> Result<(), Error> {
+    if ctx.store.can_publish() { Ok(()) } else { Err(Error::Unpublishable) }
 }
 
 /// After a successful write: the record as upstream now shows it, stored and published

@@ -276,7 +276,7 @@ pub fn spawn(ctx: Ctx, shutdown: CancellationToken, tasks: &mut JoinSet<()>) {
             // Sampled either way, so that `server.stats` is at most an interval old.
             let changed = ctx.stats.sample(&ctx.bus, &ctx.store);
             if changed && ctx.bus.metrics().stats_watchers() > 0 {
-                ctx.bus.publish(UpdateType::ServerStats, None);
+                ctx.store.announce(UpdateType::ServerStats).await;
             }
         }
     });

@@ -194,6 +194,10 @@ impl From<domain::Error> for RpcError {
                 tracing::warn!(%detail, "upstream unreachable");
                 RpcError::new(ErrorCode::ServiceUnavailable, "the cloud API is unreachable; try again shortly")
             }
+            domain::Error::Unpublishable => RpcError::new(
+                ErrorCode::ServiceUnavailable,
+                "changes cannot be announced right now, so nothing was changed; try again shortly",
+            ),
             domain::Error::OutcomeUnknown(detail) => {
                 tracing::warn!(%detail, "upstream outcome unknown");
                 RpcError::new(

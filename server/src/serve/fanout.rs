@@ -172,6 +172,12 @@ impl Fanout {
 
 impl Shard {
     fn deliver(&self, published: &Published, metrics: &BusMetrics) {
+        if published.missed {
+            // The bus jumped: every stream owes a resync, written by its own task.
+            return self.owe_resync(|cursor| {
+                cursor.published(published);
+            });
+        }
         // Framed once for every HTTP/1.1 stream of the shard, not once per socket.
         let chunk = frame(true, &published.frame);
         let mut written = 0;
@@ -184,10 +190,16 @@ impl Shard {
 
     /// The shard missed updates up to `seq`: every stream owes a resync.
     fn lagged(&self, seq: u64) {
+        self.owe_resync(|cursor| cursor.lagged(seq));
+    }
+
+    /// Tells every stream's cursor what it missed (`owe`), and hands the streams that
+    /// now owe a resync to their own tasks, which write it.
+    fn owe_resync(&self, owe: impl Fn(&mut Cursor)) {
         for entry in lock(&self.streams).values() {
             let mut state = lock(&entry.state);
-            state.cursor.lagged(seq);
-            if state.attached {
+            owe(&mut state.cursor);
+            if state.attached && state.cursor.owes_resync() {
                 state.attached = false;
                 entry.detached.notify_one();
             }

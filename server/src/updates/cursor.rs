@@ -28,8 +28,8 @@ pub struct Cursor {
     filter: TypeFilter,
     /// The highest seq written or covered by a resync: nothing at or below it is written.
     covered: u64,
-    /// A `lagged` resync is owed: written by [`Cursor::take_resync`].
-    resync_owed: bool,
+    /// A resync is owed, for this reason: written by [`Cursor::take_resync`].
+    resync_owed: Option<ResyncReason>,
     /// Something was written since the last keep-alive tick.
     active: bool,
 }
@@ -43,18 +43,27 @@ impl Cursor {
             frames.push(frame::resync(start.seq, ResyncReason::Gap));
         }
         frames.extend(start.replay.iter().filter(|p| filter.wants(p.update.kind)).map(|p| p.frame.clone()));
-        let cursor = Cursor { filter, covered: start.seq, resync_owed: false, active: true };
+        let cursor = Cursor { filter, covered: start.seq, resync_owed: None, active: true };
         (cursor, frames)
     }
 
     /// An update was published: its frame when this stream writes it, else `None`.
+    /// A jump of the bus ([`Published::missed`]) is never written itself: it owes a `gap`
+    /// resync covering it, when the stream has not covered its seq yet.
     pub fn published<'p>(&mut self, published: &'p Published) -> Option<&'p Bytes> {
         let seq = published.update.seq;
+        if published.missed {
+            if seq > self.covered {
+                self.covered = seq;
+                self.resync_owed.get_or_insert(ResyncReason::Gap);
+            }
+            return None;
+        }
         if seq <= self.covered || !self.filter.wants(published.update.kind) {
             return None;
         }
         self.covered = seq;
-        if self.resync_owed {
+        if self.resync_owed.is_some() {
             // The owed resync will cover it.
             return None;
         }
@@ -70,28 +79,26 @@ impl Cursor {
     pub fn lagged(&mut self, latest: u64) {
         if latest > self.covered {
             self.covered = latest;
-            self.resync_owed = true;
+            self.resync_owed.get_or_insert(ResyncReason::Lagged);
         }
     }
 
     /// The frame [`Cursor::published`] just answered could not be queued: a resync is
     /// owed, covering it.
     pub fn dropped(&mut self) {
-        self.resync_owed = true;
+        self.resync_owed.get_or_insert(ResyncReason::Lagged);
     }
 
     /// Whether a resync is owed.
     pub fn owes_resync(&self) -> bool {
-        self.resync_owed
+        self.resync_owed.is_some()
     }
 
-    /// The owed `lagged` resync, once: it carries the highest seq it covers as its id.
+    /// The owed resync, once: it carries the highest seq it covers as its id.
     pub fn take_resync(&mut self) -> Option<Bytes> {
-        if !std::mem::take(&mut self.resync_owed) {
-            return None;
-        }
+        let reason = self.resync_owed.take()?;
         self.active = true;
-        Some(frame::resync(self.covered, ResyncReason::Lagged))
+        Some(frame::resync(self.covered, reason))
     }
 
     /// The keep-alive clock ticked: a `ping` when nothing was written since the last tick.

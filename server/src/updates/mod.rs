@@ -201,6 +201,9 @@ pub struct Published {
     /// `id: <seq>\ndata: {"kind":"update",...}\n\n`: what every stream writes, shared,
     /// never copied.
     pub frame: bytes::Bytes,
+    /// Not an update but a jump ([`UpdateBus::skip_to`]): updates up to `update.seq` may
+    /// never arrive, so every stream owes a `gap` resync covering them.
+    pub missed: bool,
 }
 
 /// Per-type state for `updates.state` ("room state"): the last update of each type.
@@ -326,16 +329,39 @@ impl UpdateBus {
     /// a client that hears of the update and asks reads the change. `stamp` runs under
     /// the bus's lock: it must be quick and must not publish.
     pub fn publish_with(&self, kind: UpdateType, ids: Option<Vec<String>>, stamp: impl FnOnce(u64)) -> Arc<Published> {
-        let ids = ids.filter(|ids| !ids.is_empty() && ids.len() <= MAX_IDS);
-        let mut inner = self.lock();
+        let inner = self.lock();
         let seq = inner.next_seq;
-        inner.next_seq += 1;
-        stamp(seq);
         // A clock step backwards must not make `ts` go backwards within one type.
         let ts = now_micros().max(inner.last[kind as usize].ts);
+        self.commit(inner, Update { seq, kind, ids, ts }, stamp)
+    }
+
+    /// Publishes an update whose seq and `ts` were given elsewhere (the cluster's shared
+    /// log, `crate::cluster`), calling `stamp` as [`publish_with`](Self::publish_with)
+    /// does. Its seq must be above the latest (a jump past seqs that will never arrive is
+    /// [`skip_to`](Self::skip_to) first); an older one is ignored (`None`): every stream
+    /// has it already, or was told to resync past it.
+    pub fn ingest(&self, update: Update, stamp: impl FnOnce(u64)) -> Option<Arc<Published>> {
+        let mut inner = self.lock();
+        if update.seq < inner.next_seq {
+            return None;
+        }
+        if update.seq > inner.next_seq {
+            // Seqs in between never came: never a silent gap.
+            self.jump(&mut inner, update.seq - 1);
+        }
+        Some(self.commit(inner, update, stamp))
+    }
+
+    /// Stamps, rings and sends `update` (its seq at or above `next_seq`), under the lock.
+    fn commit(&self, mut inner: MutexGuard<'_, Inner>, update: Update, stamp: impl FnOnce(u64)) -> Arc<Published> {
+        let Update { seq, kind, ids, ts } = update;
+        let ids = ids.filter(|ids| !ids.is_empty() && ids.len() <= MAX_IDS);
+        inner.next_seq = seq + 1;
+        stamp(seq);
         let update = Update { seq, kind, ids, ts };
         let frame = frame::event(seq, &StreamEvent::Update(update.clone()));
-        let published = Arc::new(Published { update, frame });
+        let published = Arc::new(Published { update, frame, missed: false });
         if inner.ring.len() == self.ring_size {
             inner.ring.pop_front();
         }
@@ -349,6 +375,28 @@ impl UpdateBus {
         self.metrics.published(kind);
         tracing::debug!(seq, %kind, "update published");
         published
+    }
+
+    /// Jumps to `seq`: the updates between the latest and `seq` (or, when the log they
+    /// came from was lost, any of them) will never arrive. The ring is emptied, so that
+    /// no resume id from before the jump is answered with a replay that misses them, and
+    /// every open stream is sent a `gap` resync with `seq` as its id. The next update
+    /// must come after `seq`. A `seq` below the latest jumps to the latest instead: ids
+    /// only ever increase on one stream.
+    pub fn skip_to(&self, seq: u64) {
+        let mut inner = self.lock();
+        self.jump(&mut inner, seq);
+    }
+
+    fn jump(&self, inner: &mut Inner, seq: u64) {
+        let seq = seq.max(inner.next_seq - 1);
+        inner.next_seq = seq + 1;
+        inner.ring.clear();
+        let frame = frame::resync(seq, ResyncReason::Gap);
+        // The update is a placeholder: streams read only `missed` and the seq.
+        let update = Update { seq, kind: UpdateType::Projects, ids: None, ts: now_micros() };
+        let _ = self.tx.send(Arc::new(Published { update, frame, missed: true }));
+        tracing::debug!(seq, "bus jumped; every stream resyncs");
     }
 
     /// Subscribes with a receiver of its own: where to start after `after` (a resume
@@ -500,6 +548,28 @@ mod tests {
         assert_eq!(servers.1.seq, 2);
         let projects = state.types.iter().find(|(t, _)| *t == UpdateType::Projects).expect("projects");
         assert_eq!(projects.1.seq, 0);
+    }
+
+    #[tokio::test]
+    async fn ingested_updates_keep_their_seq_and_a_jump_resyncs_every_stream() {
+        let bus = bus(8);
+        let (_start, mut live) = bus.subscribe(None);
+        let ingest = |seq| bus.ingest(Update { seq, kind: UpdateType::Volumes, ids: None, ts: 7 }, |_| {});
+        assert_eq!(ingest(1).expect("next").update.seq, 1);
+        assert!(ingest(1).is_none(), "an old seq is ignored");
+        assert_eq!(live.recv().await.expect("live").update.ts, 7, "the given ts");
+        // Seq 2 and 3 never come: a jump, then 4.
+        assert_eq!(ingest(4).expect("after a jump").update.seq, 4);
+        let jump = live.recv().await.expect("the jump");
+        assert!(jump.missed && jump.update.seq == 3, "{jump:?}");
+        assert!(jump.frame.starts_with(b"id: 3\ndata: {\"kind\":\"resync\",\"seq\":3,\"reason\":\"gap\""));
+        assert_eq!(live.recv().await.expect("live").update.seq, 4);
+        // The ring restarted at the jump: resuming from before it is a gap.
+        assert!(bus.subscribe(Some(1)).0.gap);
+        assert!(!bus.subscribe(Some(3)).0.gap);
+        bus.skip_to(100);
+        assert_eq!(bus.seq(), 100);
+        assert_eq!(bus.publish(UpdateType::Images, None).update.seq, 101);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub fn frames(
                         let update = &published.update;
                         bus.metrics().written(update.kind, 1, update.ts, now_micros());
                         yield frame.clone();
+                    } else if let Some(frame) = cursor.take_resync() {
+                        // The bus jumped past updates that will never come.
+                        yield frame;
                     }
                 }
                 Wake::Received(Err(RecvError::Lagged(missed))) => {

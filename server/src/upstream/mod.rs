@@ -17,6 +17,7 @@ pub mod model;
 mod os;
 pub mod paging;
 pub mod poller;
+pub mod relay;
 pub mod store;
 
 /// Why a call to the upstream API failed.

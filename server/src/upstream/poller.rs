@@ -6,11 +6,15 @@
 //! at the interval, then backs off exponentially with jitter (never a tight loop), and
 //! the log says so once when the
 //! type starts failing and once when it recovers — not on every tick.
+//!
+//! In a cluster only the node holding the poller's lease polls: [`spawn_gated`] waits
+//! while its gate is closed, and stops between two polls once it closes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -22,23 +26,55 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Starts one polling task per update type; they stop when `shutdown` fires.
 pub fn spawn(store: Arc<Store>, interval: Duration, shutdown: CancellationToken, tasks: &mut JoinSet<()>) {
-    // One node, which polls for itself: the leader. (Nodes sharing one bus would decide
-    // this with a lease, and only the holder would poll.)
-    store.client().metrics().set_leader(true);
-    tasks.spawn(poll::<Project>(store.clone(), interval, shutdown.clone()));
-    tasks.spawn(poll::<Server>(store.clone(), interval, shutdown.clone()));
-    tasks.spawn(poll::<Volume>(store.clone(), interval, shutdown.clone()));
-    tasks.spawn(poll::<Image>(store.clone(), interval, shutdown.clone()));
-    tasks.spawn(poll::<Network>(store.clone(), interval, shutdown.clone()));
-    tasks.spawn(poll::<VolumeSnapshot>(store.clone(), interval, shutdown.clone()));
-    tasks.spawn(poll::<Subnet>(store.clone(), interval, shutdown.clone()));
-    tasks.spawn(poll::<Flavor>(store, interval, shutdown));
+    spawn_gated(store, interval, watch::channel(true).1, shutdown, tasks);
 }
 
-async fn poll<R: Fetch>(store: Arc<Store>, interval: Duration, shutdown: CancellationToken) {
+/// [`spawn`], polling only while `gate` is open.
+pub fn spawn_gated(
+    store: Arc<Store>,
+    interval: Duration,
+    gate: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    // The leader gauge follows the gate: always 1 on a single node, which polls for itself;
+    // in a cluster, 1 on the node holding the poller's lease.
+    let follower = store.clone();
+    let mut leading = gate.clone();
+    follower.client().metrics().set_leader(*leading.borrow_and_update());
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = leading.changed() => if changed.is_err() { return },
+            }
+            follower.client().metrics().set_leader(*leading.borrow_and_update());
+        }
+    });
+    tasks.spawn(poll::<Project>(store.clone(), interval, gate.clone(), shutdown.clone()));
+    tasks.spawn(poll::<Server>(store.clone(), interval, gate.clone(), shutdown.clone()));
+    tasks.spawn(poll::<Volume>(store.clone(), interval, gate.clone(), shutdown.clone()));
+    tasks.spawn(poll::<Image>(store.clone(), interval, gate.clone(), shutdown.clone()));
+    tasks.spawn(poll::<Network>(store.clone(), interval, gate.clone(), shutdown.clone()));
+    tasks.spawn(poll::<VolumeSnapshot>(store.clone(), interval, gate.clone(), shutdown.clone()));
+    tasks.spawn(poll::<Subnet>(store.clone(), interval, gate.clone(), shutdown.clone()));
+    tasks.spawn(poll::<Flavor>(store, interval, gate, shutdown));
+}
+
+async fn poll<R: Fetch>(
+    store: Arc<Store>,
+    interval: Duration,
+    mut gate: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
     let kind = R::TYPE;
     let mut failures: u32 = 0;
     loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            open = gate.wait_for(|open| *open) => if open.is_err() { return },
+        }
         let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -33,6 +33,10 @@
 //! ([`Snapshot::changes_since`]): a client that holds the collection as of some seq can
 //! ask for only what changed after it. The stamps are put in place while the bus
 //! allocates the seq ([`UpdateBus::publish_with`]), before anyone hears of the update.
+//!
+//! In a cluster (a [`Relay`] is set) the store finds changes as before but does not
+//! apply them itself: it sends the changed records to the cluster's log and every node
+//! applies them from there, in the log's order and under its seq ([`Store::apply`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -44,14 +48,15 @@ use super::UpstreamError;
 use super::client::OpenStackClient;
 use super::known::Known;
 use super::model::{Flavor, Image, Network, Project, Resource, Server, Subnet, Volume, VolumeSnapshot};
-use crate::updates::{UpdateBus, UpdateType};
+use super::relay::{Origin, Outgoing, Relay, RelayError, Relayed};
+use crate::updates::{Update, UpdateBus, UpdateType};
 
 /// What a fetch answers: the collection's records, and what its listing learnt for the
 /// next one ([`Known`]).
 pub type Fetched<R> = (Vec<Arc<R>>, Known<R>);
 
 /// A resource kind the store can fetch from upstream, and where the store keeps it.
-pub trait Fetch: Resource {
+pub trait Fetch: Resource + serde::de::DeserializeOwned {
     /// The whole collection, decoded against what its last listing knew (`last`).
     fn fetch(
         client: &OpenStackClient,
@@ -387,6 +392,36 @@ impl<R> Slot<R> {
     }
 }
 
+/// What a fetch changes in the stored collection.
+enum Diffed<R> {
+    /// Nothing: the snapshot to store, only fresher.
+    Same(Arc<Snapshot<R>>),
+    Changed(Changed<R>),
+}
+
+/// A fetched collection that differs from the stored one.
+struct Changed<R> {
+    /// The fetched records, in the listing's order.
+    items: Vec<Arc<R>>,
+    /// The stored stamps of the unchanged ones (0 for the changed).
+    stamps: Vec<u64>,
+    /// Where the changed ones are in `items`.
+    changed: Vec<usize>,
+    deleted: Vec<R>,
+    fetched_at: SystemTime,
+}
+
+impl<R: Resource> Changed<R> {
+    /// The ids the notification names: the changed, then the deleted.
+    fn ids(&self) -> Vec<String> {
+        self.changed
+            .iter()
+            .map(|at| self.items[*at].id().to_owned())
+            .chain(self.deleted.iter().map(|r| r.id().to_owned()))
+            .collect()
+    }
+}
+
 /// Per collection: when its running fetch began, and the records refreshed one by one
 /// since then, as they were last shown (`None`: gone), in the order they were first
 /// refreshed.
@@ -474,11 +509,14 @@ pub struct Store {
     /// Orders fetch starts and per-record refresh starts.
     ticks: AtomicU64,
     health: Mutex<[TypeHealth; UpdateType::ALL.len()]>,
+    /// Where changes go in a cluster (none: this store applies them itself).
+    relay: std::sync::OnceLock<Arc<dyn Relay>>,
 }
 
 impl Store {
     pub fn new(client: Arc<OpenStackClient>, bus: Arc<UpdateBus>) -> Self {
         Store {
+            relay: std::sync::OnceLock::new(),
             client,
             bus,
             slots: Slots::default(),
@@ -492,6 +530,39 @@ impl Store {
 
     pub fn client(&self) -> &OpenStackClient {
         &self.client
+    }
+
+    /// Sends every change to `relay` from now on instead of applying it here (set once,
+    /// before anything is stored; a second relay is refused).
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) -> Result<(), &'static str> {
+        self.relay.set(relay).map_err(|_| "the store has a relay already")
+    }
+
+    /// Whether a change made now could be published: always without a relay. Mutations
+    /// ask before writing upstream.
+    pub fn can_publish(&self) -> bool {
+        self.relay.get().is_none_or(|relay| relay.ready())
+    }
+
+    /// Announces that something that is not one of the stored collections changed (the
+    /// server's own figures, `serverStats`): on the local bus, or in a cluster through the
+    /// shared log like every other update, since a seq allocated here would collide with
+    /// the log's. Nothing is stored; a failure to send is logged, and the next change
+    /// announces again.
+    pub async fn announce(&self, kind: UpdateType) {
+        debug_assert!(!UpdateType::COLLECTIONS.contains(&kind), "{kind} is a collection: refresh it");
+        match self.relay.get() {
+            None => {
+                self.bus.publish(kind, None);
+            }
+            Some(relay) => {
+                let records = String::from(r#"{"upserts":[],"deletes":[]}"#);
+                let change = Outgoing { kind, ids: None, records, origin: Origin::Mutation };
+                if let Err(error) = relay.send(change).await {
+                    tracing::debug!(%kind, %error, "could not announce a change");
+                }
+            }
+        }
     }
 
     /// The stored collection, if it was ever fetched.
@@ -510,6 +581,17 @@ impl Store {
             return Ok(snapshot);
         }
         self.fetch_and_store::<R>().await
+    }
+
+    /// Loads every collection not stored yet (a node that does not poll, at start); a
+    /// failure is logged, and the first query that needs the collection tries again.
+    pub async fn load_all(&self) {
+        let loads = (self.get::<Project>().await.err(), self.get::<Server>().await.err());
+        let more =
+            (self.get::<Volume>().await.err(), self.get::<Image>().await.err(), self.get::<Network>().await.err());
+        for error in [loads.0, loads.1, more.0, more.1, more.2].into_iter().flatten() {
+            tracing::warn!(%error, "loading a collection at start failed; the first query that needs it tries again");
+        }
     }
 
     /// Fetches the collection, stores it and publishes the ids that changed since the
@@ -533,7 +615,10 @@ impl Store {
             Err(UpstreamError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        self.store_one(id, record.clone(), started);
+        match self.relay.get() {
+            Some(relay) => self.relay_one(relay.as_ref(), id, record.clone()).await,
+            None => self.store_one(id, record.clone(), started),
+        }
         Ok(record)
     }
 
@@ -542,7 +627,149 @@ impl Store {
     pub async fn forget<R: Fetch>(&self, id: &str) {
         let _guard = self.record_locks.lock(R::TYPE, id).await;
         let started = self.ticks.fetch_add(1, Ordering::Relaxed);
-        self.store_one::<R>(id, None, started);
+        match self.relay.get() {
+            Some(relay) => self.relay_one::<R>(relay.as_ref(), id, None).await,
+            None => self.store_one::<R>(id, None, started),
+        }
+    }
+
+    /// [`store_one`](Self::store_one) in a cluster: sends record `id` (or its absence) to
+    /// the cluster when it differs from the stored one (or nothing is stored yet), and
+    /// waits until this node applied it. The write upstream happened already: when the
+    /// change cannot be sent, the poller announces it once the cluster is back.
+    async fn relay_one<R: Fetch>(&self, relay: &dyn Relay, id: &str, record: Option<R>) {
+        let stored = self.cached::<R>().map(|s| s.find(id).cloned());
+        if stored.as_ref().is_some_and(|stored| *stored == record) {
+            return;
+        }
+        let relayed = match record {
+            Some(record) => Relayed { upserts: vec![record], deletes: Vec::new() },
+            None => Relayed { upserts: Vec::new(), deletes: vec![id.to_owned()] },
+        };
+        let ids = Some(vec![id.to_owned()]);
+        if let Err(error) = self.send(relay, ids, &relayed, Origin::Mutation).await {
+            tracing::warn!(kind = %R::TYPE, id, %error, "written upstream, but the change could not be published; the poller will announce it");
+        }
+    }
+
+    /// Sends one change of `R` to the cluster.
+    async fn send<R: Fetch>(
+        &self,
+        relay: &dyn Relay,
+        ids: Option<Vec<String>>,
+        relayed: &Relayed<R>,
+        origin: Origin,
+    ) -> Result<u64, RelayError> {
+        // The records are the store's own types: they serialize.
+        let records = serde_json::to_string(relayed).map_err(|e| RelayError::Unavailable(e.to_string()))?;
+        relay.send(Outgoing { kind: R::TYPE, ids, records, origin }).await
+    }
+
+    /// Applies a change the cluster's log delivered, as update `update` (its seq and
+    /// `ts` the log's): the records in `records` (a [`Relayed`] of `update.kind`, JSON)
+    /// replace or join the stored ones, the deleted ids leave, all stamped with its seq;
+    /// then the update goes out on this node's bus. Answers an error, applying nothing,
+    /// when the records do not decode. A collection not loaded yet has nothing to patch
+    /// (its first load keeps these records, when it is under way).
+    pub fn apply(&self, update: Update, records: &str) -> Result<(), serde_json::Error> {
+        match update.kind {
+            UpdateType::Projects => self.apply_typed::<Project>(update, serde_json::from_str(records)?),
+            UpdateType::Servers => self.apply_typed::<Server>(update, serde_json::from_str(records)?),
+            UpdateType::Volumes => self.apply_typed::<Volume>(update, serde_json::from_str(records)?),
+            UpdateType::Images => self.apply_typed::<Image>(update, serde_json::from_str(records)?),
+            UpdateType::Networks => self.apply_typed::<Network>(update, serde_json::from_str(records)?),
+            UpdateType::Snapshots => self.apply_typed::<VolumeSnapshot>(update, serde_json::from_str(records)?),
+            UpdateType::Subnets => self.apply_typed::<Subnet>(update, serde_json::from_str(records)?),
+            UpdateType::Flavors => self.apply_typed::<Flavor>(update, serde_json::from_str(records)?),
+            // Not stored here ([`Store::announce`]): only the notification.
+            UpdateType::ServerStats => {
+                self.bus.ingest(update, |_| {});
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_typed<R: Fetch>(&self, update: Update, relayed: Relayed<R>) {
+        let slot = R::slot(&self.slots);
+        let mut writes = slot.writes();
+        let upserts: Vec<Arc<R>> = relayed.upserts.into_iter().map(Arc::new).collect();
+        if writes.fetch_began.is_some() {
+            // A fetch under way read these records before or after the change: when it
+            // lands it keeps the change.
+            for record in &upserts {
+                writes.remember(record.id(), Some(record.clone()));
+            }
+            for id in &relayed.deletes {
+                writes.remember(id, None);
+            }
+        }
+        let Some(old) = self.cached::<R>() else {
+            self.bus.ingest(update, |_| {});
+            return;
+        };
+        let mut items = old.items.clone();
+        let mut stamps = old.stamps.clone();
+        let gone: HashSet<&str> = relayed.deletes.iter().map(String::as_str).collect();
+        let mut deleted = Vec::new();
+        if !gone.is_empty() {
+            let mut kept_stamps = Vec::with_capacity(stamps.len());
+            let mut kept = Vec::with_capacity(items.len());
+            for (record, stamp) in items.into_iter().zip(stamps) {
+                if gone.contains(record.id()) {
+                    deleted.push(R::clone(&record));
+                } else {
+                    kept.push(record);
+                    kept_stamps.push(stamp);
+                }
+            }
+            (items, stamps) = (kept, kept_stamps);
+        }
+        // One record (a mutation's) is looked for; more (a poll's) through a map.
+        let indexed = upserts.len() > 1;
+        let at: FastMap<&str, usize> =
+            if indexed { items.iter().enumerate().map(|(i, r)| (r.id(), i)).collect() } else { FastMap::default() };
+        let mut changed = Vec::with_capacity(upserts.len());
+        let mut appended = Vec::new();
+        for record in upserts {
+            let found =
+                if indexed { at.get(record.id()).copied() } else { items.iter().position(|r| r.id() == record.id()) };
+            match found {
+                Some(i) => changed.push((i, record)),
+                None => appended.push(record),
+            }
+        }
+        drop(at);
+        let mut positions = Vec::with_capacity(changed.len() + appended.len());
+        for (i, record) in changed {
+            items[i] = record;
+            positions.push(i);
+        }
+        for record in appended {
+            items.push(record);
+            stamps.push(0);
+            positions.push(items.len() - 1);
+        }
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let mut log = old.log.clone();
+        self.bus.ingest(update, |seq| {
+            for i in positions {
+                stamps[i] = seq;
+            }
+            let floor = remember(&mut log, old.floor, Change { seq, deleted });
+            slot.set(Arc::new(Snapshot { items, stamps, log, floor, version, fetched_at: old.fetched_at }));
+        });
+    }
+
+    /// Notes that the upstream confirmed collection `kind` at `at` on another node (the
+    /// cluster's poller): this node's readiness follows it.
+    pub fn confirmed(&self, kind: UpdateType, at: SystemTime) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = &mut health[kind as usize];
+        if entry.last_success.is_none_or(|last| last < at) {
+            entry.last_success = Some(at);
+            entry.failures = 0;
+            entry.last_error = None;
+        }
     }
 
     /// Puts `record` (or its absence), as upstream showed it from `started` on, into the
@@ -602,7 +829,67 @@ impl Store {
             *R::slot(&self.slots).known() = Arc::new(known);
             items
         });
-        self.land(fetched)
+        match self.relay.get() {
+            Some(relay) => self.land_relayed(fetched, relay.as_ref()).await,
+            None => self.land(fetched),
+        }
+    }
+
+    /// [`land`](Self::land) in a cluster: a first load is stored here (nothing to
+    /// announce); a change is sent to the cluster and stored when this node applies it.
+    /// When it cannot be sent (the cluster's log unreachable, the lease lost) the stored
+    /// value stays, and the next poll finds the change again.
+    async fn land_relayed<R: Fetch>(
+        &self,
+        fetched: Result<Vec<Arc<R>>, UpstreamError>,
+        relay: &dyn Relay,
+    ) -> Result<Arc<Snapshot<R>>, UpstreamError> {
+        let slot = R::slot(&self.slots);
+        let (old, changed) = {
+            let mut w = slot.writes();
+            w.fetch_began = None;
+            let refreshed = std::mem::take(&mut w.refreshed);
+            let items = match fetched {
+                Ok(items) => keep_refreshed(items, refreshed),
+                Err(e) => {
+                    self.record(R::TYPE, Err(&e));
+                    return Err(e);
+                }
+            };
+            self.record(R::TYPE, Ok(()));
+            let Some(old) = self.cached::<R>() else {
+                return Ok(self.store(items));
+            };
+            match self.diff(&old, items) {
+                Diffed::Same(snapshot) => {
+                    slot.set(snapshot.clone());
+                    return Ok(snapshot);
+                }
+                Diffed::Changed(changed) => (old, changed),
+            }
+        };
+        let ids = changed.ids();
+        let relayed = Relayed {
+            upserts: changed.changed.iter().map(|at| R::clone(&changed.items[*at])).collect(),
+            deletes: changed.deleted.iter().map(|r| r.id().to_owned()).collect(),
+        };
+        if self.send(relay, Some(ids), &relayed, Origin::Poll).await.is_err() {
+            // Said once per state change by the cluster; the next poll sends it again.
+            return Ok(old);
+        }
+        // Applied by now: the value is as fresh as this fetch.
+        let _w = slot.writes();
+        let current = self.cached::<R>().unwrap_or(old);
+        let snapshot = Arc::new(Snapshot {
+            items: current.items.clone(),
+            stamps: current.stamps.clone(),
+            log: current.log.clone(),
+            floor: current.floor,
+            version: current.version,
+            fetched_at: changed.fetched_at,
+        });
+        slot.set(snapshot.clone());
+        Ok(snapshot)
     }
 
     /// Notes that a full fetch of the collection begins now: records refreshed one by
@@ -658,6 +945,35 @@ impl Store {
             slot.set(snapshot.clone());
             return snapshot;
         };
+        match self.diff(&old, fetched) {
+            Diffed::Same(snapshot) => {
+                slot.set(snapshot.clone());
+                snapshot
+            }
+            Diffed::Changed(changed) => {
+                let ids = changed.ids();
+                let Changed { items, mut stamps, changed, deleted, fetched_at } = changed;
+                let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+                let mut log = old.log.clone();
+                let mut stored = None;
+                self.bus.publish_with(R::TYPE, Some(ids), |seq| {
+                    for at in &changed {
+                        stamps[*at] = seq;
+                    }
+                    let floor = remember(&mut log, old.floor, Change { seq, deleted });
+                    let snapshot = Arc::new(Snapshot { items, stamps, log, floor, version, fetched_at });
+                    slot.set(snapshot.clone());
+                    stored = Some(snapshot);
+                });
+                // `publish_with` always runs the stamp; should it ever not, the old value stays.
+                stored.unwrap_or(old)
+            }
+        }
+    }
+
+    /// What `fetched` changes in the stored `old`: nothing (the snapshot to store, only
+    /// fresher), or the records that changed and those deleted.
+    fn diff<R: Fetch>(&self, old: &Snapshot<R>, fetched: Vec<Arc<R>>) -> Diffed<R> {
         // Records are matched by position while the listing holds the stored ids in the
         // stored order; from the first difference on, by id (a map of the stored records
         // from there: those before it are matched already).
@@ -706,30 +1022,16 @@ impl Store {
             } else {
                 old.version
             };
-            let snapshot =
-                Arc::new(Snapshot { items, stamps, log: old.log.clone(), floor: old.floor, version, fetched_at });
-            slot.set(snapshot.clone());
-            return snapshot;
+            return Diffed::Same(Arc::new(Snapshot {
+                items,
+                stamps,
+                log: old.log.clone(),
+                floor: old.floor,
+                version,
+                fetched_at,
+            }));
         }
-        let ids: Vec<String> = changed
-            .iter()
-            .map(|at| items[*at].id().to_owned())
-            .chain(deleted.iter().map(|r| r.id().to_owned()))
-            .collect();
-        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let mut log = old.log.clone();
-        let mut stored = None;
-        self.bus.publish_with(R::TYPE, Some(ids), |seq| {
-            for at in &changed {
-                stamps[*at] = seq;
-            }
-            let floor = remember(&mut log, old.floor, Change { seq, deleted });
-            let snapshot = Arc::new(Snapshot { items, stamps, log, floor, version, fetched_at });
-            slot.set(snapshot.clone());
-            stored = Some(snapshot);
-        });
-        // `publish_with` always runs the stamp; should it ever not, the old value stays.
-        stored.unwrap_or(old)
+        Diffed::Changed(Changed { items, stamps, changed, deleted, fetched_at })
     }
 
     /// Stores a collection without asking upstream, announcing nothing: for tests of

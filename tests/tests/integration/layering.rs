@@ -11,6 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["sim"],
     &["updates"],
     &["upstream"],
+    &["cluster"],
     &["domain"],
     &["rpc", "health", "metrics", "web", "guard"],
     &["serve"],

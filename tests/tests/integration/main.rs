@@ -2,6 +2,7 @@
 //! on port 0 and talks HTTP to it.
 
 mod changes;
+mod cluster;
 mod config;
 mod contract;
 mod hardening;

@@ -1,0 +1,342 @@
+//! Several nodes on one real `redis-server` (`serve --redis`): each node is the real
+//! binary as a child process, all watching one simulator (`stalecast sim`), so that the
+//! upstream requests of the whole cluster are counted in one place.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stalecast_tests::child::{ChildServer, run};
+use stalecast_tests::redis::RedisServer;
+use stalecast_tests::{Client, SseClient, create_volume_in_sim, publish_script};
+
+const POLL: Duration = Duration::from_millis(500);
+
+struct Rig {
+    redis: RedisServer,
+    _sim: ChildServer,
+    sim_url: String,
+    lease: &'static str,
+}
+
+impl Rig {
+    async fn start(lease: &'static str) -> Rig {
+        let redis = RedisServer::start().await;
+        let sim = ChildServer::start(&["sim", "--port", "0"], &[]).await;
+        let sim_url = format!("http://{}", sim.addr);
+        Rig { redis, _sim: sim, sim_url, lease }
+    }
+
+    /// A node: polls every 500 ms when it holds the lease, pings every second.
+    async fn node(&self) -> ChildServer {
+        let url = self.redis.url();
+        let args = [
+            "serve",
+            "--port",
+            "0",
+            "--upstream",
+            &self.sim_url,
+            "--redis",
+            &url,
+            "--poll-interval",
+            "500ms",
+            "--lease",
+            self.lease,
+            "--ping-interval",
+            "1s",
+            "--max-staleness",
+            "5s",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ];
+        ChildServer::start(&args, &[]).await.with_sim_url(&self.sim_url)
+    }
+
+    async fn nodes(&self, n: usize) -> Vec<ChildServer> {
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(self.node().await);
+        }
+        nodes
+    }
+
+    /// The port of the node holding the poller's lease (`None`: nobody).
+    async fn leader_port(&self) -> Option<u16> {
+        let token = self.redis.get("stalecast:lease").await?;
+        token.rsplit(':').next().and_then(|p| p.parse().ok())
+    }
+
+    /// Waits until some node holds the lease; answers its port.
+    async fn wait_for_leader(&self, other_than: Option<u16>, within: Duration) -> u16 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(port) = self.leader_port().await.filter(|p| Some(*p) != other_than) {
+                return port;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no (new) lease holder within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A node's `/metrics` text.
+async fn metrics(node: &ChildServer) -> String {
+    let addr = node.ready["metricsAddr"].as_str().expect("a metrics listener");
+    let response = node.client.http.get(format!("http://{addr}/metrics")).send().await.expect("/metrics answers");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("the figures")
+}
+
+/// The value of the sample `name` (no labels) in `text`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits until exactly one of `nodes` says it is the leader (`stalecast_leader 1`), every
+/// one says Redis answers; answers the leader's port.
+async fn one_leader_in_the_metrics(nodes: &[&ChildServer], within: Duration) -> u16 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mut leaders = Vec::new();
+        for node in nodes {
+            let text = metrics(node).await;
+            assert_eq!(sample(&text, "stalecast_redis_up"), Some(1.0), "{text}");
+            if sample(&text, "stalecast_leader") == Some(1.0) {
+                leaders.push(node.addr.port());
+            }
+        }
+        if let [leader] = leaders[..] {
+            return leader;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "leaders by their metrics: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An open stream, past its `connected` event.
+async fn stream(client: &Client, last_event_id: Option<&str>) -> SseClient {
+    let mut stream = client.stream("", last_event_id).await;
+    stream.connected().await;
+    stream
+}
+
+/// The next update naming `id` (skipping others, which must be updates too); answers its
+/// SSE id and data.
+async fn update_naming(stream: &mut SseClient, id: &str, within: Duration) -> (String, Value) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (sse_id, data) = stream.next_data(left).await;
+        assert_eq!(data["kind"], "update", "{data}");
+        if data["ids"].as_array().is_some_and(|ids| ids.iter().any(|i| i == id)) {
+            return (sse_id, data);
+        }
+    }
+}
+
+/// The next data event, which must be a `gap` resync.
+async fn expect_resync(stream: &mut SseClient, within: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (_, data) = stream.next_data(left).await;
+        if data["kind"] == "resync" {
+            assert_eq!(data["reason"], "gap", "{data}");
+            return data["seq"].as_u64().expect("seq");
+        }
+    }
+}
+
+fn kill(node: &ChildServer, signal: &str) {
+    let pid = node.pid().expect("running");
+    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+/// Upstream requests of one listing, cluster-wide, over `window`.
+async fn polls_over(client: &Client, what: &str, window: Duration) -> u64 {
+    let before = client.sim_requests().await.get(what).copied().unwrap_or(0);
+    tokio::time::sleep(window).await;
+    client.sim_requests().await.get(what).copied().unwrap_or(0) - before
+}
+
+#[tokio::test]
+async fn a_mutation_on_one_node_reaches_another_with_its_seq_and_resumes_anywhere() {
+    let rig = Rig::start("2s").await;
+    let nodes = rig.nodes(2).await;
+    let (a, b) = (&nodes[0].client, &nodes[1].client);
+    let mut on_a = stream(a, None).await;
+    let mut on_b = stream(b, None).await;
+
+    let first = a.create_volume("cluster-first").await;
+    let (seq_a, _) = update_naming(&mut on_a, &first, Duration::from_secs(5)).await;
+    let (seq_b, _) = update_naming(&mut on_b, &first, Duration::from_secs(5)).await;
+    assert_eq!(seq_a, seq_b, "one seq, whichever node delivers it");
+    // Read your notification: B delivered it, so B's store has the volume already.
+    let (status, body) = b.query("storage.volumes.get", Some(json!({"id": first}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["data"]["name"], "cluster-first");
+
+    // An id A delivered resumes on B, and on a node started after it (its ring filled
+    // from the stream): what followed, in order, no resync, no gap, no duplicate.
+    let second = a.create_volume("cluster-second").await;
+    let (seq_second, _) = update_naming(&mut on_a, &second, Duration::from_secs(5)).await;
+    let c = rig.node().await;
+    for node in [b, &c.client] {
+        let mut resumed = stream(node, Some(&seq_a)).await;
+        let mut expected: u64 = seq_a.parse::<u64>().expect("seq") + 1;
+        loop {
+            let (id, data) = resumed.next_data(Duration::from_secs(5)).await;
+            assert_eq!(data["kind"], "update", "no resync: {data}");
+            assert_eq!(id.parse::<u64>().expect("seq"), expected, "in order, no gap");
+            expected += 1;
+            if id == seq_second {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_poller_in_the_cluster_and_another_within_two_leases_after_it_is_killed() {
+    let rig = Rig::start("2s").await;
+    let nodes = rig.nodes(3).await;
+    let leader = rig.wait_for_leader(None, Duration::from_secs(5)).await;
+    let all: Vec<&ChildServer> = nodes.iter().collect();
+    assert_eq!(one_leader_in_the_metrics(&all, Duration::from_secs(3)).await, leader, "the lease holder says it leads");
+    // Past the start (each node loads every collection once), polls only.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let window = Duration::from_secs(4);
+    let intervals = (window.as_millis() / POLL.as_millis()) as u64;
+    let polled = polls_over(&nodes[0].client, "GET volumes", window).await;
+    assert!(polled >= intervals - 2 && polled <= intervals + 1, "{polled} volume listings in {window:?}: one poller");
+
+    let killed = nodes.iter().position(|n| n.addr.port() == leader).expect("the leader is a node");
+    let survivor = &nodes[(killed + 1) % 3].client;
+    let mut watching = stream(survivor, None).await;
+    kill(&nodes[killed], "-KILL");
+    let killed_at = tokio::time::Instant::now();
+    let next = rig.wait_for_leader(Some(leader), Duration::from_secs(10)).await;
+    let took = killed_at.elapsed();
+    assert!(took <= Duration::from_secs(4), "a new poller after {took:?}: more than two leases (2 s)");
+    assert_ne!(next, leader);
+    let survivors: Vec<&ChildServer> = nodes.iter().filter(|n| n.addr.port() != leader).collect();
+    assert_eq!(
+        one_leader_in_the_metrics(&survivors, Duration::from_secs(3)).await,
+        next,
+        "the new holder says it leads"
+    );
+
+    // It polls: a change made behind Stalecast's back reaches a stream, and still one
+    // listing per interval across the cluster.
+    let id = create_volume_in_sim(&rig.sim_url, "prj-web", "behind-its-back").await;
+    update_naming(&mut watching, &id, Duration::from_secs(5)).await;
+    let polled = polls_over(survivor, "GET volumes", window).await;
+    assert!(polled >= intervals - 2 && polled <= intervals + 1, "{polled} volume listings in {window:?}: one poller");
+}
+
+#[tokio::test]
+async fn a_publish_with_a_stale_fencing_token_is_refused() {
+    let rig = Rig::start("2s").await;
+    let nodes = rig.nodes(1).await;
+    rig.wait_for_leader(None, Duration::from_secs(5)).await;
+    let token = rig.redis.get("stalecast:lease").await.expect("lease");
+    let epoch = rig.redis.get("stalecast:epoch").await.expect("epoch");
+    let mut watching = stream(&nodes[0].client, None).await;
+    let publish = |token: String| {
+        let (epoch, redis) = (epoch.clone(), &rig.redis);
+        async move {
+            let keys = ["stalecast:epoch", "stalecast:seq", "stalecast:updates", "stalecast:lease"];
+            let records = r#"{"upserts":[],"deletes":["vol-gone"]}"#;
+            let mut args = vec!["EVAL", publish_script(), "4"];
+            args.extend(keys);
+            args.extend([epoch.as_str(), token.as_str(), "100", "volumes", r#"["vol-gone"]"#, "1", records]);
+            redis.command(&args).await
+        }
+    };
+    // A former holder's token (the counter moved on since): refused, nothing appended.
+    let length = rig.redis.command(&["XLEN", "stalecast:updates"]).await;
+    let stale = format!("0:{}", token.split_once(':').map_or("", |(_, node)| node));
+    let refused = publish(stale).await;
+    assert!(refused.starts_with("-FENCED"), "{refused}");
+    assert_eq!(rig.redis.command(&["XLEN", "stalecast:updates"]).await, length);
+    watching.assert_no_data(Duration::from_secs(1)).await;
+    // The holder's own token: published, and delivered under the seq the script gave.
+    let accepted = publish(token).await;
+    let seq = accepted.strip_prefix(':').expect("an integer reply").to_owned();
+    let (id, data) = update_naming(&mut watching, "vol-gone", Duration::from_secs(5)).await;
+    assert_eq!(id, seq, "{data}");
+}
+
+#[tokio::test]
+async fn a_flushed_redis_is_a_new_epoch_and_every_node_resyncs() {
+    let rig = Rig::start("2s").await;
+    let nodes = rig.nodes(2).await;
+    let mut streams = vec![stream(&nodes[0].client, None).await, stream(&nodes[1].client, None).await];
+    let before = nodes[0].client.create_volume("before-flush").await;
+    let (old_seq, _) = update_naming(&mut streams[1], &before, Duration::from_secs(5)).await;
+    let old_epoch = rig.redis.get("stalecast:epoch").await.expect("epoch");
+
+    assert_eq!(rig.redis.command(&["FLUSHALL"]).await, "+OK");
+    for stream in &mut streams {
+        // The update seen before the flush may come first on the stream that had not read it.
+        let resync = expect_resync(stream, Duration::from_secs(5)).await;
+        assert!(resync >= old_seq.parse::<u64>().expect("seq"), "a resync past every id handed out");
+    }
+    assert_ne!(rig.redis.get("stalecast:epoch").await.expect("a new epoch"), old_epoch);
+    // New seqs start above every id handed out before, and reach every node.
+    let after = nodes[1].client.create_volume("after-flush").await;
+    for stream in &mut streams {
+        let (seq, _) = update_naming(stream, &after, Duration::from_secs(5)).await;
+        assert!(seq.parse::<u64>().expect("seq") > old_seq.parse::<u64>().expect("seq"));
+    }
+    // A resume id of the old epoch: resync, not a replay.
+    let mut resumed = stream(&nodes[0].client, Some(&old_seq)).await;
+    expect_resync(&mut resumed, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn redis_down_for_five_seconds_stops_writes_and_loses_nothing_silently() {
+    let mut rig = Rig::start("2s").await;
+    let nodes = rig.nodes(2).await;
+    let (a, b) = (&nodes[0].client, &nodes[1].client);
+    a.wait_for_readiness(200).await;
+    let mut on_b = stream(b, None).await;
+    let creates = |client: &Client| {
+        let client = client.sim_url.clone();
+        async move {
+            let stats: Value =
+                reqwest::get(format!("{client}/_sim/stats")).await.expect("stats").json().await.expect("json");
+            stats["requests"]["POST volumes"].as_u64().unwrap_or(0)
+        }
+    };
+
+    rig.redis.stop().await;
+    let body = a.wait_for_readiness(503).await;
+    assert_eq!(body["publishing"], false, "{body}");
+    let writes = creates(a).await;
+    let (status, body) =
+        a.mutate("storage.volumes.create", json!({"projectId": "prj-web", "name": "while-down", "sizeGb": 1})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["data"]["code"], "SERVICE_UNAVAILABLE");
+    assert_eq!(creates(a).await, writes, "nothing written upstream");
+    // The stream stays open: pings (every second), no data.
+    on_b.assert_no_data(Duration::from_secs(4)).await;
+
+    rig.redis.restart().await;
+    // Redis came back empty: what was published before cannot be replayed, so a resync.
+    expect_resync(&mut on_b, Duration::from_secs(10)).await;
+    a.wait_for_readiness(200).await;
+    let id = a.create_volume("after-restart").await;
+    update_naming(&mut on_b, &id, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_malformed_redis_url_stops_the_start_naming_the_flag_without_its_password() {
+    for bad in ["http://user:hunter2@127.0.0.1:6379", "redis://user:hunter2@127.0.0.1:port"] {
+        let (status, output) = run(&["serve", "--port", "0", "--redis", bad], &[]).await;
+        assert!(!status.success(), "{output}");
+        assert!(output.contains("--redis"), "{output}");
+        assert!(!output.contains("hunter2"), "the password is never printed: {output}");
+    }
+}
