@@ -24,6 +24,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use stalecast_tests::{TestApp, os_environment, spawn_app_with};
 
+/// How often the servers under test poll the real services. Each service runs one
+/// gunicorn worker: eight collections polled every 200 ms (the harness's default) by the
+/// two servers nextest runs at once kept Cinder busy enough, on a loaded machine, that a
+/// volume create waited out its 20 s timeout.
+const REAL_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What `cloud.py start` wrote.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +79,7 @@ impl Cloud {
             c.os_environment = environment;
             c.upstream_timeout = Duration::from_secs(20);
             c.max_staleness = Duration::from_secs(30);
+            c.poll_interval = REAL_POLL_INTERVAL;
         })
         .await
     }
@@ -327,6 +334,7 @@ async fn an_application_credential_logs_in_to_its_project() {
     let app = spawn_app_with(move |c| {
         c.os_environment = environment;
         c.upstream_timeout = Duration::from_secs(20);
+        c.poll_interval = REAL_POLL_INTERVAL;
     })
     .await;
     assert_eq!(names(&data(&app, "projects.list", None).await), vec!["web-team"]);
@@ -355,6 +363,7 @@ async fn clouds_yaml_names_the_cloud() {
     let app = spawn_app_with(move |c| {
         c.os_environment = environment;
         c.upstream_timeout = Duration::from_secs(20);
+        c.poll_interval = REAL_POLL_INTERVAL;
     })
     .await;
     let projects = names(&data(&app, "projects.list", None).await);
