@@ -9,6 +9,7 @@ import {
   launchBrowser,
   mutate,
   openPage,
+  outPath,
   startStalecast,
   trpcRequests,
   uniqueName,
@@ -93,6 +94,9 @@ describe("the Server page", () => {
     assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was not reloaded");
     const asked = trpcRequests(page).filter((r) => r.split(",").includes("server.stats")).length;
     assert.ok(asked >= 3, `the figures were fetched again after each change (${asked} times)`);
+    const path = outPath("server.png");
+    await page.screenshot({ path });
+    console.log(`# screenshot of the Server page: ${path}`);
     await page.close();
   });
 });

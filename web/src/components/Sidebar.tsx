@@ -36,8 +36,6 @@ export function Sidebar() {
             </li>
           );
         })}
-      </ul>
-      <ul>
         <li>
           <Link href="/server" className={path === "/server" ? "nav nav--active" : "nav"} aria-current={path === "/server" ? "page" : undefined}>
             <span className="nav__label">Server</span>
