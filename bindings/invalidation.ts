@@ -6,6 +6,7 @@ import type { UpdateType } from "./UpdateType";
 
 /** The path of every query procedure. */
 export type QueryPath =
+  | "auth.me"
   | "compute.servers.changes"
   | "compute.servers.get"
   | "compute.servers.list"

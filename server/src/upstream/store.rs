@@ -44,7 +44,7 @@ use super::UpstreamError;
 use super::client::OpenStackClient;
 use super::known::Known;
 use super::model::{Image, Network, Project, Resource, Server, Volume};
-use crate::updates::{UpdateBus, UpdateType};
+use crate::updates::{Owner, UpdateBus, UpdateType};
 
 /// What a fetch answers: the collection's records, and what its listing learnt for the
 /// next one ([`Known`]).
@@ -258,6 +258,17 @@ fn remember<R>(log: &mut VecDeque<Change<R>>, floor: u64, change: Change<R>) -> 
         }
     }
     floor
+}
+
+/// Announces a change of `record` (which was `was` before, if anything) to who may see it
+/// now and, when that differs, to who could see it before: a record that moved out of a
+/// project is gone from that project's lists.
+fn owners_of_change<R: Resource>(announced: &mut Vec<(String, Owner)>, was: Option<&R>, record: &R) {
+    let owner = record.owner();
+    if let Some(before) = was.map(Resource::owner).filter(|before| *before != owner) {
+        announced.push((record.id().to_owned(), before));
+    }
+    announced.push((record.id().to_owned(), owner));
 }
 
 /// `fetched`, with the records refreshed one by one during the fetch in the state they
@@ -494,23 +505,30 @@ impl Store {
             writes.remember(id, record.clone());
         }
         let Some(old) = self.cached::<R>() else {
-            self.bus.publish(R::TYPE, Some(vec![id.to_owned()]));
+            // Nobody was shown the collection yet: only those who may see the record hear.
+            let owner = record.as_ref().map_or(Owner::Nobody, |r| r.owner());
+            self.bus.publish_changes(R::TYPE, vec![(id.to_owned(), owner)], |_| {});
             return;
         };
         let mut items = old.items.clone();
         let mut stamps = old.stamps.clone();
         let mut deleted = Vec::new();
+        let mut changed = Vec::new();
         let at = match (items.iter().position(|r| r.id() == id), record) {
             (Some(at), Some(record)) if *items[at] != *record => {
+                owners_of_change(&mut changed, Some(&*items[at]), &*record);
                 items[at] = record;
                 Some(at)
             }
             (Some(at), None) => {
-                deleted.push(R::clone(&items.remove(at)));
+                let gone = R::clone(&items.remove(at));
+                changed.push((id.to_owned(), gone.owner()));
+                deleted.push(gone);
                 stamps.remove(at);
                 None
             }
             (None, Some(record)) => {
+                owners_of_change::<R>(&mut changed, None, &record);
                 items.push(record);
                 stamps.push(0);
                 Some(items.len() - 1)
@@ -519,7 +537,7 @@ impl Store {
         };
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let mut log = old.log.clone();
-        self.bus.publish_with(R::TYPE, Some(vec![id.to_owned()]), |seq| {
+        self.bus.publish_changes(R::TYPE, changed, |seq| {
             if let Some(at) = at {
                 stamps[at] = seq;
             }
@@ -600,6 +618,8 @@ impl Store {
         let mut items = Vec::with_capacity(fetched.len());
         let mut stamps = Vec::with_capacity(fetched.len());
         let mut changed = Vec::new();
+        // Who hears of each change (see `owners_of_change`).
+        let mut announced = Vec::new();
         let mut moved = false;
         // Which stored records the listing still has: the others were deleted.
         let mut kept = vec![false; old.items.len()];
@@ -624,6 +644,7 @@ impl Store {
                     stamps.push(old.stamps[was]);
                 }
                 _ => {
+                    owners_of_change(&mut announced, was.map(|was| &*old.items[was]), &*record);
                     items.push(record);
                     stamps.push(0);
                     changed.push(at);
@@ -646,15 +667,11 @@ impl Store {
             slot.set(snapshot.clone());
             return snapshot;
         }
-        let ids: Vec<String> = changed
-            .iter()
-            .map(|at| items[*at].id().to_owned())
-            .chain(deleted.iter().map(|r| r.id().to_owned()))
-            .collect();
+        announced.extend(deleted.iter().map(|r| (r.id().to_owned(), r.owner())));
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let mut log = old.log.clone();
         let mut stored = None;
-        self.bus.publish_with(R::TYPE, Some(ids), |seq| {
+        self.bus.publish_changes(R::TYPE, announced, |seq| {
             for at in &changed {
                 stamps[*at] = seq;
             }

@@ -11,6 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["sim"],
     &["updates"],
     &["upstream"],
+    &["auth"],
     &["domain"],
     &["rpc", "health", "web", "guard"],
     &["serve"],

@@ -15,6 +15,7 @@ mod rpc;
 mod seed;
 mod serving;
 mod shutdown;
+mod signin;
 mod stream;
 mod tls;
 mod web;

@@ -113,8 +113,10 @@ async fn seeding_refuses_counts_over_the_cap_and_unknown_fields_naming_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_sim_seed_at_start_from_a_flag_or_its_environment_variable() {
-    let server =
-        ChildServer::start(&["serve", "--port", "0", "--sim-seed", "volumes=500,servers=20,seed=3"], &[]).await;
+    let server = ChildServer::start(&["serve", "--port", "0", "--sim-seed", "volumes=500,servers=20,seed=3"], &[])
+        .await
+        .signed_in()
+        .await;
     let (status, totals) = server.client.seed(json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(totals, json!({"volumes": 536, "servers": 44, "images": 5, "networks": 4}));
