@@ -123,6 +123,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for scenario in MATRIX.iter().filter(|s| args.only.as_ref().is_none_or(|o| s.name.contains(o.as_str()))) {
         tracing::info!(scenario = scenario.name, "bench scenario");
         let run = RunArgs {
+            user: String::from("admin"),
+            password: String::from("stalecast"),
             clients: scenario.clients,
             rate: scenario.rate,
             duration: args.duration,

@@ -74,10 +74,11 @@ pub struct SseConn {
 }
 
 impl SseConn {
-    /// Sends the request and reads the response head; fails unless it is
-    /// `200 text/event-stream`.
-    pub async fn open(mut stream: TcpStream, host: &str, path: &str) -> io::Result<SseConn> {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+    /// Sends the request (with `cookie`, the signed-in session's `name=value`) and reads
+    /// the response head; fails unless it is `200 text/event-stream`.
+    pub async fn open(mut stream: TcpStream, host: &str, path: &str, cookie: &str) -> io::Result<SseConn> {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCookie: {cookie}\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut raw = BytesMut::with_capacity(2048);
         let head_end = loop {

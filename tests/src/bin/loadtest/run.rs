@@ -94,6 +94,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         .with_context(|| format!("{base}: the target must be http://<ip>:<port> on loopback"))?;
     anyhow::ensure!(addr.ip().is_loopback(), "{addr}: the load test only targets loopback addresses");
     wait_ready(&http, &base).await?;
+    // Every request from here on is signed in, as a browser's would be.
+    let cookie = sign_in(&http, &base, &args.user, &args.password).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(crate::signed_in(&cookie)?)
+        .build()?;
     // Warnings before readiness (`/readyz` answering 503 while the cache fills) are not the run's.
     if let Some(server) = &server {
         server.warnings.store(0, Ordering::Relaxed);
@@ -142,6 +148,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
             connect_timeout_ms: args.connect_timeout.as_millis() as u64,
             slow_clients: if w == 0 { args.slow_clients } else { 0 },
             storm: storm.clone(),
+            cookie: cookie.clone(),
         };
         first_index += clients;
         workers.push(spawn_worker(&config).await?);
@@ -384,6 +391,29 @@ async fn send(stdin: &mut ChildStdin, msg: &ToWorker) -> anyhow::Result<()> {
 }
 
 /// Waits until `/readyz` answers 200 (every collection fetched).
+/// Signs `user` in (`auth.login`); answers the session cookie as `name=value`.
+async fn sign_in(http: &reqwest::Client, base: &str, user: &str, password: &str) -> anyhow::Result<String> {
+    let response = http
+        .post(format!("{base}/trpc/auth.login"))
+        .json(&serde_json::json!({"user": user, "password": password}))
+        .send()
+        .await
+        .context("signing in")?;
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
+        .find(|pair| pair.contains("stalecast_session="))
+        .map(str::to_owned);
+    let body = response.text().await.unwrap_or_default();
+    match cookie {
+        Some(cookie) if status.is_success() => Ok(cookie),
+        _ => bail!("signing in as {user}: {status} {body}"),
+    }
+}
+
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

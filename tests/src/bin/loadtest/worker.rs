@@ -42,6 +42,8 @@ pub struct WorkerConfig {
     /// Clients that stop reading once connected, until the window closed.
     pub slow_clients: usize,
     pub storm: Option<StormConfig>,
+    /// The session cookie (`name=value`) every client's requests carry.
+    pub cookie: String,
 }
 
 /// Refetch-storm settings: what every client fetches on each `volumes` notification.
@@ -293,7 +295,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     });
     let stop = CancellationToken::new();
     let gate = Arc::new(Semaphore::new(config.connect_concurrency.max(1)));
-    let storm_http = config.storm.as_ref().map(|_| storm_clients(config.source_addrs)).transpose()?;
+    let storm_http = config.storm.as_ref().map(|_| storm_clients(config.source_addrs, &config.cookie)).transpose()?;
     // The refetches run on a runtime of their own. Each simulated client is one browser,
     // whose notification is read as soon as it arrives; on one shared runtime, a client's
     // notification waited in the task queue behind the other 1,999 clients' refetches, and
@@ -482,10 +484,11 @@ async fn send(out: &tokio::sync::Mutex<tokio::io::Stdout>, msg: &ToCoordinator) 
 }
 
 /// One HTTP client per source address for the refetches (each pools its connections).
-fn storm_clients(source_addrs: u8) -> anyhow::Result<Vec<reqwest::Client>> {
+fn storm_clients(source_addrs: u8, cookie: &str) -> anyhow::Result<Vec<reqwest::Client>> {
     (0..source_addrs.max(1) as usize)
         .map(|i| {
             Ok(reqwest::Client::builder()
+                .default_headers(crate::signed_in(cookie)?)
                 .local_address(source_addr(i, source_addrs))
                 .timeout(Duration::from_secs(120))
                 .build()?)
@@ -653,7 +656,9 @@ impl Client {
     /// the `connected` event.
     async fn open(&self, source: std::net::IpAddr, stalled: bool) -> Result<SseConn, String> {
         let stream = connect_from(source, self.config.server, stalled).await.map_err(|e| format!("connect: {e}"))?;
-        let mut conn = SseConn::open(stream, "127.0.0.1", &self.config.path).await.map_err(|e| e.to_string())?;
+        let mut conn = SseConn::open(stream, "127.0.0.1", &self.config.path, &self.config.cookie)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut events = Vec::new();
         loop {
             match conn.read_events(&mut events).await {
