@@ -71,6 +71,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     TestApp { client, app }
 }
 
+/// Starts the app with [`test_config`] changed by `adjust`, and signs its client in as
+/// `user` with `password` (a real Keystone's user).
+pub async fn spawn_app_signed_in_as(adjust: impl FnOnce(&mut ServeConfig), user: &str, password: &str) -> TestApp {
+    let TestApp { client, app } = spawn_app_anonymous(adjust).await;
+    let client = client.sign_in(user, password).await;
+    TestApp { client, app }
+}
+
 /// Starts the app with [`test_config`] changed by `adjust`; its client is not signed in.
 pub async fn spawn_app_anonymous(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     init_tracing();

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use rand::TryRng;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -47,6 +48,9 @@ use crate::upstream::model::Project;
 /// How often the sweeper looks for sessions that ended or whose memberships are due:
 /// a session that expires ends its streams within this (the issue asks for a second).
 pub const SWEEP: Duration = Duration::from_millis(250);
+
+/// How many of a user's projects are read (token rescoped or validated) at once.
+const MEMBERSHIP_READS: usize = 4;
 
 /// The longest `refresh_every` may be: memberships are re-read at least every minute.
 pub const MAX_REFRESH: Duration = Duration::from_secs(60);
@@ -486,7 +490,10 @@ impl Sessions {
                 Err(e) => Err(e),
             }
         });
-        let read = futures_util::future::try_join_all(read).await?;
+        // A few at a time: an admin of many projects signs in without a burst of requests
+        // that a small Keystone (sqlite) answers with "database is locked".
+        let read: Vec<Option<Membership>> =
+            futures_util::stream::iter(read).buffer_unordered(MEMBERSHIP_READS).try_collect().await?;
         Ok(read.into_iter().flatten().collect())
     }
 

@@ -99,6 +99,9 @@ pub const COMPUTE_MICROVERSION: Microversion = Microversion(2, 47);
 /// How long the projects a non-admin user may act in are remembered between listings.
 const PROJECTS_TTL: Duration = Duration::from_secs(30);
 
+/// How long a token request Keystone failed (5xx) waits before its one more try.
+const ISSUE_RETRY_AFTER: Duration = Duration::from_millis(250);
+
 /// Whose rights a write carries.
 #[derive(Clone, Copy, Debug)]
 pub enum Acting<'a> {
@@ -762,7 +765,15 @@ impl OpenStackClient {
     /// refuses (401, 403, 404: no such user, wrong password, no role on the project).
     async fn issue(&self, body: &Value, what: &str) -> Result<Token, UpstreamError> {
         let url = self.tokens_url().await?;
-        let response = self.http.post(&url).json(body).send().await.map_err(|e| transport(e, false))?;
+        let mut response = self.http.post(&url).json(body).send().await.map_err(|e| transport(e, false))?;
+        // Issuing a token changes nothing a second try could repeat; a Keystone on a busy
+        // database answers 500 now and then ("database is locked" with sqlite, seen in the
+        // real-services tests while other sign-ins ran): one more try, shortly after.
+        if response.status().is_server_error() {
+            tracing::info!(status = %response.status(), what, "Keystone failed; trying once more");
+            tokio::time::sleep(ISSUE_RETRY_AFTER).await;
+            response = self.http.post(&url).json(body).send().await.map_err(|e| transport(e, false))?;
+        }
         let status = response.status();
         let secret = response.headers().get("x-subject-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = response.bytes().await.map_err(|e| transport(e, false))?;

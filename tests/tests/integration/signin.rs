@@ -470,3 +470,64 @@ async fn failed_sign_ins_are_limited_per_user_and_per_address_with_retry_after_t
     assert_eq!(login("admin", "stalecast").await.status(), StatusCode::OK);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_and_out_keep_the_hardening_checks_json_only_and_same_origin() {
+    let app = spawn_app().await;
+    let login = |content_type: &'static str, origin: Option<String>, body: String| {
+        let mut request = app.anonymous().http.post(app.url("/trpc/auth.login")).header("content-type", content_type);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move { request.body(body).send().await.expect("auth.login") }
+    };
+    // A form post, which any site's page can send: 415, and no session.
+    let form = login("application/x-www-form-urlencoded", None, String::from("user=alice&password=alice")).await;
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(form.headers().get("set-cookie").is_none());
+    // Another site's page: 403, and no session.
+    let json = json!({"user": "alice", "password": "alice"}).to_string();
+    let foreign = login("application/json", Some(String::from("https://elsewhere.example")), json.clone()).await;
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert!(foreign.headers().get("set-cookie").is_none());
+    // This server's own page: signed in, under the Content-Security-Policy.
+    let own = login("application/json", Some(app.url("")), json).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert!(own.headers().contains_key("content-security-policy"));
+    // Signing out from another site is refused too: the session goes on.
+    let logout = app
+        .http
+        .post(app.url("/trpc/auth.logout"))
+        .header("content-type", "application/json")
+        .header("origin", "https://elsewhere.example")
+        .body("{}")
+        .send()
+        .await
+        .expect("auth.logout");
+    assert_eq!(logout.status(), StatusCode::FORBIDDEN);
+    let (status, _) = app.query("auth.me", None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_holds_no_password_session_id_or_token_even_at_debug() {
+    let server = stalecast_tests::child::ChildServer::start(&["serve", "--port", "0"], &[("RUST_LOG", "debug")]).await;
+    let client = server.client.clone();
+    let (status, _, _) = client.login("alice", "a-wrong-password-7").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, cookies) = client.login("alice", "alice").await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = cookies[0].split(';').next().expect("name=value").to_owned();
+    let id = cookie.split_once('=').expect("id").1.to_owned();
+    let alice = client.with_cookie(&cookie);
+    create_volume_as(&alice, "prj-web", "logged").await;
+    let (status, _) = alice.mutate("auth.logout", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let log = server.lines().join("\n");
+    assert!(log.contains("signed in"), "the sign-in is logged: {log}");
+    for secret in ["a-wrong-password-7", id.as_str()] {
+        assert!(!log.contains(secret), "the log holds {secret}:\n{log}");
+    }
+    assert!(!log.to_lowercase().contains("x-subject-token:") && !log.to_lowercase().contains("x-auth-token:"), "{log}");
+}
