@@ -125,6 +125,11 @@ pub struct RunArgs {
     /// Their password.
     #[arg(long, default_value = "stalecast", env = "LOADTEST_PASSWORD", hide_env_values = true)]
     pub password: String,
+    /// Clients sign in as these users in turn (`user:password`, comma-separated), and the
+    /// load tool checks every notification against what its client's user may see (the
+    /// servers each user's projects hold); mutations stay the `--user`'s. Servers only.
+    #[arg(long, value_delimiter = ',')]
+    pub audience: Vec<String>,
     /// SSE clients to open.
     #[arg(long, short = 'n', default_value_t = 2000)]
     pub clients: usize,
