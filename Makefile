@@ -179,4 +179,5 @@ test: test-load
 test-load:
 	$(CARGO) build --locked -p stalecast -p stalecast-tests --bin stalecast --bin loadtest
 	$(DEBUG_DIR)/loadtest --clients 300 --rate 50 --duration 8s --slow-clients 5 --expect-lagged \
-		--server-arg=--channel-capacity=16 --no-progress --assert --name smoke --server-bin $(DEBUG_DIR)/stalecast
+		--server-arg=--channel-capacity=16 --no-progress --assert --name smoke --server-bin $(DEBUG_DIR)/stalecast \
+		--audience admin:stalecast,alice:alice,bob:bob

@@ -3,4 +3,4 @@
 /**
  * Why a client must refetch everything.
  */
-export type ResyncReason = "gap" | "lagged";
+export type ResyncReason = "gap" | "lagged" | "access";

@@ -6,7 +6,7 @@ import type { UpdateType } from "./UpdateType";
  */
 export type TypeUpdateState = { type: UpdateType, 
 /**
- * 0 when no update of this type was published yet.
+ * 0 when no update of this type that the caller may see was published yet.
  */
 seq: number, 
 /**

@@ -6,6 +6,7 @@ import type { UpdateType } from "./UpdateType";
 
 /** The path of every query procedure. */
 export type QueryPath =
+  | "auth.me"
   | "compute.flavors.changes"
   | "compute.flavors.get"
   | "compute.flavors.list"

@@ -17,6 +17,8 @@ import type { Image } from "./Image";
 import type { ImageChanges } from "./ImageChanges";
 import type { ImagePage } from "./ImagePage";
 import type { ListInput } from "./ListInput";
+import type { LoginInput } from "./LoginInput";
+import type { Me } from "./Me";
 import type { Network } from "./Network";
 import type { NetworkChanges } from "./NetworkChanges";
 import type { NetworkPage } from "./NetworkPage";
@@ -30,6 +32,7 @@ import type { ServerChanges } from "./ServerChanges";
 import type { ServerCreate } from "./ServerCreate";
 import type { ServerPage } from "./ServerPage";
 import type { ServerStats } from "./ServerStats";
+import type { SignedOut } from "./SignedOut";
 import type { SnapshotChanges } from "./SnapshotChanges";
 import type { SnapshotCreate } from "./SnapshotCreate";
 import type { SnapshotPage } from "./SnapshotPage";
@@ -59,6 +62,14 @@ function served(): never {
 }
 
 const appRouter = t.router({
+  auth: {
+    /** Signs in with the cloud's Keystone (user name, password, domain by name): sets the session cookie and answers who signed in, with their projects and roles. Failed sign-ins are limited per user and per address (429 with Retry-After). (mutation: POST /trpc/auth.login) */
+    login: t.procedure.input(input<LoginInput>()).mutation((): Me => served()),
+    /** Signs out: ends the session (its streams end, in every tab), revokes its Keystone tokens, clears the cookie. (mutation: POST /trpc/auth.logout) */
+    logout: t.procedure.mutation((): SignedOut => served()),
+    /** Who is signed in: the user, their projects with their roles there, and when the session ends. (query: GET /trpc/auth.me) */
+    me: t.procedure.query((): Me => served()),
+  },
   compute: {
     flavors: {
       /** What changed in compute.flavors.list after a seq: upserts and deletes, or resync. (query: GET /trpc/compute.flavors.changes) */
@@ -79,7 +90,7 @@ const appRouter = t.router({
       delete: t.procedure.input(input<IdInput>()).mutation((): Deleted => served()),
       /** One server by id. (query: GET /trpc/compute.servers.get) */
       get: t.procedure.input(input<IdInput>()).query((): Server => served()),
-      /** Servers (instances), optionally of one project. (query: GET /trpc/compute.servers.list) */
+      /** Servers (instances) of the caller's projects, optionally of one of them. (query: GET /trpc/compute.servers.list) */
       list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Server> => served()),
       /** One page of servers, filtered, searched and sorted (by name, created, status) by the server, with the total and the next page's cursor. (query: GET /trpc/compute.servers.page) */
       page: t.procedure.input(input<PageInput | null | undefined>()).query((): ServerPage => served()),
@@ -92,7 +103,7 @@ const appRouter = t.router({
   images: {
     /** What changed in images.list after a seq: upserts and deletes, or resync. (query: GET /trpc/images.changes) */
     changes: t.procedure.input(input<ChangesInput>()).query((): ImageChanges => served()),
-    /** Images, optionally those owned by one project. (query: GET /trpc/images.list) */
+    /** Public images and those of the caller's projects, optionally those owned by one project. (query: GET /trpc/images.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Image> => served()),
     /** One page of images, filtered, searched and sorted (by name, sizeBytes, status) by the server, with the total and the next page's cursor. (query: GET /trpc/images.page) */
     page: t.procedure.input(input<PageInput | null | undefined>()).query((): ImagePage => served()),
@@ -100,7 +111,7 @@ const appRouter = t.router({
   networks: {
     /** What changed in networks.list after a seq: upserts and deletes, or resync. (query: GET /trpc/networks.changes) */
     changes: t.procedure.input(input<ChangesInput>()).query((): NetworkChanges => served()),
-    /** Networks, optionally of one project. (query: GET /trpc/networks.list) */
+    /** Shared networks and those of the caller's projects, optionally of one project. (query: GET /trpc/networks.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Network> => served()),
     /** One page of networks, filtered, searched and sorted (by name) by the server, with the total and the next page's cursor. (query: GET /trpc/networks.page) */
     page: t.procedure.input(input<PageInput | null | undefined>()).query((): NetworkPage => served()),
@@ -122,7 +133,7 @@ const appRouter = t.router({
   projects: {
     /** What changed in projects.list after a seq: upserts and deletes, or resync. (query: GET /trpc/projects.changes) */
     changes: t.procedure.input(input<ChangesInput>()).query((): ProjectChanges => served()),
-    /** All projects. (query: GET /trpc/projects.list) */
+    /** The projects the caller has a role on. (query: GET /trpc/projects.list) */
     list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Project> => served()),
     /** One page of projects, filtered, searched and sorted (by name) by the server, with the total and the next page's cursor. (query: GET /trpc/projects.page) */
     page: t.procedure.input(input<PageInput | null | undefined>()).query((): ProjectPage => served()),
@@ -155,7 +166,7 @@ const appRouter = t.router({
       delete: t.procedure.input(input<IdInput>()).mutation((): Deleted => served()),
       /** One volume by id. (query: GET /trpc/storage.volumes.get) */
       get: t.procedure.input(input<IdInput>()).query((): Volume => served()),
-      /** Block-storage volumes, optionally of one project. (query: GET /trpc/storage.volumes.list) */
+      /** Block-storage volumes of the caller's projects, optionally of one of them. (query: GET /trpc/storage.volumes.list) */
       list: t.procedure.input(input<ListInput | null | undefined>()).query((): Array<Volume> => served()),
       /** One page of volumes, filtered, searched and sorted (by name, createdAt, sizeGb, status) by the server, with the total and the next page's cursor. (query: GET /trpc/storage.volumes.page) */
       page: t.procedure.input(input<PageInput | null | undefined>()).query((): VolumePage => served()),
@@ -166,7 +177,7 @@ const appRouter = t.router({
     onUpdate: t.procedure.input(input<OnUpdateInput | null | undefined>()).subscription(async function* (): AsyncGenerator<TrackedEnvelope<StreamEvent>, void, unknown> {
       served();
     }),
-    /** The bus's latest seq, the replay ring's size and the last update of each type. (query: GET /trpc/updates.state) */
+    /** The bus's latest seq, the replay ring's size and the last update of each type the caller may see. (query: GET /trpc/updates.state) */
     state: t.procedure.query((): UpdatesState => served()),
   },
 });

@@ -27,19 +27,21 @@ use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::auth::{Limits, SessionConfig, Sessions};
 use crate::cluster;
 use crate::config::ServeConfig;
 use crate::config::cloud::Upstream;
 use crate::domain::Ctx;
 use crate::guard::{self, Guard};
 use crate::health::{self, Health};
-use crate::rpc::{self, Api};
+use crate::rpc::{self, Api, Cookies};
 use crate::serve::Fanout;
 use crate::sim::{self, Sim, SimConfig};
 use crate::updates::{BusConfig, Pings, UpdateBus};
 use crate::upstream::client::{OpenStackClient, UpstreamConfig};
 use crate::upstream::poller;
 use crate::upstream::store::Store;
+use crate::web::{DemoUser, SignInHints};
 use crate::{domain, metrics, openapi, web};
 
 /// The HTTP routes, with their middleware.
@@ -49,6 +51,7 @@ pub fn router(
     guard: Arc<Guard>,
     cors_origins: &[String],
     web_dir: &Path,
+    hints: SignInHints,
 ) -> Router {
     // Compress answers made per request (a shared answer comes compressed already, or is
     // too small to gain: `rpc::encoded`), never the event stream (events would sit in a
@@ -63,7 +66,7 @@ pub fn router(
         // The OpenAPI document and its explorer.
         .merge(openapi::explorer(openapi::document(&api.registry)))
         // The web app answers whatever no route claims, so it never shadows the API.
-        .merge(web::routes(web_dir.to_owned()))
+        .merge(web::routes(web_dir.to_owned(), hints))
         // Everything above, not the stream below: tower-http's compression body keeps
         // every encoder's state inline (≈ 5.8 KiB), which each open event stream would
         // carry for its whole life (and events would sit in the encoder's buffer).
@@ -110,6 +113,8 @@ pub struct RunningApp {
     pub bus: Arc<UpdateBus>,
     /// With `--redis`: this node's figures in the cluster.
     pub cluster: Option<Arc<cluster::ClusterStats>>,
+    /// The sessions, for tests that count them.
+    pub sessions: Arc<Sessions>,
     shutdown: CancellationToken,
     /// Stops the embedded simulator, once the server has drained: a mutation still in
     /// flight at shutdown needs its upstream to answer it.
@@ -160,9 +165,11 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let upstream =
         crate::config::cloud::resolve(&config.cloud_flags(), &config.os_environment, config.upstream_timeout)
             .map_err(anyhow::Error::msg)?;
+    let mut hints = SignInHints::default();
     let (upstream_config, sim, sim_addr) = match upstream {
         Upstream::Cloud(cloud) => (*cloud, None, None),
         Upstream::Simulator { user, password, project } => {
+            hints = demo_users(&user, &password);
             let sim_listener = TcpListener::bind(("127.0.0.1", config.sim_port))
                 .await
                 .with_context(|| format!("binding the simulator on 127.0.0.1:{}", config.sim_port))?;
@@ -222,10 +229,34 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
     let fanout = Fanout::start(bus.clone(), pings.clone(), shards, shutdown.clone(), &mut tasks);
 
+    let sessions = Sessions::new(
+        client.clone(),
+        SessionConfig {
+            idle_timeout: config.session_idle_timeout,
+            lifetime: config.session_lifetime,
+            refresh_every: config.membership_refresh,
+            limits: Limits {
+                per_user: config.signin_failures_per_user,
+                per_address: config.signin_failures_per_address,
+                window: config.signin_window,
+            },
+        },
+    );
+    sessions.run(shutdown.clone(), &mut tasks);
     let stats = domain::stats::Figures::new(&bus, &store, started);
-    let ctx = Ctx { client, store: store.clone(), bus: bus.clone(), stats };
+    let ctx = Ctx {
+        client,
+        store: store.clone(),
+        bus: bus.clone(),
+        stats,
+        sessions: sessions.clone(),
+        caller: None,
+        peer: None,
+    };
     domain::stats::spawn(ctx.clone(), shutdown.clone(), &mut tasks);
-    let api = Api::new(ctx, config.max_body_bytes, config.body_timeout, pings, shutdown.clone());
+    // Over HTTPS (served here, or by a proxy in front) the cookie is `Secure`.
+    let cookies = Cookies { secure: config.secure_cookie || tls.is_some() };
+    let api = Api::new(ctx, cookies, config.max_body_bytes, config.body_timeout, pings, shutdown.clone());
     let registry = metrics::registry(metrics::Sources {
         bus: &bus,
         store: store.clone(),
@@ -237,7 +268,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         Arc::new(Health { store, bus: bus.clone(), max_staleness: config.max_staleness, ready: Default::default() });
     web::check(&config.web_dir);
     let guard = Arc::new(Guard::new(config.host, &config.allowed_hosts, &config.cors_origins));
-    let app = router(api, health, guard, &config.cors_origins, &config.web_dir);
+    let app = router(api, health, guard, &config.cors_origins, &config.web_dir, hints);
     let max_connections = match config.max_connections {
         0 => crate::serve::default_max_connections(),
         n => n,
@@ -287,6 +318,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         sim,
         bus,
         cluster,
+        sessions,
         shutdown,
         sim_stop,
         tasks,
@@ -318,6 +350,22 @@ async fn join_cluster(
     let loading = store.clone();
     tasks.spawn(async move { loading.load_all().await });
     Ok(joined)
+}
+
+/// The embedded simulator's users, for the sign-in page: the service account `user` (admin
+/// of every project) and the simulator's own users, each with their project and role.
+fn demo_users(user: &str, password: &str) -> SignInHints {
+    let project_name = |id: &str| sim::world::PROJECTS.iter().find(|p| p.0 == id).map_or(id, |p| p.1).to_owned();
+    let mut demo_users =
+        vec![DemoUser { user: user.into(), password: password.into(), about: "admin of every project".into() }];
+    demo_users.extend(sim::identity::USERS.iter().filter(|(name, _, _)| *name != user).map(|(name, project, role)| {
+        DemoUser {
+            user: (*name).into(),
+            password: (*name).into(),
+            about: format!("{role} of {}", project_name(project)),
+        }
+    }));
+    SignInHints { demo_users }
 }
 
 /// Writes `what` to `path` as JSON, whole: to a temporary file beside it, then renamed,

@@ -1,7 +1,8 @@
 //! The TypeScript bindings (`bindings/`): the ts-rs declaration of every type that crosses
 //! the wire, the `AppRouter` type the stock `@trpc/client` is typed with, the invalidation
-//! map `UPDATE_QUERY_MAP`, and the `index.ts` / `package.json` that make them one package
-//! (`@stalecast/bindings`).
+//! map `UPDATE_QUERY_MAP`, who may call what and how it can fail (`auth.ts`: the session
+//! cookie, the procedures that need no session, each procedure's error codes), and the
+//! `index.ts` / `package.json` that make them one package (`@stalecast/bindings`).
 //!
 //! Everything is derived from the procedure [`Registry`] and [`domain::INVALIDATION`], so
 //! a procedure, a field or an update type changed in Rust changes the TypeScript the
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, bail};
 
 use crate::domain;
-use crate::rpc::{ErrorEnvelope, Kind, Presence, Procedure, Registry, WireType};
+use crate::rpc::{ErrorEnvelope, Gate, Kind, Presence, Procedure, Registry, WireType, cookie};
 use crate::updates::UpdateType;
 
 /// The first line of every file written here (ts-rs writes its own, to the same effect).
@@ -47,6 +48,7 @@ pub fn generate(registry: &Registry) -> anyhow::Result<Files> {
     }
     let cfg = ts_config(Path::new("."));
     files.insert("invalidation.ts".into(), invalidation_ts(registry)?);
+    files.insert("auth.ts".into(), auth_ts(registry));
     files.insert("router.ts".into(), router_ts(registry, &cfg, &declared)?);
     files.insert("index.ts".into(), index_ts(&declared));
     files.insert("package.json".into(), package_json());
@@ -160,6 +162,47 @@ fn invalidation_ts(registry: &Registry) -> anyhow::Result<String> {
     }
     out.push_str("} as const satisfies Partial<Record<QueryPath, QueryPath>>;\n");
     Ok(out)
+}
+
+/// `auth.ts`: the session cookie's names, the procedures that need no session, and the
+/// error codes each procedure answers with (those the OpenAPI document lists too).
+fn auth_ts(registry: &Registry) -> String {
+    let mut out = String::from(HEADER);
+    out.push_str(
+        "//\n// Who may call what, and how each procedure can fail: from the server's procedure registry.\n\n",
+    );
+    out.push_str("import type { ErrorCode } from \"./ErrorCode\";\n\n");
+    out.push_str("/** Every procedure path (queries, mutations and the stream). */\nexport type ProcedurePath =\n");
+    for procedure in registry.iter() {
+        let _ = writeln!(out, "  | {}", quoted(procedure.path));
+    }
+    out.truncate(out.trim_end().len());
+    out.push_str(";\n\n");
+    let _ = write!(
+        out,
+        "/**\n * The session cookie `auth.login` sets (`HttpOnly`, `SameSite=Lax`): `name` over HTTP, `secureName`\n * over HTTPS (`Secure`). Scripts cannot read it; browsers send it with every request, the stream's too.\n */\nexport const SESSION_COOKIE = {{ name: {}, secureName: {} }} as const;\n\n",
+        quoted(cookie::NAME),
+        quoted(cookie::SECURE_NAME)
+    );
+    let open: Vec<String> = registry.iter().filter(|p| p.gate == Gate::Open).map(|p| quoted(p.path)).collect();
+    let _ = write!(
+        out,
+        "/** The procedures a caller without a session may call; every other one answers `UNAUTHORIZED` (401). */\nexport const OPEN_PROCEDURES = [{}] as const satisfies readonly ProcedurePath[];\n\n",
+        open.join(", ")
+    );
+    out.push_str(
+        "/** The error codes each procedure answers with, besides success. */\nexport const PROCEDURE_ERRORS = {\n",
+    );
+    for procedure in registry.iter() {
+        let codes: Vec<String> = procedure
+            .errors()
+            .iter()
+            .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(quoted)).unwrap_or_default())
+            .collect();
+        let _ = writeln!(out, "  {}: [{}],", quoted(procedure.path), codes.join(", "));
+    }
+    out.push_str("} as const satisfies Record<ProcedurePath, readonly ErrorCode[]>;\n");
+    out
 }
 
 /// A procedure tree: `compute.servers.list` → compute → servers → list.
@@ -300,7 +343,7 @@ fn mentions(expr: &str, name: &str) -> bool {
 fn index_ts(declared: &BTreeSet<String>) -> String {
     let mut out = String::from(HEADER);
     out.push_str(&format!(
-        "//\n// {PACKAGE}: the typed contract of the Stalecast server.\n\nexport type {{ AppRouter }} from \"./router\";\nexport {{ CHANGES_QUERY_MAP, UPDATE_QUERY_MAP }} from \"./invalidation\";\nexport type {{ QueryPath }} from \"./invalidation\";\n"
+        "//\n// {PACKAGE}: the typed contract of the Stalecast server.\n\nexport type {{ AppRouter }} from \"./router\";\nexport {{ CHANGES_QUERY_MAP, UPDATE_QUERY_MAP }} from \"./invalidation\";\nexport type {{ QueryPath }} from \"./invalidation\";\nexport {{ OPEN_PROCEDURES, PROCEDURE_ERRORS, SESSION_COOKIE }} from \"./auth\";\nexport type {{ ProcedurePath }} from \"./auth\";\n"
     ));
     for name in declared {
         let _ = writeln!(out, "export type {{ {name} }} from \"./{name}\";");
@@ -313,7 +356,7 @@ fn package_json() -> String {
         r#"{{
   "name": "{PACKAGE}",
   "version": "{version}",
-  "description": "The typed contract of the Stalecast server: AppRouter, UPDATE_QUERY_MAP, CHANGES_QUERY_MAP and every wire type. Generated by `stalecast gen` from the Rust code; do not edit, run `make gen`.",
+  "description": "The typed contract of the Stalecast server: AppRouter, UPDATE_QUERY_MAP, CHANGES_QUERY_MAP, the session cookie, each procedure's errors and every wire type. Generated by `stalecast gen` from the Rust code; do not edit, run `make gen`.",
   "license": "MIT OR Apache-2.0",
   "private": true,
   "type": "module",
@@ -385,6 +428,21 @@ mod tests {
         assert!(router.contains("TrackedEnvelope<StreamEvent>"));
         assert!(files["Image.ts"].contains("sizeBytes: number"));
         assert!(files.values().all(|text| !text.contains("bigint")));
+    }
+
+    #[test]
+    fn auth_ts_names_the_cookie_the_open_procedures_and_every_procedure_s_errors() {
+        let text = auth_ts(&crate::rpc::registry());
+        assert!(text.contains(r#"export const SESSION_COOKIE = { name: "stalecast_session", secureName: "__Host-stalecast_session" } as const;"#), "{text}");
+        assert!(text.contains(r#"export const OPEN_PROCEDURES = ["auth.login"] as const"#), "{text}");
+        assert!(text.contains(r#""auth.login": ["BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "METHOD_NOT_SUPPORTED", "TIMEOUT", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE", "TOO_MANY_REQUESTS""#), "{text}");
+        for procedure in crate::rpc::registry().iter() {
+            assert!(
+                text.contains(&format!("  \"{}\": [\"BAD_REQUEST\", \"UNAUTHORIZED\"", procedure.path)),
+                "{}",
+                procedure.path
+            );
+        }
     }
 
     #[test]

@@ -15,23 +15,29 @@
 //!    values (versioned), the poller. No wire format. Just above it, [`cluster`]:
 //!    several nodes on one Redis (`--redis`), the shared update log, the reader that
 //!    applies it to the store and the bus, the poller's lease.
-//! 4. [`domain`]: the procedures as functions over a [`Ctx`](domain::Ctx), answering
-//!    [`domain::Error`]; the invalidation map. No axum, no tRPC.
-//! 5. [`rpc`]: tRPC's wire format: the procedure registry, encoded answers (one per
-//!    collection version), the mapping of domain errors, the stream endpoint.
+//! 4. [`auth`]: sign-in through Keystone and the server-side sessions that follow it
+//!    (each user's projects, roles and tokens, the room their streams listen in), the
+//!    sign-in rate limits. No wire format.
+//! 5. [`domain`]: the procedures as functions over a [`Ctx`](domain::Ctx) (which names
+//!    the caller), answering [`domain::Error`]; the invalidation map. No axum, no tRPC.
+//! 6. [`rpc`]: tRPC's wire format: the procedure registry, encoded answers (one per
+//!    collection version and room), the mapping of domain errors, the session cookie,
+//!    the stream endpoint.
 //!    [`health`] (`/healthz`, `/readyz`), [`metrics`] (`/metrics`, on a listener of its
 //!    own) and [`web`] (the dashboard) are HTTP endpoints at this level too, and
 //!    [`guard`] checks every request's `Host` and `Origin`.
-//! 6. [`serve`]: the accept loop with its descriptor budget, the lean event-stream
+//! 7. [`serve`]: the accept loop with its descriptor budget, the lean event-stream
 //!    writer and the fan-out.
-//! 7. [`bindings`], [`openapi`], [`codegen`]: the contract generated from the registry.
-//! 8. [`app`] wires everything (and [`config`] is what it is wired from); `main` runs.
+//! 8. [`bindings`], [`openapi`], [`codegen`]: the contract generated from the registry.
+//! 9. [`app`] wires everything (and [`config`] is what it is wired from); `main` runs.
 //!
 //! Data flows one way: the poller or a procedure stores a changed value in the store,
-//! which publishes an update on the bus; each stream's cursor decides what to write, and
-//! the fan-out (or the response body) writes it to the socket.
+//! which publishes an update on the bus, naming whom each change concerns; each stream's
+//! cursor decides what to write for its user's room, and the fan-out (or the response
+//! body) writes it to the socket.
 
 pub mod app;
+pub mod auth;
 pub mod bindings;
 pub mod cluster;
 pub mod codegen;

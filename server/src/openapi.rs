@@ -12,6 +12,7 @@ use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr,
@@ -21,7 +22,7 @@ use utoipa::{PartialSchema, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::health::{self, Liveness, Readiness};
-use crate::rpc::{ErrorCode, ErrorEnvelope, Kind, Presence, Procedure, Registry, RpcError};
+use crate::rpc::{ErrorCode, ErrorEnvelope, Gate, Kind, Presence, Procedure, Registry, RpcError, cookie};
 
 /// Where the server serves the document.
 pub const JSON_PATH: &str = "/openapi.json";
@@ -46,37 +47,19 @@ while the value is unchanged. Large cached answers are compressed (`br`, `gzip`)
 - calls batch as `/trpc/<p1>,<p2>?batch=1` with `input={\"0\":…,\"1\":…}` (the body for \
 mutations): the answer is an array of envelopes, `207` when their statuses differ;
 - `updates.onUpdate` is the event stream: `event: connected`, then one `id:`/`data:` event \
-per notification (`StreamEvent`), and `event: ping` while idle.";
+per notification (`StreamEvent`), and `event: ping` while idle.
 
-/// How a status is described wherever a route can answer it.
-fn error_statuses(kind: Kind) -> &'static [ErrorCode] {
-    match kind {
-        Kind::Query => &[
-            ErrorCode::BadRequest,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
-            ErrorCode::MethodNotSupported,
-            ErrorCode::InternalServerError,
-            ErrorCode::BadGateway,
-            ErrorCode::ServiceUnavailable,
-        ],
-        Kind::Mutation => &[
-            ErrorCode::BadRequest,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
-            ErrorCode::MethodNotSupported,
-            ErrorCode::Timeout,
-            ErrorCode::Conflict,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::UnsupportedMediaType,
-            ErrorCode::InternalServerError,
-            ErrorCode::BadGateway,
-            ErrorCode::ServiceUnavailable,
-            ErrorCode::GatewayTimeout,
-        ],
-        Kind::Subscription => &[ErrorCode::BadRequest, ErrorCode::Forbidden, ErrorCode::MethodNotSupported],
-    }
-}
+**Sign-in.** `auth.login` checks a user name and password with the cloud's own Keystone and \
+answers with the `stalecast_session` cookie (`HttpOnly`, `SameSite=Lax`; over HTTPS `Secure` \
+and named `__Host-stalecast_session`), which holds an opaque session id and nothing else. Every \
+other procedure and the stream need it (`401 UNAUTHORIZED` otherwise) and answer only what the \
+user's projects hold: another project's resource is `404`, a write where the user's role may not \
+write is `403`, and writes reach the cloud with the user's own token. Failed sign-ins are limited \
+per user and per address: `429` with `Retry-After`. When the session ends (signed out, expired) \
+the stream's last event is `event: serialized-error` with the `UNAUTHORIZED` error.";
+
+/// The name of the session cookie's security scheme.
+pub const SESSION_SCHEME: &str = "session";
 
 /// The shared response of an error status: its name in `components.responses`, what it
 /// means, and an example envelope.
@@ -120,10 +103,29 @@ fn error_kind(code: ErrorCode) -> (&'static str, &'static str, RpcError, &'stati
         ),
         ErrorCode::Forbidden => (
             "Forbidden",
-            "`FORBIDDEN`: the request's `Host` is not one this server answers to, or its `Origin` is \
-             another site's (see `--allowed-host`, `--cors-origin`).",
-            RpcError::new(code, "cross-origin requests are refused"),
+            "`FORBIDDEN`: the user's role in the project may not do this (a reader's write, or the \
+             cloud's policy), and the message names the project; or the request's `Host` is not one \
+             this server answers to, or its `Origin` is another site's (see `--allowed-host`, \
+             `--cors-origin`).",
+            RpcError::new(
+                code,
+                "bob may not change anything in project data-team (prj-data): their role there is reader",
+            ),
             "storage.volumes.create",
+        ),
+        ErrorCode::Unauthorized => (
+            "Unauthorized",
+            "`UNAUTHORIZED`: no running session (sign in with `auth.login`; a cookie naming an ended \
+             session is cleared), or, from `auth.login`, a wrong user name, password or domain.",
+            RpcError::new(code, "sign in first (auth.login): this needs a session"),
+            "storage.volumes.list",
+        ),
+        ErrorCode::TooManyRequests => (
+            "TooManyRequests",
+            "`TOO_MANY_REQUESTS`: too many failed sign-ins lately for this user or from this address \
+             (`Retry-After` says when to try again), or the cloud is limiting requests.",
+            RpcError::new(code, "too many failed sign-ins: try again in 42 s"),
+            "auth.login",
         ),
         ErrorCode::Timeout => (
             "RequestTimeout",
@@ -205,6 +207,11 @@ fn operation(procedure: &Procedure) -> Operation {
         .operation_id(Some(procedure.path))
         .summary(Some(procedure.description))
         .tag(tag(procedure.path));
+    op = match procedure.gate {
+        Gate::Session => op.security(SecurityRequirement::new(SESSION_SCHEME, Vec::<String>::new())),
+        // Anyone may call it: no requirement at all.
+        Gate::Open => op.securities(Some(Vec::<SecurityRequirement>::new())),
+    };
     match procedure.kind {
         Kind::Query => {
             let query = if procedure.input.presence == Presence::None { "" } else { "?input=<url-encoded JSON>" };
@@ -284,11 +291,35 @@ fn operation(procedure: &Procedure) -> Operation {
                 .description("Not modified: the `If-None-Match` sent names the current `ETag`; no body."),
         );
     }
-    for code in error_statuses(procedure.kind) {
+    for code in procedure.errors() {
         let (name, _, _) = error_response(*code);
-        op = op.response(code.status().as_u16().to_string(), Ref::from_response_name(name));
+        let status = code.status().as_u16().to_string();
+        op = if *code == ErrorCode::TooManyRequests {
+            // Documented inline: it carries `Retry-After`.
+            op.response(status, too_many_requests())
+        } else {
+            op.response(status, Ref::from_response_name(name))
+        };
     }
     op.build()
+}
+
+/// The `429` answer: the error envelope and the `Retry-After` header.
+fn too_many_requests() -> utoipa::openapi::Response {
+    let (_, meaning, example) = error_response(ErrorCode::TooManyRequests);
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(ErrorEnvelope::name())))
+        .example(serde_json::to_value(example.envelope()).ok())
+        .build();
+    let retry_after = utoipa::openapi::HeaderBuilder::new()
+        .schema(Some(u64::schema()))
+        .description(Some("Seconds until the next attempt is taken (failed sign-ins)."))
+        .build();
+    ResponseBuilder::new()
+        .description(meaning)
+        .content("application/json", content)
+        .header("Retry-After", retry_after)
+        .build()
 }
 
 /// The health endpoints, as `health` declares them.
@@ -337,9 +368,19 @@ pub fn document(registry: &Registry) -> OpenApi {
     schemas.push((Readiness::name().into_owned(), Readiness::schema()));
     Readiness::schemas(&mut schemas);
 
-    let mut components = ComponentsBuilder::new().schemas_from_iter(schemas);
-    let all_errors = [Kind::Query, Kind::Mutation, Kind::Subscription].into_iter().flat_map(error_statuses);
-    for code in all_errors {
+    let session = ApiKeyValue::with_description(
+        cookie::NAME,
+        "The session cookie `auth.login` sets: an opaque id, `HttpOnly`, `SameSite=Lax`. Over HTTPS it is \
+         `Secure` and named `__Host-stalecast_session`. Browsers send it by themselves, the event stream's \
+         request included.",
+    );
+    let mut components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(SESSION_SCHEME, SecurityScheme::ApiKey(ApiKey::Cookie(session)));
+    let mut all_errors: Vec<ErrorCode> = registry.iter().flat_map(|p| p.errors().iter().copied()).collect();
+    all_errors.sort_by_key(|c| c.status());
+    all_errors.dedup();
+    for code in all_errors.iter().filter(|c| **c != ErrorCode::TooManyRequests) {
         let (name, meaning, example) = error_response(*code);
         let content = ContentBuilder::new()
             .schema(Some(Ref::from_schema_name(ErrorEnvelope::name())))
@@ -409,10 +450,17 @@ mod tests {
             assert!(op.is_object(), "{} has no {method}", procedure.path);
             assert!(item[other].is_null(), "{}", procedure.path);
             assert_eq!(op["operationId"], procedure.path);
-            for code in error_statuses(procedure.kind) {
+            for code in procedure.errors() {
                 let status = code.status().as_u16().to_string();
-                assert!(op["responses"][&status]["$ref"].is_string(), "{} {status}", procedure.path);
+                let response = &op["responses"][&status];
+                assert!(response["$ref"].is_string() || response["headers"].is_object(), "{} {status}", procedure.path);
             }
+            let security = &op["security"];
+            match procedure.gate {
+                Gate::Session => assert_eq!(security, &serde_json::json!([{"session": []}]), "{}", procedure.path),
+                Gate::Open => assert_eq!(security, &serde_json::json!([]), "{}", procedure.path),
+            }
+            assert!(op["responses"]["401"].is_object(), "{}: every procedure may answer 401", procedure.path);
         }
         let list = &doc["paths"]["/trpc/storage.volumes.list"]["get"];
         assert_eq!(list["parameters"][0]["name"], "input");
@@ -437,6 +485,14 @@ mod tests {
             doc["paths"]["/healthz"]["get"].is_object()
                 && doc["paths"]["/readyz"]["get"]["responses"]["503"].is_object()
         );
+        assert!(doc["paths"]["/healthz"]["get"]["security"].is_null(), "health needs no session");
+        let scheme = &doc["components"]["securitySchemes"]["session"];
+        assert_eq!(
+            (&scheme["type"], &scheme["in"], &scheme["name"]),
+            (&"apiKey".into(), &"cookie".into(), &"stalecast_session".into())
+        );
+        let login = &doc["paths"]["/trpc/auth.login"]["post"]["responses"];
+        assert!(login["429"]["headers"]["Retry-After"].is_object() && login["415"].is_object());
     }
 
     #[test]

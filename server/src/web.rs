@@ -19,9 +19,34 @@ use axum::response::{Html, IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
-/// A router that answers every path with the app in `dir` (use it as the fallback).
-pub fn routes(dir: PathBuf) -> Router {
-    Router::new().fallback(files).with_state(Arc::new(dir))
+/// A user the sign-in page offers to sign in as (the embedded simulator's).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DemoUser {
+    pub user: String,
+    pub password: String,
+    /// What they may do, in words (`member of web-team`).
+    pub about: String,
+}
+
+/// What the sign-in page shows besides the form.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInHints {
+    /// Empty for a real cloud.
+    pub demo_users: Vec<DemoUser>,
+}
+
+/// Where the sign-in page reads its [`SignInHints`].
+pub const HINTS_PATH: &str = "/sign-in.json";
+
+/// A router that answers every path with the app in `dir` (use it as the fallback), and
+/// the sign-in page's hints.
+pub fn routes(dir: PathBuf, hints: SignInHints) -> Router {
+    let hints = Arc::new(hints);
+    Router::new()
+        .route(HINTS_PATH, axum::routing::get(move || std::future::ready(axum::Json(hints.as_ref().clone()))))
+        .fallback(files)
+        .with_state(Arc::new(dir))
 }
 
 /// Logs a warning at start when the web app is missing.

@@ -101,6 +101,9 @@ http {
   uwsgi_temp_path $run/nginx/uwsgi;
   scgi_temp_path $run/nginx/scgi;
   upstream stalecast {
+    # Sign-in sessions live in the node that made them (not in Redis yet): a browser
+    # stays on one node, by its address.
+    ip_hash;
 $servers    keepalive 32;
   }
   server {

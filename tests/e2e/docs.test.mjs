@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import { assertNoBrowserProblems, launchBrowser, newPage, outPath, startStalecast, withBrowserProblems } from "./lib.mjs";
+import { addSession, assertNoBrowserProblems, launchBrowser, newPage, outPath, startStalecast, withBrowserProblems } from "./lib.mjs";
 
 /** The operation block of `operationId` (its route is `/trpc/<operationId>`). */
 function operation(page, operationId) {
@@ -33,6 +33,8 @@ describe("the API explorer at /docs", () => {
 
   test("renders the operations and executes a query, answered 200", async () => {
     const page = await newPage(browser, { viewport: { width: 1280, height: 900 } });
+    // Signed in, as a user who opens the explorer from the dashboard: its calls carry the cookie.
+    await addSession(page.context(), app.base, app.cookie);
     await withBrowserProblems(page, async () => {
       const response = await page.goto(`${app.base}/docs/`);
       assert.equal(response.status(), 200);

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { launchOptions } from "../harness/chromium.mjs";
-import { startServe, startSim } from "../harness/stalecast.mjs";
+import { signIn, startServe, startSim } from "../harness/stalecast.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -33,7 +33,40 @@ export async function startStalecast({ port = 0, upstream, pollMs = POLL_MS, bin
   const flags = ["--log-format", "json", "--poll-interval", `${pollMs}ms`, "--web-dir", WEB_DIR, ...extra];
   if (upstream) flags.push("--upstream", upstream);
   const server = await startServe(bin, { port, flags });
-  return { ...server, simUrl: upstream ?? server.simUrl };
+  // The simulator's admin, signed in: what the tests do "from another browser" (`mutate`,
+  // `api`) and the session pages start with (`openPage`).
+  const cookie = await signIn(server.base, "admin", "stalecast");
+  sessions.set(server.base, cookie);
+  return { ...server, cookie, simUrl: upstream ?? server.simUrl };
+}
+
+/** The admin's session cookie of each running Stalecast, by its base URL. */
+const sessions = new Map();
+
+/** `fetch` of `base + path` with the admin's session (`init` as for `fetch`). */
+export async function api(base, path, init = {}) {
+  const cookie = sessions.get(base);
+  if (!cookie) throw new Error(`no session for ${base}: start it with startStalecast`);
+  return fetch(base + path, { ...init, headers: { ...init.headers, cookie } });
+}
+
+/** Gives `context` (a browser profile) the session `cookie` (`name=value`) for `base`. */
+export async function addSession(context, base, cookie) {
+  const [name, value] = cookie.split("=");
+  await context.addCookies([{ name, value, url: base, httpOnly: true, sameSite: "Lax" }]);
+}
+
+/**
+ * Signs `user` in through the dashboard's sign-in page, as a person does: `page` is on it
+ * (at any address); answers once the console shows the user.
+ */
+export async function signInThroughPage(page, user, password) {
+  const form = page.locator('form[aria-label="Sign in"]');
+  await form.waitFor({ timeout: 15_000 });
+  await form.locator('input[name="user"]').fill(user);
+  await form.locator('input[name="password"]').fill(password);
+  await form.getByRole("button", { name: "Sign in" }).click();
+  await page.locator('[data-testid="signed-in-user"]').filter({ hasText: user }).waitFor({ timeout: 15_000 });
 }
 
 /** `stalecast sim` alone on any free port. Resolves to `{ url, assertRunning, stop }`. */
@@ -184,12 +217,13 @@ export async function withBrowserProblems(page, steps) {
 const requestsOf = new WeakMap();
 
 /**
- * Opens `path` in a `newPage` and waits until the page's update stream is live, its table
+ * Opens `path` in a `newPage`, signed in as the simulator's admin, and waits until the page's update stream is live, its table
  * loaded and its requests settled (`trpcSettled`). From the start, its tRPC requests are
  * recorded (see `trpcRequests`).
  */
 export async function openPage(browser, base, path) {
   const page = await newPage(browser);
+  await addSession(page.context(), base, sessions.get(base));
   const requests = { sent: [], pending: new Set() };
   requestsOf.set(page, requests);
   page.on("request", (request) => {
@@ -314,7 +348,7 @@ export class Cloud {
 
 /** A tRPC mutation against Stalecast, as another user's browser would send it. */
 export async function mutate(base, path, input) {
-  const response = await fetch(`${base}/trpc/${path}`, {
+  const response = await api(base, `/trpc/${path}`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(input),

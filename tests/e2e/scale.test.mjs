@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import {
   RELEASE_BIN,
+  addSession,
+  api,
   allowBrowserProblems,
   assertNoBrowserProblems,
   launchBrowser,
@@ -26,7 +28,7 @@ const CHANGE_MS = 1000;
 /** The page query's answer straight from Stalecast (the total of what it serves). */
 async function volumesTotal(base) {
   const input = encodeURIComponent(JSON.stringify({ limit: 1 }));
-  const response = await fetch(`${base}/trpc/storage.volumes.page?input=${input}`);
+  const response = await api(base, `/trpc/storage.volumes.page?input=${input}`);
   if (!response.ok) return 0;
   return (await response.json()).result.data.total;
 }
@@ -65,6 +67,7 @@ describe(`the Volumes page with ${VOLUMES.toLocaleString("en")} volumes`, () => 
     await warm.close();
 
     const page = await newPage(browser);
+    await addSession(page.context(), app.base, app.cookie);
     const started = performance.now();
     await page.goto(`${app.base}/volumes`);
     await page.locator("table tbody tr[data-id]").first().waitFor({ timeout: 15_000 });

@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import {
   Cloud,
+  addSession,
+  api,
   assertNoBrowserProblems,
   launchBrowser,
   newTab,
@@ -43,7 +45,7 @@ async function roles(tabs) {
 
 /** The bus's current seq, from the API (as another client would read it). */
 async function busSeq(base) {
-  const response = await fetch(`${base}/trpc/updates.state`);
+  const response = await api(base, "/trpc/updates.state");
   return (await response.json()).result.data.seq;
 }
 
@@ -62,6 +64,7 @@ describe("ten tabs of one browser", () => {
     cloud = new Cloud(app.simUrl);
     browser = await launchBrowser();
     context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    await addSession(context, app.base, app.cookie);
   });
 
   afterEach(async () => {

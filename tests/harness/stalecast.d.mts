@@ -42,3 +42,6 @@ export interface Sim extends Running<{ addr: string }> {
 export declare function startBinary<Ready = unknown>(bin: string, args: string[], options?: StartOptions): Promise<Running<Ready>>;
 export declare function startServe(bin: string, options?: StartOptions & { port?: number; flags?: string[] }): Promise<Serve>;
 export declare function startSim(bin: string, options?: StartOptions & { flags?: string[] }): Promise<Sim>;
+
+/** Signs `user` in at `base` (`auth.login`); resolves to the session cookie as `name=value`. */
+export declare function signIn(base: string, user: string, password: string): Promise<string>;

@@ -48,6 +48,23 @@ export async function startServe(bin, { port = 0, flags = [], rustLog } = {}) {
   };
 }
 
+/**
+ * Signs `user` in at `base` (`auth.login`, as the dashboard does) and resolves to the
+ * session cookie as `name=value`, for a `Cookie` header or a browser context. Throws
+ * with the answer when the sign-in fails.
+ */
+export async function signIn(base, user, password) {
+  const response = await fetch(`${base}/trpc/auth.login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user, password }),
+  });
+  const body = await response.text();
+  const cookie = response.headers.getSetCookie().map((c) => c.split(";")[0]).find((c) => c.includes("stalecast_session="));
+  if (response.status !== 200 || !cookie) throw new Error(`sign-in of ${user} failed: ${response.status} ${body}`);
+  return cookie;
+}
+
 /** `stalecast sim` alone on a free port, with extra `flags`; adds its `url`. */
 export async function startSim(bin, { flags = [], rustLog } = {}) {
   const sim = await startBinary(bin, ["sim", "--port", "0", ...flags], { rustLog });

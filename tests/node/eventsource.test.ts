@@ -4,7 +4,7 @@
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
-import { makeClient, Queue, subscribe, type Client } from "./support/client";
+import { fetchWithCookie, makeClient, Queue, subscribe, type Client } from "./support/client";
 import { startServer, type Server } from "./support/server";
 
 let server: Server;
@@ -12,7 +12,7 @@ let client: Client;
 
 beforeAll(async () => {
   server = await startServer();
-  client = makeClient(server.base).client;
+  client = makeClient(server.base, { cookie: server.cookie }).client;
 });
 
 afterAll(async () => {
@@ -26,7 +26,8 @@ interface Received {
 }
 
 function open(query = ""): { source: EventSource; received: Queue<Received> } {
-  const source = new EventSource(`${server.base}/trpc/updates.onUpdate${query}`);
+  // A browser's EventSource sends the page's cookies by itself; Node's is told to.
+  const source = new EventSource(`${server.base}/trpc/updates.onUpdate${query}`, { fetch: fetchWithCookie(server.cookie) });
   const received = new Queue<Received>();
   for (const type of ["connected", "message", "ping"]) {
     source.addEventListener(type, (event) => received.push({ event: type, id: event.lastEventId, data: event.data }));

@@ -19,6 +19,9 @@ beforeAll(async () => {
   server = await startServer();
   browser = await chromium.launch(launchOptions);
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  // Signed in, as a user who opens /docs from the dashboard is: the browser sends the cookie.
+  const [name, value] = server.cookie.split("=") as [string, string];
+  await page.context().addCookies([{ name, value, url: server.base, httpOnly: true, sameSite: "Lax" }]);
   page.on("request", (request) => {
     const url = new URL(request.url());
     if (url.host !== new URL(server.base).host) foreign.push(request.url());
@@ -65,7 +68,7 @@ it("calls a query with an input, a query without, and a mutation against the ser
   // The body editor starts from the schema's example (a valid volume).
   const created = (await execute("storage.volumes.create")) as { result: { data: { id: string; status: string } } };
   expect(created.result.data.status).toBe("creating");
-  const listed = await (await fetch(`${server.base}/trpc/storage.volumes.get?input=${encodeURIComponent(JSON.stringify({ id: created.result.data.id }))}`)).json();
+  const listed = await (await fetch(`${server.base}/trpc/storage.volumes.get?input=${encodeURIComponent(JSON.stringify({ id: created.result.data.id }))}`, { headers: { cookie: server.cookie } })).json();
   expect(listed.result.data.id).toBe(created.result.data.id);
 
   expect(calls).toEqual([

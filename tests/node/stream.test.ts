@@ -21,7 +21,7 @@ async function setup(flags: string[] = []): Promise<{ server: Server; proxy: Pro
   cleanup.push(() => server.stop());
   const proxy = await Proxy.start(server.port);
   cleanup.push(() => proxy.close());
-  return { server, proxy, direct: makeClient(server.base).client, viaProxy: makeClient(server.base, { streamBase: proxy.base }).client };
+  return { server, proxy, direct: makeClient(server.base, { cookie: server.cookie }).client, viaProxy: makeClient(server.base, { streamBase: proxy.base, cookie: server.cookie }).client };
 }
 
 function updateOf(id: string) {
@@ -150,5 +150,49 @@ describe("updates.onUpdate with the stock client", () => {
     const live = await createVolume(direct, "after-resync");
     const event = await stream.events.next(updateOf(live));
     expect(event.data.seq).toBeGreaterThan(resync.data.seq);
+  });
+});
+
+describe("updates.onUpdate and the session", () => {
+  /** Waits until `errors` holds one, and answers it. */
+  async function firstError(errors: unknown[], timeoutMs = 5_000): Promise<unknown> {
+    const deadline = Date.now() + timeoutMs;
+    while (errors.length === 0) {
+      if (Date.now() > deadline) throw new Error(`no error within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return errors[0];
+  }
+
+  it("signing out ends the subscription with UNAUTHORIZED, which the stock client does not retry", async () => {
+    const { server, proxy } = await setup();
+    const alice = makeClient(server.base, { streamBase: proxy.base, cookie: await server.signIn("alice", "alice") }).client;
+    const stream = subscribe(alice);
+    cleanup.push(stream.unsubscribe);
+    await stream.started;
+    const id = await createVolume(alice, "before-sign-out");
+    await stream.events.next(updateOf(id));
+
+    const signedOut = Date.now();
+    await alice.auth.logout.mutate();
+    const error = (await firstError(stream.errors)) as { data?: { code?: string; httpStatus?: number } };
+    expect(Date.now() - signedOut).toBeLessThan(1_000);
+    expect(error.data).toMatchObject({ code: "UNAUTHORIZED", httpStatus: 401 });
+    // No reconnect: one request for the stream, ever.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(proxy.requestsFor("/trpc/updates.onUpdate")).toHaveLength(1);
+    await expect(alice.projects.list.query()).rejects.toMatchObject({ data: { code: "UNAUTHORIZED" } });
+  });
+
+  it("a reader's mutation is FORBIDDEN naming the project, and others' projects are not listed", async () => {
+    const { server } = await setup();
+    const bob = makeClient(server.base, { cookie: await server.signIn("bob", "bob") }).client;
+    const me = await bob.auth.me.query();
+    expect(me.projects.map((p) => [p.name, p.canWrite])).toEqual([["data-team", false]]);
+    expect((await bob.projects.list.query()).map((p) => p.id)).toEqual(["prj-data"]);
+    await expect(bob.storage.volumes.create.mutate({ projectId: "prj-data", name: "nope", sizeGb: 1 })).rejects.toMatchObject({
+      data: { code: "FORBIDDEN", httpStatus: 403 },
+      message: expect.stringContaining("data-team"),
+    });
   });
 });

@@ -19,7 +19,7 @@ let api: ReturnType<typeof makeClient>;
 
 beforeAll(async () => {
   server = await startServer();
-  api = makeClient(server.base);
+  api = makeClient(server.base, { cookie: server.cookie });
 });
 
 afterAll(async () => {
@@ -128,7 +128,7 @@ describe("queries", () => {
       const paths: readonly QueryPath[] = UPDATE_QUERY_MAP[type];
       expect(paths.length).toBeGreaterThan(0);
       for (const path of paths) {
-        const response = await fetch(`${server.base}/trpc/${path}`);
+        const response = await fetch(`${server.base}/trpc/${path}`, { headers: { cookie: server.cookie } });
         // 200, or 400 for a query that needs an input: never "no such procedure" or "not a query".
         expect([200, 400], `${type} → ${path}`).toContain(response.status);
       }

@@ -24,8 +24,11 @@ stop() {
   fi
 }
 trap stop EXIT
+# Tokens live 60 s: short enough that the renewal test outlives one, long enough for a
+# signed-in user's session (which ends with the user's token) to last through a test on a
+# busy machine (at 30 s, a test's second step sometimes came after its session's end).
 "$venv/bin/python" "$here/cloud.py" start --dir "$run" --stalecast "$STALECAST_BIN" \
-  --token-lifetime 30 --volume-page-size 2
+  --token-lifetime 60 --volume-page-size 2
 export STALECAST_OPENSTACK="$run/cloud.json" STALECAST_OPENSTACK_VENV="$venv"
 if "$cargo" nextest --version >/dev/null 2>&1; then
   "$cargo" nextest run -p stalecast-tests --test openstack --locked --no-fail-fast

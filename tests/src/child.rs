@@ -129,6 +129,13 @@ impl ChildServer {
         }
     }
 
+    /// Signs [`ChildServer::client`] in as the simulator's service account (`admin`), as
+    /// a browser would before it calls anything.
+    pub async fn signed_in(mut self) -> Self {
+        self.client = self.client.sign_in("admin", "stalecast").await;
+        self
+    }
+
     /// Points [`ChildServer::client`]'s `/_sim` calls at `url` (an upstream simulator).
     pub fn with_sim_url(mut self, url: &str) -> Self {
         self.client.sim_url = url.trim_end_matches('/').to_owned();

@@ -3,6 +3,11 @@
 //! over HTTP as a browser or the stock tRPC client would ([`Client`], [`SseClient`],
 //! [`raw::RawConnection`]).
 //!
+//! A [`TestApp`] is signed in: its client holds the session cookie of the simulator's
+//! service account (`admin`, admin of every project), as a browser would after
+//! `auth.login`. [`Client::sign_in`] gives a client of another user, [`Client::anonymous`]
+//! one without a session.
+//!
 //! Every use of the server crate's internals (its module paths, the bus, the simulator,
 //! the upstream client, the code generators) is in this file, so that the tests follow a
 //! reorganisation of the server in one place. Nothing here reads a `STALECAST_*`
@@ -27,8 +32,8 @@ use serde_json::{Value, json};
 use stalecast::app::RunningApp;
 use stalecast::config::ServeConfig;
 use stalecast::sim::{Sim, SimConfig};
-use stalecast::updates::UpdateType;
-use stalecast::upstream::client::{OpenStackClient, UpstreamConfig};
+use stalecast::updates::{Owner, UpdateType};
+use stalecast::upstream::client::{Acting, OpenStackClient, UpstreamConfig};
 use tokio_util::sync::CancellationToken;
 
 /// A server started in this process, plus a [`Client`] for it (through `Deref`).
@@ -56,8 +61,27 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts the app with [`test_config`] changed by `adjust`.
+/// Starts the app with [`test_config`] changed by `adjust`, and signs its client in as
+/// the service account (`admin`/`stalecast`, admin of every project).
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    init_tracing();
+    let mut config = test_config();
+    adjust(&mut config);
+    let app = stalecast::app::start(config, CancellationToken::new()).await.expect("app starts");
+    let client = Client::new(&format!("http://{}", app.addr), &app.upstream_url).sign_in("admin", "stalecast").await;
+    TestApp { client, app }
+}
+
+/// Starts the app with [`test_config`] changed by `adjust`, and signs its client in as
+/// `user` with `password` (a real Keystone's user).
+pub async fn spawn_app_signed_in_as(adjust: impl FnOnce(&mut ServeConfig), user: &str, password: &str) -> TestApp {
+    let TestApp { client, app } = spawn_app_anonymous(adjust).await;
+    let client = client.sign_in(user, password).await;
+    TestApp { client, app }
+}
+
+/// Starts the app with [`test_config`] changed by `adjust`; its client is not signed in.
+pub async fn spawn_app_anonymous(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     init_tracing();
     let mut config = test_config();
     adjust(&mut config);
@@ -96,6 +120,13 @@ impl TestApp {
         self.app.bus.publish(update_type(kind), ids).update.seq
     }
 
+    /// Publishes an update of `kind` naming `changed`, each `(id, project)` owned by its
+    /// project, as the store does; answers its seq.
+    pub fn publish_owned(&self, kind: &str, changed: &[(&str, &str)]) -> u64 {
+        let changed = changed.iter().map(|(id, project)| (id.to_string(), Owner::project(project))).collect();
+        self.app.bus.publish_changes(update_type(kind), changed, |_| {}).update.seq
+    }
+
     /// Streams subscribed to the bus right now.
     pub fn subscriber_count(&self) -> usize {
         self.app.bus.subscriber_count()
@@ -106,23 +137,35 @@ impl TestApp {
         self.app.metrics_addr.map(|addr| format!("http://{addr}/metrics"))
     }
 
+    /// The user (by id) who created the simulated server `id`, as the cloud recorded it.
+    pub fn server_creator(&self, id: &str) -> Option<String> {
+        let world = self.sim().expect("the embedded simulator").world();
+        let server = world.servers.iter().find(|s| s["id"] == id)?;
+        server["user_id"].as_str().map(str::to_owned)
+    }
+
+    /// Sessions running right now.
+    pub async fn session_count(&self) -> usize {
+        self.app.sessions.count().await
+    }
+
     /// Creates a volume in the simulator directly, behind Stalecast's back; answers its id.
     pub async fn create_volume_out_of_band(&self, project: &str, name: &str, size_gb: u32) -> String {
         let sim = OpenStackClient::new(upstream_config(&self.sim_url, "stalecast")).expect("simulator client");
-        sim.create_volume(project, name, size_gb, "").await.expect("direct create")
+        sim.create_volume(Acting::Service, project, name, size_gb, "").await.expect("direct create")
     }
 
     /// Snapshots a volume of `project` in the simulator directly, as another OpenStack
     /// client would; answers the snapshot's id.
     pub async fn create_snapshot_out_of_band(&self, project: &str, volume: &str, name: &str) -> String {
         let sim = OpenStackClient::new(upstream_config(&self.sim_url, "stalecast")).expect("simulator client");
-        sim.create_snapshot(project, volume, name, "", false).await.expect("direct snapshot")
+        sim.create_snapshot(Acting::Service, project, volume, name, "", false).await.expect("direct snapshot")
     }
 
     /// Adds a subnet to a network of `project` in the simulator directly; answers its id.
     pub async fn create_subnet_out_of_band(&self, project: &str, network: &str, cidr: &str) -> String {
         let sim = OpenStackClient::new(upstream_config(&self.sim_url, "stalecast")).expect("simulator client");
-        sim.create_subnet(project, network, cidr, 4, "made-elsewhere").await.expect("direct subnet")
+        sim.create_subnet(Acting::Service, project, network, cidr, 4, "made-elsewhere").await.expect("direct subnet")
     }
 
     /// The embedded simulator (absent when the test points `upstream` elsewhere).
@@ -151,6 +194,23 @@ pub fn generated_openapi() -> Value {
     serde_json::to_value(stalecast::openapi::document(&stalecast::rpc::registry())).expect("document")
 }
 
+/// Every registered procedure: its path, its kind (`query`, `mutation`, `subscription`)
+/// and whether anyone may call it without a session (`auth.login`).
+pub fn procedures() -> Vec<(String, String, bool)> {
+    use stalecast::rpc::{Gate, Kind};
+    stalecast::rpc::registry()
+        .iter()
+        .map(|p| {
+            let kind = match p.kind {
+                Kind::Query => "query",
+                Kind::Mutation => "mutation",
+                Kind::Subscription => "subscription",
+            };
+            (p.path.to_owned(), kind.to_owned(), p.gate == Gate::Open)
+        })
+        .collect()
+}
+
 /// The files of the bindings package the code generates, by path relative to `bindings/`.
 pub fn generated_bindings() -> BTreeMap<String, String> {
     stalecast::bindings::generate(&stalecast::rpc::registry()).expect("bindings generate")
@@ -171,7 +231,7 @@ pub fn files_under(dir: &std::path::Path) -> std::collections::BTreeSet<String> 
 /// answers its id.
 pub async fn create_volume_in_sim(sim_url: &str, project: &str, name: &str) -> String {
     let sim = OpenStackClient::new(upstream_config(sim_url, "stalecast")).expect("simulator client");
-    sim.create_volume(project, name, 1, "").await.expect("direct create")
+    sim.create_volume(Acting::Service, project, name, 1, "").await.expect("direct create")
 }
 
 /// The Lua source of the cluster's publish script, as the server runs it.
@@ -251,22 +311,101 @@ pub fn types_query(types: &[&str]) -> String {
     format!("input={}", encode(&json!({ "types": types }).to_string()))
 }
 
-/// Calls a running Stalecast (and its upstream's `/_sim` knobs) over HTTP.
+/// Calls a running Stalecast (and its upstream's `/_sim` knobs) over HTTP, as one
+/// browser would: with its session cookie on every request (the stream's too), once
+/// signed in.
 #[derive(Clone)]
 pub struct Client {
     pub base: String,
+    /// Sends the session cookie with every request (a default header).
     pub http: reqwest::Client,
     /// Where the upstream (normally the embedded simulator) listens.
     pub sim_url: String,
+    /// `stalecast_session=<id>`, once signed in.
+    pub cookie: Option<String>,
+    /// How its HTTP clients are built (a TLS test's trusts its certificate).
+    pub builder: Arc<dyn Fn() -> reqwest::ClientBuilder + Send + Sync>,
 }
 
+/// The name of the session cookie over plain HTTP.
+pub const SESSION_COOKIE: &str = "stalecast_session";
+/// Its name over HTTPS.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-stalecast_session";
+
 impl Client {
+    /// A client without a session.
     pub fn new(base: &str, sim_url: &str) -> Self {
         Client {
             base: base.to_owned(),
             http: reqwest::Client::new(),
             sim_url: sim_url.trim_end_matches('/').to_owned(),
+            cookie: None,
+            builder: Arc::new(reqwest::Client::builder),
         }
+    }
+
+    /// The same server, its HTTP clients made by `builder` (the session is dropped).
+    pub fn built_by(&self, builder: impl Fn() -> reqwest::ClientBuilder + Send + Sync + 'static) -> Self {
+        let builder: Arc<dyn Fn() -> reqwest::ClientBuilder + Send + Sync> = Arc::new(builder);
+        Client { http: builder().build().expect("http client"), cookie: None, builder, ..self.clone() }
+    }
+
+    /// The same server, with `cookie` (`name=value`) on every request.
+    pub fn with_cookie(&self, cookie: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::COOKIE, reqwest::header::HeaderValue::from_str(cookie).expect("cookie"));
+        let http = (self.builder)().default_headers(headers).build().expect("http client");
+        Client { http, cookie: Some(cookie.to_owned()), ..self.clone() }
+    }
+
+    /// A new HTTP client (its own connections) with this client's session cookie: another
+    /// connection of the same browser.
+    pub fn new_http(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(cookie) = &self.cookie {
+            headers.insert(reqwest::header::COOKIE, reqwest::header::HeaderValue::from_str(cookie).expect("cookie"));
+        }
+        (self.builder)().default_headers(headers).build().expect("http client")
+    }
+
+    /// The same server, without a session.
+    pub fn anonymous(&self) -> Self {
+        Client { http: (self.builder)().build().expect("http client"), cookie: None, ..self.clone() }
+    }
+
+    /// `auth.login` as `user`: status, body and the `Set-Cookie` headers of the answer.
+    pub async fn login(&self, user: &str, password: &str) -> (StatusCode, Value, Vec<String>) {
+        let response = self
+            .http
+            .post(self.url("/trpc/auth.login"))
+            .header("content-type", "application/json")
+            .body(json!({"user": user, "password": password}).to_string())
+            .send()
+            .await
+            .expect("auth.login");
+        let cookies = response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let (status, body) = json_of(response).await;
+        (status, body, cookies)
+    }
+
+    /// A client of the same server signed in as `user`: a browser of theirs. Panics when
+    /// the sign-in fails.
+    pub async fn sign_in(&self, user: &str, password: &str) -> Client {
+        let (status, body, cookies) = self.anonymous().login(user, password).await;
+        assert_eq!(status, StatusCode::OK, "sign-in of {user}: {body}");
+        let cookie = cookies
+            .iter()
+            .filter_map(|c| c.split(';').next())
+            .find(|pair| {
+                [SESSION_COOKIE, SECURE_SESSION_COOKIE].iter().any(|name| pair.starts_with(&format!("{name}=")))
+            })
+            .unwrap_or_else(|| panic!("sign-in of {user} set no session cookie: {cookies:?}"));
+        self.with_cookie(cookie)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -323,6 +462,14 @@ impl Client {
 
     /// Opens `updates.onUpdate` with `query` (e.g. `input=…`) and optional headers.
     pub async fn stream(&self, query: &str, last_event_id: Option<&str>) -> SseClient {
+        let response = self.open_stream(query, last_event_id).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        SseClient::new(response)
+    }
+
+    /// Asks for `updates.onUpdate` with `query` and answers the response as it comes (a
+    /// stream, or an error envelope).
+    pub async fn open_stream(&self, query: &str, last_event_id: Option<&str>) -> reqwest::Response {
         let url = if query.is_empty() {
             self.url("/trpc/updates.onUpdate")
         } else {
@@ -332,9 +479,7 @@ impl Client {
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
-        let response = request.send().await.expect("stream request");
-        assert_eq!(response.status(), StatusCode::OK);
-        SseClient::new(response)
+        request.send().await.expect("stream request")
     }
 
     /// Sets the simulator's fault knobs (`{"errorRate":1.0}`, `{"latencyMs":…}`, `{}`).

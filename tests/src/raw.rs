@@ -18,6 +18,8 @@ pub struct RawConnection {
     socket: TcpStream,
     /// Bytes read but not consumed yet.
     buffer: BytesMut,
+    /// `Cookie` sent with every request (a signed-in client's session).
+    cookie: Option<String>,
 }
 
 /// A whole response read from a [`RawConnection`].
@@ -38,7 +40,13 @@ enum Framing {
 impl RawConnection {
     pub async fn connect(addr: SocketAddr) -> Self {
         let socket = TcpStream::connect(addr).await.expect("connect");
-        RawConnection { socket, buffer: BytesMut::new() }
+        RawConnection { socket, buffer: BytesMut::new(), cookie: None }
+    }
+
+    /// Sends `client`'s session cookie with every request from now on.
+    pub fn as_client(mut self, client: &crate::Client) -> Self {
+        self.cookie = client.cookie.clone();
+        self
     }
 
     /// A connection whose receive buffer is `bytes` small, so that a reader that stops
@@ -47,12 +55,15 @@ impl RawConnection {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(bytes).expect("receive buffer size");
         let socket = socket.connect(addr).await.expect("connect");
-        RawConnection { socket, buffer: BytesMut::new() }
+        RawConnection { socket, buffer: BytesMut::new(), cookie: None }
     }
 
     /// Writes `GET path HTTP/1.1` with `headers` (a `host` header is added).
     pub async fn send_get(&mut self, path: &str, headers: &[(&str, &str)]) {
         let mut request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n");
+        if let Some(cookie) = &self.cookie {
+            request.push_str(&format!("cookie: {cookie}\r\n"));
+        }
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }

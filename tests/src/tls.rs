@@ -48,13 +48,20 @@ impl TestCert {
     /// A client that trusts this certificate alone (no system roots), and speaks
     /// `protocol`.
     pub fn client(&self, protocol: Protocol) -> reqwest::Client {
-        let root = reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).expect("the test certificate parses");
-        let builder = reqwest::Client::builder().tls_certs_only([root]).timeout(Duration::from_secs(60));
-        let builder = match protocol {
-            Protocol::H2 => builder,
-            Protocol::Http11 => builder.http1_only(),
-        };
-        builder.build().expect("TLS client")
+        self.builder(protocol)().build().expect("TLS client")
+    }
+
+    /// What builds [`client`](Self::client)s.
+    pub fn builder(&self, protocol: Protocol) -> impl Fn() -> reqwest::ClientBuilder + Send + Sync + 'static {
+        let pem = self.cert_pem.clone();
+        move || {
+            let root = reqwest::Certificate::from_pem(pem.as_bytes()).expect("the test certificate parses");
+            let builder = reqwest::Client::builder().tls_certs_only([root]).timeout(Duration::from_secs(60));
+            match protocol {
+                Protocol::H2 => builder,
+                Protocol::Http11 => builder.http1_only(),
+            }
+        }
     }
 
     /// The paths as strings, for command lines and environment variables.
@@ -77,8 +84,10 @@ pub async fn spawn_tls_app(
     adjust(&mut config);
     let app = stalecast::app::start(config, CancellationToken::new()).await.expect("app starts");
     assert!(app.url.starts_with("https://"), "{}", app.url);
-    let mut client = Client::new(&format!("https://localhost:{}", app.addr.port()), &app.upstream_url);
-    client.http = cert.client(protocol);
+    let client = Client::new(&format!("https://localhost:{}", app.addr.port()), &app.upstream_url)
+        .built_by(cert.builder(protocol))
+        .sign_in("admin", "stalecast")
+        .await;
     TestApp { client, app }
 }
 

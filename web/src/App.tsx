@@ -1,10 +1,15 @@
-/** The console's frame: header with the project filter and the live badge, navigation, the page, the event log. */
+/**
+ * The console's frame, behind the sign-in gate: header with the project filter (the
+ * user's projects only), the live badge and the signed-in user with a sign-out,
+ * navigation, the page, the event log.
+ */
 import { ConnectionBadge } from "./components/ConnectionBadge";
 import { EventLog } from "./components/EventLog";
 import { ProjectOptions } from "./components/ProjectOptions";
 import { Sidebar } from "./components/Sidebar";
 import { Toasts } from "./components/Toasts";
 import { ProjectProvider, useProjectFilter } from "./lib/project";
+import { SessionGate, useSession } from "./lib/session";
 import { Link, usePath } from "./lib/router";
 import { FlavorsPage } from "./pages/FlavorsPage";
 import { ImagesPage } from "./pages/ImagesPage";
@@ -19,11 +24,30 @@ import { UpdatesProvider } from "./updates/context";
 
 export function App() {
   return (
-    <UpdatesProvider>
-      <ProjectProvider>
-        <Shell />
-      </ProjectProvider>
-    </UpdatesProvider>
+    <SessionGate>
+      {(stream) => (
+        <UpdatesProvider options={stream}>
+          <ProjectProvider>
+            <Shell />
+          </ProjectProvider>
+        </UpdatesProvider>
+      )}
+    </SessionGate>
+  );
+}
+
+function SignedInUser() {
+  const { me, signOut, signingOut } = useSession();
+  const roles = me.projects.map((p) => `${p.name}: ${p.roles.join(", ")}`).join("\n");
+  return (
+    <div className="user" data-testid="signed-in-user">
+      <span className="user__name" title={roles}>
+        {me.user.name}
+      </span>
+      <button type="button" className="btn btn--small" disabled={signingOut} onClick={signOut}>
+        Sign out
+      </button>
+    </div>
   );
 }
 
@@ -85,6 +109,7 @@ function Shell() {
         <ProjectSelect />
         <div className="topbar__spacer" />
         <ConnectionBadge />
+        <SignedInUser />
       </header>
       <Sidebar />
       <main className="main">

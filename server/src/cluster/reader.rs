@@ -195,10 +195,12 @@ impl Reader {
         }
         let ts = entry.update.ts;
         if let Err(error) = self.store.apply(entry.update.clone(), &entry.records) {
-            // Not this version's records: announce the update all the same (the client
-            // refetches; this node's copy catches up at the next change).
+            // Not this version's records: announce the update all the same, as a change of
+            // the whole collection (its ids' owners are in the records: naming the ids to
+            // everyone could tell a user of another project's resources). Every client
+            // refetches; this node's copy catches up at the next change.
             tracing::warn!(seq, %error, "an update's records do not decode; announced without them");
-            self.bus.ingest(entry.update, |_| {});
+            self.bus.ingest(entry.update, Vec::new(), |_| {});
         }
         self.last = seq;
         self.shared.stats.applied.fetch_add(1, Ordering::Relaxed);

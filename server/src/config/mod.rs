@@ -50,6 +50,15 @@ fn duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A membership refresh interval: at most a minute.
+fn refresh(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d > crate::auth::MAX_REFRESH {
+        return Err("memberships are read again at least every minute: at most 1m".into());
+    }
+    Ok(d)
+}
+
 fn origin(s: &str) -> Result<String, String> {
     let s = s.trim().trim_end_matches('/');
     let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
@@ -155,6 +164,35 @@ pub struct ServeConfig {
     #[arg(long, env = "STALECAST_METRICS_ADDR", value_name = "ADDR:PORT")]
     pub metrics_addr: Option<SocketAddr>,
 
+    // --- sign-in ---
+    /// A session with no request for this long ends (its streams with it).
+    #[arg(long, env = "STALECAST_SESSION_IDLE_TIMEOUT", value_parser = duration, default_value = "30m")]
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after sign-in at the latest (sooner when the user's
+    /// Keystone token expires: sessions are never renewed past it).
+    #[arg(long, env = "STALECAST_SESSION_LIFETIME", value_parser = duration, default_value = "12h")]
+    pub session_lifetime: Duration,
+    /// How often each session's projects and roles are read again from Keystone (at most
+    /// `1m`).
+    #[arg(long, env = "STALECAST_MEMBERSHIP_REFRESH", value_parser = refresh, default_value = "1m")]
+    pub membership_refresh: Duration,
+    /// Failed sign-ins of one user within `--signin-window` that block the user until
+    /// the oldest of them is older than the window.
+    #[arg(long, env = "STALECAST_SIGNIN_FAILURES_PER_USER", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub signin_failures_per_user: u32,
+    /// Failed sign-ins from one client address (any users) within `--signin-window`
+    /// that block the address.
+    #[arg(long, env = "STALECAST_SIGNIN_FAILURES_PER_ADDRESS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub signin_failures_per_address: u32,
+    /// How long a failed sign-in counts.
+    #[arg(long, env = "STALECAST_SIGNIN_WINDOW", value_parser = duration, default_value = "5m")]
+    pub signin_window: Duration,
+    /// Pages are served over HTTPS by a proxy in front that terminates TLS: the session
+    /// cookie is `Secure` and named `__Host-stalecast_session` (always so with
+    /// `--tls-cert`).
+    #[arg(long, env = "STALECAST_SECURE_COOKIE")]
+    pub secure_cookie: bool,
+
     // --- who may call ---
     /// A host name the server answers to, besides the listen address, `localhost`,
     /// `127.0.0.1` and `[::1]` (repeat, or comma-separated); any other `Host` is refused.
@@ -252,6 +290,16 @@ mod tests {
         assert_eq!((default.port, default.ring_size, default.channel_capacity), (3000, 4096, 1024));
         assert_eq!(default.upstream, None);
         assert!(default.sim_seed.is_empty(), "the small seeded world by default");
+    }
+
+    #[test]
+    fn memberships_are_read_again_at_least_every_minute() {
+        let parse = |args: &[&str]| literal_defaults().try_get_matches_from(args).map(|_| ());
+        assert!(parse(&["stalecast", "--membership-refresh", "20s"]).is_ok());
+        assert!(parse(&["stalecast", "--membership-refresh", "2m"]).is_err());
+        let default = ServeConfig::default();
+        assert_eq!(default.membership_refresh, Duration::from_secs(60));
+        assert!(!default.secure_cookie);
     }
 
     #[test]

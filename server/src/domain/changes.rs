@@ -11,9 +11,11 @@
 //! reads the `list` again. Never an error for a bad `since`: a client that is confused
 //! about where it stands needs the whole list, not an error page.
 //!
-//! The answer depends only on the stored version, the last change at or before `since`
-//! and the project filter, so thousands of clients that were all up to date ask one
-//! question; the wire layer encodes each answer once ([`Delta::key`]).
+//! Like the list, it holds only what the caller may see (their projects' records, public
+//! images, shared networks), deletes included. The answer depends only on the stored
+//! version, the last change at or before `since` and which records it may hold, so
+//! thousands of clients that were all up to date ask one question; the wire layer encodes
+//! each answer once ([`Delta::key`]).
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use ts_rs::TS;
 use utoipa::ToSchema;
 
 use super::types::MAX_ID;
-use super::{Ctx, Error};
+use super::{Ctx, Error, Sight, SightKey};
 use crate::upstream::model::{Flavor, Image, Network, Project, Server, Subnet, Volume, VolumeSnapshot};
 use crate::upstream::store::{Fetch, Since, Snapshot};
 
@@ -127,7 +129,7 @@ pub struct Delta<R> {
     snapshot: Arc<Snapshot<R>>,
     /// The last change at or before `since`; `None`: a resync.
     point: Option<u64>,
-    project: Option<String>,
+    sight: Sight,
 }
 
 /// What a `changes` answer depends on, besides its type.
@@ -135,31 +137,30 @@ pub struct Delta<R> {
 pub struct DeltaKey {
     pub version: u64,
     pub point: Option<u64>,
-    pub project: Option<String>,
+    pub sight: SightKey,
 }
 
 impl<R: Changes> Delta<R> {
     pub fn key(&self) -> DeltaKey {
-        DeltaKey { version: self.snapshot.version, point: self.point, project: self.project.clone() }
+        DeltaKey { version: self.snapshot.version, point: self.point, sight: self.sight.key() }
     }
 
     /// The answer, as the store says.
     pub fn compute(&self) -> R::Answer {
         let since = match self.point {
-            Some(point) => self.snapshot.changes_since(Some(point), u64::MAX, |r| {
-                self.project.as_deref().is_none_or(|p| r.project_id() == Some(p))
-            }),
+            Some(point) => self.snapshot.changes_since(Some(point), u64::MAX, |r| self.sight.keeps(r)),
             None => Since::Resync { seq: self.snapshot.seq() },
         };
         R::answer(since)
     }
 }
 
-/// What changed in a collection after `input.since`.
+/// What changed in a collection after `input.since`, of what the caller may see.
 pub async fn changes<R: Changes>(ctx: &Ctx, input: ChangesInput) -> Result<Delta<R>, Error> {
+    let room = ctx.room()?;
     input.validate()?;
     let snapshot = ctx.store.get::<R>().await?;
     let latest = ctx.bus.seq();
     let point = input.since.0.filter(|since| *since <= latest).and_then(|since| snapshot.point(since));
-    Ok(Delta { snapshot, point, project: input.project_id })
+    Ok(Delta { snapshot, point, sight: Sight::new(room, input.project_id) })
 }

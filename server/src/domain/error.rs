@@ -28,6 +28,10 @@ pub enum Error {
     /// The cloud is limiting the request rate; the caller should slow down.
     #[error("{0}")]
     TooManyRequests(String),
+    /// Too many failed sign-ins lately, for this user or from this address: the next
+    /// attempt is taken after this long.
+    #[error("too many failed sign-ins: try again in {} s", .0.as_secs_f64().ceil())]
+    SignInLimited(std::time::Duration),
     /// The upstream refused the request as invalid; the message is the cloud's own.
     #[error("{0}")]
     Rejected(String),
@@ -48,6 +52,9 @@ pub enum Error {
     /// operators only.
     #[error("upstream failed: {0}")]
     Upstream(String),
+    /// Stalecast itself failed. For operators only.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -25,9 +25,11 @@
 //! record whose sort value changes between two pages may be seen twice or not at all
 //! (the client hears of that change on the stream anyway).
 //!
-//! The answer depends only on the stored version and the normalized question, so the
-//! thousands of clients that hold page 1 ask one question: the wire layer computes and
-//! encodes it once per version ([`Page::key`]), off the async workers.
+//! A page holds only what the caller may see (their projects' records, public images,
+//! shared networks), and `total` counts only those. The answer depends only on the stored
+//! version, the normalized question and which records it may hold, so the thousands of
+//! clients that hold page 1 ask one question: the wire layer computes and encodes it once
+//! per version ([`Page::key`]), off the async workers.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -40,7 +42,8 @@ use ts_rs::TS;
 use utoipa::ToSchema;
 
 use super::types::{MAX_ID, MAX_NAME};
-use super::{Ctx, Error};
+use super::{Ctx, Error, Sight, SightKey};
+use crate::updates::Room;
 use crate::upstream::model::{Flavor, Image, Network, Project, Server, Subnet, Volume, VolumeSnapshot};
 use crate::upstream::store::{Fetch, Snapshot};
 
@@ -437,6 +440,7 @@ fn check_len(field: &'static str, value: Option<&str>, max: usize) -> Result<(),
 pub struct Page<R> {
     snapshot: Arc<Snapshot<R>>,
     question: Question,
+    sight: Sight,
 }
 
 /// What a `page` answer depends on, besides its type.
@@ -444,16 +448,19 @@ pub struct Page<R> {
 pub struct PageKey {
     pub version: u64,
     pub question: Question,
+    pub sight: SightKey,
 }
 
 impl<R: Paged> Page<R> {
-    /// The question `input` asks of `snapshot`, checked.
-    pub fn new(snapshot: Arc<Snapshot<R>>, input: PageInput) -> Result<Self, Error> {
-        Ok(Page { question: Question::of::<R>(input)?, snapshot })
+    /// The question `input` asks of `snapshot`, for a caller who may see `room`, checked.
+    pub fn new(snapshot: Arc<Snapshot<R>>, input: PageInput, room: Arc<Room>) -> Result<Self, Error> {
+        let question = Question::of::<R>(input)?;
+        let sight = Sight::new(room, question.project.clone());
+        Ok(Page { question, snapshot, sight })
     }
 
     pub fn key(&self) -> PageKey {
-        PageKey { version: self.snapshot.version, question: self.question.clone() }
+        PageKey { version: self.snapshot.version, question: self.question.clone(), sight: self.sight.key() }
     }
 
     /// The page: filters every stored record, then orders only what is needed (the
@@ -467,7 +474,7 @@ impl<R: Paged> Page<R> {
             .items
             .iter()
             .map(|r| &**r)
-            .filter(|r| q.matches(*r))
+            .filter(|r| q.matches(*r) && r.seen_by(&self.sight.room))
             .map(|r| (r.sort_value(key).unwrap_or_else(|| SortValue::text(r.name())), r))
             .collect();
         let total = rows.len() as u64;
@@ -490,13 +497,15 @@ impl<R: Paged> Page<R> {
     }
 }
 
-/// One page of a collection.
+/// One page of what the caller may see of a collection.
 pub async fn page<R: Paged>(ctx: &Ctx, input: Option<PageInput>) -> Result<Page<R>, Error> {
+    let room = ctx.room()?;
     let input = input.unwrap_or_default();
     // Checked before the store is asked, so that bad input never waits on upstream.
     let question = Question::of::<R>(input)?;
     let snapshot = ctx.store.get::<R>().await?;
-    Ok(Page { snapshot, question })
+    let sight = Sight::new(room, question.project.clone());
+    Ok(Page { snapshot, question, sight })
 }
 
 /// Cursors: `base64url(json [fingerprint, sortValue, id] ‖ crc32 of that json)`.
@@ -581,9 +590,13 @@ mod tests {
         })
     }
 
+    /// The room of a caller who may see both projects of [`many`].
+    fn room() -> Arc<Room> {
+        crate::updates::Rooms::default().room(["prj-a", "prj-b"])
+    }
+
     fn ask(snapshot: &Arc<Snapshot<Volume>>, input: PageInput) -> Result<VolumePage, Error> {
-        let question = Question::of::<Volume>(input)?;
-        Ok(Page { snapshot: snapshot.clone(), question }.compute())
+        Ok(Page::new(snapshot.clone(), input, room())?.compute())
     }
 
     fn ids(page: &VolumePage) -> Vec<&str> {

@@ -229,7 +229,7 @@ pub struct Deleted {
 pub struct TypeUpdateState {
     #[serde(rename = "type")]
     pub kind: UpdateType,
-    /// 0 when no update of this type was published yet.
+    /// 0 when no update of this type that the caller may see was published yet.
     #[ts(type = "number")]
     pub seq: u64,
     /// Microseconds since the Unix epoch; 0 when none yet.

@@ -27,9 +27,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::OnceCell;
 
 use super::RpcError;
-use crate::domain::Listing;
 use crate::domain::changes::{Changes, Delta, DeltaKey};
 use crate::domain::page::{Page, PageKey, Paged};
+use crate::domain::{Listing, SightKey};
 use crate::updates::UpdateType;
 use crate::upstream::store::Fetch;
 
@@ -260,7 +260,8 @@ impl hyper::body::Body for Sliced {
 }
 
 /// The encoded answers of the current version of each collection, one per distinct
-/// question: its lists (whole, or one project's), its `changes` and its `page` answers. A question
+/// question and set of records it may hold (a room, or one project): its lists (all a
+/// room sees, or one project's), its `changes` and its `page` answers. A question
 /// asked again at the same version waits for the one encoding already under way, or
 /// takes its result.
 ///
@@ -271,15 +272,15 @@ impl hyper::body::Body for Sliced {
 /// only to find or insert a cell.
 #[derive(Debug, Default)]
 pub struct Answers {
-    lists: [Mutex<Kept<Option<String>, LIST_VERSIONS>>; UpdateType::ALL.len()],
+    lists: [Mutex<Kept<SightKey, LIST_VERSIONS>>; UpdateType::ALL.len()],
     deltas: [Mutex<Kept<DeltaKey, VERSIONS>>; UpdateType::ALL.len()],
     pages: [Mutex<Kept<PageKey, VERSIONS>>; UpdateType::ALL.len()],
 }
 
 /// Answers kept per type and kind of question, per version, and at most this many per
-/// version (a question per project for lists; for `changes`, a client asks with the seq
-/// it stands at, so up-to-date clients share one). Beyond it, an answer is encoded for
-/// its request alone.
+/// version (a question per project and per room for lists; for `changes`, a client asks
+/// with the seq it stands at, so up-to-date clients of one room share one). Beyond it, an
+/// answer is encoded for its request alone.
 const MAX_KEPT: usize = 256;
 
 /// `page` answers kept per type and version: at most this many. Most clients hold the
@@ -349,11 +350,12 @@ async fn off_thread(
 }
 
 impl Answers {
-    /// The answer to a list query: the whole stored collection, or one project's part.
+    /// The answer to a list query: what a room sees of the stored collection, or one
+    /// project's part.
     pub async fn list<R: Fetch>(&self, listing: Listing<R>) -> Result<Arc<Encoded>, RpcError> {
         let cell = {
             let mut kept = self.lists[R::TYPE as usize].lock().unwrap_or_else(|p| p.into_inner());
-            kept.cell(listing.snapshot.version, listing.project.clone(), MAX_KEPT)
+            kept.cell(listing.snapshot.version, listing.sight.key(), MAX_KEPT)
         };
         let encoded =
             cell.get_or_try_init(|| off_thread(move || Encoded::of(&listing.items().collect::<Vec<_>>()))).await;
@@ -533,9 +535,11 @@ mod tests {
     #[tokio::test]
     async fn a_list_is_encoded_once_per_version_and_project() {
         let answers = Answers::default();
+        let rooms = crate::updates::Rooms::default();
+        let room = rooms.room(["a", "b"]);
         let listing = |snapshot: &Arc<_>, project: Option<&str>| Listing {
             snapshot: Arc::clone(snapshot),
-            project: project.map(str::to_owned),
+            sight: crate::domain::Sight::new(room.clone(), project.map(str::to_owned)),
         };
         let v1 = volumes(1, &["a", "b", "a"]);
         let whole = answers.list(listing(&v1, None)).await.expect("encodes");
@@ -555,6 +559,19 @@ mod tests {
         let older = answers.list(listing(&v1, None)).await.expect("encodes");
         assert_eq!(ids(&older), ids(&whole));
         assert!(Arc::ptr_eq(&newer, &answers.list(listing(&v2, None)).await.expect("encodes")));
+
+        // Another room has its own answer, with only what it sees; one project's part is
+        // shared by every room that sees the project.
+        let only_b = rooms.room(["b"]);
+        let other = |project: Option<&str>| Listing {
+            snapshot: Arc::clone(&v1),
+            sight: crate::domain::Sight::new(only_b.clone(), project.map(str::to_owned)),
+        };
+        let b_whole = answers.list(other(None)).await.expect("encodes");
+        assert_eq!(ids(&b_whole), ["v-1"]);
+        let b_part = answers.list(other(Some("b"))).await.expect("encodes");
+        assert!(Arc::ptr_eq(&b_part, &answers.list(listing(&v1, Some("b"))).await.expect("encodes")));
+        assert!(ids(&answers.list(other(Some("a"))).await.expect("encodes")).is_empty(), "a project it may not see");
     }
 
     fn many_volumes(version: u64, count: usize) -> Arc<Snapshot<Volume>> {
@@ -585,8 +602,13 @@ mod tests {
         })
     }
 
+    /// The room of the caller of [`page`]: one for the whole test, so that its answers
+    /// can be shared.
+    static ROOM: std::sync::LazyLock<Arc<crate::updates::Room>> =
+        std::sync::LazyLock::new(|| crate::updates::Rooms::default().room(["prj-web"]));
+
     fn page(snapshot: &Arc<Snapshot<Volume>>, input: serde_json::Value) -> Page<Volume> {
-        Page::new(snapshot.clone(), serde_json::from_value(input).expect("input")).expect("valid")
+        Page::new(snapshot.clone(), serde_json::from_value(input).expect("input"), ROOM.clone()).expect("valid")
     }
 
     #[tokio::test]

@@ -90,11 +90,13 @@ pub struct RpcError {
     pub path: Option<String>,
     /// For `405`: the methods the path does take (the `Allow` header).
     pub allow: Option<&'static str>,
+    /// For `429`: seconds until the next attempt is taken (the `Retry-After` header).
+    pub retry_after: Option<u64>,
 }
 
 impl RpcError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        RpcError { code, message: message.into(), path: None, allow: None }
+        RpcError { code, message: message.into(), path: None, allow: None, retry_after: None }
     }
     pub fn parse(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::ParseError, message)
@@ -148,6 +150,9 @@ impl IntoResponse for RpcError {
         if let Some(allow) = self.allow {
             response.headers_mut().insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static(allow));
         }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -189,6 +194,17 @@ impl From<domain::Error> for RpcError {
             domain::Error::Unauthorized(message) => RpcError::new(ErrorCode::Unauthorized, message),
             domain::Error::TooLarge(message) => RpcError::new(ErrorCode::PayloadTooLarge, message),
             domain::Error::TooManyRequests(message) => RpcError::new(ErrorCode::TooManyRequests, message),
+            domain::Error::SignInLimited(wait) => {
+                // Whole seconds, rounded up: a client that waits that long is let in.
+                let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
+                RpcError {
+                    retry_after: Some(seconds),
+                    ..RpcError::new(
+                        ErrorCode::TooManyRequests,
+                        format!("too many failed sign-ins: try again in {seconds} s"),
+                    )
+                }
+            }
             domain::Error::Rejected(message) => RpcError::bad_request(message),
             domain::Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "upstream unreachable");
@@ -210,6 +226,7 @@ impl From<domain::Error> for RpcError {
                 tracing::warn!(%detail, "upstream failed");
                 RpcError::new(ErrorCode::BadGateway, "the cloud API answered with an error")
             }
+            domain::Error::Internal(detail) => RpcError::internal(detail),
         }
     }
 }

@@ -10,11 +10,14 @@
 //! - Query answers carry an `ETag`; `If-None-Match` with it gives `304` ([`encoded`]).
 //! - The event stream `updates.onUpdate` ([`stream`]).
 //! - Every call is counted, by procedure and status, with its latency ([`metrics`]).
+//! - Who calls: the session the request's cookie names ([`cookie`]); every procedure but
+//!   `auth.login`, and the stream, answer `401` without one.
 //!
 //! Every procedure is a function of the domain named in [`procedures`]; this layer
 //! decodes its input (naming the offending field), encodes its answer and maps its
 //! error onto the envelope.
 
+pub mod cookie;
 pub mod encoded;
 mod error;
 pub mod metrics;
@@ -30,19 +33,24 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use cookie::Cookies;
 pub use encoded::Encoded;
 pub use error::{ErrorCode, ErrorData, ErrorEnvelope, ErrorShape, RpcError};
 pub use metrics::RpcMetrics;
 pub use procedures::registry;
-pub use registry::{Answer, Kind, NoInput, Output, Presence, Procedure, Registry, Wire, WireType};
+pub use registry::{Answer, Gate, Kind, NoInput, Output, Presence, Procedure, Registry, Wire, WireType};
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Extensions;
 use axum::routing::{any, get};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Session;
 use crate::domain::Ctx;
 use crate::updates::Pings;
 
@@ -52,7 +60,10 @@ pub const MAX_BATCH: usize = 64;
 /// What the tRPC endpoints run with.
 #[derive(Debug)]
 pub struct Api {
+    /// The server's parts, with no caller: each request names its own.
     pub ctx: Ctx,
+    /// How the session cookie is read and written.
+    pub cookies: Cookies,
     pub registry: Registry,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
@@ -69,6 +80,7 @@ pub struct Api {
 impl Api {
     pub fn new(
         ctx: Ctx,
+        cookies: Cookies,
         max_body_bytes: usize,
         body_timeout: Duration,
         pings: Pings,
@@ -76,7 +88,37 @@ impl Api {
     ) -> Arc<Api> {
         let answers = Default::default();
         let metrics = RpcMetrics::default();
-        Arc::new(Api { ctx, registry: registry(), max_body_bytes, body_timeout, metrics, answers, pings, shutdown })
+        Arc::new(Api {
+            ctx,
+            cookies,
+            registry: registry(),
+            max_body_bytes,
+            body_timeout,
+            metrics,
+            answers,
+            pings,
+            shutdown,
+        })
+    }
+
+    /// The running session the request's cookie names, if any.
+    pub async fn session(&self, headers: &HeaderMap) -> Option<Arc<Session>> {
+        let id = self.cookies.session_id(headers)?;
+        self.ctx.sessions.find(id).await
+    }
+
+    /// The context of one request: the server's parts, its caller and its address.
+    async fn context(&self, headers: &HeaderMap, extensions: &Extensions) -> Ctx {
+        let caller = self.session(headers).await;
+        let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ctx { caller, peer, ..self.ctx.clone() }
+    }
+
+    /// Adds what an answer does to the session cookie to `response`.
+    fn cookie(&self, response: &mut Response, set: Option<&cookie::SessionCookie>) {
+        if let Some(set) = set {
+            response.headers_mut().append(header::SET_COOKIE, self.cookies.header(set));
+        }
     }
 }
 
@@ -122,26 +164,33 @@ pub async fn handler(
     Path(paths): Path<String>,
     query: Result<Query<TrpcQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let paths: Vec<&str> = paths.split(',').collect();
     let first_path = paths.first().copied().unwrap_or_default();
-    let (response, counted) = respond(&api, &method, &paths, query, &headers, body).await;
+    let (mut response, counted) = answer(&api, &method, &paths, query, &headers, &extensions, body).await;
     if !counted {
         api.metrics.call(&api.registry, first_path, response.status().as_u16(), started.elapsed());
+    }
+    // A cookie that names no running session (expired, signed out elsewhere) is cleared
+    // with the `401`, so the browser forgets it.
+    if response.status() == StatusCode::UNAUTHORIZED && api.cookies.present(&headers) {
+        api.cookie(&mut response, Some(&cookie::SessionCookie::Clear));
     }
     response
 }
 
-/// The answer to a request of `paths`, and whether its calls were counted already (those
-/// of a batch).
-async fn respond(
+/// The answer, and whether its calls were counted already (each call of a batch is
+/// counted on its own).
+async fn answer(
     api: &Arc<Api>,
     method: &Method,
     paths: &[&str],
     query: Result<Query<TrpcQuery>, axum::extract::rejection::QueryRejection>,
     headers: &HeaderMap,
+    extensions: &Extensions,
     body: Body,
 ) -> (Response, bool) {
     let first_path = paths.first().copied().unwrap_or_default();
@@ -153,31 +202,40 @@ async fn respond(
         Ok(inputs) => inputs,
         Err(e) => return (e.with_path(first_path).into_response(), false),
     };
+    let ctx = api.context(headers, extensions).await;
 
     if !batch {
         if paths.len() > 1 {
             return (RpcError::bad_request("several procedures need ?batch=1").into_response(), false);
         }
         let input = inputs.into_iter().next().unwrap_or(serde_json::Value::Null);
-        let response = match call(api, method, first_path, input).await {
+        let response = match call(api, &ctx, method, first_path, input).await {
             Ok(Answer::Shared(encoded)) if method == Method::GET => encoded.respond(headers).await,
             Ok(answer) => {
                 let body = encoded::envelope(&answer.json());
-                if method == Method::GET { tagged(headers, body) } else { ok_response(StatusCode::OK, body) }
+                let mut response =
+                    if method == Method::GET { tagged(headers, body) } else { ok_response(StatusCode::OK, body) };
+                api.cookie(&mut response, answer.cookie());
+                response
             }
             Err(e) => e.into_response(),
         };
         return (response, false);
     }
 
-    let calls = paths.iter().zip(inputs).map(|(path, input)| async move {
-        let started = Instant::now();
-        let result = call(api, method, path, input).await;
-        let status = result.as_ref().map_or_else(RpcError::status, |_| StatusCode::OK);
-        api.metrics.call(&api.registry, path, status.as_u16(), started.elapsed());
-        result
+    let calls = paths.iter().zip(inputs).map(|(path, input)| {
+        let ctx = &ctx;
+        async move {
+            let started = Instant::now();
+            let result = call(api, ctx, method, path, input).await;
+            let status = result.as_ref().map_or_else(RpcError::status, |_| StatusCode::OK);
+            api.metrics.call(&api.registry, path, status.as_u16(), started.elapsed());
+            result
+        }
     });
     let results = futures_util::future::join_all(calls).await;
+    let cookies: Vec<cookie::SessionCookie> =
+        results.iter().filter_map(|r| r.as_ref().ok()?.cookie().cloned()).collect();
     let statuses: Vec<StatusCode> =
         results.iter().map(|r| r.as_ref().map_or_else(RpcError::status, |_| StatusCode::OK)).collect();
     let status = if statuses.windows(2).all(|w| w[0] == w[1]) {
@@ -197,10 +255,16 @@ async fn respond(
         }
     }
     body.put_u8(b']');
-    if *method == Method::GET && status == StatusCode::OK {
-        return (tagged(headers, body.freeze()), true);
+    let mut response = if *method == Method::GET && status == StatusCode::OK {
+        tagged(headers, body.freeze())
+    } else {
+        ok_response(status, body.freeze())
+    };
+    // A batch that signs in and out sets the cookie as its calls did, in their order.
+    for set in &cookies {
+        api.cookie(&mut response, Some(set));
     }
-    (ok_response(status, body.freeze()), true)
+    (response, true)
 }
 
 /// A query's `200` answer with its `ETag`, or `304` when the client already holds it.
@@ -216,8 +280,15 @@ fn tagged(request: &HeaderMap, body: Bytes) -> Response {
     response
 }
 
-/// Runs one call after checking that it exists and that the method fits its kind.
-async fn call(api: &Arc<Api>, method: &Method, path: &str, input: serde_json::Value) -> Result<Answer, RpcError> {
+/// Runs one call for `ctx`'s caller after checking that it exists and that the method
+/// fits its kind.
+async fn call(
+    api: &Arc<Api>,
+    ctx: &Ctx,
+    method: &Method,
+    path: &str,
+    input: serde_json::Value,
+) -> Result<Answer, RpcError> {
     let Some(procedure) = api.registry.get(path) else {
         return Err(RpcError::not_found(format!("no procedure named \"{path}\"")).with_path(path));
     };
@@ -233,7 +304,7 @@ async fn call(api: &Arc<Api>, method: &Method, path: &str, input: serde_json::Va
         };
         return Err(RpcError::wrong_method(format!("{path} is a {kind}: use {expected}"), allow).with_path(path));
     }
-    procedure.call(api.clone(), input).await.map_err(|e| e.with_path(path))
+    procedure.call(api.clone(), ctx.clone(), input).await.map_err(|e| e.with_path(path))
 }
 
 /// The raw inputs, one per call (`null` where absent).

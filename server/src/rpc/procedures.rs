@@ -6,6 +6,7 @@ use super::registry::{Kind, NoInput, Registry, Wire};
 use super::stream::{OnUpdateInput, PATH as STREAM};
 use crate::domain::changes::*;
 use crate::domain::page::*;
+use crate::domain::signin::{self, LoginInput, Me, ProjectAccess, SignOut, SignedIn, SignedInUser, SignedOut};
 use crate::domain::stats::ServerStats;
 use crate::domain::types::*;
 use crate::domain::{self, Listing};
@@ -50,13 +51,35 @@ impl Wire for FlavorChanges {}
 impl Wire for SnapshotPage {}
 impl Wire for SubnetPage {}
 impl Wire for FlavorPage {}
+impl Wire for LoginInput {}
+impl Wire for Me {}
+impl Wire for SignedInUser {}
+impl Wire for ProjectAccess {}
+impl Wire for SignedOut {}
 
 /// The registry of every procedure.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    r.query::<Option<ListInput>, Listing<Project>, _, _>("projects.list", "All projects.", |ctx, input| async move {
-        domain::list(&ctx, input).await
-    })
+    r.open_mutation::<LoginInput, SignedIn, _, _>(
+        "auth.login",
+        "Signs in with the cloud's Keystone (user name, password, domain by name): sets the session cookie and answers who signed in, with their projects and roles. Failed sign-ins are limited per user and per address (429 with Retry-After).",
+        |ctx, input| async move { signin::login(&ctx, input).await },
+    )
+    .query::<NoInput, Me, _, _>(
+        "auth.me",
+        "Who is signed in: the user, their projects with their roles there, and when the session ends.",
+        |ctx, _: NoInput| async move { signin::me(&ctx) },
+    )
+    .mutation::<NoInput, SignOut, _, _>(
+        "auth.logout",
+        "Signs out: ends the session (its streams end, in every tab), revokes its Keystone tokens, clears the cookie.",
+        |ctx, _: NoInput| async move { signin::logout(&ctx).await },
+    )
+    .query::<Option<ListInput>, Listing<Project>, _, _>(
+        "projects.list",
+        "The projects the caller has a role on.",
+        |ctx, input| async move { domain::list(&ctx, input).await },
+    )
     .query::<ChangesInput, Delta<Project>, _, _>(
         "projects.changes",
         "What changed in projects.list after a seq: upserts and deletes, or resync.",
@@ -69,7 +92,7 @@ pub fn registry() -> Registry {
     )
     .query::<Option<ListInput>, Listing<Server>, _, _>(
         "compute.servers.list",
-        "Servers (instances), optionally of one project.",
+        "Servers (instances) of the caller's projects, optionally of one of them.",
         |ctx, input| async move { domain::list(&ctx, input).await },
     )
     .query::<ChangesInput, Delta<Server>, _, _>(
@@ -105,7 +128,7 @@ pub fn registry() -> Registry {
     })
     .query::<Option<ListInput>, Listing<Volume>, _, _>(
         "storage.volumes.list",
-        "Block-storage volumes, optionally of one project.",
+        "Block-storage volumes of the caller's projects, optionally of one of them.",
         |ctx, input| async move { domain::list(&ctx, input).await },
     )
     .query::<ChangesInput, Delta<Volume>, _, _>(
@@ -141,7 +164,7 @@ pub fn registry() -> Registry {
     })
     .query::<Option<ListInput>, Listing<Image>, _, _>(
         "images.list",
-        "Images, optionally those owned by one project.",
+        "Public images and those of the caller's projects, optionally those owned by one project.",
         |ctx, input| async move { domain::list(&ctx, input).await },
     )
     .query::<ChangesInput, Delta<Image>, _, _>(
@@ -156,7 +179,7 @@ pub fn registry() -> Registry {
     )
     .query::<Option<ListInput>, Listing<Network>, _, _>(
         "networks.list",
-        "Networks, optionally of one project.",
+        "Shared networks and those of the caller's projects, optionally of one project.",
         |ctx, input| async move { domain::list(&ctx, input).await },
     )
     .query::<ChangesInput, Delta<Network>, _, _>(
@@ -189,8 +212,8 @@ pub fn registry() -> Registry {
     })
     .query::<NoInput, UpdatesState, _, _>(
         "updates.state",
-        "The bus's latest seq, the replay ring's size and the last update of each type.",
-        |ctx, _: NoInput| async move { Ok(domain::updates_state(&ctx)) },
+        "The bus's latest seq, the replay ring's size and the last update of each type the caller may see.",
+        |ctx, _: NoInput| async move { domain::updates_state(&ctx) },
     )
     .query::<NoInput, ServerStats, _, _>(
         "server.stats",
@@ -330,11 +353,13 @@ mod tests {
         live.dedup();
         assert!(live.iter().all(|p| registry.get(p).is_some_and(|q| q.kind == Kind::Query)));
         assert!(live.len() >= 20, "{} live queries: {live:?}", live.len());
-        // Every query of the cloud is among them (only the stream's state is not).
+        // Every query of the cloud is among them (only the stream's state is not, and the
+        // caller's own session, which an `access` resync refreshes when it changes).
         for procedure in registry.iter().filter(|p| p.kind == Kind::Query) {
             let patched = domain::CHANGES.iter().any(|(_, changes)| *changes == procedure.path);
+            let own = ["updates.state", "auth.me"].contains(&procedure.path);
             assert!(
-                live.contains(&procedure.path) || patched || procedure.path == "updates.state",
+                live.contains(&procedure.path) || patched || own,
                 "{} is a query no update keeps live",
                 procedure.path
             );

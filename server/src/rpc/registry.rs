@@ -18,10 +18,12 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::ArrayBuilder;
 use utoipa::openapi::{Ref, RefOr, Schema};
 
+use super::cookie::SessionCookie;
 use super::encoded::{Answers, Encoded};
-use super::{Api, RpcError};
+use super::{Api, ErrorCode, RpcError};
 use crate::domain::changes::{Changes, Delta};
 use crate::domain::page::{Page, Paged};
+use crate::domain::signin::{Me, SignOut, SignedIn, SignedOut};
 use crate::domain::{self, Ctx, Listing};
 use crate::upstream::store::Fetch;
 
@@ -48,6 +50,15 @@ impl Kind {
     }
 }
 
+/// Who may call a procedure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Anyone who reaches the server (`auth.login`).
+    Open,
+    /// A signed-in caller only: without a session, `401`.
+    Session,
+}
+
 /// The bytes of an answer, as the HTTP layer sends them.
 #[derive(Clone, Debug)]
 pub enum Answer {
@@ -55,14 +66,24 @@ pub enum Answer {
     Json(Bytes),
     /// A stored value's answer, encoded once and shared by every request for it.
     Shared(Arc<Encoded>),
+    /// JSON computed for this request, and what it does to the session cookie.
+    Session(Bytes, SessionCookie),
 }
 
 impl Answer {
     /// The procedure's JSON (without the envelope).
     pub fn json(&self) -> Bytes {
         match self {
-            Answer::Json(json) => json.clone(),
+            Answer::Json(json) | Answer::Session(json, _) => json.clone(),
             Answer::Shared(encoded) => encoded.json(),
+        }
+    }
+
+    /// What the answer does to the session cookie.
+    pub fn cookie(&self) -> Option<&SessionCookie> {
+        match self {
+            Answer::Session(_, cookie) => Some(cookie),
+            _ => None,
         }
     }
 }
@@ -78,6 +99,24 @@ impl<T: Wire + Serialize + Send> Output for T {
     type Wire = T;
     async fn encode(self, _: &Answers) -> Result<Answer, RpcError> {
         serde_json::to_vec(&self).map(|json| Answer::Json(Bytes::from(json))).map_err(RpcError::internal)
+    }
+}
+
+/// A sign-in answers who signed in, and sets the cookie to the new session's id.
+impl Output for SignedIn {
+    type Wire = Me;
+    async fn encode(self, _: &Answers) -> Result<Answer, RpcError> {
+        let json = serde_json::to_vec(&self.me).map_err(RpcError::internal)?;
+        Ok(Answer::Session(Bytes::from(json), SessionCookie::Set(self.session.id().to_owned())))
+    }
+}
+
+/// A sign-out answers whose session ended, and clears the cookie.
+impl Output for SignOut {
+    type Wire = SignedOut;
+    async fn encode(self, _: &Answers) -> Result<Answer, RpcError> {
+        let json = serde_json::to_vec(&self.0).map_err(RpcError::internal)?;
+        Ok(Answer::Session(Bytes::from(json), SessionCookie::Clear))
     }
 }
 
@@ -115,7 +154,7 @@ where
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Handler = Box<dyn Fn(Arc<Api>, serde_json::Value) -> BoxFuture<Result<Answer, RpcError>> + Send + Sync>;
+type Handler = Box<dyn Fn(Arc<Api>, Ctx, serde_json::Value) -> BoxFuture<Result<Answer, RpcError>> + Send + Sync>;
 
 /// How a procedure's input may be given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,6 +306,7 @@ impl WireType {
 pub struct Procedure {
     pub path: &'static str,
     pub kind: Kind,
+    pub gate: Gate,
     pub description: &'static str,
     pub input: WireType,
     pub output: WireType,
@@ -278,6 +318,7 @@ impl std::fmt::Debug for Procedure {
         f.debug_struct("Procedure")
             .field("path", &self.path)
             .field("kind", &self.kind)
+            .field("gate", &self.gate)
             .field("input", &self.input)
             .field("output", &self.output)
             .finish()
@@ -285,10 +326,64 @@ impl std::fmt::Debug for Procedure {
 }
 
 impl Procedure {
-    /// Runs a query or mutation with raw JSON input (`null` when absent).
-    pub async fn call(&self, api: Arc<Api>, input: serde_json::Value) -> Result<Answer, RpcError> {
+    /// The error codes the procedure answers with (besides success), as the contract
+    /// states them: the OpenAPI document's responses and the bindings' `PROCEDURE_ERRORS`.
+    pub fn errors(&self) -> &'static [ErrorCode] {
+        use ErrorCode::*;
+        match (self.kind, self.gate) {
+            (Kind::Query, _) => &[
+                BadRequest,
+                Unauthorized,
+                Forbidden,
+                NotFound,
+                MethodNotSupported,
+                InternalServerError,
+                BadGateway,
+                ServiceUnavailable,
+            ],
+            (Kind::Mutation, Gate::Session) => &[
+                BadRequest,
+                Unauthorized,
+                Forbidden,
+                NotFound,
+                MethodNotSupported,
+                Timeout,
+                Conflict,
+                PayloadTooLarge,
+                UnsupportedMediaType,
+                TooManyRequests,
+                InternalServerError,
+                BadGateway,
+                ServiceUnavailable,
+                GatewayTimeout,
+            ],
+            // Signing in: wrong credentials (401), too many failures (429), Keystone down.
+            (Kind::Mutation, Gate::Open) => &[
+                BadRequest,
+                Unauthorized,
+                Forbidden,
+                MethodNotSupported,
+                Timeout,
+                PayloadTooLarge,
+                UnsupportedMediaType,
+                TooManyRequests,
+                InternalServerError,
+                BadGateway,
+                ServiceUnavailable,
+            ],
+            (Kind::Subscription, _) => &[BadRequest, Unauthorized, Forbidden, MethodNotSupported],
+        }
+    }
+
+    /// Runs a query or mutation for the caller `ctx` names, with raw JSON input (`null`
+    /// when absent). A procedure behind [`Gate::Session`] called without a session is
+    /// `401`, before its input is even read.
+    pub async fn call(&self, api: Arc<Api>, ctx: Ctx, input: serde_json::Value) -> Result<Answer, RpcError> {
+        if self.gate == Gate::Session && ctx.caller.is_none() {
+            return Err(RpcError::new(ErrorCode::Unauthorized, "sign in first (auth.login): this needs a session"));
+        }
         match &self.handler {
-            Some(handler) => handler(api, input).await,
+            Some(handler) => handler(api, ctx, input).await,
             None => Err(RpcError::new(
                 super::ErrorCode::MethodNotSupported,
                 format!("{} is a subscription: open it as an event stream", self.path),
@@ -308,7 +403,8 @@ impl Registry {
         Self::default()
     }
 
-    /// Registers a query: `handler(ctx, input)` answers `GET /trpc/<path>`.
+    /// Registers a query for signed-in callers: `handler(ctx, input)` answers
+    /// `GET /trpc/<path>`.
     pub fn query<I, O, F, Fut>(&mut self, path: &'static str, description: &'static str, handler: F) -> &mut Self
     where
         I: DeserializeOwned + Wire + Send,
@@ -316,10 +412,11 @@ impl Registry {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, domain::Error>> + Send + 'static,
     {
-        self.add::<I, O, F, Fut>(path, Kind::Query, description, handler)
+        self.add::<I, O, F, Fut>(path, Kind::Query, Gate::Session, description, handler)
     }
 
-    /// Registers a mutation: `handler(ctx, input)` answers `POST /trpc/<path>`.
+    /// Registers a mutation for signed-in callers: `handler(ctx, input)` answers
+    /// `POST /trpc/<path>`.
     pub fn mutation<I, O, F, Fut>(&mut self, path: &'static str, description: &'static str, handler: F) -> &mut Self
     where
         I: DeserializeOwned + Wire + Send,
@@ -327,7 +424,23 @@ impl Registry {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, domain::Error>> + Send + 'static,
     {
-        self.add::<I, O, F, Fut>(path, Kind::Mutation, description, handler)
+        self.add::<I, O, F, Fut>(path, Kind::Mutation, Gate::Session, description, handler)
+    }
+
+    /// Registers a mutation anyone may call (signing in).
+    pub fn open_mutation<I, O, F, Fut>(
+        &mut self,
+        path: &'static str,
+        description: &'static str,
+        handler: F,
+    ) -> &mut Self
+    where
+        I: DeserializeOwned + Wire + Send,
+        O: Output,
+        F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, domain::Error>> + Send + 'static,
+    {
+        self.add::<I, O, F, Fut>(path, Kind::Mutation, Gate::Open, description, handler)
     }
 
     /// Describes a subscription served by its own streaming handler; `O` is the type of
@@ -336,6 +449,7 @@ impl Registry {
         self.insert(Procedure {
             path,
             kind: Kind::Subscription,
+            gate: Gate::Session,
             description,
             input: WireType::of::<I>(),
             output: WireType::of::<O>(),
@@ -343,7 +457,14 @@ impl Registry {
         })
     }
 
-    fn add<I, O, F, Fut>(&mut self, path: &'static str, kind: Kind, description: &'static str, handler: F) -> &mut Self
+    fn add<I, O, F, Fut>(
+        &mut self,
+        path: &'static str,
+        kind: Kind,
+        gate: Gate,
+        description: &'static str,
+        handler: F,
+    ) -> &mut Self
     where
         I: DeserializeOwned + Wire + Send,
         O: Output,
@@ -351,17 +472,18 @@ impl Registry {
         Fut: Future<Output = Result<O, domain::Error>> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let erased: Handler = Box::new(move |api, raw| {
+        let erased: Handler = Box::new(move |api, ctx, raw| {
             let handler = handler.clone();
             Box::pin(async move {
                 let input: I = super::decode_input(raw)?;
-                let output = handler(api.ctx.clone(), input).await?;
+                let output = handler(ctx, input).await?;
                 output.encode(&api.answers).await
             })
         });
         self.insert(Procedure {
             path,
             kind,
+            gate,
             description,
             input: WireType::of::<I>(),
             output: WireType::of::<O::Wire>(),

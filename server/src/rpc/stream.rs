@@ -14,11 +14,15 @@
 //! data: {}
 //! ```
 //!
-//! This module reads the request: the input (`types`), and the resume id from the
-//! `Last-Event-ID` header (what browsers send when they reconnect), `?lastEventId=` or
-//! `input.lastEventId`, in that order of precedence. What the stream then writes is the
-//! bus's business (`crate::updates`): the replay after that id, live updates, a
-//! `resync` instead of any gap, pings, and the end on shutdown.
+//! This module reads the request: the session its cookie names (none: `401` before any
+//! event), the input (`types`), and the resume id from the `Last-Event-ID` header (what
+//! browsers send when they reconnect), `?lastEventId=` or `input.lastEventId`, in that
+//! order of precedence. What the stream then writes is the bus's business
+//! (`crate::updates`): the replay after that id and live updates, as the session's room
+//! may see them, a `resync` instead of any gap, pings, the end on shutdown, and when the
+//! session ends (signed out in any tab, expired), `event: serialized-error` with tRPC's
+//! `UNAUTHORIZED` error, which the stock client raises to the subscriber instead of
+//! reconnecting.
 //!
 //! The answer carries the stream two ways. Its body is the stream's frames, for
 //! connections hyper serves (HTTP/2, a keep-alive connection whose first request was
@@ -38,8 +42,8 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
 
-use super::{Api, RpcError, decode_input};
-use crate::updates::{self, StreamRequest, TypeFilter, UpdateType};
+use super::{Api, ErrorCode, RpcError, decode_input};
+use crate::updates::{self, Access, StreamRequest, TypeFilter, UpdateType};
 
 /// The procedure path of the stream.
 pub const PATH: &str = "updates.onUpdate";
@@ -74,11 +78,21 @@ pub async fn handler(
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let request = match read_request(&headers, query) {
+    let Some(session) = api.session(&headers).await else {
+        let mut response =
+            RpcError::new(ErrorCode::Unauthorized, "sign in first (auth.login): the stream needs a session")
+                .with_path(PATH)
+                .into_response();
+        if api.cookies.present(&headers) {
+            response.headers_mut().append(header::SET_COOKIE, api.cookies.header(&super::cookie::SessionCookie::Clear));
+        }
+        return response;
+    };
+    let request = match read_request(&headers, query, session.access()) {
         Ok(request) => request,
         Err(e) => return e.with_path(PATH).into_response(),
     };
-    let frames = updates::stream::frames(api.ctx.bus.clone(), request, api.pings.clone(), api.shutdown.clone());
+    let frames = updates::stream::frames(api.ctx.bus.clone(), request.clone(), api.pings.clone(), api.shutdown.clone());
     let mut response = Body::from_stream(frames.map(Ok::<_, Infallible>)).into_response();
     response.extensions_mut().insert(request);
     let h = response.headers_mut();
@@ -93,9 +107,20 @@ pub async fn wrong_method() -> RpcError {
     RpcError::wrong_method(format!("{PATH} is a subscription: use GET"), "GET").with_path(PATH)
 }
 
+/// The last frame of a stream whose session ended: tRPC's `serialized-error` event with
+/// the `UNAUTHORIZED` error shape, which the stock client does not retry.
+pub fn ended() -> bytes::Bytes {
+    let error = RpcError::new(ErrorCode::Unauthorized, "the session ended (signed out, or expired): sign in again")
+        .with_path(PATH)
+        .envelope()
+        .error;
+    updates::frame::serialized_error(&serde_json::to_string(&error).unwrap_or_default())
+}
+
 fn read_request(
     headers: &HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    access: Access,
 ) -> Result<StreamRequest, RpcError> {
     let Ok(Query(query)) = query else {
         return Err(RpcError::bad_request("malformed query string"));
@@ -116,5 +141,5 @@ fn read_request(
     // Refusing it with a 400 would end the subscription for good in the stock client.
     let after = resume.map(|id| id.trim().parse::<u64>().unwrap_or(u64::MAX));
     let types = TypeFilter::only(input.types.as_deref().unwrap_or_default());
-    Ok(StreamRequest { after, types })
+    Ok(StreamRequest { after, types, access, ended: ended() })
 }

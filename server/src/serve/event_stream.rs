@@ -75,7 +75,7 @@ pub(super) async fn answer(
     request.extensions_mut().insert(ConnectInfo(remote));
     // Boxed: the router's future is needed only until the answer's head is known.
     let Ok(response) = Box::pin(router.oneshot(request)).await;
-    let direct = response.extensions().get::<StreamRequest>().copied().filter(|_| response.status().is_success());
+    let direct = response.extensions().get::<StreamRequest>().cloned().filter(|_| response.status().is_success());
     let Some(direct) = direct else {
         // Not a stream: an error envelope, written whole.
         if let Err(error) = plain(&stream, response, version, write_timeout, &shutdown).await {

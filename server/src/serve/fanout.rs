@@ -5,6 +5,14 @@
 //! non-blocking `write`. No per-stream task wakes up for an update, which is most of
 //! what a notification cost besides the `write` itself.
 //!
+//! Each shard keeps its streams grouped by their listener's room (the projects the
+//! signed-in user may see). Per update, each group asks once whether its room sees the
+//! update and which frame it writes ([`Published::frame_for`], made once per update and
+//! room for every shard): a group that may not see it costs nothing more, one that sees
+//! only some of its ids shares one frame naming those. So filtering costs a few
+//! decisions per update, not one per socket. A stream whose room changes moves to its
+//! new group and resyncs; one whose session ends writes its last frame and closes.
+//!
 //! A stream whose socket does not take the whole frame is *detached*: the shard queues
 //! what is left (and later frames) for the stream's own task, which waits until the
 //! socket is writable, writes the queue in order and attaches the stream again once it
@@ -37,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::updates::stream::Opened;
 use crate::updates::{
-    BusMetrics, Cursor, Pings, Published, ResyncReason, StreamRequest, Subscriber, UpdateBus, now_micros,
+    Access, BusMetrics, Cursor, Pings, Published, ResyncReason, Room, StreamRequest, Subscriber, UpdateBus, now_micros,
 };
 
 /// The shards and what every stream needs from the server.
@@ -52,12 +60,22 @@ pub struct Fanout {
 
 #[derive(Debug, Default)]
 struct Shard {
-    streams: Mutex<HashMap<u64, Arc<Entry>>>,
+    /// The shard's streams, by the id of their room.
+    groups: Mutex<HashMap<u64, Group>>,
+}
+
+/// The streams of one room.
+#[derive(Debug)]
+struct Group {
+    room: Arc<Room>,
+    streams: HashMap<u64, Arc<Entry>>,
 }
 
 /// One stream on the fan-out.
 #[derive(Debug)]
 struct Entry {
+    /// The id of the room whose group holds the stream.
+    room: AtomicU64,
     socket: Arc<TcpStream>,
     /// HTTP/1.1 chunked framing (HTTP/1.0: raw bytes until the connection closes).
     chunked: bool,
@@ -131,18 +149,29 @@ impl Fanout {
         shutdown: &CancellationToken,
     ) -> io::Result<()> {
         let socket = Arc::new(socket);
+        let mut access = request.access.clone();
+        let current = access.borrow_and_update().clone();
+        let Some(room) = current else {
+            // The session ended between the request and now: its last frame, and the end.
+            write_all(&socket, &frame(chunked, &request.ended), write_timeout, shutdown).await?;
+            if chunked {
+                let _ = socket.try_write(b"0\r\n\r\n");
+            }
+            return Ok(());
+        };
         let shard = &self.shards[self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len()];
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let capacity = self.bus.channel_capacity();
         // Registered under the bus lock: the shard delivers exactly what follows the replay.
         let (entry, _subscriber, _open): (Arc<Entry>, Subscriber, Opened) = self.bus.attach(request.after, |start| {
-            let (cursor, opening) = Cursor::open(&start, request.types, self.pings.connected());
+            let (cursor, opening) = Cursor::open(&start, request.types, &room, self.pings.connected());
             let mut queue = VecDeque::new();
             for event in &opening {
                 queue_event(&mut queue, chunked, event);
             }
             let opened = Opened::new(&request, &start, self.bus.metrics());
             let entry = Arc::new(Entry {
+                room: AtomicU64::new(room.id()),
                 socket: socket.clone(),
                 chunked,
                 capacity,
@@ -156,11 +185,13 @@ impl Fanout {
                 }),
                 detached: Notify::new(),
             });
-            lock(&shard.streams).insert(id, entry.clone());
+            shard.join(id, entry.clone(), room.clone());
             (entry, start.subscriber, opened)
         });
-        let result = entry.run(&self.pings, self.bus.metrics(), write_timeout, shutdown).await;
-        lock(&shard.streams).remove(&id);
+        let ended = &request.ended;
+        let life = Life { shard, id, bus: &self.bus, access, ended };
+        let result = entry.run(life, &self.pings, self.bus.metrics(), write_timeout, shutdown).await;
+        shard.leave(id, entry.room.load(Ordering::Relaxed));
         lock(&entry.state).closed = true;
         if result.is_ok() && chunked {
             // The end of the chunked body, if the socket takes it now; nobody waits for it.
@@ -168,6 +199,16 @@ impl Fanout {
         }
         result
     }
+}
+
+/// What a stream's task needs to follow its session: where it is registered, and the
+/// session's room as it changes.
+struct Life<'a> {
+    shard: &'a Shard,
+    id: u64,
+    bus: &'a UpdateBus,
+    access: Access,
+    ended: &'a Bytes,
 }
 
 impl Shard {
@@ -178,11 +219,15 @@ impl Shard {
                 cursor.published(published);
             });
         }
-        // Framed once for every HTTP/1.1 stream of the shard, not once per socket.
-        let chunk = frame(true, &published.frame);
         let mut written = 0;
-        for entry in lock(&self.streams).values() {
-            written += u64::from(entry.deliver(published, &chunk));
+        for group in lock(&self.groups).values() {
+            // Decided once per room (and made once per update and room, whichever shard
+            // asks first); framed once for every HTTP/1.1 stream of the group.
+            let Some(event) = published.frame_for(&group.room) else { continue };
+            let chunk = frame(true, &event);
+            for entry in group.streams.values() {
+                written += u64::from(entry.deliver(published, &event, &chunk));
+            }
         }
         let update = &published.update;
         metrics.written(update.kind, written, update.ts, now_micros());
@@ -196,7 +241,7 @@ impl Shard {
     /// Tells every stream's cursor what it missed (`owe`), and hands the streams that
     /// now owe a resync to their own tasks, which write it.
     fn owe_resync(&self, owe: impl Fn(&mut Cursor)) {
-        for entry in lock(&self.streams).values() {
+        for entry in lock(&self.groups).values().flat_map(|g| g.streams.values()) {
             let mut state = lock(&entry.state);
             owe(&mut state.cursor);
             if state.attached && state.cursor.owes_resync() {
@@ -205,17 +250,36 @@ impl Shard {
             }
         }
     }
+
+    /// Adds stream `id` to the group of `room`.
+    fn join(&self, id: u64, entry: Arc<Entry>, room: Arc<Room>) {
+        let mut groups = lock(&self.groups);
+        let group = groups.entry(room.id()).or_insert_with(|| Group { room, streams: HashMap::new() });
+        group.streams.insert(id, entry);
+    }
+
+    /// Removes stream `id` from the group of room `room`, and the group when it is empty.
+    fn leave(&self, id: u64, room: u64) -> Option<Arc<Entry>> {
+        let mut groups = lock(&self.groups);
+        let group = groups.get_mut(&room)?;
+        let entry = group.streams.remove(&id);
+        if group.streams.is_empty() {
+            groups.remove(&room);
+        }
+        entry
+    }
 }
 
 impl Entry {
-    /// One update (`chunk`: its frame in chunked coding): written now when the stream
-    /// wants it and the socket takes it, else queued. Answers whether it was either.
-    fn deliver(&self, published: &Published, chunk: &Bytes) -> bool {
+    /// One update the stream's room sees (`event`: the room's frame of it, `chunk`: the
+    /// same in chunked coding): written now when the stream wants it and the socket takes
+    /// it, else queued. Answers whether it was either.
+    fn deliver(&self, published: &Published, event: &Bytes, chunk: &Bytes) -> bool {
         let mut state = lock(&self.state);
-        if state.closed || state.cursor.published(published).is_none() {
+        if state.closed || !state.cursor.published(published) {
             return false;
         }
-        let wire = if self.chunked { chunk } else { &published.frame };
+        let wire = if self.chunked { chunk } else { event };
         if state.attached {
             match write_now(&self.socket, wire) {
                 Ok(None) => {}
@@ -242,10 +306,11 @@ impl Entry {
         true
     }
 
-    /// The stream's own task: writes what the shard queued, sends keep-alive pings, and
-    /// watches for the client leaving.
+    /// The stream's own task: writes what the shard queued, sends keep-alive pings,
+    /// follows its session (a new room, or its end), and watches for the client leaving.
     async fn run(
         &self,
+        mut life: Life<'_>,
         pings: &Pings,
         metrics: &BusMetrics,
         write_timeout: Duration,
@@ -301,6 +366,33 @@ impl Entry {
                     closed.set(self.socket.readable());
                 }
                 _ = self.detached.notified() => {}
+                changed = life.access.changed() => {
+                    let now = if changed.is_ok() { life.access.borrow_and_update().clone() } else { None };
+                    let Some(room) = now else {
+                        // Signed out or expired: what is queued, the last frame, the end.
+                        let mut last = BytesMut::new();
+                        {
+                            let mut state = lock(&self.state);
+                            state.closed = true;
+                            while let Some(bytes) = state.queue.pop_front() {
+                                last.extend_from_slice(&bytes);
+                            }
+                        }
+                        last.extend_from_slice(&frame(self.chunked, life.ended));
+                        return write_all(&self.socket, &last, write_timeout, shutdown).await;
+                    };
+                    let was = self.room.load(Ordering::Relaxed);
+                    if room.id() != was {
+                        if let Some(entry) = life.shard.leave(life.id, was) {
+                            self.room.store(room.id(), Ordering::Relaxed);
+                            life.shard.join(life.id, entry, room);
+                        }
+                        let mut state = lock(&self.state);
+                        state.cursor.access_changed(life.bus.seq());
+                        // The task writes the resync (top of the loop), not the shard.
+                        state.attached = false;
+                    }
+                }
                 changed = ticks.changed() => {
                     if changed.is_err() {
                         // The clock stopped: the server is shutting down.

@@ -67,6 +67,10 @@ impl Caller {
 
 const DOMAIN: (&str, &str) = ("default", "Default");
 
+/// The users besides the service account, each with their password (their name), the
+/// project they have a role on and that role.
+pub const USERS: [(&str, &str, &str); 2] = [("alice", "prj-web", "member"), ("bob", "prj-data", "reader")];
+
 /// `(id, name, the role it implies)`.
 const ROLES: [(&str, &str, Option<&str>); 3] =
     [("rol-admin", "admin", Some("member")), ("rol-member", "member", Some("reader")), ("rol-reader", "reader", None)];
@@ -140,7 +144,7 @@ impl Identity {
             .filter_map(|p| p["id"].as_str())
             .map(|project| Assignment { user: service.id.clone(), project: project.to_owned(), role: "admin" })
             .collect();
-        for (name, project, role) in [("alice", "prj-web", "member"), ("bob", "prj-data", "reader")] {
+        for (name, project, role) in USERS {
             if name == user {
                 continue;
             }
@@ -474,6 +478,8 @@ async fn issue_token(
         return keystone_error(StatusCode::BAD_REQUEST, "Expecting to find identity.methods in auth.");
     };
     let methods: Vec<String> = methods.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect();
+    // A rescoped token expires with the one it was made from, as Keystone's do.
+    let mut expires = None;
     let user = match methods.first().map(String::as_str) {
         Some("password") => {
             let selector = &identity["password"]["user"];
@@ -489,7 +495,10 @@ async fn issue_token(
             drop(tokens);
             match issued.filter(|i| i.expires > SystemTime::now()) {
                 Some(issued) => match keystone.users.iter().find(|u| u.id == issued.user_id) {
-                    Some(user) => user.clone(),
+                    Some(user) => {
+                        expires = Some(issued.expires);
+                        user.clone()
+                    }
                     None => return unauthorized(),
                 },
                 None => return unauthorized(),
@@ -529,7 +538,7 @@ async fn issue_token(
         project_id,
         methods,
         issued: issued_at,
-        expires: issued_at + keystone.ttl,
+        expires: expires.unwrap_or(issued_at + keystone.ttl),
         audit_id: format!("{:022x}", rand::rng().random::<u64>()),
     };
     keystone.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(secret.clone(), issued.clone());

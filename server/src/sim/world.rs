@@ -40,7 +40,8 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-const PROJECTS: [(&str, &str, &str); 3] = [
+/// The projects of the seeded world: id, name, description.
+pub const PROJECTS: [(&str, &str, &str); 3] = [
     ("prj-admin", "admin", "Cloud administration"),
     ("prj-web", "web-team", "Public web front ends"),
     ("prj-data", "data-team", "Batch and analytics"),

@@ -34,6 +34,13 @@ pub fn resync(seq: u64, reason: ResyncReason) -> Bytes {
     event(seq, &StreamEvent::Resync { seq, reason })
 }
 
+/// tRPC's `serialized-error` event: the last one of a stream that ends in an error, its
+/// data the error's shape as JSON (`{"code":…,"message":…,"data":{…}}`). The stock client
+/// raises it to the subscriber, and reconnects only for server errors.
+pub fn serialized_error(shape_json: &str) -> Bytes {
+    Bytes::from(format!("event: serialized-error\ndata: {shape_json}\n\n"))
+}
+
 /// The event that opens every stream: clients reconnect when nothing (not even a ping)
 /// arrived for `reconnect_after`.
 pub fn connected(reconnect_after: Duration) -> Bytes {

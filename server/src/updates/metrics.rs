@@ -82,7 +82,7 @@ pub struct BusMetrics {
     written_by_type: [Counter; UpdateType::ALL.len()],
     replayed: Counter,
     resyncs: Family<ReasonLabels, Counter>,
-    resyncs_by_reason: [Counter; 2],
+    resyncs_by_reason: [Counter; 3],
     /// Open event streams, on either delivery path.
     streams: Gauge,
     /// Open event streams that named `serverStats` (not exported: the sampler's to read).
@@ -102,7 +102,7 @@ impl Default for BusMetrics {
         BusMetrics {
             published_by_type: by_type(&published),
             written_by_type: by_type(&written),
-            resyncs_by_reason: [ResyncReason::Gap, ResyncReason::Lagged]
+            resyncs_by_reason: [ResyncReason::Gap, ResyncReason::Lagged, ResyncReason::Access]
                 .map(|reason| resyncs.get_or_create_owned(&ReasonLabels { reason })),
             published,
             written,
@@ -137,7 +137,7 @@ impl BusMetrics {
         );
         registry.register(
             "stalecast_stream_resyncs",
-            "Resyncs sent to event streams, by reason: gap (the resume id is no longer kept) or lagged (the \
+            "Resyncs sent to event streams, by reason: gap (the resume id is no longer kept), access (what the user may see changed) or lagged (the \
              stream fell behind)",
             self.resyncs.clone(),
         );
@@ -182,6 +182,7 @@ impl BusMetrics {
         let at = match reason {
             ResyncReason::Gap => 0,
             ResyncReason::Lagged => 1,
+            ResyncReason::Access => 2,
         };
         self.resyncs_by_reason[at].inc();
     }

@@ -7,27 +7,34 @@
 //! keeps the latest ones in a bounded replay ring for clients that reconnect, and sends
 //! them over a `tokio::sync::broadcast` channel to whoever delivers them.
 //!
+//! Each update also knows whom it concerns ([`audience`]): the owner of every changed
+//! resource, kept beside its ids but never sent. A stream listens for one signed-in user
+//! and writes only what that user's [`Room`] may see ([`Published::frame_for`]).
+//!
 //! What one stream writes, and when, is decided by its [`Cursor`] (shared by both
 //! delivery paths); the keep-alive clock all streams share is [`Pings`]; [`stream`]
 //! turns a broadcast receiver into the stream's frames; what they all count is
 //! [`BusMetrics`]. Nothing here knows HTTP.
 
+pub mod audience;
 pub mod cursor;
 pub mod frame;
 pub mod metrics;
 mod pings;
 pub mod stream;
 
+pub use audience::{Owner, Room, Rooms};
 pub use cursor::Cursor;
 pub use metrics::BusMetrics;
 pub use pings::Pings;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use ts_rs::TS;
 use utoipa::ToSchema;
 
@@ -127,14 +134,23 @@ impl TypeFilter {
     }
 }
 
-/// What a client asked of the stream: where to resume and which types. Handed from the
-/// endpoint that parsed the request to whichever path delivers the stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a client asked of the stream (where to resume, which types) and for whom it is:
+/// handed from the endpoint that parsed the request to whichever path delivers the stream.
+#[derive(Clone, Debug)]
 pub struct StreamRequest {
     /// Resume after this seq (`u64::MAX` for an id that cannot be read: a resync).
     pub after: Option<u64>,
     pub types: TypeFilter,
+    /// What the listener may see, as it changes: its room, or `None` once its session
+    /// ended (signed out, expired), which ends the stream with [`StreamRequest::ended`].
+    pub access: Access,
+    /// The last frame of a stream whose session ended (tRPC's `serialized-error`).
+    pub ended: Bytes,
 }
+
+/// What a listener may see, as it changes: the room of its session, `None` once the
+/// session is over. The session holds the sender.
+pub type Access = watch::Receiver<Option<Arc<Room>>>;
 
 impl std::fmt::Display for UpdateType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,6 +197,9 @@ pub enum ResyncReason {
     Gap,
     /// The client read too slowly and the broadcast channel overtook it.
     Lagged,
+    /// What the client may see changed (a project was granted or taken away): what it
+    /// holds may show too much or too little.
+    Access,
 }
 
 impl ResyncReason {
@@ -189,21 +208,117 @@ impl ResyncReason {
         match self {
             ResyncReason::Gap => "gap",
             ResyncReason::Lagged => "lagged",
+            ResyncReason::Access => "access",
         }
     }
 }
 
 /// An update as it travels the bus: the value plus its whole SSE event, encoded once at
-/// publish time rather than once per subscriber.
+/// publish time rather than once per subscriber, and whom it concerns.
 #[derive(Debug)]
 pub struct Published {
     pub update: Update,
-    /// `id: <seq>\ndata: {"kind":"update",...}\n\n`: what every stream writes, shared,
-    /// never copied.
-    pub frame: bytes::Bytes,
+    /// `id: <seq>\ndata: {"kind":"update",...}\n\n`: what a stream that may see every id
+    /// writes, shared, never copied.
+    pub frame: Bytes,
     /// Not an update but a jump ([`UpdateBus::skip_to`]): updates up to `update.seq` may
     /// never arrive, so every stream owes a `gap` resync covering them.
     pub missed: bool,
+    /// The owner of each id in `update.ids`, in the same order; when the update names no
+    /// ids, the owners of everything it covers, each once. Never sent.
+    owners: Vec<Owner>,
+    /// Further owners of some ids (by index into `update.ids`): a record that moved from
+    /// one project to another concerns both.
+    also: Vec<(usize, Owner)>,
+    /// [`Published::frame_for`]'s answers so far, by room id: each room's frame is made
+    /// once, however many streams (and shards, and replays) ask.
+    frames: Mutex<Vec<(u64, Option<Bytes>)>>,
+}
+
+/// Rooms whose frame of one update is remembered; past them a frame is made per request
+/// (thousands of users with different project sets, each on their own).
+const REMEMBERED_ROOMS: usize = 64;
+
+impl Published {
+    /// What a stream for `room` writes of this update: the frame as it is when the room
+    /// sees every id, one naming only the ids it sees, or `None` when it sees none (for an
+    /// update without ids: none of the owners it covers).
+    pub fn frame_for(&self, room: &Room) -> Option<Bytes> {
+        let mut frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, frame)) = frames.iter().find(|(id, _)| *id == room.id()) {
+            return frame.clone();
+        }
+        let frame = self.make_frame_for(room);
+        if frames.len() < REMEMBERED_ROOMS {
+            frames.push((room.id(), frame.clone()));
+        }
+        frame
+    }
+
+    fn make_frame_for(&self, room: &Room) -> Option<Bytes> {
+        let Some(ids) = &self.update.ids else {
+            return self.owners.iter().any(|o| room.sees(o)).then(|| self.frame.clone());
+        };
+        let seen: Vec<String> = ids
+            .iter()
+            .zip(&self.owners)
+            .enumerate()
+            .filter(|(at, (_, owner))| room.sees(owner) || self.also.iter().any(|(i, o)| i == at && room.sees(o)))
+            .map(|(_, (id, _))| id.clone())
+            .collect();
+        if seen.is_empty() {
+            return None;
+        }
+        if seen.len() == ids.len() {
+            return Some(self.frame.clone());
+        }
+        let update = Update { ids: Some(seen), ..self.update.clone() };
+        Some(frame::event(update.seq, &StreamEvent::Update(update)))
+    }
+}
+
+/// Whom an update concerns: the owner of each id it names, in the same order (when it
+/// names none, the owners of everything it covers, each once), and further owners of
+/// some ids (by index): a record that moved from one project to another concerns both.
+#[derive(Debug)]
+struct Audience {
+    owners: Vec<Owner>,
+    also: Vec<(usize, Owner)>,
+}
+
+impl Audience {
+    /// The ids an update of `changed` names, and whom it concerns.
+    fn of(changed: Vec<(String, Owner)>) -> (Option<Vec<String>>, Audience) {
+        let mut ids: Vec<String> = Vec::with_capacity(changed.len().min(MAX_IDS + 1));
+        let mut owners: Vec<Owner> = Vec::with_capacity(ids.capacity());
+        let mut also = Vec::new();
+        for (id, owner) in changed {
+            if ids.len() > MAX_IDS {
+                // The whole collection, for its owners: the ids no longer matter.
+                owners.push(owner);
+                continue;
+            }
+            match ids.iter().position(|known| *known == id) {
+                Some(at) => also.push((at, owner)),
+                None => {
+                    ids.push(id);
+                    owners.push(owner);
+                }
+            }
+        }
+        let ids = if ids.is_empty() {
+            owners.push(Owner::Everyone);
+            None
+        } else if ids.len() > MAX_IDS {
+            owners.extend(also.drain(..).map(|(_, owner)| owner));
+            owners.sort_unstable();
+            owners.dedup();
+            None
+        } else {
+            Some(ids)
+        };
+        (ids, Audience { owners, also })
+    }
 }
 
 /// Per-type state for `updates.state` ("room state"): the last update of each type.
@@ -267,6 +382,8 @@ struct Inner {
     next_seq: u64,
     ring: VecDeque<Arc<Published>>,
     last: [TypeState; UpdateType::ALL.len()],
+    /// The last update of each type that concerned each owner (`updates.state` for a room).
+    by_owner: HashMap<Owner, [TypeState; UpdateType::ALL.len()]>,
 }
 
 /// A snapshot of the bus for `updates.state`.
@@ -294,6 +411,7 @@ impl UpdateBus {
                 next_seq: first_seq.max(1),
                 ring: VecDeque::with_capacity(ring_size),
                 last: Default::default(),
+                by_owner: HashMap::new(),
             }),
             tx,
             ring_size,
@@ -318,22 +436,35 @@ impl UpdateBus {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Publishes that `kind` changed. `ids` names the changed resources (`None` or more
-    /// than [`MAX_IDS`] ids: the whole collection). Returns the stamped update.
+    /// Publishes that `kind` changed, in a way that concerns every signed-in user (a
+    /// change without an owner). `ids` names the changed resources (`None` or more than
+    /// [`MAX_IDS`] ids: the whole collection). Returns the stamped update.
     pub fn publish(&self, kind: UpdateType, ids: Option<Vec<String>>) -> Arc<Published> {
-        self.publish_with(kind, ids, |_| {})
+        let changed = match ids {
+            Some(ids) if !ids.is_empty() => ids.into_iter().map(|id| (id, Owner::Everyone)).collect(),
+            _ => Vec::new(),
+        };
+        self.publish_changes(kind, changed, |_| {})
     }
 
-    /// [`publish`](Self::publish), calling `stamp` with the update's seq before anyone can
-    /// receive it: the store puts the changed records in place, stamped with that seq, so
-    /// a client that hears of the update and asks reads the change. `stamp` runs under
-    /// the bus's lock: it must be quick and must not publish.
-    pub fn publish_with(&self, kind: UpdateType, ids: Option<Vec<String>>, stamp: impl FnOnce(u64)) -> Arc<Published> {
+    /// Publishes that the resources in `changed` (each with its owner; an id may come
+    /// twice, with each of two owners) of `kind` changed; none: the whole collection, for
+    /// everyone. More than [`MAX_IDS`] ids: the whole collection, for their owners. `stamp` is called with the update's seq before
+    /// anyone can receive it: the store puts the changed records in place, stamped with
+    /// that seq, so a client that hears of the update and asks reads the change. `stamp`
+    /// runs under the bus's lock: it must be quick and must not publish.
+    pub fn publish_changes(
+        &self,
+        kind: UpdateType,
+        changed: Vec<(String, Owner)>,
+        stamp: impl FnOnce(u64),
+    ) -> Arc<Published> {
+        let (ids, audience) = Audience::of(changed);
         let inner = self.lock();
         let seq = inner.next_seq;
         // A clock step backwards must not make `ts` go backwards within one type.
         let ts = now_micros().max(inner.last[kind as usize].ts);
-        self.commit(inner, Update { seq, kind, ids, ts }, stamp)
+        self.commit(inner, Update { seq, kind, ids, ts }, audience, stamp)
     }
 
     /// Publishes an update whose seq and `ts` were given elsewhere (the cluster's shared
@@ -341,7 +472,17 @@ impl UpdateBus {
     /// does. Its seq must be above the latest (a jump past seqs that will never arrive is
     /// [`skip_to`](Self::skip_to) first); an older one is ignored (`None`): every stream
     /// has it already, or was told to resync past it.
-    pub fn ingest(&self, update: Update, stamp: impl FnOnce(u64)) -> Option<Arc<Published>> {
+    ///
+    /// `changed` names whom it concerns as [`publish_changes`](Self::publish_changes)
+    /// takes it; its ids are the ones the update names.
+    pub fn ingest(
+        &self,
+        update: Update,
+        changed: Vec<(String, Owner)>,
+        stamp: impl FnOnce(u64),
+    ) -> Option<Arc<Published>> {
+        let (ids, audience) = Audience::of(changed);
+        let update = Update { ids, ..update };
         let mut inner = self.lock();
         if update.seq < inner.next_seq {
             return None;
@@ -350,18 +491,30 @@ impl UpdateBus {
             // Seqs in between never came: never a silent gap.
             self.jump(&mut inner, update.seq - 1);
         }
-        Some(self.commit(inner, update, stamp))
+        Some(self.commit(inner, update, audience, stamp))
     }
 
     /// Stamps, rings and sends `update` (its seq at or above `next_seq`), under the lock.
-    fn commit(&self, mut inner: MutexGuard<'_, Inner>, update: Update, stamp: impl FnOnce(u64)) -> Arc<Published> {
+    fn commit(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        update: Update,
+        audience: Audience,
+        stamp: impl FnOnce(u64),
+    ) -> Arc<Published> {
         let Update { seq, kind, ids, ts } = update;
         let ids = ids.filter(|ids| !ids.is_empty() && ids.len() <= MAX_IDS);
         inner.next_seq = seq + 1;
         stamp(seq);
         let update = Update { seq, kind, ids, ts };
         let frame = frame::event(seq, &StreamEvent::Update(update.clone()));
-        let published = Arc::new(Published { update, frame, missed: false });
+        for owner in audience.owners.iter().chain(audience.also.iter().map(|(_, owner)| owner)) {
+            let last = inner.by_owner.entry(owner.clone()).or_default();
+            last[kind as usize] = TypeState { seq, ts };
+        }
+        let Audience { owners, also } = audience;
+        let published =
+            Arc::new(Published { update, frame, missed: false, owners, also, frames: Mutex::new(Vec::new()) });
         if inner.ring.len() == self.ring_size {
             inner.ring.pop_front();
         }
@@ -395,7 +548,8 @@ impl UpdateBus {
         let frame = frame::resync(seq, ResyncReason::Gap);
         // The update is a placeholder: streams read only `missed` and the seq.
         let update = Update { seq, kind: UpdateType::Projects, ids: None, ts: now_micros() };
-        let _ = self.tx.send(Arc::new(Published { update, frame, missed: true }));
+        let (owners, also, frames) = (vec![Owner::Everyone], Vec::new(), Mutex::new(Vec::new()));
+        let _ = self.tx.send(Arc::new(Published { update, frame, missed: true, owners, also, frames }));
         tracing::debug!(seq, "bus jumped; every stream resyncs");
     }
 
@@ -454,6 +608,30 @@ impl UpdateBus {
             seq: inner.next_seq - 1,
             ring_size: self.ring_size,
             types: UpdateType::ALL.iter().map(|t| (*t, inner.last[*t as usize])).collect(),
+        }
+    }
+
+    /// [`state`](Self::state) as `room` may see it: the last update of each type that
+    /// concerned something the room sees (updates about other projects move none of it),
+    /// and the bus's latest seq, the point a client asks `changes` from (a number that
+    /// says nothing of whose update it was: the stream's resyncs carry it too).
+    pub fn state_for(&self, room: &Room) -> BusState {
+        let inner = self.lock();
+        let mut types = [TypeState::default(); UpdateType::ALL.len()];
+        for (owner, last) in &inner.by_owner {
+            if !room.sees(owner) {
+                continue;
+            }
+            for (kept, seen) in types.iter_mut().zip(last) {
+                if seen.seq > kept.seq {
+                    *kept = *seen;
+                }
+            }
+        }
+        BusState {
+            seq: inner.next_seq - 1,
+            ring_size: self.ring_size,
+            types: UpdateType::ALL.iter().map(|t| (*t, types[*t as usize])).collect(),
         }
     }
 
@@ -554,7 +732,7 @@ mod tests {
     async fn ingested_updates_keep_their_seq_and_a_jump_resyncs_every_stream() {
         let bus = bus(8);
         let (_start, mut live) = bus.subscribe(None);
-        let ingest = |seq| bus.ingest(Update { seq, kind: UpdateType::Volumes, ids: None, ts: 7 }, |_| {});
+        let ingest = |seq| bus.ingest(Update { seq, kind: UpdateType::Volumes, ids: None, ts: 7 }, Vec::new(), |_| {});
         assert_eq!(ingest(1).expect("next").update.seq, 1);
         assert!(ingest(1).is_none(), "an old seq is ignored");
         assert_eq!(live.recv().await.expect("live").update.ts, 7, "the given ts");

@@ -5,9 +5,10 @@
 //!
 //! The stream subscribes on its first poll (a body that is never polled costs
 //! nothing), then writes `connected`, a resync if needed, the replay, live updates and
-//! keep-alive pings, until the bus closes or `shutdown` fires. Each stream here is its
-//! own task anyway, so it reports each update it writes to the bus's figures as a
-//! delivery batch of one.
+//! keep-alive pings, all as its listener's room may see them, until the bus closes,
+//! `shutdown` fires, or the listener's session ends (then its last frame says so). Each
+//! stream here is its own task anyway, so it reports each update it writes to the bus's
+//! figures as a delivery batch of one.
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ use super::{BusMetrics, Cursor, Pings, Published, ResyncReason, StreamRequest, U
 /// What woke a stream up.
 enum Wake {
     Shutdown,
+    /// What the listener may see changed (`false`: its session is gone).
+    Access(bool),
     Received(Result<Arc<Published>, RecvError>),
     Tick(watch::Receiver<u64>),
 }
@@ -43,8 +46,14 @@ pub fn frames(
     shutdown: CancellationToken,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     async_stream::stream! {
+        let mut access = request.access.clone();
+        let current = access.borrow_and_update().clone();
+        let Some(mut room) = current else {
+            yield request.ended.clone();
+            return;
+        };
         let (start, mut live) = bus.subscribe(request.after);
-        let (mut cursor, opening) = Cursor::open(&start, request.types, pings.connected());
+        let (mut cursor, opening) = Cursor::open(&start, request.types, &room, pings.connected());
         let _open = Opened::new(&request, &start, bus.metrics());
         let _subscriber = start.subscriber;
         for frame in opening {
@@ -58,16 +67,34 @@ pub fn frames(
             let wake = tokio::select! {
                 biased;
                 _ = &mut cancelled => Wake::Shutdown,
+                changed = access.changed() => Wake::Access(changed.is_ok()),
                 received = live.recv() => Wake::Received(received),
                 ticks = &mut tick => Wake::Tick(ticks),
             };
             match wake {
                 Wake::Shutdown | Wake::Received(Err(RecvError::Closed)) => break,
+                Wake::Access(alive) => {
+                    let now = if alive { access.borrow_and_update().clone() } else { None };
+                    match now {
+                        None => {
+                            yield request.ended.clone();
+                            break;
+                        }
+                        Some(now) if now.id() != room.id() => {
+                            room = now;
+                            cursor.access_changed(bus.seq());
+                            if let Some(frame) = cursor.take_resync() {
+                                yield frame;
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
                 Wake::Received(Ok(published)) => {
-                    if let Some(frame) = cursor.published(&published) {
+                    if let Some(frame) = cursor.frame_of(&published, &room) {
                         let update = &published.update;
                         bus.metrics().written(update.kind, 1, update.ts, now_micros());
-                        yield frame.clone();
+                        yield frame;
                     } else if let Some(frame) = cursor.take_resync() {
                         // The bus jumped past updates that will never come.
                         yield frame;
@@ -130,7 +157,7 @@ mod tests {
     use tokio::task::JoinSet;
 
     use super::*;
-    use crate::updates::{BusConfig, TypeFilter, UpdateType, frame};
+    use crate::updates::{BusConfig, Owner, Room, Rooms, TypeFilter, UpdateType, frame};
 
     const PING_EVERY: Duration = Duration::from_secs(10);
 
@@ -138,20 +165,33 @@ mod tests {
         bus: Arc<UpdateBus>,
         pings: Pings,
         shutdown: CancellationToken,
+        rooms: Rooms,
+        /// The listener's session: its room, `None` once it ended.
+        session: watch::Sender<Option<Arc<Room>>>,
         _tasks: JoinSet<()>,
     }
+
+    const ENDED: &[u8] = b"event: serialized-error\ndata: {}\n\n";
 
     fn rig(channel_capacity: usize) -> Rig {
         let bus = Arc::new(UpdateBus::starting_at(1, BusConfig { ring_size: 8, channel_capacity }));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let pings = Pings::start(PING_EVERY, shutdown.clone(), &mut tasks);
-        Rig { bus, pings, shutdown, _tasks: tasks }
+        let rooms = Rooms::default();
+        let (session, _) = watch::channel(Some(rooms.room(["prj-web"])));
+        Rig { bus, pings, shutdown, rooms, session, _tasks: tasks }
     }
 
     impl Rig {
         fn open(&self, after: Option<u64>, types: TypeFilter) -> impl Stream<Item = Bytes> + use<> {
-            frames(self.bus.clone(), StreamRequest { after, types }, self.pings.clone(), self.shutdown.clone())
+            let request =
+                StreamRequest { after, types, access: self.session.subscribe(), ended: Bytes::from_static(ENDED) };
+            frames(self.bus.clone(), request, self.pings.clone(), self.shutdown.clone())
+        }
+
+        fn publish(&self, project: &str, id: &str) -> u64 {
+            self.bus.publish_changes(UpdateType::Volumes, vec![(id.into(), Owner::project(project))], |_| {}).update.seq
         }
     }
 
@@ -226,5 +266,38 @@ mod tests {
         assert!(resync.starts_with("id: 5\ndata: {\"kind\":\"resync\",\"seq\":5,\"reason\":\"gap\""), "{resync}");
         rig.bus.publish(UpdateType::Images, None);
         assert!(is_update(&next(&mut stream, Duration::ZERO).await, 6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_what_the_room_sees_and_a_changed_room_resyncs() {
+        let rig = rig(16);
+        let mut stream = Box::pin(rig.open(None, TypeFilter::ALL));
+        assert!(next(&mut stream, Duration::ZERO).await.starts_with("event: connected"));
+        rig.publish("prj-data", "v-data");
+        let web = rig.publish("prj-web", "v-web");
+        let frame = next(&mut stream, Duration::ZERO).await;
+        assert!(is_update(&frame, web) && frame.contains("v-web"), "{frame}");
+        assert_eq!(next(&mut stream, Duration::from_secs(1)).await, "quiet", "the data-team update never comes");
+
+        // Granted data-team: one access resync, then its updates.
+        rig.session.send_replace(Some(rig.rooms.room(["prj-web", "prj-data"])));
+        let resync = next(&mut stream, Duration::ZERO).await;
+        assert!(resync.contains(r#""reason":"access""#), "{resync}");
+        let data = rig.publish("prj-data", "v-data-2");
+        assert!(is_update(&next(&mut stream, Duration::ZERO).await, data));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_session_ends_the_stream_with_its_last_frame() {
+        let rig = rig(16);
+        let mut stream = Box::pin(rig.open(None, TypeFilter::ALL));
+        assert!(next(&mut stream, Duration::ZERO).await.starts_with("event: connected"));
+        rig.session.send_replace(None);
+        assert_eq!(next(&mut stream, Duration::ZERO).await, String::from_utf8_lossy(ENDED));
+        assert_eq!(next(&mut stream, Duration::ZERO).await, "end");
+        // A stream opened after the end says so at once.
+        let mut late = Box::pin(rig.open(None, TypeFilter::ALL));
+        assert_eq!(next(&mut late, Duration::ZERO).await, String::from_utf8_lossy(ENDED));
+        assert_eq!(next(&mut late, Duration::ZERO).await, "end");
     }
 }

@@ -35,7 +35,7 @@ impl Named {
     }
 
     /// Keystone's JSON for it: `{"id": …}` or `{"name": …, "domain": {…}}`.
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         if let Some(id) = &self.id {
             return json!({ "id": id });
         }
@@ -133,8 +133,9 @@ impl Credentials {
     }
 }
 
-/// A token and what Keystone said about it.
-#[derive(Clone, Debug)]
+/// A token and what Keystone said about it. Its secret never appears in `Debug` (nor,
+/// therefore, in a log line that prints a token or a session).
+#[derive(Clone)]
 pub struct Token {
     pub secret: String,
     pub expires_at: Option<SystemTime>,
@@ -142,11 +143,26 @@ pub struct Token {
     /// before, at most 30 s before), so that no request carries an expired token.
     pub renew_at: Option<SystemTime>,
     pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    /// The name of the user's domain.
+    pub user_domain: Option<String>,
     /// The project it is scoped to (none for an unscoped token).
     pub project_id: Option<String>,
+    pub project_name: Option<String>,
     /// Role names, implied ones included (an `admin` token also says `member`, `reader`).
     pub roles: Vec<String>,
     pub catalog: Catalog,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("expires_at", &self.expires_at)
+            .field("user_id", &self.user_id)
+            .field("project_id", &self.project_id)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Renew a token at most this long before it expires.
@@ -165,17 +181,26 @@ impl Token {
             expires_at: Option<String>,
             issued_at: Option<String>,
             #[serde(default)]
-            user: Option<IdOnly>,
+            user: Option<Described>,
             #[serde(default)]
-            project: Option<IdOnly>,
+            project: Option<Described>,
             #[serde(default)]
             roles: Vec<RoleName>,
             #[serde(default)]
             catalog: Catalog,
         }
         #[derive(Deserialize)]
-        struct IdOnly {
+        struct Described {
             id: String,
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(default)]
+            domain: Option<DomainName>,
+        }
+        #[derive(Deserialize)]
+        struct DomainName {
+            #[serde(default)]
+            name: Option<String>,
         }
         #[derive(Deserialize)]
         struct RoleName {
@@ -194,12 +219,23 @@ impl Token {
             let lifetime = expires.duration_since(issued_at).unwrap_or_default();
             expires - (lifetime / 4).min(RENEW_BEFORE_EXPIRY)
         });
+        let (user_id, user_name, user_domain) = match body.user {
+            Some(u) => (Some(u.id), u.name, u.domain.and_then(|d| d.name)),
+            None => (None, None, None),
+        };
+        let (project_id, project_name) = match body.project {
+            Some(p) => (Some(p.id), p.name),
+            None => (None, None),
+        };
         Ok(Token {
             secret,
             expires_at,
             renew_at,
-            user_id: body.user.map(|u| u.id),
-            project_id: body.project.map(|p| p.id),
+            user_id,
+            user_name,
+            user_domain,
+            project_id,
+            project_name,
             roles: body.roles.into_iter().map(|r| r.name).collect(),
             catalog: body.catalog,
         })
@@ -264,8 +300,9 @@ mod tests {
         let body = br#"{"token": {"issued_at": "2026-01-01T00:00:00.000000Z", "expires_at": "2026-01-01T00:01:00.000000Z",
             "user": {"id": "u"}, "project": {"id": "p"}, "roles": [{"id": "1", "name": "member"}, {"id": "2", "name": "reader"}],
             "catalog": [{"type": "compute", "endpoints": [{"interface": "public", "url": "http://n/v2.1"}]}]}}"#;
-        let token = Token::read("t".into(), body, now).expect("token");
+        let token = Token::read("t-secret".into(), body, now).expect("token");
         assert_eq!((token.user_id.as_deref(), token.project_id.as_deref()), (Some("u"), Some("p")));
+        assert!(!format!("{token:?}").contains("t-secret"), "no secret in Debug");
         assert!(!token.admin());
         let expires = token.expires_at.expect("expiry");
         assert_eq!(expires.duration_since(token.renew_at.expect("renew")).expect("before"), Duration::from_secs(15));

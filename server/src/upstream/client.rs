@@ -17,10 +17,16 @@
 //!   existing resource go with the service token when it is an admin's (the admin role
 //!   may act in any project), else with a token of the resource's project.
 //!
+//! - A signed-in user's writes carry that user's own token, scoped to the project they act
+//!   in ([`Acting::User`]): the cloud's policy judges the user, and its audit log names
+//!   them. The client also speaks Keystone for sign-in: a user's password for a token,
+//!   the projects it may act in, a token rescoped to each, validation and revocation.
+//!
 //! Tokens are renewed shortly before Keystone says they expire, and once more whenever a
-//! service rejects one (401). Upstream refusals keep their status and the service's own
-//! message ([`UpstreamError`]). Every request, version documents and authentication
-//! included, is counted by service and status with its latency ([`UpstreamMetrics`]).
+//! service rejects one (401); a user's token is never renewed here (its password is not
+//! kept). Upstream refusals keep their status and the service's own message
+//! ([`UpstreamError`]). Every request, version documents and authentication included, is
+//! counted by service and status with its latency ([`UpstreamMetrics`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -95,6 +101,26 @@ pub const COMPUTE_MICROVERSION: Microversion = Microversion(2, 47);
 
 /// How long the projects a non-admin user may act in are remembered between listings.
 const PROJECTS_TTL: Duration = Duration::from_secs(30);
+
+/// How long a token request Keystone failed (5xx) waits before its one more try.
+const ISSUE_RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Whose rights a write carries.
+#[derive(Clone, Copy, Debug)]
+pub enum Acting<'a> {
+    /// Stalecast's own account (its service token, or one of its project tokens).
+    Service,
+    /// A signed-in user, with their token scoped to the project the write is in.
+    User(&'a Token),
+}
+
+/// The token a request carries: one of the service account's (by scope, renewed when
+/// rejected), or a given one (a user's, used as it is).
+#[derive(Clone, Copy, Debug)]
+enum Auth<'a> {
+    Scope(&'a Scope),
+    Token(&'a Token),
+}
 
 /// Where a request goes: a path under the service's versioned root, or a URL (the next
 /// page of a listing).
@@ -337,9 +363,25 @@ impl OpenStackClient {
         target: Target<'_>,
         body: Option<&Value>,
     ) -> Result<(Url, bytes::Bytes), UpstreamError> {
+        self.call_with(method, Auth::Scope(scope), service, target, body).await
+    }
+
+    /// [`call`](Self::call) with the token `auth` says. A given token is not renewed: a
+    /// service that rejects it answers [`UpstreamError::Unauthorized`].
+    async fn call_with(
+        &self,
+        method: Method,
+        auth: Auth<'_>,
+        service: Service,
+        target: Target<'_>,
+        body: Option<&Value>,
+    ) -> Result<(Url, bytes::Bytes), UpstreamError> {
         let writes = method != Method::GET;
         for attempt in 0..2 {
-            let token = self.token(scope).await?;
+            let token = match auth {
+                Auth::Scope(scope) => self.token(scope).await?,
+                Auth::Token(token) => token.clone(),
+            };
             let root = self.root(service, &token).await?;
             let url = match &target {
                 Target::Path(path) => format!("{}{path}", root.url),
@@ -363,7 +405,9 @@ impl OpenStackClient {
             }
             let Answer { status, body: bytes, .. } =
                 self.exchange(service, request).await.map_err(|e| transport(e, writes))?;
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+            // The service account's token is renewed once; a user's is what it is, and the
+            // service's refusal (401) is theirs to see.
+            if let (StatusCode::UNAUTHORIZED, Auth::Scope(scope), 0) = (status, auth, attempt) {
                 tracing::info!(%service, "upstream rejected the token; authenticating again");
                 self.forget_token(scope, &token.secret).await;
                 continue;
@@ -397,13 +441,25 @@ impl OpenStackClient {
         path: &str,
         key: &'static str,
     ) -> Result<Vec<T>, UpstreamError> {
-        self.list_with(scope, service, path, key, |_, bytes| decode_page::<T>(bytes, key)).await
+        self.list_as(Auth::Scope(scope), service, path, key).await
     }
 
-    /// [`list`](Self::list), each page decoded by `decode` (given the page's URL).
+    /// [`list`](Self::list) with the token `auth` says.
+    async fn list_as<T: DeserializeOwned + Send + 'static>(
+        &self,
+        auth: Auth<'_>,
+        service: Service,
+        path: &str,
+        key: &'static str,
+    ) -> Result<Vec<T>, UpstreamError> {
+        self.list_with(auth, service, path, key, |_, bytes| decode_page::<T>(bytes, key)).await
+    }
+
+    /// [`list`](Self::list) with the token `auth` says, each page decoded by `decode`
+    /// (given the page's URL).
     async fn list_with<X, Decoded>(
         &self,
-        scope: &Scope,
+        auth: Auth<'_>,
         service: Service,
         path: &str,
         key: &'static str,
@@ -412,7 +468,7 @@ impl OpenStackClient {
     where
         Decoded: Future<Output = Result<Page<X>, UpstreamError>>,
     {
-        let (first, mut bytes) = self.call(Method::GET, scope, service, Target::Path(path), None).await?;
+        let (first, mut bytes) = self.call_with(Method::GET, auth, service, Target::Path(path), None).await?;
         let mut items = Vec::new();
         let mut markers = HashSet::new();
         let mut url = first.clone();
@@ -433,7 +489,7 @@ impl OpenStackClient {
             {
                 return Err(UpstreamError::Failed(format!("the {key} listing links back to a page it already sent")));
             }
-            bytes = self.call(Method::GET, scope, service, Target::Url(&next), None).await?.1;
+            bytes = self.call_with(Method::GET, auth, service, Target::Url(&next), None).await?.1;
             url = next;
         }
         unreachable!("the loop returns")
@@ -466,7 +522,7 @@ impl OpenStackClient {
                 let decode = |url: &Url, bytes| {
                     decode_known(decoding.clone(), url.as_str().to_owned(), bytes, key, listed_in.clone(), convert)
                 };
-                self.list_with(&scope, service, &path, key, decode).await
+                self.list_with(Auth::Scope(&scope), service, &path, key, decode).await
             }
         };
         let token = self.token(&Scope::Service).await?;
@@ -514,6 +570,22 @@ impl OpenStackClient {
     async fn scope_for_create(&self, project: &str) -> Result<Scope, UpstreamError> {
         let service = self.token(&Scope::Service).await?;
         Ok(self.scope_of(project, &service))
+    }
+
+    /// The token a write in `project` by `acting` carries: the user's own, or the service
+    /// account's scope for it (`existing`: changing a record that exists, rather than
+    /// creating one in the project).
+    async fn write_scope(
+        &self,
+        acting: Acting<'_>,
+        project: Option<&str>,
+        existing: bool,
+    ) -> Result<Held, UpstreamError> {
+        Ok(match acting {
+            Acting::User(token) => Held::Token(token.clone()),
+            Acting::Service if existing => Held::Scope(self.scope_for_existing(project).await?),
+            Acting::Service => Held::Scope(self.scope_for_create(project.unwrap_or_default()).await?),
+        })
     }
 
     /// The enabled projects the user has a role on (`GET /v3/auth/projects`), read again
@@ -589,7 +661,9 @@ impl OpenStackClient {
         let convert = |f: OsFlavorDetail, _: Option<&str>| f.into_domain();
         let decode =
             |url: &Url, bytes| decode_known(decoding.clone(), url.as_str().to_owned(), bytes, "flavors", None, convert);
-        let records = self.list_with(&Scope::Service, Service::Compute, "/flavors/detail", "flavors", decode).await?;
+        let records = self
+            .list_with(Auth::Scope(&Scope::Service), Service::Compute, "/flavors/detail", "flavors", decode)
+            .await?;
         let known = Arc::into_inner(decoding).map(Decoding::finish).unwrap_or_default();
         Ok((unique(records), known))
     }
@@ -639,9 +713,15 @@ impl OpenStackClient {
     /// The id of the flavor named or identified by `flavor` that `project` may use (an
     /// id matches before a name); `None` when there is none. Several flavors of that
     /// name are an error naming them.
-    pub async fn flavor_id(&self, project: &str, flavor: &str) -> Result<Option<String>, UpstreamError> {
-        let scope = self.scope_for_create(project).await?;
-        let flavors: Vec<OsFlavor> = self.list(&scope, Service::Compute, "/flavors?is_public=None", "flavors").await?;
+    pub async fn flavor_id(
+        &self,
+        acting: Acting<'_>,
+        project: &str,
+        flavor: &str,
+    ) -> Result<Option<String>, UpstreamError> {
+        let held = self.write_scope(acting, Some(project), false).await?;
+        let flavors: Vec<OsFlavor> =
+            self.list_as(held.auth(), Service::Compute, "/flavors?is_public=None", "flavors").await?;
         if flavors.iter().any(|f| f.id == flavor) {
             return Ok(Some(flavor.to_owned()));
         }
@@ -661,42 +741,57 @@ impl OpenStackClient {
     /// which Stalecast does not make: it answers why.
     pub async fn create_server(
         &self,
+        acting: Acting<'_>,
         project: &str,
         name: &str,
         flavor_id: &str,
         image_id: Option<&str>,
     ) -> Result<String, UpstreamError> {
-        let scope = self.scope_for_create(project).await?;
+        let held = self.write_scope(acting, Some(project), false).await?;
         let mut server = json!({"name": name, "flavorRef": flavor_id});
         if let Some(image) = image_id {
             server["imageRef"] = json!(image);
         }
         // Since 2.37 Nova wants to be told which network; older versions pick one.
-        let token = self.token(&scope).await?;
+        let token = match &held {
+            Held::Scope(scope) => self.token(scope).await?,
+            Held::Token(token) => token.clone(),
+        };
         let root = self.root(Service::Compute, &token).await?;
         if catalog::negotiate(COMPUTE_MICROVERSION, root.microversions).is_some_and(|v| v >= Microversion(2, 37)) {
             server["networks"] = json!("auto");
         }
         let body = json!({ "server": server });
         let (_, bytes) =
-            self.call(Method::POST, &scope, Service::Compute, Target::Path("/servers"), Some(&body)).await?;
+            self.call_with(Method::POST, held.auth(), Service::Compute, Target::Path("/servers"), Some(&body)).await?;
         let created: CreatedServer = decode_written(&bytes, "created server")?;
         Ok(created.server.id)
     }
 
-    pub async fn delete_server(&self, id: &str, project: Option<&str>) -> Result<(), UpstreamError> {
-        let scope = self.scope_for_existing(project).await?;
+    pub async fn delete_server(
+        &self,
+        acting: Acting<'_>,
+        id: &str,
+        project: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let held = self.write_scope(acting, project, true).await?;
         let path = format!("/servers/{}", segment(id));
-        self.call(Method::DELETE, &scope, Service::Compute, Target::Path(&path), None).await?;
+        self.call_with(Method::DELETE, held.auth(), Service::Compute, Target::Path(&path), None).await?;
         Ok(())
     }
 
     /// Runs a server action (`os-start`, `os-stop`).
-    pub async fn server_action(&self, id: &str, project: Option<&str>, action: &str) -> Result<(), UpstreamError> {
-        let scope = self.scope_for_existing(project).await?;
+    pub async fn server_action(
+        &self,
+        acting: Acting<'_>,
+        id: &str,
+        project: Option<&str>,
+        action: &str,
+    ) -> Result<(), UpstreamError> {
+        let held = self.write_scope(acting, project, true).await?;
         let body = json!({ action: null });
         let path = format!("/servers/{}/action", segment(id));
-        self.call(Method::POST, &scope, Service::Compute, Target::Path(&path), Some(&body)).await?;
+        self.call_with(Method::POST, held.auth(), Service::Compute, Target::Path(&path), Some(&body)).await?;
         Ok(())
     }
 
@@ -704,15 +799,16 @@ impl OpenStackClient {
     /// project in the body); answers its id.
     pub async fn create_volume(
         &self,
+        acting: Acting<'_>,
         project: &str,
         name: &str,
         size_gb: u32,
         description: &str,
     ) -> Result<String, UpstreamError> {
-        let scope = self.scope_for_create(project).await?;
+        let held = self.write_scope(acting, Some(project), false).await?;
         let body = json!({"volume": {"name": name, "size": size_gb, "description": description}});
         let (_, bytes) =
-            self.call(Method::POST, &scope, Service::Volume, Target::Path("/volumes"), Some(&body)).await?;
+            self.call_with(Method::POST, held.auth(), Service::Volume, Target::Path("/volumes"), Some(&body)).await?;
         let created: CreatedVolume = decode_written(&bytes, "created volume")?;
         Ok(created.volume.id)
     }
@@ -721,10 +817,15 @@ impl OpenStackClient {
     /// use, with snapshots, …) with a 400 `InvalidVolume` ("Volume status must be
     /// available or error…"); a delete's only input is the id, so a 400 here is always
     /// that state conflict, answered as [`UpstreamError::Conflict`] with Cinder's message.
-    pub async fn delete_volume(&self, id: &str, project: Option<&str>) -> Result<(), UpstreamError> {
-        let scope = self.scope_for_existing(project).await?;
+    pub async fn delete_volume(
+        &self,
+        acting: Acting<'_>,
+        id: &str,
+        project: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let held = self.write_scope(acting, project, true).await?;
         let path = format!("/volumes/{}", segment(id));
-        match self.call(Method::DELETE, &scope, Service::Volume, Target::Path(&path), None).await {
+        match self.call_with(Method::DELETE, held.auth(), Service::Volume, Target::Path(&path), None).await {
             Ok(_) => Ok(()),
             Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
             Err(e) => Err(e),
@@ -736,30 +837,36 @@ impl OpenStackClient {
     /// not `available` (or `in-use`, with `force`) with a 400 and says why.
     pub async fn create_snapshot(
         &self,
+        acting: Acting<'_>,
         project: &str,
         volume_id: &str,
         name: &str,
         description: &str,
         force: bool,
     ) -> Result<String, UpstreamError> {
-        let scope = self.scope_for_create(project).await?;
+        let held = self.write_scope(acting, Some(project), false).await?;
         let mut snapshot = json!({"volume_id": volume_id, "name": name, "description": description});
         if force {
             snapshot["force"] = json!(true);
         }
         let body = json!({ "snapshot": snapshot });
         let (_, bytes) =
-            self.call(Method::POST, &scope, Service::Volume, Target::Path("/snapshots"), Some(&body)).await?;
+            self.call_with(Method::POST, held.auth(), Service::Volume, Target::Path("/snapshots"), Some(&body)).await?;
         let created: CreatedSnapshot = decode_written(&bytes, "created snapshot")?;
         Ok(created.snapshot.id)
     }
 
     /// Deletes a snapshot. As with a volume, a 400 to a delete is the snapshot's state
     /// forbidding it (`Snapshot status must be available or error…`): a conflict.
-    pub async fn delete_snapshot(&self, id: &str, project: Option<&str>) -> Result<(), UpstreamError> {
-        let scope = self.scope_for_existing(project).await?;
+    pub async fn delete_snapshot(
+        &self,
+        acting: Acting<'_>,
+        id: &str,
+        project: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let held = self.write_scope(acting, project, true).await?;
         let path = format!("/snapshots/{}", segment(id));
-        match self.call(Method::DELETE, &scope, Service::Volume, Target::Path(&path), None).await {
+        match self.call_with(Method::DELETE, held.auth(), Service::Volume, Target::Path(&path), None).await {
             Ok(_) => Ok(()),
             Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
             Err(e) => Err(e),
@@ -771,26 +878,157 @@ impl OpenStackClient {
     /// subnet of the network) and refuses with a 400 saying why.
     pub async fn create_subnet(
         &self,
+        acting: Acting<'_>,
         project: &str,
         network_id: &str,
         cidr: &str,
         ip_version: u8,
         name: &str,
     ) -> Result<String, UpstreamError> {
-        let scope = self.scope_for_create(project).await?;
+        let held = self.write_scope(acting, Some(project), false).await?;
         let body = json!({"subnet": {"network_id": network_id, "cidr": cidr, "ip_version": ip_version, "name": name}});
         let (_, bytes) =
-            self.call(Method::POST, &scope, Service::Network, Target::Path("/subnets"), Some(&body)).await?;
+            self.call_with(Method::POST, held.auth(), Service::Network, Target::Path("/subnets"), Some(&body)).await?;
         let created: CreatedSubnet = decode_written(&bytes, "created subnet")?;
         Ok(created.subnet.id)
     }
 
     /// Deletes a subnet (Neutron answers `409` while ports still use its addresses).
-    pub async fn delete_subnet(&self, id: &str, project: Option<&str>) -> Result<(), UpstreamError> {
-        let scope = self.scope_for_existing(project).await?;
+    pub async fn delete_subnet(
+        &self,
+        acting: Acting<'_>,
+        id: &str,
+        project: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let held = self.write_scope(acting, project, true).await?;
         let path = format!("/subnets/{}", segment(id));
-        self.call(Method::DELETE, &scope, Service::Network, Target::Path(&path), None).await?;
+        self.call_with(Method::DELETE, held.auth(), Service::Network, Target::Path(&path), None).await?;
         Ok(())
+    }
+
+    // --- users signing in -------------------------------------------------------------
+
+    /// Signs `user` in with `password`: their token, unscoped (or scoped to their default
+    /// project, as Keystone then does). A refusal is [`UpstreamError::Unauthorized`],
+    /// whatever Keystone's reason (unknown user, wrong password, disabled): a caller must
+    /// not learn which.
+    pub async fn sign_in(&self, user: &Named, password: &str) -> Result<Token, UpstreamError> {
+        let mut user = user.json();
+        user["password"] = json!(password);
+        let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": user}}}});
+        self.issue(&body, "sign-in").await
+    }
+
+    /// A token of `token`'s user scoped to `project` (Keystone's `token` method, which
+    /// keeps the original token's expiry). Refused when the user has no role there.
+    pub async fn rescope(&self, token: &Token, project: &str) -> Result<Token, UpstreamError> {
+        let body = json!({"auth": {
+            "identity": {"methods": ["token"], "token": {"id": token.secret}},
+            "scope": {"project": {"id": project}},
+        }});
+        self.issue(&body, "rescope").await
+    }
+
+    /// `POST /v3/auth/tokens` with `body`: the token, or `Unauthorized` when Keystone
+    /// refuses (401, 403, 404: no such user, wrong password, no role on the project).
+    async fn issue(&self, body: &Value, what: &str) -> Result<Token, UpstreamError> {
+        let url = self.tokens_url().await?;
+        let mut response = self.http.post(&url).json(body).send().await.map_err(|e| transport(e, false))?;
+        // Issuing a token changes nothing a second try could repeat; a Keystone on a busy
+        // database answers 500 now and then ("database is locked" with sqlite, seen in the
+        // real-services tests while other sign-ins ran): one more try, shortly after.
+        if response.status().is_server_error() {
+            tracing::info!(status = %response.status(), what, "Keystone failed; trying once more");
+            tokio::time::sleep(ISSUE_RETRY_AFTER).await;
+            response = self.http.post(&url).json(body).send().await.map_err(|e| transport(e, false))?;
+        }
+        let status = response.status();
+        let secret = response.headers().get("x-subject-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = response.bytes().await.map_err(|e| transport(e, false))?;
+        match status {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+                tracing::debug!(%status, what, "Keystone refused");
+                return Err(UpstreamError::Unauthorized(format!("Keystone refused the {what}")));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                return Err(UpstreamError::RateLimited("Keystone is limiting sign-ins; try again shortly".into()));
+            }
+            s => {
+                let message = fault_message(&bytes).unwrap_or_else(|| s.to_string());
+                return Err(UpstreamError::Failed(format!("Keystone, {what}: {s}: {message}")));
+            }
+        }
+        let secret = secret.ok_or_else(|| UpstreamError::Failed("Keystone answered without X-Subject-Token".into()))?;
+        Token::read(secret, &bytes, SystemTime::now()).map_err(UpstreamError::Failed)
+    }
+
+    /// The enabled projects `token`'s user has a role on (`GET /v3/auth/projects`).
+    pub async fn projects_of(&self, token: &Token) -> Result<Vec<Project>, UpstreamError> {
+        let projects: Vec<OsProject> =
+            self.list_as(Auth::Token(token), Service::Identity, "/auth/projects", "projects").await?;
+        Ok(projects.into_iter().filter(|p| p.enabled).map(OsProject::into_domain).collect())
+    }
+
+    /// What Keystone says of `token` now (`GET /v3/auth/tokens`, the token validating
+    /// itself): its roles as assigned at this moment. `Unauthorized` when it is no longer
+    /// valid (revoked, expired, or its user lost every role on its project).
+    pub async fn validate(&self, token: &Token) -> Result<Token, UpstreamError> {
+        let url = format!("{}?nocatalog", self.tokens_url().await?);
+        let response = self.about_itself(Method::GET, &url, token).await?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| transport(e, false))?;
+        match status {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+                return Err(UpstreamError::Unauthorized("Keystone no longer accepts the token".into()));
+            }
+            s => return Err(UpstreamError::Failed(format!("Keystone, validating a token: {s}"))),
+        }
+        let mut seen = Token::read(token.secret.clone(), &bytes, SystemTime::now()).map_err(UpstreamError::Failed)?;
+        // Asked without the catalog: the one it was issued with still holds.
+        seen.catalog = token.catalog.clone();
+        Ok(seen)
+    }
+
+    /// Revokes `token` (`DELETE /v3/auth/tokens`, by itself). A token that is already
+    /// invalid counts as revoked.
+    pub async fn revoke(&self, token: &Token) -> Result<(), UpstreamError> {
+        let url = self.tokens_url().await?;
+        let response = self.about_itself(Method::DELETE, &url, token).await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND => Ok(()),
+            s => Err(UpstreamError::Failed(format!("Keystone, revoking a token: {s}"))),
+        }
+    }
+
+    /// `method` on Keystone's tokens `url` for `token`, asked by the token itself (a user
+    /// may validate and revoke their own tokens).
+    async fn about_itself(&self, method: Method, url: &str, token: &Token) -> Result<reqwest::Response, UpstreamError> {
+        let writes = method != Method::GET;
+        self.http
+            .request(method, url)
+            .header("x-auth-token", &token.secret)
+            .header("x-subject-token", &token.secret)
+            .send()
+            .await
+            .map_err(|e| transport(e, writes))
+    }
+}
+
+/// The token a write carries, held for its calls.
+enum Held {
+    Scope(Scope),
+    Token(Token),
+}
+
+impl Held {
+    fn auth(&self) -> Auth<'_> {
+        match self {
+            Held::Scope(scope) => Auth::Scope(scope),
+            Held::Token(token) => Auth::Token(token),
+        }
     }
 }
 

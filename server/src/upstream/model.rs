@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
 
-use crate::updates::UpdateType;
+use crate::updates::{Owner, Room, UpdateType};
 
 /// A resource kind the poller keeps in the cache.
 pub trait Resource: Clone + PartialEq + Serialize + Send + Sync + 'static {
@@ -17,6 +17,26 @@ pub trait Resource: Clone + PartialEq + Serialize + Send + Sync + 'static {
     fn id(&self) -> &str;
     /// The owning project, for per-project filtering.
     fn project_id(&self) -> Option<&str>;
+    /// Whether every user of the cloud may see it, whatever their projects (a public
+    /// image, a shared network), as the services themselves list it.
+    fn public(&self) -> bool {
+        false
+    }
+
+    /// Whether a user who may see `room`'s projects may see it.
+    fn seen_by(&self, room: &Room) -> bool {
+        self.public() || self.project_id().is_some_and(|p| room.sees_project(p))
+    }
+
+    /// Who may hear of a change of it (what [`Resource::seen_by`] decides, as the bus
+    /// keeps it).
+    fn owner(&self) -> Owner {
+        match self.project_id() {
+            _ if self.public() => Owner::Everyone,
+            Some(project) => Owner::project(project),
+            None => Owner::Nobody,
+        }
+    }
 }
 
 /// A Keystone project (tenant).
@@ -206,6 +226,11 @@ impl Resource for Image {
     fn project_id(&self) -> Option<&str> {
         self.project_id.as_deref()
     }
+    /// Glance lists public and community images to everyone; private and shared ones to
+    /// their owner (members of a shared image are not known here: its owner only).
+    fn public(&self) -> bool {
+        matches!(self.visibility.as_str(), "public" | "community")
+    }
 }
 
 impl Resource for Network {
@@ -215,6 +240,10 @@ impl Resource for Network {
     }
     fn project_id(&self) -> Option<&str> {
         Some(&self.project_id)
+    }
+    /// Neutron lists a shared network to every project.
+    fn public(&self) -> bool {
+        self.shared
     }
 }
 
@@ -246,5 +275,10 @@ impl Resource for Flavor {
     /// Public flavors are the whole cloud's: in no project, visible to every user.
     fn project_id(&self) -> Option<&str> {
         None
+    }
+    /// Every user sees the public flavors; a private one only through Nova's flavor
+    /// access lists, which Stalecast does not read: nobody here.
+    fn public(&self) -> bool {
+        self.is_public
     }
 }

@@ -32,7 +32,7 @@
 //! collection a short log of its changes with the records they deleted
 //! ([`Snapshot::changes_since`]): a client that holds the collection as of some seq can
 //! ask for only what changed after it. The stamps are put in place while the bus
-//! allocates the seq ([`UpdateBus::publish_with`]), before anyone hears of the update.
+//! allocates the seq ([`UpdateBus::publish_changes`]), before anyone hears of the update.
 //!
 //! In a cluster (a [`Relay`] is set) the store finds changes as before but does not
 //! apply them itself: it sends the changed records to the cluster's log and every node
@@ -49,7 +49,7 @@ use super::client::OpenStackClient;
 use super::known::Known;
 use super::model::{Flavor, Image, Network, Project, Resource, Server, Subnet, Volume, VolumeSnapshot};
 use super::relay::{Origin, Outgoing, Relay, RelayError, Relayed};
-use crate::updates::{Update, UpdateBus, UpdateType};
+use crate::updates::{Owner, Update, UpdateBus, UpdateType};
 
 /// What a fetch answers: the collection's records, and what its listing learnt for the
 /// next one ([`Known`]).
@@ -327,6 +327,17 @@ fn remember<R>(log: &mut VecDeque<Change<R>>, floor: u64, change: Change<R>) -> 
     floor
 }
 
+/// Announces a change of `record` (which was `was` before, if anything) to who may see it
+/// now and, when that differs, to who could see it before: a record that moved out of a
+/// project is gone from that project's lists.
+fn owners_of_change<R: Resource>(announced: &mut Vec<(String, Owner)>, was: Option<&R>, record: &R) {
+    let owner = record.owner();
+    if let Some(before) = was.map(Resource::owner).filter(|before| *before != owner) {
+        announced.push((record.id().to_owned(), before));
+    }
+    announced.push((record.id().to_owned(), owner));
+}
+
 /// `fetched`, with the records refreshed one by one during the fetch in the state they
 /// were last shown in (present or absent) instead of as the fetch saw them; those the
 /// fetch did not see (created during it) at the end.
@@ -409,6 +420,8 @@ struct Changed<R> {
     changed: Vec<usize>,
     deleted: Vec<R>,
     fetched_at: SystemTime,
+    /// Who hears of each change: the ids with their owners ([`owners_of_change`]).
+    announced: Vec<(String, Owner)>,
 }
 
 impl<R: Resource> Changed<R> {
@@ -683,7 +696,7 @@ impl Store {
             UpdateType::Flavors => self.apply_typed::<Flavor>(update, serde_json::from_str(records)?),
             // Not stored here ([`Store::announce`]): only the notification.
             UpdateType::ServerStats => {
-                self.bus.ingest(update, |_| {});
+                self.bus.ingest(update, Vec::new(), |_| {});
             }
         }
         Ok(())
@@ -703,8 +716,19 @@ impl Store {
                 writes.remember(id, None);
             }
         }
-        let Some(old) = self.cached::<R>() else {
-            self.bus.ingest(update, |_| {});
+        // Who hears of it, as where the change was found: each record's owner (and its
+        // former one, when it moved), each deleted record's as this node stored it.
+        let stored = self.cached::<R>();
+        let stored_by_id = |id: &str| stored.as_ref().and_then(|s| s.find(id).cloned());
+        let mut announced = Vec::with_capacity(upserts.len() + relayed.deletes.len());
+        for record in &upserts {
+            owners_of_change(&mut announced, stored_by_id(record.id()).as_ref(), &**record);
+        }
+        for id in &relayed.deletes {
+            announced.push((id.clone(), stored_by_id(id).map_or(Owner::Nobody, |r| r.owner())));
+        }
+        let Some(old) = stored else {
+            self.bus.ingest(update, announced, |_| {});
             return;
         };
         let mut items = old.items.clone();
@@ -751,7 +775,7 @@ impl Store {
         }
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let mut log = old.log.clone();
-        self.bus.ingest(update, |seq| {
+        self.bus.ingest(update, announced, |seq| {
             for i in positions {
                 stamps[i] = seq;
             }
@@ -786,23 +810,30 @@ impl Store {
             writes.remember(id, record.clone());
         }
         let Some(old) = self.cached::<R>() else {
-            self.bus.publish(R::TYPE, Some(vec![id.to_owned()]));
+            // Nobody was shown the collection yet: only those who may see the record hear.
+            let owner = record.as_ref().map_or(Owner::Nobody, |r| r.owner());
+            self.bus.publish_changes(R::TYPE, vec![(id.to_owned(), owner)], |_| {});
             return;
         };
         let mut items = old.items.clone();
         let mut stamps = old.stamps.clone();
         let mut deleted = Vec::new();
+        let mut changed = Vec::new();
         let at = match (items.iter().position(|r| r.id() == id), record) {
             (Some(at), Some(record)) if *items[at] != *record => {
+                owners_of_change(&mut changed, Some(&*items[at]), &*record);
                 items[at] = record;
                 Some(at)
             }
             (Some(at), None) => {
-                deleted.push(R::clone(&items.remove(at)));
+                let gone = R::clone(&items.remove(at));
+                changed.push((id.to_owned(), gone.owner()));
+                deleted.push(gone);
                 stamps.remove(at);
                 None
             }
             (None, Some(record)) => {
+                owners_of_change::<R>(&mut changed, None, &record);
                 items.push(record);
                 stamps.push(0);
                 Some(items.len() - 1)
@@ -811,7 +842,7 @@ impl Store {
         };
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let mut log = old.log.clone();
-        self.bus.publish_with(R::TYPE, Some(vec![id.to_owned()]), |seq| {
+        self.bus.publish_changes(R::TYPE, changed, |seq| {
             if let Some(at) = at {
                 stamps[at] = seq;
             }
@@ -951,12 +982,11 @@ impl Store {
                 snapshot
             }
             Diffed::Changed(changed) => {
-                let ids = changed.ids();
-                let Changed { items, mut stamps, changed, deleted, fetched_at } = changed;
+                let Changed { items, mut stamps, changed, deleted, fetched_at, announced } = changed;
                 let version = self.next_version.fetch_add(1, Ordering::Relaxed);
                 let mut log = old.log.clone();
                 let mut stored = None;
-                self.bus.publish_with(R::TYPE, Some(ids), |seq| {
+                self.bus.publish_changes(R::TYPE, announced, |seq| {
                     for at in &changed {
                         stamps[*at] = seq;
                     }
@@ -965,7 +995,7 @@ impl Store {
                     slot.set(snapshot.clone());
                     stored = Some(snapshot);
                 });
-                // `publish_with` always runs the stamp; should it ever not, the old value stays.
+                // `publish_changes` always runs the stamp; should it ever not, the old value stays.
                 stored.unwrap_or(old)
             }
         }
@@ -981,6 +1011,8 @@ impl Store {
         let mut items = Vec::with_capacity(fetched.len());
         let mut stamps = Vec::with_capacity(fetched.len());
         let mut changed = Vec::new();
+        // Who hears of each change (see `owners_of_change`).
+        let mut announced = Vec::new();
         let mut moved = false;
         // Which stored records the listing still has: the others were deleted.
         let mut kept = vec![false; old.items.len()];
@@ -1005,6 +1037,7 @@ impl Store {
                     stamps.push(old.stamps[was]);
                 }
                 _ => {
+                    owners_of_change(&mut announced, was.map(|was| &*old.items[was]), &*record);
                     items.push(record);
                     stamps.push(0);
                     changed.push(at);
@@ -1031,7 +1064,8 @@ impl Store {
                 fetched_at,
             }));
         }
-        Diffed::Changed(Changed { items, stamps, changed, deleted, fetched_at })
+        announced.extend(deleted.iter().map(|r| (r.id().to_owned(), r.owner())));
+        Diffed::Changed(Changed { items, stamps, changed, deleted, fetched_at, announced })
     }
 
     /// Stores a collection without asking upstream, announcing nothing: for tests of

@@ -1,6 +1,7 @@
 // The stock tRPC client, typed by the generated AppRouter, wired the way an app wires it:
 // subscriptions over httpSubscriptionLink (EventSource), calls batched by httpBatchLink
-// unless a call asks for `context: { skipBatch: true }`, which goes over httpLink.
+// unless a call asks for `context: { skipBatch: true }`, which goes over httpLink. Every
+// request carries the session cookie, as a browser's do (the stream's included).
 
 import { createTRPCClient, httpBatchLink, httpLink, httpSubscriptionLink, splitLink } from "@trpc/client";
 import type { AppRouter, OnUpdateInput, StreamEvent } from "@stalecast/bindings";
@@ -11,17 +12,31 @@ export interface Request {
   url: string;
 }
 
-export function makeClient(base: string, options: { streamBase?: string } = {}) {
+/** `fetch` with `cookie` (`name=value`) on every request. */
+export function fetchWithCookie(cookie: string) {
+  return (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    const headers = new Headers(init?.headers);
+    headers.set("cookie", cookie);
+    return fetch(input, { ...init, headers });
+  };
+}
+
+export function makeClient(base: string, options: { streamBase?: string; cookie: string }) {
   const requests: Request[] = [];
+  const signedIn = fetchWithCookie(options.cookie);
   const recordingFetch = (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     requests.push({ method: init?.method ?? "GET", url: String(input) });
-    return fetch(input, init);
+    return signedIn(input, init);
   };
   const client = createTRPCClient<AppRouter>({
     links: [
       splitLink({
         condition: (op) => op.type === "subscription",
-        true: httpSubscriptionLink({ url: `${options.streamBase ?? base}/trpc`, EventSource }),
+        true: httpSubscriptionLink({
+          url: `${options.streamBase ?? base}/trpc`,
+          EventSource,
+          eventSourceOptions: { fetch: signedIn },
+        }),
         false: splitLink({
           condition: (op) => op.context.skipBatch === true,
           true: httpLink({ url: `${base}/trpc`, fetch: recordingFetch }),

@@ -49,7 +49,7 @@ impl Rig {
             "--metrics-addr",
             "127.0.0.1:0",
         ];
-        ChildServer::start(&args, &[]).await.with_sim_url(&self.sim_url)
+        ChildServer::start(&args, &[]).await.with_sim_url(&self.sim_url).signed_in().await
     }
 
     async fn nodes(&self, n: usize) -> Vec<ChildServer> {
@@ -242,15 +242,21 @@ async fn a_publish_with_a_stale_fencing_token_is_refused() {
     rig.wait_for_leader(None, Duration::from_secs(5)).await;
     let token = rig.redis.get("stalecast:lease").await.expect("lease");
     let epoch = rig.redis.get("stalecast:epoch").await.expect("epoch");
+    // A volume the node knows, in a project the signed-in admin sees: its deletion is
+    // announced to them (one nobody knows would be announced to nobody).
+    let (status, volumes) = nodes[0].client.query("storage.volumes.list", None).await;
+    assert_eq!(status, 200, "{volumes}");
+    let gone = volumes["result"]["data"][0]["id"].as_str().expect("a volume").to_owned();
     let mut watching = stream(&nodes[0].client, None).await;
     let publish = |token: String| {
-        let (epoch, redis) = (epoch.clone(), &rig.redis);
+        let (epoch, redis, gone) = (epoch.clone(), &rig.redis, gone.clone());
         async move {
             let keys = ["stalecast:epoch", "stalecast:seq", "stalecast:updates", "stalecast:lease"];
-            let records = r#"{"upserts":[],"deletes":["vol-gone"]}"#;
+            let records = format!(r#"{{"upserts":[],"deletes":["{gone}"]}}"#);
+            let ids = format!(r#"["{gone}"]"#);
             let mut args = vec!["EVAL", publish_script(), "4"];
             args.extend(keys);
-            args.extend([epoch.as_str(), token.as_str(), "100", "volumes", r#"["vol-gone"]"#, "1", records]);
+            args.extend([epoch.as_str(), token.as_str(), "100", "volumes", ids.as_str(), "1", records.as_str()]);
             redis.command(&args).await
         }
     };
@@ -264,7 +270,7 @@ async fn a_publish_with_a_stale_fencing_token_is_refused() {
     // The holder's own token: published, and delivered under the seq the script gave.
     let accepted = publish(token).await;
     let seq = accepted.strip_prefix(':').expect("an integer reply").to_owned();
-    let (id, data) = update_naming(&mut watching, "vol-gone", Duration::from_secs(5)).await;
+    let (id, data) = update_naming(&mut watching, &gone, Duration::from_secs(5)).await;
     assert_eq!(id, seq, "{data}");
 }
 

@@ -38,22 +38,39 @@ async fn serve_reads_every_setting_from_its_environment_variable() {
             ("STALECAST_LOG_FORMAT", "json"),
             ("STALECAST_WEB_DIR", &web),
             ("STALECAST_READY_FILE", &ready_file),
+            ("STALECAST_SIGNIN_FAILURES_PER_USER", "2"),
+            ("STALECAST_SECURE_COOKIE", "true"),
         ],
     )
     .await;
-    let client = server.client.clone();
+    let anonymous = server.client.clone();
 
     // STALECAST_READY_FILE, STALECAST_HOST, STALECAST_PORT, STALECAST_SIM_PORT.
     assert!(std::path::Path::new(&ready_file).exists());
     assert_eq!(server.ready["addr"], format!("0.0.0.0:{port}"), "{}", server.ready);
     assert_eq!(server.ready["simAddr"], format!("127.0.0.1:{sim_port}"), "{}", server.ready);
-    client.wait_for_readiness(200).await;
+    anonymous.wait_for_readiness(200).await;
 
     // STALECAST_OS_USER / STALECAST_OS_PASSWORD: the embedded simulator takes those
     // credentials, and Stalecast logs in with them.
-    UpstreamClient::new(&client.sim_url, "env-secret").projects().await.expect("the configured password works");
-    let refused = UpstreamClient::new(&client.sim_url, "stalecast").projects().await;
+    UpstreamClient::new(&anonymous.sim_url, "env-secret").projects().await.expect("the configured password works");
+    let refused = UpstreamClient::new(&anonymous.sim_url, "stalecast").projects().await;
     assert!(refused.is_err(), "the default password must no longer work: {refused:?}");
+
+    // STALECAST_SIGNIN_FAILURES_PER_USER: two failures block the third attempt.
+    for _ in 0..2 {
+        assert_eq!(anonymous.login("admin", "wrong").await.0, 401);
+    }
+    let (status, body, _) = anonymous.login("admin", "env-secret").await;
+    assert_eq!(status, 429, "{body}");
+    // STALECAST_SECURE_COOKIE: the cookie is Secure, under its __Host- name (another user).
+    let (status, body, cookies) = anonymous.login("alice", "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let cookie = cookies.iter().find(|c| c.starts_with("__Host-stalecast_session=")).expect("the __Host- cookie");
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    let client = anonymous.with_cookie(cookie.split(';').next().expect("name=value"));
+    let (status, me) = client.query("auth.me", None).await;
+    assert_eq!((status.as_u16(), &me["result"]["data"]["user"]["name"]), (200, &json!("alice")), "{me}");
 
     // STALECAST_RING_SIZE and STALECAST_PING_INTERVAL, as clients see them.
     let (_, state) = client.query("updates.state", None).await;
@@ -73,7 +90,7 @@ async fn serve_reads_every_setting_from_its_environment_variable() {
     let polls = volumes(&client.sim_requests().await) - before;
     assert!(polls >= 5, "{polls} polls in {:?}", started.elapsed());
 
-    // STALECAST_MAX_BODY_BYTES.
+    // STALECAST_MAX_BODY_BYTES (alice is a member of web-team).
     let big = json!({"projectId": "prj-web", "name": "big", "sizeGb": 1, "description": "d".repeat(400)});
     let (status, body) = client.mutate("storage.volumes.create", big).await;
     assert_eq!(status, 413, "{body}");
@@ -103,7 +120,9 @@ async fn serve_reads_its_upstream_settings_from_the_environment() {
         &[("STALECAST_UPSTREAM", &url), ("STALECAST_UPSTREAM_TIMEOUT", "1s"), ("STALECAST_OS_PROJECT", "admin")],
     )
     .await
-    .with_sim_url(&url);
+    .with_sim_url(&url)
+    .signed_in()
+    .await;
     assert_eq!(server.ready["simAddr"], Value::Null, "no embedded simulator: {}", server.ready);
     let client = server.client.clone();
     client.wait_for_readiness(200).await;
@@ -121,9 +140,12 @@ async fn serve_reads_its_upstream_settings_from_the_environment() {
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}: not the 1 s timeout");
     client.set_faults(json!({})).await;
 
-    // STALECAST_OS_USER against a real login: a user the upstream does not know.
+    // STALECAST_OS_USER against a real login: a user the upstream does not know. Users
+    // still sign in (their own Keystone account), but the service account's listing fails.
     let stranger =
         ChildServer::start(&["serve", "--port", "0"], &[("STALECAST_UPSTREAM", &url), ("STALECAST_OS_USER", "nobody")])
+            .await
+            .signed_in()
             .await;
     let (status, body) = stranger.client.query("projects.list", None).await;
     assert_eq!(status, 502, "{body}");
@@ -151,7 +173,9 @@ async fn serve_reads_os_variables_and_clouds_yaml_as_the_openstack_cli_does() {
     ];
     let server = ChildServer::start(&["serve", "--port", "0"], &openrc).await.with_sim_url(&url);
     assert_eq!(server.ready["simAddr"], Value::Null, "a cloud, no embedded simulator");
-    let (status, body) = server.client.query("projects.list", None).await;
+    // Signed in as admin: the service account (alice) lists only web-team.
+    let admin = server.client.sign_in("admin", "stalecast").await;
+    let (status, body) = admin.query("projects.list", None).await;
     assert_eq!((status.as_u16(), project_ids(&body)), (200, vec![json!("prj-web")]), "{body}");
 
     // clouds.yaml in $XDG_CONFIG_HOME/openstack, named by --os-cloud; OS_* over it.
@@ -163,7 +187,11 @@ async fn serve_reads_os_variables_and_clouds_yaml_as_the_openstack_cli_does() {
     std::fs::write(config.path().join("openstack/clouds.yaml"), yaml).expect("clouds.yaml");
     let xdg = config.path().to_string_lossy().into_owned();
     let env = [("XDG_CONFIG_HOME", xdg.as_str()), ("OS_PASSWORD", "stalecast")];
-    let server = ChildServer::start(&["serve", "--port", "0", "--os-cloud", "lab"], &env).await.with_sim_url(&url);
+    let server = ChildServer::start(&["serve", "--port", "0", "--os-cloud", "lab"], &env)
+        .await
+        .with_sim_url(&url)
+        .signed_in()
+        .await;
     let (status, body) = server.client.query("projects.list", None).await;
     assert_eq!((status.as_u16(), project_ids(&body).len()), (200, 3), "{body}");
 
@@ -188,7 +216,9 @@ async fn serve_reads_os_variables_and_clouds_yaml_as_the_openstack_cli_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_reads_its_connection_limit_from_the_environment() {
     let server = ChildServer::start(&["serve", "--port", "0"], &[("STALECAST_MAX_CONNECTIONS", "1")]).await;
-    let stream = server.client.stream("", None).await;
+    // Signing in holds the one connection until the budget closes it, idle, for the stream.
+    let client = server.client.sign_in("admin", "stalecast").await;
+    let stream = client.stream("", None).await;
     let waiting = tokio::spawn({
         let url = server.client.url("/healthz");
         async move { reqwest::Client::new().get(url).send().await.map(|r| r.status()) }

@@ -121,9 +121,12 @@ async fn only_this_servers_host_names_are_answered() {
         assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
         assert!(answer.contains("FORBIDDEN"), "{path}: the tRPC envelope: {answer}");
     }
+    let cookie = app.cookie.clone().expect("signed in");
     for host in ["localhost:1", "127.0.0.1", "[::1]:3000", "stalecast.test"] {
-        let answer =
-            raw(&app, &format!("GET /trpc/projects.list HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+        let request = format!(
+            "GET /trpc/projects.list HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        );
+        let answer = raw(&app, &request).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
     }
     let missing = raw(&app, "GET /trpc/projects.list HTTP/1.1\r\nConnection: close\r\n\r\n").await;
@@ -292,7 +295,9 @@ async fn shutdown_meets_its_deadline_while_a_client_leaves_a_large_answer_unread
     assert_eq!(status, StatusCode::OK, "{totals}");
     app.wait_for_volumes(16_000, Duration::from_secs(90)).await;
     let mut socket = TcpStream::connect(app.addr()).await.expect("connect");
-    socket.write_all(b"GET /trpc/storage.volumes.list HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("request");
+    let cookie = app.cookie.clone().expect("signed in");
+    let request = format!("GET /trpc/storage.volumes.list HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.expect("request");
     let mut first = [0u8; 64];
     let n = socket.read(&mut first).await.expect("the answer starts");
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
@@ -349,7 +354,8 @@ fn resident_bytes() -> u64 {
 /// Opens `count` streams that read their first bytes (`connected`) and then nothing.
 async fn open_streams(app: &TestApp, count: usize, last_event_id: Option<u64>) -> Vec<TcpStream> {
     let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
-    let request = format!("GET /trpc/updates.onUpdate HTTP/1.1\r\nHost: localhost\r\n{resume}\r\n");
+    let cookie = app.cookie.clone().expect("signed in");
+    let request = format!("GET /trpc/updates.onUpdate HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n{resume}\r\n");
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
         let mut socket = TcpStream::connect(app.addr()).await.expect("connect");

@@ -31,7 +31,7 @@ async fn stream_after_a_query(app: &TestApp, query: &str, connection: RawConnect
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_then_a_stream_on_one_connection_receives_the_updates_of_mutations_made_elsewhere() {
     let app = spawn_app().await;
-    let connection = RawConnection::connect(app.addr()).await;
+    let connection = RawConnection::connect(app.addr()).await.as_client(&app);
     let mut stream = stream_after_a_query(&app, &types_query(&["volumes", "networks"]), connection).await;
 
     // Mutations through another client's connections.
@@ -61,7 +61,7 @@ async fn idle_pings_arrive_on_a_kept_alive_connection_past_the_header_deadline()
         c.header_timeout = Duration::from_secs(1);
     })
     .await;
-    let connection = RawConnection::connect(app.addr()).await;
+    let connection = RawConnection::connect(app.addr()).await.as_client(&app);
     let mut stream = stream_after_a_query(&app, "", connection).await;
     // Six pings: some 1.8 s, well past the deadline.
     for _ in 0..6 {
@@ -80,7 +80,7 @@ async fn idle_pings_arrive_on_a_kept_alive_connection_past_the_header_deadline()
 async fn a_kept_alive_reader_that_stops_reading_gets_a_lagged_resync_and_misses_nothing_silently() {
     const TOTAL: u64 = 10_000;
     let app = spawn_app_with(|c| c.channel_capacity = 8).await;
-    let connection = RawConnection::connect_with_small_buffer(app.addr(), 4096).await;
+    let connection = RawConnection::connect_with_small_buffer(app.addr(), 4096).await.as_client(&app);
     let mut stream = stream_after_a_query(&app, "", connection).await;
 
     // ≈ 15 MB of notifications while the stream is not read: far more than the socket

@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["updates"],
     &["upstream"],
     &["cluster"],
+    &["auth"],
     &["domain"],
     &["rpc", "health", "metrics", "web", "guard"],
     &["serve"],

@@ -18,6 +18,7 @@ mod rpc;
 mod seed;
 mod serving;
 mod shutdown;
+mod signin;
 mod stream;
 mod tls;
 mod web;

@@ -293,13 +293,15 @@ async fn servers_are_created_as_nova_wants_them() {
 async fn the_clouds_refusals_keep_their_code_and_message() {
     let app = spawn_app().await;
     app.wait_for_readiness(200).await;
+    // 401 last: the cloud refusing the user's own token makes Stalecast read the
+    // session's memberships again, and with every call failing that ends the session.
     for (upstream, code) in [
-        (401, "UNAUTHORIZED"),
         (403, "FORBIDDEN"),
         (404, "NOT_FOUND"),
         (409, "CONFLICT"),
         (413, "PAYLOAD_TOO_LARGE"),
         (429, "TOO_MANY_REQUESTS"),
+        (401, "UNAUTHORIZED"),
     ] {
         app.set_faults(json!({"errorRate": 1.0, "errorStatus": upstream})).await;
         let (status, body) =

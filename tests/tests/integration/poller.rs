@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stalecast_tests::child::ChildServer;
-use stalecast_tests::{StandaloneSim, UpstreamClient, spawn_app, spawn_app_with};
+use stalecast_tests::{Next, StandaloneSim, UpstreamClient, spawn_app, spawn_app_anonymous, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -156,10 +156,12 @@ async fn each_change_is_announced_exactly_once_when_mutations_race_the_poller() 
 async fn an_unreachable_upstream_is_a_503_and_the_server_keeps_running() {
     // A port nothing listens on: bind one, note it, close it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
-    let app = spawn_app_with(|c| c.upstream = Some(format!("http://{closed}"))).await;
-    let (status, body) = app.query("projects.list", None).await;
+    let app = spawn_app_anonymous(|c| c.upstream = Some(format!("http://{closed}"))).await;
+    // Nobody can sign in while Keystone cannot be reached: 503, not a refusal.
+    let (status, body, cookies) = app.login("admin", "stalecast").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["data"]["code"], "SERVICE_UNAVAILABLE");
+    assert!(cookies.is_empty(), "{cookies:?}");
     let (status, body) = app.readyz().await;
     assert_eq!(status, 503, "{body}");
     let r = app.http.get(app.url("/healthz")).send().await.expect("healthz");
@@ -168,16 +170,32 @@ async fn an_unreachable_upstream_is_a_503_and_the_server_keeps_running() {
 }
 
 #[tokio::test]
-async fn a_revoked_token_is_renewed_without_the_clients_noticing() {
+async fn a_revoked_service_token_is_renewed_unnoticed_and_a_user_whose_token_was_revoked_signs_in_again() {
     let app = spawn_app().await;
     app.wait_for_readiness(200).await;
+    let mut stream = app.stream("", None).await;
+    stream.connected().await;
+    // Keystone forgets every token: the service account's, and the user's.
     let r = app.http.post(format!("{}/_sim/revoke-tokens", app.sim_url)).send().await.expect("revoke");
     assert!(r.status().is_success());
-    let volume = app.create_volume("after-revocation").await;
-    assert!(volume.starts_with("vol-"));
+    // The poller renews its own token: readiness never notices.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, body) = app.readyz().await;
     assert_eq!(status, 200, "{body}");
+    // The user's write carries their own token, which the cloud refuses: 401, and the
+    // session, whose token Keystone no longer accepts, ends with its stream.
+    let (status, body) =
+        app.mutate("storage.volumes.create", json!({"projectId": "prj-web", "name": "refused", "sizeGb": 1})).await;
+    assert_eq!(status, 401, "{body}");
+    match stream.next(Duration::from_secs(5)).await {
+        Next::Event(event) => assert_eq!(event.event, "serialized-error", "{event:?}"),
+        other => panic!("the stream should end with serialized-error, got {other:?}"),
+    }
+    let (status, _) = app.query("projects.list", None).await;
+    assert_eq!(status, 401, "the session is over");
+    // Signed in again, the user writes.
+    let again = app.sign_in("admin", "stalecast").await;
+    assert!(again.create_volume("after-revocation").await.starts_with("vol-"));
     app.shutdown().await;
 }
 
@@ -272,7 +290,7 @@ async fn failing_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Inst
 async fn a_failing_upstream_is_retried_with_growing_waits_not_every_interval() {
     let (url, arrivals) = failing_upstream().await;
     let interval = Duration::from_millis(100);
-    let app = spawn_app_with(|c| {
+    let app = spawn_app_anonymous(|c| {
         c.upstream = Some(url);
         c.poll_interval = interval;
     })

@@ -169,8 +169,10 @@ async fn snapshots_and_subnets_seed_at_scale_and_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_sim_seed_at_start_from_a_flag_or_its_environment_variable() {
-    let server =
-        ChildServer::start(&["serve", "--port", "0", "--sim-seed", "volumes=500,servers=20,seed=3"], &[]).await;
+    let server = ChildServer::start(&["serve", "--port", "0", "--sim-seed", "volumes=500,servers=20,seed=3"], &[])
+        .await
+        .signed_in()
+        .await;
     let (status, totals) = server.client.seed(json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(

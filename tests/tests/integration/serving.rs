@@ -97,7 +97,7 @@ async fn beyond_the_connection_limit_new_clients_wait_and_open_streams_keep_flow
     let mut streams = Vec::new();
     for _ in 0..3 {
         // A client of its own per stream: one connection each.
-        let http = reqwest::Client::new();
+        let http = app.new_http();
         let response = http.get(app.url("/trpc/updates.onUpdate")).send().await.expect("stream");
         assert_eq!(response.status(), StatusCode::OK);
         let mut sse = stalecast_tests::SseClient::new(response);
@@ -130,7 +130,7 @@ async fn beyond_the_connection_limit_new_clients_wait_and_open_streams_keep_flow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_tab_frees_its_subscription_without_waiting_for_the_next_update() {
     let app = spawn_app().await;
-    let http = reqwest::Client::new();
+    let http = app.new_http();
     let response = http.get(app.url("/trpc/updates.onUpdate")).send().await.expect("stream");
     let mut sse = stalecast_tests::SseClient::new(response);
     sse.connected().await;
@@ -157,7 +157,9 @@ async fn an_http_1_0_client_gets_the_stream_until_the_connection_closes() {
 
     let app = spawn_app().await;
     let mut socket = tokio::net::TcpStream::connect(app.addr()).await.expect("connect");
-    socket.write_all(b"GET /trpc/updates.onUpdate HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.expect("request");
+    let cookie = app.cookie.clone().expect("signed in");
+    let request = format!("GET /trpc/updates.onUpdate HTTP/1.0\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.expect("request");
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&received).contains("event: connected") {
@@ -192,7 +194,7 @@ async fn an_http_1_0_client_gets_the_stream_until_the_connection_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_pauses_reading_catches_up_in_order_without_a_resync() {
     let app = spawn_app_with(|c| c.channel_capacity = 1024).await;
-    let http = reqwest::Client::new();
+    let http = app.new_http();
     let response = http.get(app.url("/trpc/updates.onUpdate")).send().await.expect("stream");
     let mut sse = stalecast_tests::SseClient::new(response);
     sse.connected().await;

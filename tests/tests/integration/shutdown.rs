@@ -36,7 +36,9 @@ async fn sigterm_ends_streams_cleanly_answers_the_request_in_flight_and_exits_0(
     let mut server =
         ChildServer::start(&["serve", "--port", "0", "--poll-interval", "200ms", "--upstream", &upstream_url], &[])
             .await
-            .with_sim_url(&upstream_url);
+            .with_sim_url(&upstream_url)
+            .signed_in()
+            .await;
     assert!(server.sim_addr.is_none(), "no embedded simulator with --upstream: {}", server.ready);
     let client = server.client.clone();
     client.wait_for_readiness(200).await;
@@ -45,7 +47,7 @@ async fn sigterm_ends_streams_cleanly_answers_the_request_in_flight_and_exits_0(
     let mut lean = client.stream("", None).await;
     lean.connected().await;
     // ...and one served by hyper (its connection answered a query first).
-    let mut connection = RawConnection::connect(server.addr).await;
+    let mut connection = RawConnection::connect(server.addr).await.as_client(&client);
     assert_eq!(connection.get("/trpc/projects.list").await.status, 200);
     let mut kept_alive = connection.open_stream("", &[]).await;
     kept_alive.connected().await;

@@ -235,7 +235,7 @@ async fn a_subscriber_that_never_reads_gets_resync_while_another_receives_everyt
 
     // The stalled subscriber: a connection with a tiny receive buffer that reads nothing
     // until everything is published.
-    let stalled = RawConnection::connect_with_small_buffer(app.addr(), 4096).await;
+    let stalled = RawConnection::connect_with_small_buffer(app.addr(), 4096).await.as_client(&app);
     let mut stalled = stalled.open_stream("", &[]).await;
 
     // The healthy subscriber reports its progress.

@@ -226,9 +226,9 @@ async fn the_binary_serves_https_from_its_environment_and_its_ready_file_says_so
     let port = server.addr.port();
     assert_eq!(server.ready["url"], format!("https://127.0.0.1:{port}"), "{}", server.ready);
     assert!(server.lines().iter().any(|l| l.contains("https://127.0.0.1:")), "{:?}", server.lines());
-    let mut client = server.client.clone();
+    let mut client = server.client.built_by(cert.builder(Protocol::H2));
     client.base = format!("https://localhost:{port}");
-    client.http = cert.client(Protocol::H2);
+    let client = client.sign_in("admin", "stalecast").await;
     assert_query_answers(&client, Version::HTTP_2).await;
     let mut stream = open_stream(&client, Version::HTTP_2).await;
     server.terminate();

@@ -3,6 +3,7 @@ import type { Server } from "@stalecast/bindings";
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
+import { NewButton } from "../components/NewButton";
 import { PageHeader } from "../components/PageHeader";
 import { ProjectOptions } from "../components/ProjectOptions";
 import { QueryState } from "../components/QueryState";
@@ -11,6 +12,7 @@ import { StatusPill } from "../components/StatusPill";
 import { useListInput, useProjectFilter } from "../lib/project";
 import { formatTimestamp } from "../lib/time";
 import { useToasts } from "../lib/toasts";
+import { useCreateRights, useSession } from "../lib/session";
 import { useProjects } from "../lib/useProjects";
 import { useTRPC } from "../trpc";
 import { useAutoRefetch } from "../updates/useAutoRefetch";
@@ -37,9 +39,7 @@ export function ServersPage() {
   return (
     <div className="page">
       <PageHeader title="Servers" type="servers" count={servers.data?.length} statuses={list.map((r) => r.status)}>
-        <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
-          {creating ? "Close" : "New server"}
-        </button>
+        <NewButton noun="server" open={creating} onToggle={() => setCreating((c) => !c)} />
       </PageHeader>
       {creating ? <CreateServer onDone={() => setCreating(false)} /> : null}
       <QueryState
@@ -64,6 +64,7 @@ function ServerRow({ server, project, changed }: { server: Server; project?: str
   const start = useMutation(trpc.compute.servers.start.mutationOptions());
   const stop = useMutation(trpc.compute.servers.stop.mutationOptions());
   const remove = useMutation(trpc.compute.servers.delete.mutationOptions());
+  const readOnly = useSession().whyReadOnly(server.projectId);
   const busy = start.isPending || stop.isPending || remove.isPending;
   return (
     <tr className={changed ? "row--changed" : undefined} data-id={server.id} data-name={server.name}>
@@ -86,20 +87,33 @@ function ServerRow({ server, project, changed }: { server: Server; project?: str
       <td className="muted">{formatTimestamp(server.updated)}</td>
       <td className="table__actions">
         {server.status === "SHUTOFF" ? (
-          <button type="button" className="btn btn--small" disabled={busy} onClick={() => start.mutate({ id: server.id })}>
+          <button
+            type="button"
+            className="btn btn--small"
+            disabled={busy || readOnly !== null}
+            title={readOnly ?? undefined}
+            onClick={() => start.mutate({ id: server.id })}
+          >
             {start.isPending ? "Starting…" : "Start"}
           </button>
         ) : (
           <button
             type="button"
             className="btn btn--small"
-            disabled={busy || server.status !== "ACTIVE"}
+            disabled={busy || server.status !== "ACTIVE" || readOnly !== null}
+            title={readOnly ?? undefined}
             onClick={() => stop.mutate({ id: server.id })}
           >
             {stop.isPending ? "Stopping…" : "Stop"}
           </button>
         )}
-        <ConfirmButton label="Delete" busy={remove.isPending} disabled={busy} onConfirm={() => remove.mutate({ id: server.id })} />
+        <ConfirmButton
+          label="Delete"
+          busy={remove.isPending}
+          disabled={busy || readOnly !== null}
+          title={readOnly ?? undefined}
+          onConfirm={() => remove.mutate({ id: server.id })}
+        />
       </td>
     </tr>
   );
@@ -110,7 +124,6 @@ const FLAVORS = ["m1.small", "m1.medium", "m1.large", "c1.xlarge"];
 function CreateServer({ onDone }: { onDone(): void }) {
   const trpc = useTRPC();
   const toasts = useToasts();
-  const { projects } = useProjects();
   const { projectId: filtered } = useProjectFilter();
   const images = useQuery(trpc.images.list.queryOptions({}));
   const [name, setName] = useState("");
@@ -125,7 +138,8 @@ function CreateServer({ onDone }: { onDone(): void }) {
       },
     }),
   );
-  const project = projectId || projects.data?.[0]?.id || "";
+  const { writable } = useCreateRights();
+  const project = projectId || writable.find((w) => w.id === filtered)?.id || writable[0]?.id || "";
   // Nova boots a server from an image (or from a volume, which this form does not make).
   const image = imageId || images.data?.[0]?.id || "";
   const submit = (event: FormEvent) => {
@@ -141,7 +155,7 @@ function CreateServer({ onDone }: { onDone(): void }) {
       <label>
         Project
         <select name="projectId" value={project} onChange={(e) => setProjectId(e.target.value)}>
-          <ProjectOptions />
+          <ProjectOptions writable />
         </select>
       </label>
       <label>

@@ -13,6 +13,7 @@ import type { Volume } from "@stalecast/bindings";
 import { keepPreviousData, useMutation, useQuery } from "@tanstack/react-query";
 import { useMemo, useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
+import { NewButton } from "../components/NewButton";
 import { PageHeader } from "../components/PageHeader";
 import { ProjectOptions } from "../components/ProjectOptions";
 import type { Column } from "../components/ResourceTable";
@@ -21,6 +22,7 @@ import { PAGE_SIZE, PagedTable, usePageQuestion, usePageWalk } from "../lib/pagi
 import { useListInput, useProjectFilter } from "../lib/project";
 import { formatTimestamp } from "../lib/time";
 import { useToasts } from "../lib/toasts";
+import { useCreateRights, useSession } from "../lib/session";
 import { useProjects } from "../lib/useProjects";
 import { useTRPC } from "../trpc";
 import { useAutoRefetch } from "../updates/useAutoRefetch";
@@ -71,10 +73,8 @@ export function VolumesPage() {
 
   return (
     <div className="page">
-      <PageHeader title="Volumes" type="volumes" count={page?.total} statuses={page?.items.map((r) => r.status)}>
-        <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
-          {creating ? "Close" : "New volume"}
-        </button>
+      <PageHeader title="Volumes" type="volumes" count={page?.total} statuses={items.map((r) => r.status)}>
+        <NewButton noun="volume" open={creating} onToggle={() => setCreating((c) => !c)} />
       </PageHeader>
       {creating ? <CreateVolume onDone={() => setCreating(false)} /> : null}
       <PagedTable
@@ -118,6 +118,7 @@ function VolumeRow({
   const trpc = useTRPC();
   const remove = useMutation(trpc.storage.volumes.delete.mutationOptions());
   const attached = volume.attachedTo !== null && volume.attachedTo !== undefined;
+  const readOnly = useSession().whyReadOnly(volume.projectId);
   return (
     <tr className={changed ? "row--changed" : undefined} data-id={volume.id} data-name={volume.name}>
       <td>
@@ -144,8 +145,8 @@ function VolumeRow({
         <ConfirmButton
           label="Delete"
           busy={remove.isPending}
-          disabled={attached}
-          title={attached ? "Attached volumes cannot be deleted" : undefined}
+          disabled={attached || readOnly !== null}
+          title={readOnly ?? (attached ? "Attached volumes cannot be deleted" : undefined)}
           onConfirm={() => remove.mutate({ id: volume.id })}
         />
       </td>
@@ -156,7 +157,6 @@ function VolumeRow({
 function CreateVolume({ onDone }: { onDone(): void }) {
   const trpc = useTRPC();
   const toasts = useToasts();
-  const { projects } = useProjects();
   const { projectId: filtered } = useProjectFilter();
   const [name, setName] = useState("");
   const [size, setSize] = useState("10");
@@ -170,7 +170,8 @@ function CreateVolume({ onDone }: { onDone(): void }) {
       },
     }),
   );
-  const project = projectId || projects.data?.[0]?.id || "";
+  const { writable } = useCreateRights();
+  const project = projectId || writable.find((w) => w.id === filtered)?.id || writable[0]?.id || "";
   const submit = (event: FormEvent) => {
     event.preventDefault();
     create.mutate({
@@ -193,7 +194,7 @@ function CreateVolume({ onDone }: { onDone(): void }) {
       <label>
         Project
         <select name="projectId" value={project} onChange={(e) => setProjectId(e.target.value)}>
-          <ProjectOptions />
+          <ProjectOptions writable />
         </select>
       </label>
       <label className="form__wide">

@@ -56,6 +56,13 @@ export class FakeServer {
     this.current.observer.next({ result: id === undefined ? { data: event } : { id, data: { id, data: event } } });
   }
 
+  /** The session ended: the stream's `serialized-error` with tRPC's UNAUTHORIZED. */
+  unauthorized(): void {
+    this.current.observer.error(
+      TRPCClientError.from({ error: { code: -32001, message: "the session ended", data: { code: "UNAUTHORIZED", httpStatus: 401 } } }),
+    );
+  }
+
   /** The subscription failed for good (the stock client stops here). */
   fail(message = "stream refused"): void {
     this.current.observer.error(new TRPCClientError(message));

@@ -9,6 +9,7 @@ import { useTRPC } from "../trpc";
 import { useUpdates } from "./context";
 import { pathKey } from "./events";
 import { useAutoRefetch } from "./useAutoRefetch";
+import type { SSEUpdatesOptions } from "./useSSEUpdates";
 
 /** Every query procedure, from the generated map plus `updates.state`. */
 const QUERY_PATHS: QueryPath[] = [...new Set([...Object.values(UPDATE_QUERY_MAP).flat(), "updates.state" as const])];
@@ -64,9 +65,9 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-function mount(children = <Status />, retryDelayMs = 20) {
+function mount(children = <Status />, retryDelayMs = 20, extra: SSEUpdatesOptions = {}) {
   const wrap = (content: typeof children) => (
-    <Providers server={server} queryClient={queryClient} options={{ retryDelayMs }}>
+    <Providers server={server} queryClient={queryClient} options={{ retryDelayMs, ...extra }}>
       {content}
     </Providers>
   );
@@ -307,6 +308,30 @@ describe("useSSEUpdates", () => {
     await waitFor(() => expect(server.current.input).toMatchObject({ lastEventId: "55" }));
     act(() => server.connected());
     expect(screen.getByTestId("state").textContent).toBe("live");
+  });
+});
+
+describe("useSSEUpdates and the session", () => {
+  it("stays closed when the session ends (UNAUTHORIZED) and says so, instead of reconnecting", async () => {
+    const ended = vi.fn();
+    mount(<Status />, 20, { onUnauthorized: ended });
+    act(() => server.connected());
+    act(() => server.send(update("volumes", 70), "70"));
+    act(() => server.unauthorized());
+    await waitFor(() => expect(ended).toHaveBeenCalledTimes(1));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(server.subscriptions.filter((s) => !s.closed)).toHaveLength(0);
+    expect(server.subscriptions).toHaveLength(1);
+  });
+
+  it("after signing in again, resumes after the seq it last saw and reports each seq", async () => {
+    const seen: number[] = [];
+    mount(<Status />, 20, { resumeFrom: 70, onSeq: (seq) => seen.push(seq) });
+    expect(server.current.input).toEqual({ lastEventId: "70" });
+    act(() => server.connected());
+    act(() => server.send(update("volumes", 70), "70"));
+    act(() => server.send(update("volumes", 71), "71"));
+    expect(seen).toEqual([71]);
   });
 });
 

@@ -22,6 +22,7 @@ import { UPDATE_QUERY_MAP, type StreamEvent, type UpdateType } from "@stalecast/
 import { skipToken, useQueryClient } from "@tanstack/react-query";
 import { useSubscription } from "@trpc/tanstack-react-query";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { httpStatusOf } from "../lib/errors";
 import { setStreamLive } from "../queryClient";
 import { useTRPC, useTRPCClient } from "../trpc";
 import { invalidateAll, invalidateType, toStreamEvent, withUpdate } from "./events";
@@ -74,6 +75,21 @@ export interface SSEUpdatesOptions {
   tabs?: TabEnvironment | null;
   /** Timing of the hand-over between tabs. */
   tabOptions?: TabOptions;
+  /** The seq to resume after (the last one seen before the session ended), if any. */
+  resumeFrom?: number | null;
+  /** Hears each seq applied, to resume from after signing in again. */
+  onSeq?(seq: number): void;
+  /**
+   * The stream ended because the session did (`UNAUTHORIZED`: signed out, expired): it is
+   * not opened again, this is called instead.
+   */
+  onUnauthorized?(): void;
+  /**
+   * The stream failed for another reason (it is opened again after `retryDelayMs`): the
+   * session may have ended with the server (a restarted one knows none), which only a
+   * request can tell.
+   */
+  onFailed?(): void;
 }
 
 /**
@@ -87,6 +103,10 @@ export function useSSEUpdates({
   retryDelayMs = 2000,
   tabs,
   tabOptions,
+  resumeFrom: resumeAfter = null,
+  onSeq,
+  onUnauthorized,
+  onFailed,
 }: SSEUpdatesOptions = {}): SSEUpdates {
   const trpc = useTRPC();
   const client = useTRPCClient();
@@ -97,8 +117,14 @@ export function useSSEUpdates({
   const [remote, setRemote] = useState<HolderState>({ state: "connecting", error: null, seq: null });
   const [events, setEvents] = useState<LoggedEvent[]>([]);
   const [lastSeq, setLastSeq] = useState<number | null>(null);
-  const [resumeFrom, setResumeFrom] = useState<string | undefined>(undefined);
-  const lastSeqRef = useRef<number | null>(null);
+  const [resumeFrom, setResumeFrom] = useState<string | undefined>(resumeAfter === null ? undefined : String(resumeAfter));
+  const lastSeqRef = useRef<number | null>(resumeAfter);
+  const onSeqRef = useRef(onSeq);
+  onSeqRef.current = onSeq;
+  const onUnauthorizedRef = useRef(onUnauthorized);
+  onUnauthorizedRef.current = onUnauthorized;
+  const onFailedRef = useRef(onFailed);
+  onFailedRef.current = onFailed;
   const arrivals = useRef(0);
   const everLive = useRef(false);
   const listeners = useRef(new Set<UpdateListener>());
@@ -131,6 +157,7 @@ export function useSSEUpdates({
       const last = lastSeqRef.current;
       if (last !== null && (event.kind === "update" ? event.seq <= last : event.seq === last)) return false;
       lastSeqRef.current = event.seq;
+      onSeqRef.current?.(event.seq);
       own.current = { ...own.current, seq: event.seq };
       setLastSeq(event.seq);
       if (event.kind === "update") {
@@ -242,9 +269,16 @@ export function useSSEUpdates({
   );
   const { status, reset } = subscription;
 
+  // The session ended: the stream stays closed, and whoever signs in opens a new one.
+  const unauthorized = status === "error" && httpStatusOf(subscription.error) === 401;
+  useEffect(() => {
+    if (unauthorized) onUnauthorizedRef.current?.();
+  }, [unauthorized]);
+
   // The stock client gives up on errors it deems final; a dashboard should not.
   useEffect(() => {
-    if (status !== "error") return;
+    if (status !== "error" || unauthorized) return;
+    onFailedRef.current?.();
     const timer = setTimeout(() => {
       const seq = lastSeqRef.current;
       const next = seq === null ? undefined : String(seq);
@@ -252,7 +286,7 @@ export function useSSEUpdates({
       else reset();
     }, retryDelayMs);
     return () => clearTimeout(timer);
-  }, [status, reset, resumeFrom, retryDelayMs]);
+  }, [status, unauthorized, reset, resumeFrom, retryDelayMs]);
 
   const ownState: ConnectionState =
     status === "pending" ? "live" : everLive.current || status === "error" ? "reconnecting" : "connecting";

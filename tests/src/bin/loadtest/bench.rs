@@ -56,8 +56,22 @@ struct Scenario {
     clients: usize,
     rate: f64,
     storm: Option<StormMode>,
+    /// Clients signed in as these users in turn (`user:password`), each notification
+    /// checked against what its user may see; none: every client is the admin.
+    audience: &'static [&'static str],
     targets: Targets,
 }
+
+/// The simulator's three users over its three projects: admin (every project), alice
+/// (member of web-team), bob (reader of data-team).
+const THREE_USERS: &[&str] = &["admin:stalecast", "alice:alice", "bob:bob"];
+
+/// The scenario the filtered one is compared with, and the filtered one: the same load,
+/// every client the admin, then clients of three users.
+const UNFILTERED: &str = "fanout-2000c-10ps";
+const FILTERED: &str = "fanout-2000c-10ps-3users";
+/// How much more server CPU per notification the filtered run may cost.
+const FILTER_OVERHEAD: f64 = 0.10;
 
 /// The volumes every storm runs over (realistic records, seeded through the simulator).
 const STORM_VOLUMES: usize = 36_000;
@@ -71,26 +85,38 @@ const NO_TARGETS: Targets = Targets {
     mutation_p99_ms: None,
 };
 
-const MATRIX: [Scenario; 6] = [
+const MATRIX: [Scenario; 7] = [
     Scenario {
-        name: "fanout-2000c-10ps",
+        name: UNFILTERED,
         clients: 2000,
         rate: 10.0,
         storm: None,
+        audience: &[],
         targets: Targets { p99_ms: Some(15.0), kib_per_connection: Some(10.0), cpu_us: Some(8.0), ..NO_TARGETS },
+    },
+    // The same, clients signed in as three users: each hears only of its user's projects.
+    Scenario {
+        name: FILTERED,
+        clients: 2000,
+        rate: 10.0,
+        storm: None,
+        audience: THREE_USERS,
+        targets: Targets { p99_ms: Some(15.0), kib_per_connection: Some(10.0), ..NO_TARGETS },
     },
     Scenario {
         name: "fanout-10000c-2ps",
         clients: 10_000,
         rate: 2.0,
         storm: None,
+        audience: &[],
         targets: Targets { p99_ms: Some(80.0), ..NO_TARGETS },
     },
-    Scenario { name: "fanout-19000c-1ps", clients: 19_000, rate: 1.0, storm: None, targets: NO_TARGETS },
+    Scenario { name: "fanout-19000c-1ps", clients: 19_000, rate: 1.0, storm: None, audience: &[], targets: NO_TARGETS },
     Scenario {
         name: "storm-full-2000c-1ps",
         clients: 2000,
         rate: 1.0,
+        audience: &[],
         storm: Some(StormMode::Full),
         targets: Targets { mutation_p99_ms: Some(300.0), ..NO_TARGETS },
     },
@@ -98,6 +124,7 @@ const MATRIX: [Scenario; 6] = [
         name: "storm-delta-2000c-10ps",
         clients: 2000,
         rate: 10.0,
+        audience: &[],
         storm: Some(StormMode::Delta),
         targets: Targets {
             p99_ms: Some(50.0),
@@ -111,6 +138,7 @@ const MATRIX: [Scenario; 6] = [
         name: "storm-paged-2000c-10ps",
         clients: 2000,
         rate: 10.0,
+        audience: &[],
         storm: Some(StormMode::Paged),
         targets: Targets { applied_p99_ms: Some(300.0), wire_kib_per_change: Some(40.0), ..NO_TARGETS },
     },
@@ -123,6 +151,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for scenario in MATRIX.iter().filter(|s| args.only.as_ref().is_none_or(|o| s.name.contains(o.as_str()))) {
         tracing::info!(scenario = scenario.name, "bench scenario");
         let run = RunArgs {
+            user: String::from("admin"),
+            password: String::from("stalecast"),
+            audience: scenario.audience.iter().map(|u| u.to_string()).collect(),
             clients: scenario.clients,
             rate: scenario.rate,
             duration: args.duration,
@@ -158,10 +189,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         // Let the kernel settle the previous run's sockets.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
+    if let Some(line) = filtering_cost(&results) {
+        println!("{line}");
+    }
     let markdown = render(&results, started, &load_before);
     write_results(&args.results, &markdown)?;
     tracing::info!(path = %args.results.display(), "results written");
     Ok(())
+}
+
+/// The server's CPU per notification with and without rooms, side by side, from the two
+/// runs of this bench (`None` unless both ran).
+fn filtering_cost(results: &[(&Scenario, RunReport, Vec<String>)]) -> Option<String> {
+    let of = |name: &str| results.iter().find(|(s, _, _)| s.name == name).map(|(_, r, _)| r);
+    let (plain, filtered) = (of(UNFILTERED)?, of(FILTERED)?);
+    let cpu = |r: &RunReport| r.server.as_ref().map(|s| s.cpu_us_per_notification);
+    let (a, b) = (cpu(plain)?, cpu(filtered)?);
+    let change = if a > 0.0 { b / a - 1.0 } else { 0.0 };
+    let verdict = if change <= FILTER_OVERHEAD { "met" } else { "**missed**" };
+    Some(format!(
+        "Rooms: server CPU per delivered notification {a:.2} µs unfiltered ({UNFILTERED}) vs {b:.2} µs with clients of \
+         three users over three projects ({FILTERED}): {:+.1} % (target: within {:.0} %, {verdict}); {} notifications \
+         checked against their audience, {} leaked, {} lost.",
+        change * 100.0,
+        FILTER_OVERHEAD * 100.0,
+        filtered.notifications.audience_checked,
+        filtered.notifications.leaked,
+        filtered.notifications.lost
+    ))
 }
 
 fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, load_before: &str) -> String {
@@ -211,6 +266,9 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
             r.latency.max_ms,
             if missed.is_empty() { String::from("met") } else { format!("**missed**: {}", missed.join("; ")) }
         );
+    }
+    if let Some(line) = filtering_cost(results) {
+        let _ = writeln!(md, "\n{line}");
     }
     let storms: Vec<_> = results.iter().filter(|(_, r, _)| r.storm.is_some()).collect();
     if !storms.is_empty() {

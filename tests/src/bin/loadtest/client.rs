@@ -1,6 +1,7 @@
 //! One SSE client as lean as a load generator needs: a raw TCP socket bound to a chosen
 //! loopback source address, a hand-written HTTP/1.1 request, chunked-transfer decoding and
-//! SSE framing, and just enough JSON parsing to read `seq` and `ts`.
+//! SSE framing, and just enough JSON parsing to read `seq`, `ts` and the `ids` (which the
+//! audience check judges).
 //!
 //! A full HTTP client per connection would cost the load generator more CPU than the
 //! server it measures; on a 2-core machine that would show up as the server's latency.
@@ -18,8 +19,17 @@ use tokio::net::{TcpSocket, TcpStream};
 pub enum SseEvent {
     Connected,
     Ping,
-    Update { seq: u64, ts: u64, kind: UpdateKind },
-    Resync { seq: u64, lagged: bool },
+    /// `ids`: the changed resources it names (`None`: the whole collection).
+    Update {
+        seq: u64,
+        ts: u64,
+        kind: UpdateKind,
+        ids: Option<Vec<String>>,
+    },
+    Resync {
+        seq: u64,
+        lagged: bool,
+    },
     Other(String),
 }
 
@@ -41,6 +51,8 @@ struct Data<'a> {
     ts: u64,
     #[serde(rename = "type", default)]
     update_type: &'a str,
+    #[serde(default)]
+    ids: Option<Vec<String>>,
 }
 
 /// The receive buffer a stalled client asks for (the kernel's minimum is about this).
@@ -74,10 +86,11 @@ pub struct SseConn {
 }
 
 impl SseConn {
-    /// Sends the request and reads the response head; fails unless it is
-    /// `200 text/event-stream`.
-    pub async fn open(mut stream: TcpStream, host: &str, path: &str) -> io::Result<SseConn> {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+    /// Sends the request (with `cookie`, the signed-in session's `name=value`) and reads
+    /// the response head; fails unless it is `200 text/event-stream`.
+    pub async fn open(mut stream: TcpStream, host: &str, path: &str, cookie: &str) -> io::Result<SseConn> {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCookie: {cookie}\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut raw = BytesMut::with_capacity(2048);
         let head_end = loop {
@@ -223,6 +236,7 @@ fn parse_event(block: &[u8]) -> SseEvent {
                 seq: d.seq,
                 ts: d.ts,
                 kind: if d.update_type == "volumes" { UpdateKind::Volumes } else { UpdateKind::Other },
+                ids: d.ids,
             },
             Ok(d) if d.kind == "resync" => SseEvent::Resync { seq: d.seq, lagged: d.reason == "lagged" },
             _ => SseEvent::Other(data),
@@ -255,7 +269,7 @@ mod tests {
     #[test]
     fn decodes_chunked_sse_split_anywhere() {
         let body = "event: connected\ndata: {\"reconnectAfterInactivityMs\":30000}\n\n\
-                    id: 7\ndata: {\"kind\":\"update\",\"seq\":7,\"type\":\"volumes\",\"ts\":99}\n\n\
+                    id: 7\ndata: {\"kind\":\"update\",\"seq\":7,\"type\":\"volumes\",\"ids\":[\"v-1\"],\"ts\":99}\n\n\
                     event: ping\ndata: {}\n\n\
                     data: {\"kind\":\"resync\",\"seq\":9,\"reason\":\"lagged\"}\n\n";
         let mut chunked = Vec::new();
@@ -266,7 +280,7 @@ mod tests {
         }
         let expected = vec![
             SseEvent::Connected,
-            SseEvent::Update { seq: 7, ts: 99, kind: UpdateKind::Volumes },
+            SseEvent::Update { seq: 7, ts: 99, kind: UpdateKind::Volumes, ids: Some(vec!["v-1".into()]) },
             SseEvent::Ping,
             SseEvent::Resync { seq: 9, lagged: true },
         ];

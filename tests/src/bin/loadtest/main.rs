@@ -42,6 +42,13 @@ mod run;
 mod stats;
 mod worker;
 
+/// Headers that carry the session `cookie` (`name=value`) on every request of a client.
+fn signed_in(cookie: &str) -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::COOKIE, reqwest::header::HeaderValue::from_str(cookie)?);
+    Ok(headers)
+}
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -112,6 +119,17 @@ pub enum Mutation {
 /// The knobs of one run.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
+    /// The user every client signs in as (the simulator's admin by default).
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+    /// Their password.
+    #[arg(long, default_value = "stalecast", env = "LOADTEST_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    /// Clients sign in as these users in turn (`user:password`, comma-separated), and the
+    /// load tool checks every notification against what its client's user may see (the
+    /// servers each user's projects hold); mutations stay the `--user`'s. Servers only.
+    #[arg(long, value_delimiter = ',')]
+    pub audience: Vec<String>,
     /// SSE clients to open.
     #[arg(long, short = 'n', default_value_t = 2000)]
     pub clients: usize,

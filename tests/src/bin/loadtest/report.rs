@@ -32,6 +32,8 @@ pub struct Measured {
     pub seq1: u64,
     pub driven: Driven,
     pub reports: Vec<WorkerReport>,
+    /// With `--audience`: the users clients signed in as.
+    pub audience: Option<Vec<String>>,
     /// Workers that did not exit cleanly after their report.
     pub worker_failures: Vec<String>,
     pub idle: Option<Sample>,
@@ -130,6 +132,13 @@ pub struct Notifications {
     pub out_of_order: u64,
     pub resyncs: u64,
     pub window_s: f64,
+    /// With `--audience`: the users clients signed in as, notifications checked against
+    /// what their user may see, those delivered to a client that may not see them, and
+    /// the first few of those.
+    pub audience: Option<Vec<String>>,
+    pub audience_checked: u64,
+    pub leaked: u64,
+    pub leak_examples: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -256,6 +265,10 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         out_of_order: 0,
         resyncs: 0,
         window_s: m.window.as_secs_f64(),
+        audience: m.audience.clone(),
+        audience_checked: 0,
+        leaked: 0,
+        leak_examples: Vec::new(),
     };
     let mut slow = (m.args.slow_clients > 0).then(|| SlowClients {
         requested: m.args.slow_clients,
@@ -303,6 +316,13 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         n.duplicates += r.duplicates;
         n.out_of_order += r.out_of_order;
         n.resyncs += r.resyncs;
+        n.audience_checked += r.audience_checked;
+        n.leaked += r.audience_violations;
+        for example in &r.violation_examples {
+            if n.leak_examples.len() < 5 {
+                n.leak_examples.push(example.clone());
+            }
+        }
         if let Some(slow) = slow.as_mut() {
             for client in &r.slow {
                 match client.outcome {
@@ -463,6 +483,15 @@ pub fn verdict(args: &RunArgs, r: &RunReport) -> Vec<String> {
     if r.notifications.lost > 0 {
         failed.push(format!("{} notifications lost", r.notifications.lost));
     }
+    if r.notifications.leaked > 0 {
+        failed.push(format!(
+            "{} notifications delivered to a client whose user may not see them: {:?}",
+            r.notifications.leaked, r.notifications.leak_examples
+        ));
+    }
+    if !args.audience.is_empty() && r.notifications.audience_checked == 0 {
+        failed.push(String::from("no notification was checked against its audience"));
+    }
     if r.notifications.published == 0 {
         failed.push(String::from("no update was published"));
     }
@@ -581,6 +610,17 @@ pub fn print(r: &RunReport) {
             n.published, n.expected, n.received, n.lost, n.duplicates, n.resyncs
         ),
     );
+    if let Some(users) = &n.audience {
+        row(
+            "audience",
+            format!(
+                "clients signed in as {}: {} notifications checked against what their user may see, {} LEAKED",
+                users.join(", "),
+                n.audience_checked,
+                n.leaked
+            ),
+        );
+    }
     if let Some(s) = &r.slow_clients {
         row(
             "slow clients",

@@ -7,7 +7,7 @@
 //!    close the window, wait until every notification arrived (or `--drain` passed).
 //! 4. Measure, stop everything, build the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use tokio::process::{ChildStdin, Command};
 use crate::drive::{self, Counters};
 use crate::procs::{self, Logged};
 use crate::report::{self, RunReport};
-use crate::worker::{StormConfig, ToCoordinator, ToWorker, WorkerConfig, WorkerReport};
+use crate::worker::{Audience, AudienceUser, StormConfig, ToCoordinator, ToWorker, WorkerConfig, WorkerReport};
 use crate::{Mutation, RunArgs};
 
 /// Descriptors a worker keeps for itself (runtime, stdio, the refetch pool's spares).
@@ -94,6 +94,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         .with_context(|| format!("{base}: the target must be http://<ip>:<port> on loopback"))?;
     anyhow::ensure!(addr.ip().is_loopback(), "{addr}: the load test only targets loopback addresses");
     wait_ready(&http, &base).await?;
+    // Every request from here on is signed in, as a browser's would be.
+    let cookie = sign_in(&http, &base, &args.user, &args.password).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(crate::signed_in(&cookie)?)
+        .build()?;
     // Warnings before readiness (`/readyz` answering 503 while the cache fills) are not the run's.
     if let Some(server) = &server {
         server.warnings.store(0, Ordering::Relaxed);
@@ -120,13 +126,20 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         .unwrap_or((soft_limit.saturating_sub(FD_RESERVE) / fds_per_client) as usize)
         .max(1)
         .min(args.clients.max(1));
-    let worker_count = args.clients.div_ceil(per_worker).max(1);
     let storm = args.storm.then(|| StormConfig {
         mode: args.storm_mode,
         page_size: args.page_size,
         accept_encoding: args.accept_encoding.clone(),
         conditional: !args.no_conditional,
     });
+    let audience = if args.audience.is_empty() { None } else { Some(audience_of(&http, &base, args).await?) };
+    // With an audience every worker holds a client of each user, its all-seeing ones
+    // among them: what the others are judged against.
+    let per_worker = match &audience {
+        Some(a) => per_worker.max(a.users.len().min(args.clients)),
+        None => per_worker,
+    };
+    let worker_count = args.clients.div_ceil(per_worker).max(1);
     let mut workers = Vec::new();
     let mut first_index = 0;
     for w in 0..worker_count {
@@ -142,6 +155,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
             connect_timeout_ms: args.connect_timeout.as_millis() as u64,
             slow_clients: if w == 0 { args.slow_clients } else { 0 },
             storm: storm.clone(),
+            cookie: cookie.clone(),
+            audience: audience.clone(),
         };
         first_index += clients;
         workers.push(spawn_worker(&config).await?);
@@ -222,6 +237,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     let drain_started = Instant::now();
     let mut last_refetches = u64::MAX;
     let mut quiet_since = Instant::now();
+    let (mut last_received, mut received_since) = (u64::MAX, Instant::now());
     loop {
         let received = total(&workers, |p| &p.in_window);
         let refetches = total(&workers, |p| &p.refetches);
@@ -234,7 +250,15 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         let storm_settled = !args.storm || quiet_since.elapsed() > Duration::from_secs(2);
         // The slow clients read again now; each is done once its stream covers the window.
         let slow_done = total(&workers, |p| &p.slow_done) >= args.slow_clients as u64;
-        if (received >= expected && storm_settled && slow_done) || drain_started.elapsed() > args.drain {
+        // With an audience each client expects only its user's share, which only the
+        // workers know: done once nothing more arrived for a second.
+        if received != last_received {
+            last_received = received;
+            received_since = Instant::now();
+        }
+        let delivered = received >= expected
+            || (audience.is_some() && received > 0 && received_since.elapsed() > Duration::from_secs(1));
+        if (delivered && storm_settled && slow_done) || drain_started.elapsed() > args.drain {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -298,6 +322,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         seq1,
         driven,
         reports,
+        audience: audience.as_ref().map(|a| a.users.iter().map(|u| u.name.clone()).collect()),
         worker_failures,
         idle,
         connected_sample,
@@ -384,6 +409,71 @@ async fn send(stdin: &mut ChildStdin, msg: &ToWorker) -> anyhow::Result<()> {
 }
 
 /// Waits until `/readyz` answers 200 (every collection fetched).
+/// The `--audience` users signed in, with the projects each may see, and the project of
+/// every server (what the run toggles).
+async fn audience_of(http: &reqwest::Client, base: &str, args: &RunArgs) -> anyhow::Result<Audience> {
+    anyhow::ensure!(!args.storm && args.mutation == Mutation::Servers, "--audience judges servers mutations only");
+    let servers: serde_json::Value =
+        http.get(format!("{base}/trpc/compute.servers.list")).send().await?.error_for_status()?.json().await?;
+    let owners: HashMap<String, String> = servers["result"]["data"]
+        .as_array()
+        .context("compute.servers.list answered no array")?
+        .iter()
+        .filter_map(|s| Some((s["id"].as_str()?.to_owned(), s["projectId"].as_str()?.to_owned())))
+        .collect();
+    let all: HashSet<&String> = owners.values().collect();
+    let mut users = Vec::new();
+    for spec in &args.audience {
+        let (name, password) = spec.split_once(':').with_context(|| format!("--audience {spec}: user:password"))?;
+        // A request of its own, without the coordinator's cookie: a sign-in ends the
+        // session its request came with.
+        let cookie = sign_in(&reqwest::Client::new(), base, name, password).await?;
+        let me: serde_json::Value = http
+            .get(format!("{base}/trpc/auth.me"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let projects: Vec<String> = me["result"]["data"]["projects"]
+            .as_array()
+            .context("auth.me answered no projects")?
+            .iter()
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .collect();
+        // A user who sees every project the run touches sees everything: a witness.
+        let sees_all = all.iter().all(|p| projects.contains(p));
+        tracing::info!(user = name, ?projects, sees_all, "audience user signed in");
+        users.push(AudienceUser { name: name.to_owned(), cookie, projects: (!sees_all).then_some(projects) });
+    }
+    anyhow::ensure!(users.iter().any(|u| u.projects.is_none()), "--audience needs a user who sees every project");
+    Ok(Audience { users, owners })
+}
+
+/// Signs `user` in (`auth.login`); answers the session cookie as `name=value`.
+async fn sign_in(http: &reqwest::Client, base: &str, user: &str, password: &str) -> anyhow::Result<String> {
+    let response = http
+        .post(format!("{base}/trpc/auth.login"))
+        .json(&serde_json::json!({"user": user, "password": password}))
+        .send()
+        .await
+        .context("signing in")?;
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
+        .find(|pair| pair.contains("stalecast_session="))
+        .map(str::to_owned);
+    let body = response.text().await.unwrap_or_default();
+    match cookie {
+        Some(cookie) if status.is_success() => Ok(cookie),
+        _ => bail!("signing in as {user}: {status} {body}"),
+    }
+}
+
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -7,7 +7,7 @@
 //! up, then `done`); it reads [`ToWorker`] lines on stdin (`window`, `windowEnd`,
 //! `stop`). End of stdin means stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,47 @@ pub struct WorkerConfig {
     /// Clients that stop reading once connected, until the window closed.
     pub slow_clients: usize,
     pub storm: Option<StormConfig>,
+    /// The session cookie (`name=value`) every client's requests carry (with an
+    /// `audience`, the slow clients' and the storm's).
+    pub cookie: String,
+    /// Clients signed in as several users, each notification judged by what its user may
+    /// see.
+    pub audience: Option<Audience>,
+}
+
+/// The users clients sign in as (client `i` as `users[i % len]`), and whose each resource
+/// the run changes is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Audience {
+    pub users: Vec<AudienceUser>,
+    /// The project of every resource the run changes, by id.
+    pub owners: HashMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudienceUser {
+    pub name: String,
+    pub cookie: String,
+    /// The projects they may see; `None`: every one (an admin, whose clients' streams are
+    /// what the others' are judged against).
+    pub projects: Option<Vec<String>>,
+}
+
+impl AudienceUser {
+    /// Whether this user may hear of an update naming `ids` (none: the whole collection,
+    /// which names nothing of anyone's): every id must be of one of their projects.
+    pub fn may_see(&self, owners: &HashMap<String, String>, ids: Option<&[String]>) -> bool {
+        let (Some(projects), Some(ids)) = (&self.projects, ids) else { return true };
+        ids.iter().all(|id| owners.get(id).is_some_and(|p| projects.contains(p)))
+    }
+
+    /// Whether an update naming `ids` concerns this user (they should receive it).
+    fn concerned(&self, owners: &HashMap<String, String>, ids: Option<&[String]>) -> bool {
+        let (Some(projects), Some(ids)) = (&self.projects, ids) else { return true };
+        ids.iter().any(|id| owners.get(id).is_some_and(|p| projects.contains(p)))
+    }
 }
 
 /// Refetch-storm settings: what every client fetches on each `volumes` notification.
@@ -106,6 +147,12 @@ pub struct WorkerReport {
     pub resyncs: u64,
     pub slow: Vec<SlowReport>,
     pub storm: Option<StormReport>,
+    /// With an audience: notifications checked against what their client's user may see,
+    /// and those it may not have seen (each one a leak).
+    pub audience_checked: u64,
+    pub audience_violations: u64,
+    /// The first few leaks, as `user: seq ids`.
+    pub violation_examples: Vec<String>,
 }
 
 /// How a slow client's stream accounted for the window's updates once it read again.
@@ -261,6 +308,12 @@ impl Shared {
 /// What one client saw: the seqs it received after the window opened.
 struct ClientOutcome {
     seqs: Vec<u64>,
+    /// Its user, with an audience.
+    user: Option<usize>,
+    /// An all-seeing client's updates with their ids: what the others are judged against.
+    witnessed: Vec<(u64, Option<Vec<String>>)>,
+    checked: u64,
+    violations: Vec<String>,
 }
 
 pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
@@ -293,7 +346,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     });
     let stop = CancellationToken::new();
     let gate = Arc::new(Semaphore::new(config.connect_concurrency.max(1)));
-    let storm_http = config.storm.as_ref().map(|_| storm_clients(config.source_addrs)).transpose()?;
+    let storm_http = config.storm.as_ref().map(|_| storm_clients(config.source_addrs, &config.cookie)).transpose()?;
     // The refetches run on a runtime of their own. Each simulated client is one browser,
     // whose notification is read as soon as it arrives; on one shared runtime, a client's
     // notification waited in the task queue behind the other 1,999 clients' refetches, and
@@ -402,6 +455,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let window = if seq0 != u64::MAX && seq1 != u64::MAX && seq1 >= seq0 { seq1 - seq0 } else { 0 };
     let mut report = WorkerReport::default();
     let mut panics = Vec::new();
+    let mut outcomes = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let outcome = match joined {
             Ok(Some(outcome)) => outcome,
@@ -412,7 +466,27 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
                 continue;
             }
         };
-        report.expected += window;
+        outcomes.push(outcome);
+    }
+    // What every update of the window named, as the all-seeing clients received it.
+    let witnessed: BTreeMap<u64, Option<Vec<String>>> =
+        outcomes.iter().flat_map(|o| o.witnessed.iter().filter(|(s, _)| *s > seq0 && *s <= seq1).cloned()).collect();
+    for outcome in outcomes {
+        let user = outcome.user.and_then(|u| config.audience.as_ref().map(|a| (&a.users[u], &a.owners)));
+        let expected = match user {
+            Some((user, owners)) if user.projects.is_some() => {
+                witnessed.values().filter(|ids| user.concerned(owners, ids.as_deref())).count() as u64
+            }
+            _ => window,
+        };
+        report.expected += expected;
+        report.audience_checked += outcome.checked;
+        report.audience_violations += outcome.violations.len() as u64;
+        for example in outcome.violations {
+            if report.violation_examples.len() < 5 {
+                report.violation_examples.push(example);
+            }
+        }
         let mut seen: Vec<u64> = outcome.seqs.iter().copied().filter(|s| *s > seq0 && *s <= seq1).collect();
         report.out_of_order += seen.windows(2).filter(|w| w[1] < w[0]).count() as u64;
         let all = seen.len() as u64;
@@ -420,7 +494,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         seen.dedup();
         report.duplicates += all - seen.len() as u64;
         report.received += seen.len() as u64;
-        report.lost += window.saturating_sub(seen.len() as u64);
+        report.lost += expected.saturating_sub(seen.len() as u64);
     }
     while let Some(joined) = slow_tasks.join_next().await {
         match joined {
@@ -482,10 +556,11 @@ async fn send(out: &tokio::sync::Mutex<tokio::io::Stdout>, msg: &ToCoordinator) 
 }
 
 /// One HTTP client per source address for the refetches (each pools its connections).
-fn storm_clients(source_addrs: u8) -> anyhow::Result<Vec<reqwest::Client>> {
+fn storm_clients(source_addrs: u8, cookie: &str) -> anyhow::Result<Vec<reqwest::Client>> {
     (0..source_addrs.max(1) as usize)
         .map(|i| {
             Ok(reqwest::Client::builder()
+                .default_headers(crate::signed_in(cookie)?)
                 .local_address(source_addr(i, source_addrs))
                 .timeout(Duration::from_secs(120))
                 .build()?)
@@ -505,6 +580,19 @@ struct Client {
 }
 
 impl Client {
+    /// The index of the user this client signs in as, with an audience.
+    fn user(&self) -> Option<usize> {
+        self.config.audience.as_ref().map(|a| self.index % a.users.len())
+    }
+
+    /// The session cookie its stream carries.
+    fn cookie(&self) -> &str {
+        match (&self.config.audience, self.user()) {
+            (Some(audience), Some(user)) => &audience.users[user].cookie,
+            _ => &self.config.cookie,
+        }
+    }
+
     async fn run(self) -> Option<ClientOutcome> {
         let source = source_addr(self.index, self.config.source_addrs);
         let timeout = Duration::from_millis(self.config.connect_timeout_ms);
@@ -513,7 +601,7 @@ impl Client {
             let _permit = self.gate.acquire().await.ok()?;
             tokio::select! {
                 _ = self.stop.cancelled() => return None,
-                opened = tokio::time::timeout(timeout, self.open(source, false)) => opened,
+                opened = tokio::time::timeout(timeout, self.open(source, false, self.cookie())) => opened,
             }
         };
         let mut conn = match opened {
@@ -543,6 +631,10 @@ impl Client {
         };
 
         let mut seqs = Vec::new();
+        let user = self.user();
+        let audience = self.config.audience.as_ref().zip(user).map(|(a, u)| (&a.users[u], &a.owners));
+        let witness = audience.is_some_and(|(user, _)| user.projects.is_none());
+        let (mut witnessed, mut checked, mut violations) = (Vec::new(), 0, Vec::new());
         let mut events = Vec::with_capacity(4);
         loop {
             let read = tokio::select! {
@@ -559,11 +651,21 @@ impl Client {
             }
             for event in events.drain(..) {
                 match event {
-                    SseEvent::Update { seq, ts, kind } => {
+                    SseEvent::Update { seq, ts, kind, ids } => {
+                        // Every notification is judged, in the window or not: a leak is one.
+                        if let Some((user, owners)) = audience {
+                            checked += 1;
+                            if !user.may_see(owners, ids.as_deref()) {
+                                violations.push(format!("{}: {seq} {ids:?}", user.name));
+                            }
+                        }
                         if seq <= self.shared.seq0.load(Ordering::Acquire) {
                             continue;
                         }
                         seqs.push(seq);
+                        if witness {
+                            witnessed.push((seq, ids));
+                        }
                         if seq <= self.shared.seq1.load(Ordering::Acquire) {
                             self.shared.in_window.fetch_add(1, Ordering::Relaxed);
                         }
@@ -588,7 +690,7 @@ impl Client {
                 }
             }
         }
-        Some(ClientOutcome { seqs })
+        Some(ClientOutcome { seqs, user, witnessed, checked, violations })
     }
 
     /// A stalled tab: opens its stream, then reads nothing until the window closed, so
@@ -606,7 +708,7 @@ impl Client {
         let timeout = Duration::from_millis(self.config.connect_timeout_ms);
         let opened = {
             let _permit = self.gate.acquire().await.map_err(|e| e.to_string())?;
-            tokio::time::timeout(timeout, self.open(source, true)).await
+            tokio::time::timeout(timeout, self.open(source, true, &self.config.cookie)).await
         };
         self.shared.slow_started.fetch_add(1, Ordering::Relaxed);
         let mut conn = match opened {
@@ -651,9 +753,10 @@ impl Client {
 
     /// Connects (`stalled`: with small socket buffers), sends the request and waits for
     /// the `connected` event.
-    async fn open(&self, source: std::net::IpAddr, stalled: bool) -> Result<SseConn, String> {
+    async fn open(&self, source: std::net::IpAddr, stalled: bool, cookie: &str) -> Result<SseConn, String> {
         let stream = connect_from(source, self.config.server, stalled).await.map_err(|e| format!("connect: {e}"))?;
-        let mut conn = SseConn::open(stream, "127.0.0.1", &self.config.path).await.map_err(|e| e.to_string())?;
+        let mut conn =
+            SseConn::open(stream, "127.0.0.1", &self.config.path, cookie).await.map_err(|e| e.to_string())?;
         let mut events = Vec::new();
         loop {
             match conn.read_events(&mut events).await {
@@ -860,6 +963,28 @@ mod tests {
     use super::*;
 
     const U: fn(u64) -> Seen = Seen::Update;
+
+    #[test]
+    fn a_user_may_hear_only_of_their_projects_resources_and_is_concerned_by_any_of_them() {
+        let owners: HashMap<String, String> = [("srv-web", "prj-web"), ("srv-data", "prj-data")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let alice =
+            AudienceUser { name: "alice".into(), cookie: String::new(), projects: Some(vec!["prj-web".into()]) };
+        let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(alice.may_see(&owners, Some(&ids(&["srv-web"]))));
+        assert!(!alice.may_see(&owners, Some(&ids(&["srv-data"]))));
+        assert!(!alice.may_see(&owners, Some(&ids(&["srv-web", "srv-data"]))), "one foreign id is a leak");
+        assert!(!alice.may_see(&owners, Some(&ids(&["srv-unknown"]))), "what cannot be placed is a leak");
+        assert!(alice.may_see(&owners, None), "the whole collection names nothing of anyone's");
+        assert!(alice.concerned(&owners, Some(&ids(&["srv-web", "srv-data"]))));
+        assert!(!alice.concerned(&owners, Some(&ids(&["srv-data"]))));
+        let admin = AudienceUser { name: "admin".into(), cookie: String::new(), projects: None };
+        assert!(
+            admin.may_see(&owners, Some(&ids(&["srv-data"]))) && admin.concerned(&owners, Some(&ids(&["srv-data"])))
+        );
+    }
 
     fn lagged(seq: u64) -> Seen {
         Seen::Resync { seq, lagged: true }
