@@ -7,11 +7,13 @@ import type { VolumeSnapshot } from "@stalecast/bindings";
 import { keepPreviousData, useMutation, useQuery } from "@tanstack/react-query";
 import { useMemo, useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
+import { NewButton } from "../components/NewButton";
 import { PageHeader } from "../components/PageHeader";
 import type { Column } from "../components/ResourceTable";
 import { StatusPill } from "../components/StatusPill";
 import { PAGE_SIZE, PagedTable, usePageQuestion, usePageWalk } from "../lib/paging";
 import { useListInput } from "../lib/project";
+import { useSession } from "../lib/session";
 import { formatTimestamp } from "../lib/time";
 import { useToasts } from "../lib/toasts";
 import { useProjects } from "../lib/useProjects";
@@ -59,9 +61,7 @@ export function SnapshotsPage() {
   return (
     <div className="page">
       <PageHeader title="Snapshots" type="snapshots" count={page?.total} statuses={page?.items.map((r) => r.status)}>
-        <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
-          {creating ? "Close" : "New snapshot"}
-        </button>
+        <NewButton noun="snapshot" open={creating} onToggle={() => setCreating((c) => !c)} />
       </PageHeader>
       {creating ? <CreateSnapshot onDone={() => setCreating(false)} /> : null}
       <PagedTable
@@ -88,6 +88,7 @@ function SnapshotRow({ snapshot, project, changed }: { snapshot: VolumeSnapshot;
   const trpc = useTRPC();
   const remove = useMutation(trpc.storage.snapshots.delete.mutationOptions());
   const busy = snapshot.status !== "available" && snapshot.status !== "error";
+  const readOnly = useSession().whyReadOnly(snapshot.projectId);
   return (
     <tr className={changed ? "row--changed" : undefined} data-id={snapshot.id} data-name={snapshot.name}>
       <td>
@@ -105,8 +106,8 @@ function SnapshotRow({ snapshot, project, changed }: { snapshot: VolumeSnapshot;
         <ConfirmButton
           label="Delete"
           busy={remove.isPending}
-          disabled={busy}
-          title={busy ? "Only an available or failed snapshot can be deleted" : undefined}
+          disabled={busy || readOnly !== null}
+          title={readOnly ?? (busy ? "Only an available or failed snapshot can be deleted" : undefined)}
           onConfirm={() => remove.mutate({ id: snapshot.id })}
         />
       </td>

@@ -8,10 +8,12 @@ import type { Subnet } from "@stalecast/bindings";
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { useMemo, useState, type FormEvent } from "react";
 import { ConfirmButton } from "../components/ConfirmButton";
+import { NewButton } from "../components/NewButton";
 import { PageHeader } from "../components/PageHeader";
 import { QueryState } from "../components/QueryState";
 import { ResourceTable, type Column } from "../components/ResourceTable";
 import { useListInput } from "../lib/project";
+import { useSession } from "../lib/session";
 import { formatTimestamp } from "../lib/time";
 import { useToasts } from "../lib/toasts";
 import { useProjects } from "../lib/useProjects";
@@ -42,9 +44,7 @@ export function SubnetsPage() {
   return (
     <div className="page">
       <PageHeader title="Subnets" type="subnets" count={subnets.data?.length}>
-        <button type="button" className="btn btn--primary" onClick={() => setCreating((c) => !c)}>
-          {creating ? "Close" : "New subnet"}
-        </button>
+        <NewButton noun="subnet" open={creating} onToggle={() => setCreating((c) => !c)} />
       </PageHeader>
       {creating ? <CreateSubnet onDone={() => setCreating(false)} /> : null}
       <QueryState what="subnets" isPending={subnets.isPending} error={subnets.error} hasData={subnets.data !== undefined} onRetry={() => void subnets.refetch()}>
@@ -67,6 +67,7 @@ export function SubnetsPage() {
 function SubnetRow({ subnet, network, project, changed }: { subnet: Subnet; network?: string; project?: string; changed: boolean }) {
   const trpc = useTRPC();
   const remove = useMutation(trpc.networks.subnets.delete.mutationOptions());
+  const readOnly = useSession().whyReadOnly(subnet.projectId);
   return (
     <tr className={changed ? "row--changed" : undefined} data-id={subnet.id} data-name={subnet.name}>
       <td>
@@ -83,7 +84,13 @@ function SubnetRow({ subnet, network, project, changed }: { subnet: Subnet; netw
       <td>{project ?? <span className="mono">{subnet.projectId}</span>}</td>
       <td className="muted">{formatTimestamp(subnet.createdAt)}</td>
       <td className="table__actions">
-        <ConfirmButton label="Delete" busy={remove.isPending} onConfirm={() => remove.mutate({ id: subnet.id })} />
+        <ConfirmButton
+          label="Delete"
+          busy={remove.isPending}
+          disabled={readOnly !== null}
+          title={readOnly ?? undefined}
+          onConfirm={() => remove.mutate({ id: subnet.id })}
+        />
       </td>
     </tr>
   );

@@ -73,7 +73,7 @@ export function VolumesPage() {
 
   return (
     <div className="page">
-      <PageHeader title="Volumes" type="volumes" count={page?.total} statuses={items.map((r) => r.status)}>
+      <PageHeader title="Volumes" type="volumes" count={page?.total} statuses={page?.items.map((r) => r.status)}>
         <NewButton noun="volume" open={creating} onToggle={() => setCreating((c) => !c)} />
       </PageHeader>
       {creating ? <CreateVolume onDone={() => setCreating(false)} /> : null}
