@@ -100,8 +100,9 @@ describe("the dashboard, with the embedded simulator", () => {
     });
     await page.locator('[data-testid="snapshots-table"]').waitFor();
     // An available volume of web-team's (Cinder snapshots those without force).
-    const volumes = await fetch(
-      `${app.base}/trpc/storage.volumes.page?input=${encodeURIComponent(JSON.stringify({ projectId: "prj-web", status: "available", sort: "-name", limit: 1 }))}`,
+    const volumes = await api(
+      app.base,
+      `/trpc/storage.volumes.page?input=${encodeURIComponent(JSON.stringify({ projectId: "prj-web", status: "available", sort: "-name", limit: 1 }))}`,
     ).then((r) => r.json());
     const volumeId = volumes.result.data.items[0].id;
     const name = uniqueName("e2e-snap");
