@@ -263,6 +263,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         rpc: &api.metrics,
         started,
         cluster: cluster.clone(),
+        sessions: sessions.open_gauge(),
     });
     let health =
         Arc::new(Health { store, bus: bus.clone(), max_staleness: config.max_staleness, ready: Default::default() });

@@ -10,8 +10,8 @@
 //! id, a user name or a URL.
 //!
 //! Figures that other parts add when they exist register here too, from [`Sources`]:
-//! - sessions (`stalecast_sessions`, a gauge of open sign-in sessions read from the
-//!   session store at each scrape) once sign-in exists;
+//! - sessions (`stalecast_sessions`, open sign-in sessions as the session sweeper last
+//!   counted them);
 //! - with `--redis`, the node's place in the cluster ([`ClusterStats`], read at each
 //!   scrape): whether Redis answers, reconnects, epoch changes, gaps, entries applied,
 //!   the shared log's lag, fenced publishes; `stalecast_leader` follows the poller's
@@ -67,6 +67,8 @@ pub struct Sources<'a> {
     pub started: SystemTime,
     /// With `--redis`: this node's figures in the cluster.
     pub cluster: Option<Arc<ClusterStats>>,
+    /// Sign-in sessions open on this node ([`Sessions::open_gauge`](crate::auth::Sessions::open_gauge)).
+    pub sessions: Gauge,
 }
 
 /// One registry holding every figure of `sources`.
@@ -81,6 +83,11 @@ pub fn registry(sources: Sources<'_>) -> Registry {
         "stalecast_build",
         "The running Stalecast's version",
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
+    registry.register(
+        "stalecast_sessions",
+        "Sign-in sessions open on this node (counted every quarter of a second)",
+        sources.sessions,
     );
     if let Some(cluster) = sources.cluster {
         registry.register_collector(Box::new(Cluster(cluster)));

@@ -264,6 +264,8 @@ pub struct Sessions {
     store: Box<dyn SessionStore>,
     limiter: Limiter,
     config: SessionConfig,
+    /// Sessions open, as of the last sweep (`stalecast_sessions`).
+    open: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Sessions {
@@ -276,7 +278,14 @@ impl Sessions {
             store: Box::new(MemoryStore::default()),
             limiter: Limiter::new(config.limits),
             config,
+            open: Default::default(),
         })
+    }
+
+    /// The number of open sessions, as of the last sweep (every [`SWEEP`]): what
+    /// `/metrics` shows as `stalecast_sessions`.
+    pub fn open_gauge(&self) -> prometheus_client::metrics::gauge::Gauge {
+        self.open.clone()
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -302,9 +311,12 @@ impl Sessions {
     /// due, forgets old sign-in failures.
     async fn sweep(self: &Arc<Self>) {
         let now = Instant::now();
-        for session in self.store.all().await {
+        let all = self.store.all().await;
+        let mut open = all.len();
+        for session in all {
             if let Some(why) = session.over(now) {
                 self.finish(&session, why).await;
+                open -= 1;
                 continue;
             }
             let due = *session.read_at.read().unwrap_or_else(|p| p.into_inner()) + self.config.refresh_every <= now;
@@ -316,6 +328,7 @@ impl Sessions {
                 });
             }
         }
+        self.open.set(open as i64);
         self.limiter.prune(now);
     }
 

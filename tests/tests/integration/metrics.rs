@@ -96,6 +96,8 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     promtool_accepts(&after);
     let moved = |name: &str, labels: &[&str]| sum(&after, name, labels) - sum(&before, name, labels);
     assert_eq!(value(&after, "stalecast_streams_open"), Some(1.0));
+    // The test's client signed in once: one session (the sweeper counts every 250 ms).
+    assert_eq!(value(&after, "stalecast_sessions"), Some(1.0), "{after}");
     let create = ["procedure=\"storage.volumes.create\"", "kind=\"mutation\""];
     assert_eq!(moved("stalecast_rpc_calls_total", &[create[0], create[1], "status=\"200\""]), 1.0);
     assert_eq!(moved("stalecast_rpc_calls_total", &[create[0], create[1], "status=\"400\""]), 1.0);
