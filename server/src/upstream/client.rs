@@ -774,10 +774,7 @@ impl OpenStackClient {
         id: &str,
         project: Option<&str>,
     ) -> Result<(), UpstreamError> {
-        let held = self.write_scope(acting, project, true).await?;
-        let path = format!("/servers/{}", segment(id));
-        self.call_with(Method::DELETE, held.auth(), Service::Compute, Target::Path(&path), None).await?;
-        Ok(())
+        self.delete_at(acting, Service::Compute, &format!("/servers/{}", segment(id)), project).await
     }
 
     /// Runs a server action (`os-start`, `os-stop`).
@@ -823,13 +820,7 @@ impl OpenStackClient {
         id: &str,
         project: Option<&str>,
     ) -> Result<(), UpstreamError> {
-        let held = self.write_scope(acting, project, true).await?;
-        let path = format!("/volumes/{}", segment(id));
-        match self.call_with(Method::DELETE, held.auth(), Service::Volume, Target::Path(&path), None).await {
-            Ok(_) => Ok(()),
-            Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
-            Err(e) => Err(e),
-        }
+        state_conflict(self.delete_at(acting, Service::Volume, &format!("/volumes/{}", segment(id)), project).await)
     }
 
     /// Snapshots a volume of `project` (with a token scoped to it: Cinder makes the
@@ -864,13 +855,7 @@ impl OpenStackClient {
         id: &str,
         project: Option<&str>,
     ) -> Result<(), UpstreamError> {
-        let held = self.write_scope(acting, project, true).await?;
-        let path = format!("/snapshots/{}", segment(id));
-        match self.call_with(Method::DELETE, held.auth(), Service::Volume, Target::Path(&path), None).await {
-            Ok(_) => Ok(()),
-            Err(UpstreamError::Rejected(message)) => Err(UpstreamError::Conflict(message)),
-            Err(e) => Err(e),
-        }
+        state_conflict(self.delete_at(acting, Service::Volume, &format!("/snapshots/{}", segment(id)), project).await)
     }
 
     /// Adds a subnet to a network of `project` (with a token scoped to it); answers its
@@ -900,10 +885,20 @@ impl OpenStackClient {
         id: &str,
         project: Option<&str>,
     ) -> Result<(), UpstreamError> {
+        self.delete_at(acting, Service::Network, &format!("/subnets/{}", segment(id)), project).await
+    }
+
+    /// `DELETE` of the record at `path` of `service`, in its project (`project`, when
+    /// known) with the token `acting` says.
+    async fn delete_at(
+        &self,
+        acting: Acting<'_>,
+        service: Service,
+        path: &str,
+        project: Option<&str>,
+    ) -> Result<(), UpstreamError> {
         let held = self.write_scope(acting, project, true).await?;
-        let path = format!("/subnets/{}", segment(id));
-        self.call_with(Method::DELETE, held.auth(), Service::Network, Target::Path(&path), None).await?;
-        Ok(())
+        self.call_with(Method::DELETE, held.auth(), service, Target::Path(path), None).await.map(|_| ())
     }
 
     // --- users signing in -------------------------------------------------------------
@@ -1140,6 +1135,16 @@ async fn decode_known<O: DeserializeOwned + 'static, R: Send + Sync + 'static>(
         return read();
     }
     tokio::task::spawn_blocking(read).await.map_err(|e| UpstreamError::Failed(format!("decoding {key}: {e}")))?
+}
+
+/// Cinder's answer to a delete, whose only input is the id: a 400 there is the record's
+/// state forbidding it (in use, with snapshots, still creating, …), answered as
+/// [`UpstreamError::Conflict`] with Cinder's message.
+fn state_conflict(result: Result<(), UpstreamError>) -> Result<(), UpstreamError> {
+    result.map_err(|error| match error {
+        UpstreamError::Rejected(message) => UpstreamError::Conflict(message),
+        other => other,
+    })
 }
 
 /// The body of a write's 2xx answer: when it cannot be read, the write was accepted but
