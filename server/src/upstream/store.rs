@@ -716,18 +716,15 @@ impl Store {
                 writes.remember(id, None);
             }
         }
-        // Who hears of it, as where the change was found: each record's owner (and its
-        // former one, when it moved), each deleted record's as this node stored it.
-        let stored = self.cached::<R>();
-        let stored_by_id = |id: &str| stored.as_ref().and_then(|s| s.find(id).cloned());
+        // Who hears of it, as where the change was found (`owners_of_change`): each
+        // record's owner, and its former one when it moved; each deleted record's owner as
+        // this node stored it (one it never stored: nobody's).
         let mut announced = Vec::with_capacity(upserts.len() + relayed.deletes.len());
-        for record in &upserts {
-            owners_of_change(&mut announced, stored_by_id(record.id()).as_ref(), &**record);
-        }
-        for id in &relayed.deletes {
-            announced.push((id.clone(), stored_by_id(id).map_or(Owner::Nobody, |r| r.owner())));
-        }
-        let Some(old) = stored else {
+        let Some(old) = self.cached::<R>() else {
+            for record in &upserts {
+                owners_of_change(&mut announced, None, &**record);
+            }
+            announced.extend(relayed.deletes.iter().map(|id| (id.clone(), Owner::Nobody)));
             self.bus.ingest(update, announced, |_| {});
             return;
         };
@@ -757,12 +754,18 @@ impl Store {
         for record in upserts {
             let found =
                 if indexed { at.get(record.id()).copied() } else { items.iter().position(|r| r.id() == record.id()) };
+            owners_of_change(&mut announced, found.map(|i| &*items[i]), &*record);
             match found {
                 Some(i) => changed.push((i, record)),
                 None => appended.push(record),
             }
         }
         drop(at);
+        let owners: FastMap<&str, Owner> = deleted.iter().map(|r| (r.id(), r.owner())).collect();
+        announced.extend(
+            relayed.deletes.iter().map(|id| (id.clone(), owners.get(id.as_str()).cloned().unwrap_or(Owner::Nobody))),
+        );
+        drop(owners);
         let mut positions = Vec::with_capacity(changed.len() + appended.len());
         for (i, record) in changed {
             items[i] = record;
