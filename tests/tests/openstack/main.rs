@@ -61,6 +61,17 @@ impl Cloud {
     /// Stalecast logging in as `user` (to `project`), with these `OS_*` variables, as a
     /// user who sourced an openrc file would start it; its client signed in as `user`.
     async fn stalecast_as(&self, user: &str, project: &str, extra: &[(&str, &str)]) -> TestApp {
+        self.stalecast_tuned(user, project, extra, |_| {}).await
+    }
+
+    /// [`Cloud::stalecast_as`], with `tune` applied to its configuration last.
+    async fn stalecast_tuned(
+        &self,
+        user: &str,
+        project: &str,
+        extra: &[(&str, &str)],
+        tune: impl FnOnce(&mut stalecast::config::ServeConfig),
+    ) -> TestApp {
         let auth_url = format!("{}/v3", self.keystone);
         let password = self.passwords.get(user).cloned().unwrap_or_default();
         let mut vars: Vec<(&str, &str)> = vec![
@@ -80,6 +91,7 @@ impl Cloud {
             c.upstream_timeout = Duration::from_secs(20);
             c.max_staleness = Duration::from_secs(30);
             c.poll_interval = REAL_POLL_INTERVAL;
+            tune(c);
         };
         spawn_app_signed_in_as(adjust, user, &password).await
     }
@@ -541,4 +553,131 @@ async fn users_sign_in_at_the_real_keystone_and_each_sees_and_changes_only_their
     let (status, body, cookies) = admin.anonymous().login("alice", "not-her-password").await;
     assert_eq!((status, cookies.len()), (StatusCode::UNAUTHORIZED, 0), "{body}");
     admin.shutdown().await;
+}
+
+/// Keystone's admin API, as the cloud's operator would use it (`openstack role add` and
+/// the like), with an admin token.
+struct Operator {
+    keystone: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Operator {
+    async fn of(cloud: &Cloud) -> Operator {
+        Operator {
+            keystone: format!("{}/v3", cloud.keystone),
+            token: cloud.token("admin", "admin").await,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `method` on `path`; panics unless Keystone answers `expect`.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, expect: StatusCode) -> Value {
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.keystone));
+        request = request.header("x-auth-token", &self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("keystone");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, expect, "{method} {path}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn role(&self, name: &str) -> String {
+        let roles = self.call(reqwest::Method::GET, &format!("/roles?name={name}"), None, StatusCode::OK).await;
+        roles["roles"][0]["id"].as_str().unwrap_or_else(|| panic!("no role {name}: {roles}")).to_owned()
+    }
+
+    async fn grant(&self, project: &str, user: &str, role: &str) {
+        let path = format!("/projects/{project}/users/{user}/roles/{role}");
+        self.call(reqwest::Method::PUT, &path, None, StatusCode::NO_CONTENT).await;
+    }
+
+    async fn take_away(&self, project: &str, user: &str, role: &str) {
+        let path = format!("/projects/{project}/users/{user}/roles/{role}");
+        self.call(reqwest::Method::DELETE, &path, None, StatusCode::NO_CONTENT).await;
+    }
+}
+
+/// The user's projects as `auth.me` tells them: name and whether they may write there.
+async fn my_projects(user: &Client) -> Vec<(String, bool)> {
+    let me = data(user, "auth.me", None).await;
+    me["projects"]
+        .as_array()
+        .expect("projects")
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap_or_default().to_owned(), p["canWrite"] == json!(true)))
+        .collect()
+}
+
+/// The next `resync` on `stream` within `wait`, skipping the updates other tests cause.
+async fn next_resync(stream: &mut stalecast_tests::SseClient, wait: Duration) -> Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let (_, event) = stream.next_data(deadline.saturating_duration_since(Instant::now())).await;
+        if event["kind"] == "resync" {
+            return event;
+        }
+    }
+}
+
+/// Memberships are read again while the user is signed in (here every 2 s; at most every
+/// minute by default): a role granted at Keystone shows without signing in again, and
+/// the user's open stream resyncs (`access`) so that the page shows the new project; a
+/// role taken away is gone the same way, and the project with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_granted_or_taken_away_at_keystone_reaches_the_signed_in_user() {
+    let cloud = cloud();
+    let every = Duration::from_secs(2);
+    let app = cloud.stalecast_tuned("admin", "admin", &[], |c| c.membership_refresh = every).await;
+    app.wait_for_readiness(200).await;
+    let operator = Operator::of(&cloud).await;
+    let (small, web) = (cloud.project("small-team"), cloud.project("web-team"));
+    let (member, reader) = (operator.role("member").await, operator.role("reader").await);
+    // A user of this test alone, member of small-team.
+    let name = format!("dana-{}", std::process::id());
+    let made = operator
+        .call(
+            reqwest::Method::POST,
+            "/users",
+            Some(json!({"user": {"name": name, "password": "dana-password", "domain_id": "default"}})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let dana_id = made["user"]["id"].as_str().expect("user id").to_owned();
+    operator.grant(small, &dana_id, &member).await;
+    let dana = app.sign_in(&name, "dana-password").await;
+    assert_eq!(my_projects(&dana).await, vec![("small-team".to_owned(), true)]);
+    let mut stream = dana.stream(&stalecast_tests::types_query(&["volumes"]), None).await;
+    stream.connected().await;
+
+    // Granted: reader of web-team.
+    operator.grant(web, &dana_id, &reader).await;
+    let granted = Instant::now();
+    let resync = next_resync(&mut stream, every + Duration::from_secs(8)).await;
+    assert_eq!(resync["reason"], "access", "{resync}");
+    let seen_after = granted.elapsed();
+    let mut projects = my_projects(&dana).await;
+    projects.sort();
+    assert_eq!(projects, vec![("small-team".to_owned(), true), ("web-team".to_owned(), false)]);
+    let listed = data(&dana, "projects.list", None).await;
+    assert!(names(&listed).contains(&"web-team".to_owned()), "{listed}");
+
+    // Taken away: her membership of small-team.
+    operator.take_away(small, &dana_id, &member).await;
+    let resync = next_resync(&mut stream, every + Duration::from_secs(8)).await;
+    assert_eq!(resync["reason"], "access", "{resync}");
+    assert_eq!(my_projects(&dana).await, vec![("web-team".to_owned(), false)]);
+    let (status, body) =
+        dana.mutate("storage.volumes.create", json!({"projectId": small, "name": "not-hers", "sizeGb": 1})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a project she no longer has a role on is unknown to her: {body}");
+    let mine = data(&dana, "storage.volumes.list", None).await;
+    assert!(mine.as_array().expect("list").iter().all(|v| v["projectId"] == web), "{mine}");
+
+    operator.call(reqwest::Method::DELETE, &format!("/users/{dana_id}"), None, StatusCode::NO_CONTENT).await;
+    eprintln!("a granted role reached the signed-in user after {seen_after:?}");
+    app.shutdown().await;
 }
