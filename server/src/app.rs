@@ -344,7 +344,7 @@ async fn join_cluster(
         url,
         lease: config.lease,
         ring_size: config.ring_size as usize,
-        node: addr.to_string(),
+        node: config.node_name.clone().unwrap_or_else(|| cluster::nodes::default_node_name(addr.port())),
         prefix: "stalecast:".into(),
     };
     let joined = cluster::start(config, bus.clone(), store.clone(), shutdown.clone(), tasks).await?;
