@@ -207,6 +207,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         Some(_) => UpdateBus::starting_at(1, bus_config),
     });
     let store = Arc::new(Store::new(client.clone(), bus.clone()));
+    let mut roster = None;
     let cluster = match &config.redis {
         None => {
             poller::spawn(store.clone(), config.poll_interval, shutdown.clone(), &mut tasks);
@@ -221,6 +222,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
                 shutdown.clone(),
                 &mut tasks,
             );
+            roster = Some(cluster.roster);
             Some(cluster.stats)
         }
     };
@@ -243,7 +245,10 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         },
     );
     sessions.run(shutdown.clone(), &mut tasks);
-    let stats = domain::stats::Figures::new(&bus, &store, started);
+    let stats = match roster {
+        None => domain::stats::Figures::new(&bus, &store, started),
+        Some(roster) => domain::stats::Figures::in_cluster(&bus, &store, started, roster),
+    };
     let ctx = Ctx {
         client,
         store: store.clone(),
