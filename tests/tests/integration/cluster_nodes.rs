@@ -212,9 +212,7 @@ async fn a_node_that_shuts_down_leaves_the_list_at_once() {
     let stopped_at = tokio::time::Instant::now();
     leaving.wait_exit(Duration::from_secs(10)).await;
     // Well before its announcement would have expired.
-    let alone =
-        announced_until(&mut watching, &staying, Duration::from_secs(3), "node-b gone", |s| names(s) == ["node-a"])
-            .await;
+    let alone = announced_until(&mut watching, &staying, LEASE, "node-b gone", |s| names(s) == ["node-a"]).await;
     assert!(stopped_at.elapsed() < EXPIRY, "{:?}", stopped_at.elapsed());
     stats_until(&staying, LEASE * 2, "node-a polls", |s| pollers(s) == ["node-a"]).await;
     assert_eq!(listed(&alone)[0]["thisNode"], true, "{alone}");
