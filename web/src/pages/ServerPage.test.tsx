@@ -1,3 +1,8 @@
+/**
+ * The Server page's nodes table against a fake server: a single node shown as "this node",
+ * a cluster's nodes by name with the poller marked and when each was last seen, and the
+ * table following a `serverStats` update (a poller gone, another polling).
+ */
 import type { NodeStats, ServerStats, StreamEvent } from "@stalecast/bindings";
 import { type QueryClient } from "@tanstack/react-query";
 import { act, cleanup, render, screen, waitFor, within } from "@testing-library/react";
