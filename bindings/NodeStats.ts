@@ -3,7 +3,20 @@
 /**
  * One node.
  */
-export type NodeStats = { name: string, 
+export type NodeStats = { 
+/**
+ * `this node` on a single node; in a cluster, the node's name (`--node-name`).
+ */
+name: string, 
+/**
+ * Whether this is the node that answered (the one this dashboard talks to).
+ */
+thisNode: boolean, 
+/**
+ * When its figures were last sampled (this node) or announced (the others), in
+ * milliseconds since the Unix epoch.
+ */
+lastSeenAt: number, 
 /**
  * Stalecast's version on that node.
  */

@@ -17,7 +17,8 @@ sampledAt: number,
  */
 windowMs: number, 
 /**
- * The nodes serving this dashboard's streams (one, until several share a bus).
+ * The nodes serving this dashboard's streams, by name: this one alone, or every live
+ * node of the cluster.
  */
 nodes: Array<NodeStats>, 
 /**

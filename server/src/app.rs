@@ -207,6 +207,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         Some(_) => UpdateBus::starting_at(1, bus_config),
     });
     let store = Arc::new(Store::new(client.clone(), bus.clone()));
+    let mut roster = None;
     let cluster = match &config.redis {
         None => {
             poller::spawn(store.clone(), config.poll_interval, shutdown.clone(), &mut tasks);
@@ -221,6 +222,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
                 shutdown.clone(),
                 &mut tasks,
             );
+            roster = Some(cluster.roster);
             Some(cluster.stats)
         }
     };
@@ -243,7 +245,10 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
         },
     );
     sessions.run(shutdown.clone(), &mut tasks);
-    let stats = domain::stats::Figures::new(&bus, &store, started);
+    let stats = match roster {
+        None => domain::stats::Figures::new(&bus, &store, started),
+        Some(roster) => domain::stats::Figures::in_cluster(&bus, &store, started, roster),
+    };
     let ctx = Ctx {
         client,
         store: store.clone(),
@@ -344,7 +349,7 @@ async fn join_cluster(
         url,
         lease: config.lease,
         ring_size: config.ring_size as usize,
-        node: addr.to_string(),
+        node: config.node_name.clone().unwrap_or_else(|| cluster::nodes::default_node_name(addr.port())),
         prefix: "stalecast:".into(),
     };
     let joined = cluster::start(config, bus.clone(), store.clone(), shutdown.clone(), tasks).await?;

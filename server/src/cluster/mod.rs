@@ -28,9 +28,14 @@
 //!   entries trimmed meanwhile, or a new epoch, mean a resync, never a silent gap. Each
 //!   change of state is logged once.
 //!
+//! - **The roster.** Each node announces itself and its figures under a key of its own
+//!   that expires, and reads every other's with the lease's holder ([`nodes`]): the
+//!   Server page lists every live node, the poller marked.
+//!
 //! Figures for monitoring are kept in [`ClusterStats`], read-only atomics.
 
 pub mod lease;
+pub mod nodes;
 pub mod reader;
 pub mod scripts;
 
@@ -103,7 +108,7 @@ pub struct ClusterConfig {
     pub lease: Duration,
     /// Entries the stream keeps (approximately, at least): the replay ring's size.
     pub ring_size: usize,
-    /// This node's name in the lease (its address, for operators).
+    /// This node's name in the lease and the roster ([`nodes::node_name`]).
     pub node: String,
     /// Where the keys live (`stalecast:`).
     pub prefix: String,
@@ -208,6 +213,8 @@ pub struct Cluster {
     pub stats: Arc<ClusterStats>,
     /// True while this node may poll: it holds the lease and Redis answers.
     pub polling: watch::Receiver<bool>,
+    /// Every live node and which one polls, as this node last read them.
+    pub roster: Arc<nodes::Roster>,
 }
 
 /// How long a command on the shared connection may take before it counts as failed.
@@ -257,9 +264,11 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("joining the cluster: {e}"))?;
     tasks.spawn(reader.run(shutdown.clone()));
     let (gate, polling) = watch::channel(false);
-    tasks.spawn(lease::run(shared.clone(), store, gate, shutdown));
+    tasks.spawn(lease::run(shared.clone(), store, gate, shutdown.clone()));
+    let roster = Arc::new(nodes::Roster::new(&shared.config.node));
+    tasks.spawn(nodes::run(shared.clone(), roster.clone(), shutdown));
     tracing::info!(redis = %shared.config.url, node = %shared.config.node, lease = ?shared.config.lease, "joined the cluster");
-    Ok(Cluster { stats, polling })
+    Ok(Cluster { stats, polling, roster })
 }
 
 /// Sends the store's changes to the log: the store's [`Relay`].

@@ -26,6 +26,10 @@ pub struct Keys {
     pub fence: String,
     /// When the poller last confirmed each collection (microseconds since the epoch).
     pub confirmed: String,
+    /// The names of the nodes that announced themselves ([`super::nodes`]).
+    pub nodes: String,
+    /// The prefix of each node's announcement key (`node:<name>`).
+    node_prefix: String,
 }
 
 impl Keys {
@@ -37,7 +41,14 @@ impl Keys {
             lease: format!("{prefix}lease"),
             fence: format!("{prefix}fence"),
             confirmed: format!("{prefix}confirmed"),
+            nodes: format!("{prefix}nodes"),
+            node_prefix: format!("{prefix}node:"),
         }
+    }
+
+    /// The key of the announcement of the node called `name` (expiring).
+    pub fn node(&self, name: &str) -> String {
+        format!("{}{name}", self.node_prefix)
     }
 }
 

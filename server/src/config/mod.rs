@@ -213,6 +213,11 @@ pub struct ServeConfig {
     /// polling dies, another polls within two leases.
     #[arg(long, env = "STALECAST_LEASE", value_parser = duration, default_value = "3s")]
     pub lease: Duration,
+    /// With `--redis`: this node's name on the Server page and in the poller's lease, up to
+    /// 64 letters, digits and `.`, `_`, `-`, `:` (default: the host's name and the listen
+    /// port, e.g. `web-1:3000`).
+    #[arg(long, env = "STALECAST_NODE_NAME", value_parser = crate::cluster::nodes::node_name)]
+    pub node_name: Option<String>,
 
     // --- web app ---
     /// The built web app (`npm run build` in `web/`), served at `/`. When it is missing,
@@ -300,6 +305,16 @@ mod tests {
         let default = ServeConfig::default();
         assert_eq!(default.membership_refresh, Duration::from_secs(60));
         assert!(!default.secure_cookie);
+    }
+
+    #[test]
+    fn a_node_name_is_short_and_plain() {
+        let parse = |args: &[&str]| literal_defaults().try_get_matches_from(args).map(|_| ());
+        assert!(parse(&["stalecast", "--node-name", "web-1:3000"]).is_ok());
+        for bad in ["", "a b", "redis://u:pw@host", &"n".repeat(65)] {
+            assert!(parse(&["stalecast", "--node-name", bad]).is_err(), "{bad}");
+        }
+        assert_eq!(ServeConfig::default().node_name, None);
     }
 
     #[test]

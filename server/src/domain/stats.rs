@@ -13,8 +13,12 @@
 //! rates and durations only. A sign-in requirement on every procedure applies to this
 //! query as to the others.
 //!
-//! The nodes are a list so that several nodes sharing one bus can each add their own, with
-//! the one that polls marked; a single node always polls.
+//! The nodes: a single node lists itself ("this node"), and always polls. In a cluster
+//! (`--redis`) each node announces its own figures in the roster at every sample
+//! ([`Roster`], in [`crate::cluster::nodes`]) and lists every live node: its own figures
+//! fresh, the others' as they last announced them, the one the poller's lease names
+//! marked. A change of the lineup (a node joins or leaves, or the poller moves) is
+//! published at once, not at the next sample.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,6 +30,7 @@ use ts_rs::TS;
 use utoipa::ToSchema;
 
 use super::Ctx;
+use crate::cluster::nodes::Roster;
 use crate::updates::{UpdateBus, UpdateType};
 use crate::upstream::client::OpenStackClient;
 use crate::upstream::metrics::Recent;
@@ -51,7 +56,8 @@ pub struct ServerStats {
     /// sample before; 0 in the first sample after the start).
     #[ts(type = "number")]
     pub window_ms: u64,
-    /// The nodes serving this dashboard's streams (one, until several share a bus).
+    /// The nodes serving this dashboard's streams, by name: this one alone, or every live
+    /// node of the cluster.
     pub nodes: Vec<NodeStats>,
     /// The cloud's services as the polling node saw them in the window.
     pub services: Vec<ServiceHealth>,
@@ -63,7 +69,14 @@ pub struct ServerStats {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStats {
+    /// `this node` on a single node; in a cluster, the node's name (`--node-name`).
     pub name: String,
+    /// Whether this is the node that answered (the one this dashboard talks to).
+    pub this_node: bool,
+    /// When its figures were last sampled (this node) or announced (the others), in
+    /// milliseconds since the Unix epoch.
+    #[ts(type = "number")]
+    pub last_seen_at: u64,
     /// Stalecast's version on that node.
     pub version: String,
     /// When it started, in milliseconds since the Unix epoch.
@@ -125,8 +138,12 @@ pub struct CollectionHealth {
 #[derive(Debug)]
 pub struct Figures {
     started: SystemTime,
+    /// In a cluster: the other nodes, and where this one announces itself.
+    roster: Option<Arc<Roster>>,
     latest: Mutex<Arc<ServerStats>>,
     last: Mutex<Totals>,
+    /// This node's own figures at the last sample.
+    own: Mutex<Option<NodeStats>>,
 }
 
 /// Counters at the previous sample.
@@ -139,10 +156,26 @@ struct Totals {
 }
 
 impl Figures {
-    /// Figures of a node started at `started`, sampled once right away (rates 0).
+    /// Figures of a single node started at `started`, sampled once right away (rates 0).
     pub fn new(bus: &UpdateBus, store: &Store, started: SystemTime) -> Arc<Figures> {
+        Figures::build(bus, store, started, None)
+    }
+
+    /// Figures of a node of a cluster, which announces its own in `roster` and lists
+    /// every live node's.
+    pub fn in_cluster(bus: &UpdateBus, store: &Store, started: SystemTime, roster: Arc<Roster>) -> Arc<Figures> {
+        Figures::build(bus, store, started, Some(roster))
+    }
+
+    fn build(bus: &UpdateBus, store: &Store, started: SystemTime, roster: Option<Arc<Roster>>) -> Arc<Figures> {
         let totals = totals(bus, store.client());
-        let figures = Figures { started, latest: Mutex::new(Arc::new(placeholder())), last: Mutex::new(totals) };
+        let figures = Figures {
+            started,
+            roster,
+            latest: Mutex::new(Arc::new(placeholder())),
+            last: Mutex::new(totals),
+            own: Mutex::new(None),
+        };
         figures.sample(bus, store);
         Arc::new(figures)
     }
@@ -161,8 +194,11 @@ impl Figures {
         let per_second = |count: u64| rate(count, window);
         let metrics = bus.metrics();
         let delivery = metrics.take_recent_delivery();
+        let sampled_at = millis(SystemTime::now());
         let node = NodeStats {
-            name: NODE_NAME.into(),
+            name: self.roster.as_ref().map_or(NODE_NAME, |roster| roster.name()).into(),
+            this_node: true,
+            last_seen_at: sampled_at,
             version: env!("CARGO_PKG_VERSION").into(),
             started_at: millis(self.started),
             polls: client.metrics().is_leader(),
@@ -191,23 +227,67 @@ impl Figures {
                 failures: health.failures,
             })
             .collect();
-        let stats = ServerStats {
-            sampled_at: millis(SystemTime::now()),
-            window_ms: window.as_millis() as u64,
-            nodes: vec![node],
-            services,
-            collections,
-        };
+        if let Some(roster) = &self.roster {
+            match serde_json::to_value(&node) {
+                Ok(figures) => roster.announce(figures),
+                Err(error) => tracing::warn!(%error, "cannot announce this node's figures"),
+            }
+        }
+        let nodes = self.nodes(&node);
+        *self.own.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
+        let stats = ServerStats { sampled_at, window_ms: window.as_millis() as u64, nodes, services, collections };
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         let changed = !same_figures(&latest, &stats);
         *latest = Arc::new(stats);
         changed
     }
+
+    /// Lists the nodes again from the roster, this node's figures as last sampled (a
+    /// node joined or left, or the poller moved); answers whether the list changed.
+    fn relist(&self) -> bool {
+        let Some(own) = self.own.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return false };
+        let nodes = self.nodes(&own);
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if same_nodes(&latest.nodes, &nodes) {
+            return false;
+        }
+        *latest = Arc::new(ServerStats { nodes, ..(**latest).clone() });
+        true
+    }
+
+    /// This node alone, or every live node of the roster (this one's figures `own`, the
+    /// others' as announced), by name, the poller the lease names marked.
+    fn nodes(&self, own: &NodeStats) -> Vec<NodeStats> {
+        let Some(roster) = &self.roster else { return vec![own.clone()] };
+        let members = roster.members();
+        let polls = |name: &str| members.poller.as_deref() == Some(name);
+        let mut nodes = vec![NodeStats { polls: polls(&own.name), ..own.clone() }];
+        for member in members.nodes.iter().filter(|m| m.name != own.name) {
+            match NodeStats::deserialize(&member.figures) {
+                Ok(figures) => nodes.push(NodeStats {
+                    name: member.name.clone(),
+                    this_node: false,
+                    polls: polls(&member.name),
+                    last_seen_at: member.seen_at,
+                    ..figures
+                }),
+                Err(error) => tracing::debug!(node = %member.name, %error, "ignored a node's figures"),
+            }
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        nodes
+    }
 }
 
 /// Whether two samples show the same figures (when and over how long they were taken aside).
 fn same_figures(a: &ServerStats, b: &ServerStats) -> bool {
-    a.nodes == b.nodes && a.services == b.services && a.collections == b.collections
+    same_nodes(&a.nodes, &b.nodes) && a.services == b.services && a.collections == b.collections
+}
+
+/// Whether two lists show the same nodes with the same figures (when each was last seen
+/// aside: that alone is no news).
+fn same_nodes(a: &[NodeStats], b: &[NodeStats]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| *a == NodeStats { last_seen_at: a.last_seen_at, ..b.clone() })
 }
 
 fn placeholder() -> ServerStats {
@@ -263,18 +343,30 @@ pub fn stats(ctx: &Ctx) -> ServerStats {
 /// Starts the sampler: every [`INTERVAL`], a new sample, published as a `serverStats`
 /// update when its figures changed and a stream wants them (a stream that names no types
 /// does not: publishing for nobody would only leave gaps in every other stream's seqs).
-/// Stops when `shutdown` fires.
+/// In a cluster, a change of the lineup lists the nodes again at once, and publishes the
+/// same way. Stops when `shutdown` fires.
 pub fn spawn(ctx: Ctx, shutdown: CancellationToken, tasks: &mut JoinSet<()>) {
     tasks.spawn(async move {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + INTERVAL, INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lineup = ctx.stats.roster.as_ref().map(|roster| roster.lineup());
         loop {
-            tokio::select! {
+            let lineup_changed = async {
+                match lineup.as_mut() {
+                    Some(lineup) => {
+                        if lineup.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let changed = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            // Sampled either way, so that `server.stats` is at most an interval old.
-            let changed = ctx.stats.sample(&ctx.bus, &ctx.store);
+                // Sampled either way, so that `server.stats` is at most an interval old.
+                _ = ticks.tick() => ctx.stats.sample(&ctx.bus, &ctx.store),
+                _ = lineup_changed => ctx.stats.relist(),
+            };
             if changed && ctx.bus.metrics().stats_watchers() > 0 {
                 ctx.store.announce(UpdateType::ServerStats).await;
             }
@@ -299,5 +391,32 @@ mod tests {
         // 4 ms, to the histogram's two significant digits.
         let p99 = p99_ms(&latencies).expect("a p99");
         assert!((4.0..4.05).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn when_a_node_was_last_seen_is_no_news_by_itself() {
+        let node = |name: &str, last_seen_at, streams| NodeStats {
+            name: name.into(),
+            this_node: false,
+            last_seen_at,
+            version: "0.1.0".into(),
+            started_at: 0,
+            polls: false,
+            streams,
+            notifications_per_second: 0.0,
+            notifications_total: 0,
+            writes_per_second: 0.0,
+            delivery_p99_ms: None,
+            resyncs_total: 0,
+        };
+        let before = [node("a:1", 1, 2), node("b:2", 1, 0)];
+        assert!(same_nodes(&before, &[node("a:1", 5, 2), node("b:2", 6, 0)]));
+        assert!(!same_nodes(&before, &[node("a:1", 5, 3), node("b:2", 6, 0)]), "a figure moved");
+        assert!(!same_nodes(&before, &[node("a:1", 5, 2)]), "a node left");
+        let moved = [node("a:1", 1, 2), NodeStats { polls: true, ..node("b:2", 1, 0) }];
+        assert!(!same_nodes(&before, &moved), "the poller moved");
+        // Another node's figures as announced: the roster's JSON is the domain's.
+        let announced = serde_json::to_value(&before[1]).expect("JSON");
+        assert_eq!(NodeStats::deserialize(&announced).expect("read back"), before[1]);
     }
 }

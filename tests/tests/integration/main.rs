@@ -3,6 +3,7 @@
 
 mod changes;
 mod cluster;
+mod cluster_nodes;
 mod config;
 mod contract;
 mod hardening;

@@ -1,7 +1,9 @@
 /**
  * Server: the figures of the server this dashboard talks to (`server.stats`): its nodes
  * (which one polls the cloud), open streams, notifications per second, delivery p99, and
- * the cloud's services and collections. Kept fresh by the stream itself: the server
+ * the cloud's services and collections. A single node lists itself as "this node"; in a
+ * cluster every live node is listed by name, the one answering marked "this node", each
+ * with when it last announced itself. Kept fresh by the stream itself: the server
  * publishes a `serverStats` update when its figures changed (at most every few seconds),
  * which invalidates this query like any other; nothing here polls.
  */
@@ -22,6 +24,7 @@ const NODE_COLUMNS: readonly Column[] = [
   { label: "Writes/s", className: "num" },
   { label: "Delivery p99", className: "num" },
   { label: "Resyncs", className: "num" },
+  { label: "Last seen" },
 ];
 
 const SERVICE_COLUMNS: readonly Column[] = [
@@ -58,7 +61,7 @@ export function ServerPage() {
       </header>
       <QueryState what="server figures" isPending={stats.isPending} error={stats.error} hasData={data !== undefined} onRetry={() => void stats.refetch()}>
         <Section title="Nodes" testId="stats-nodes" columns={NODE_COLUMNS} rows={data?.nodes.length ?? 0}>
-          {data?.nodes.map((node) => <NodeRow key={node.name} node={node} now={now} />)}
+          {data?.nodes.map((node) => <NodeRow key={node.name} node={node} now={now} named={data.nodes.length > 1 || node.name !== "this node"} />)}
         </Section>
         <Section title="Upstream services" testId="stats-services" columns={SERVICE_COLUMNS} rows={data?.services.length ?? 0}>
           {data?.services.map((service) => <ServiceRow key={service.service} service={service} />)}
@@ -83,22 +86,30 @@ function Section({ title, testId, columns, rows, children }: { title: string; te
   );
 }
 
-function NodeRow({ node, now }: { node: NodeStats; now: number }) {
+/** One node; `named` when it has a name of its own (a cluster's node), so that the one answering is told apart. */
+function NodeRow({ node, now, named }: { node: NodeStats; now: number; named: boolean }) {
   return (
-    <tr data-id={node.name}>
+    <tr data-id={node.name} data-polls={node.polls ? "yes" : "no"} aria-current={node.thisNode && named ? "true" : undefined}>
       <td>
         <div className="cell-name">{node.name}</div>
         <div className="cell-id">
-          v{node.version} · up since {formatAge(node.startedAt, now).replace(" ago", "")}
+          {node.thisNode && named ? "this node · " : ""}v{node.version} · up since {formatAge(node.startedAt, now).replace(" ago", "")}
         </div>
       </td>
-      <td>{node.polls ? <span className="pill pill--ok">polls</span> : <span className="pill pill--off">standby</span>}</td>
+      <td>
+        {node.polls ? (
+          <span className="pill pill--ok" title="yes: this node polls the cloud">polls</span>
+        ) : (
+          <span className="pill pill--off" title="no: changes reach it through the shared log">standby</span>
+        )}
+      </td>
       <td className="num mono" data-testid="stat-streams">{node.streams}</td>
       <td className="num mono" data-testid="stat-notifications-rate">{node.notificationsPerSecond.toFixed(1)}</td>
       <td className="num mono" data-testid="stat-notifications-total">{node.notificationsTotal}</td>
       <td className="num mono" data-testid="stat-writes-rate">{node.writesPerSecond.toFixed(1)}</td>
       <td className="num mono" data-testid="stat-delivery-p99">{ms(node.deliveryP99Ms)}</td>
       <td className="num mono">{node.resyncsTotal}</td>
+      <td data-testid="stat-last-seen">{formatAge(node.lastSeenAt, now)}</td>
     </tr>
   );
 }
