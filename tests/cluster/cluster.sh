@@ -77,7 +77,7 @@ start() {
 
 	local servers=""
 	for i in $(seq 1 "$NODES"); do
-		"$BIN" serve --port 0 --upstream "http://$sim" --redis "$redis_url" --web-dir "$WEB_DIR" \
+		"$BIN" serve --port 0 --upstream "http://$sim" --redis "$redis_url" --node-name "node$i" --web-dir "$WEB_DIR" \
 			--ready-file "$run/node$i.json" >"$run/node$i.log" 2>&1 &
 		echo $! >"$run/node$i.pid"
 	done
