@@ -20,6 +20,7 @@
 //! token of a project ([`Membership`]); the wire layer reads the cookie and sets it.
 
 pub mod limiter;
+pub mod shared;
 pub mod store;
 
 use std::net::IpAddr;

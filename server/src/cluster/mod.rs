@@ -208,6 +208,11 @@ pub struct Cluster {
     pub stats: Arc<ClusterStats>,
     /// True while this node may poll: it holds the lease and Redis answers.
     pub polling: watch::Receiver<bool>,
+    /// The cluster's Redis, for connections of one's own (the sign-in sessions'
+    /// subscription).
+    pub client: redis::Client,
+    /// The shared command connection (the sign-in sessions' records use it too).
+    pub conn: ConnectionManager,
 }
 
 /// How long a command on the shared connection may take before it counts as failed.
@@ -259,7 +264,7 @@ pub async fn start(
     let (gate, polling) = watch::channel(false);
     tasks.spawn(lease::run(shared.clone(), store, gate, shutdown));
     tracing::info!(redis = %shared.config.url, node = %shared.config.node, lease = ?shared.config.lease, "joined the cluster");
-    Ok(Cluster { stats, polling })
+    Ok(Cluster { stats, polling, client: shared.client.clone(), conn: shared.conn.clone() })
 }
 
 /// Sends the store's changes to the log: the store's [`Relay`].
