@@ -3,6 +3,7 @@
 
 mod changes;
 mod cluster;
+mod cluster_signin;
 mod config;
 mod contract;
 mod hardening;
