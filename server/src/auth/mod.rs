@@ -372,7 +372,10 @@ impl Sessions {
                     _ = ticks.tick() => {
                         sweeps = sweeps.wrapping_add(1);
                         let check = sessions.shared.as_ref().is_some_and(|shared| {
-                            check_now || !shared.listening() || sweeps.is_multiple_of(CHECK_RECORDS_EVERY)
+                            shared.take_suspect()
+                                || check_now
+                                || !shared.listening()
+                                || sweeps.is_multiple_of(CHECK_RECORDS_EVERY)
                         });
                         check_now = false;
                         sessions.sweep(check).await;
@@ -380,6 +383,50 @@ impl Sessions {
                 }
             }
         });
+    }
+
+    /// Marks the sessions whose record is gone, for the sweep to end them. When Redis
+    /// lost its data rather (the records' marker changed), writes back the records of
+    /// every session this node holds instead. Unreachable: nothing is known, the
+    /// sessions go on (and idle ones end here).
+    async fn check_records(&self, shared: &Shared, all: &[Arc<Session>]) -> redis::RedisResult<()> {
+        let held: Vec<&Arc<Session>> = all.iter().filter(|s| s.record.is_some() && s.ending().is_none()).collect();
+        if shared.lost().await? {
+            let now = Instant::now();
+            let records: Vec<(String, Record, Duration)> = held
+                .iter()
+                .map(|s| (s.id.clone(), self.record_of(s), s.idle_timeout.min(s.ends.saturating_duration_since(now))))
+                .filter(|(_, _, ttl)| !ttl.is_zero())
+                .collect();
+            tracing::warn!(
+                sessions = records.len(),
+                "Redis lost the sessions' records (restarted empty, or flushed): writing back those this node holds"
+            );
+            if let Err(error) = shared.restore(&records).await {
+                tracing::warn!(%error, "could not write the sessions' records back");
+            }
+            return Ok(());
+        }
+        let keys: Vec<RecordKey> = held.iter().filter_map(|s| s.record.clone()).collect();
+        let found = shared.existing(&keys).await?;
+        for (session, exists) in held.iter().zip(found) {
+            if !exists {
+                session.gone.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// What Redis keeps of `session`.
+    fn record_of(&self, session: &Session) -> Record {
+        Record {
+            user_id: session.user.id.clone(),
+            user_name: session.user.name.clone(),
+            user_domain: session.user.domain.clone(),
+            token: session.token.secret.clone(),
+            ends_ms: unix_ms(session.ends_at),
+            idle_ms: session.idle_timeout.as_millis() as u64,
+        }
     }
 
     /// Another node ended the session of `key`: this node's copy ends too.
@@ -420,16 +467,10 @@ impl Sessions {
     async fn sweep(self: &Arc<Self>, check_records: bool) {
         let all = self.store.all().await;
         if check_records && let Some(shared) = &self.shared {
-            let kept: Vec<&Arc<Session>> = all.iter().filter(|s| s.record.is_some()).collect();
-            let keys: Vec<RecordKey> = kept.iter().filter_map(|s| s.record.clone()).collect();
-            // Unreachable: nothing is known, the sessions go on (and idle ones end here).
             // Bounded, so that a Redis in trouble does not hold up the rest of the sweep.
-            if let Ok(Ok(found)) = tokio::time::timeout(SWEEP * 2, shared.existing(&keys)).await {
-                for (session, exists) in kept.iter().zip(found) {
-                    if !exists {
-                        session.gone.store(true, Ordering::Relaxed);
-                    }
-                }
+            let checked = tokio::time::timeout(SWEEP * 2, self.check_records(shared, &all)).await;
+            if let Ok(Err(error)) = checked {
+                tracing::debug!(%error, "could not check the sessions' records");
             }
         }
         let now = Instant::now();
@@ -491,19 +532,11 @@ impl Sessions {
             domain: token.user_domain.clone().or_else(|| domain.map(str::to_owned)).unwrap_or_else(|| "Default".into()),
         };
         let record = self.shared.as_ref().map(|shared| shared.key(&id));
-        let ends_at = SystemTime::now() + life;
         let session = self.open(id, user, token, projects, life, self.config.idle_timeout, record);
         if let Some(shared) = &self.shared {
             // Shared before anyone holds the cookie: a session only this node knew would
             // fail the user on the next node, and outlive a sign-out made there.
-            let record = Record {
-                user_id: session.user.id.clone(),
-                user_name: session.user.name.clone(),
-                user_domain: session.user.domain.clone(),
-                token: session.token.secret.clone(),
-                ends_ms: unix_ms(ends_at),
-                idle_ms: self.config.idle_timeout.as_millis() as u64,
-            };
+            let record = self.record_of(&session);
             if let Err(detail) = shared.save(&session.id, &record, self.config.idle_timeout.min(life)).await {
                 self.revoke(session.tokens()).await;
                 return Err(SignInError::Unavailable(detail));
@@ -570,7 +603,8 @@ impl Sessions {
 
     /// With `--redis`: pushes `session`'s record's expiry back to its idle timeout (never
     /// past its end), at most once per [`TOUCH_EVERY`], in the background so that no
-    /// request waits on Redis. A record found gone ends the session at the next sweep.
+    /// request waits on Redis. A record found gone has the next sweep look at every record
+    /// (the session ended elsewhere or expired, or Redis lost it).
     fn touch(&self, session: &Arc<Session>, now: Instant) {
         let (Some(shared), Some(key)) = (&self.shared, &session.record) else { return };
         let at = now.saturating_duration_since(session.started).as_millis() as u64;
@@ -584,10 +618,10 @@ impl Sessions {
         if ttl.is_zero() {
             return;
         }
-        let (shared, key, session) = (shared.clone(), key.clone(), session.clone());
+        let (shared, key) = (shared.clone(), key.clone());
         tokio::spawn(async move {
             if let Ok(false) = shared.touch(&key, ttl).await {
-                session.gone.store(true, Ordering::Relaxed);
+                shared.suspect();
             }
         });
     }

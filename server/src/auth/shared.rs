@@ -27,6 +27,13 @@
 //!   records of its sessions still exist ([`Shared::existing`]), every second, and every
 //!   sweep while the subscription is down: a record dropped by its TTL, or whose message
 //!   was missed, still ends the session.
+//! - **Redis losing its data** (restarted without persistence, flushed) is not a
+//!   sign-out: a marker beside the records ([`Shared::lost`]), set once and never
+//!   expiring, tells the two apart. When it is gone or replaced, each node writes back
+//!   the records of the sessions it holds ([`Shared::restore`], only where none is),
+//!   instead of ending them. A sign-out made while Redis was unreachable was not
+//!   published, but its token was revoked: each node ends its copy at its next reading
+//!   of the memberships (at most a minute).
 //! - **Redis unreachable.** A sign-in fails (`503`) rather than making a session that
 //!   only one node knows; sessions a node holds already go on serving it.
 //!
@@ -176,6 +183,13 @@ pub struct Shared {
     up: AtomicBool,
     /// The subscription is in place: endings published now reach this node.
     listening: AtomicBool,
+    /// A record was found gone while pushing its expiry back: the sweeper looks at once
+    /// whether it ended or Redis lost it.
+    suspect: AtomicBool,
+    /// Where the marker of the records' generation is kept ([`Shared::lost`]).
+    marker: String,
+    /// The marker as this node last saw it.
+    known: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -188,6 +202,9 @@ impl Shared {
             channel: format!("{prefix}sessions:ended"),
             up: AtomicBool::new(true),
             listening: AtomicBool::new(false),
+            suspect: AtomicBool::new(false),
+            marker: format!("{prefix}sessions:generation"),
+            known: std::sync::Mutex::new(None),
         })
     }
 
@@ -204,6 +221,60 @@ impl Shared {
     /// Whether endings published now reach this node.
     pub fn listening(&self) -> bool {
         self.listening.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a record was found gone: the sweeper looks at every record next.
+    pub fn suspect(&self) {
+        self.suspect.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a record was found gone since the last call.
+    pub fn take_suspect(&self) -> bool {
+        self.suspect.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether Redis lost its data since this node last looked: the marker of the
+    /// records' generation is gone (then set anew) or another than the one seen before.
+    /// The first look sees nothing lost.
+    pub async fn lost(&self) -> redis::RedisResult<bool> {
+        let candidate = format!("{:016x}", rand::random::<u64>());
+        let mut conn = self.conn.clone();
+        let read: redis::RedisResult<(String,)> = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&self.marker)
+            .arg(&candidate)
+            .arg("NX")
+            .ignore()
+            .get(&self.marker)
+            .query_async(&mut conn)
+            .await;
+        self.mark(&read);
+        let (current,) = read?;
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let lost = known.as_ref().is_some_and(|k| *k != current);
+        *known = Some(current);
+        Ok(lost)
+    }
+
+    /// Writes back the records of `sessions` (id, record, TTL) where Redis has none.
+    pub async fn restore(&self, sessions: &[(String, Record, Duration)]) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        for (id, record, ttl) in sessions {
+            let key = self.key(id);
+            let sealed = seal(id, &key, record)?;
+            pipe.cmd("SET")
+                .arg(key.as_str())
+                .arg(sealed)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .arg("NX")
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let restored: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        self.mark(&restored);
+        restored.map_err(|e| e.to_string())
     }
 
     /// Notes how a command went, logging each change of state once.

@@ -4,7 +4,8 @@
 //! the event stream; signing out anywhere ends the session's streams on every node
 //! within a second; the idle clock is the cluster's, not a node's; each user's stream
 //! carries only their projects whichever node delivers it; and with Redis unreachable a
-//! sign-in answers 503 while sessions a node holds go on.
+//! sign-in answers 503 while sessions a node holds go on, written back to a Redis that
+//! returns empty.
 //!
 //! The simulator's users: `admin`/`stalecast` (admin of every project), `alice`/`alice`
 //! (member of web-team, `prj-web`), `bob`/`bob` (reader of data-team, `prj-data`).
@@ -354,7 +355,7 @@ async fn a_session_in_use_on_one_node_is_not_idle_on_another_and_ends_everywhere
 }
 
 #[tokio::test]
-async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes_on() {
+async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes_on_and_is_written_back() {
     let mut rig = Rig::start().await;
     let nodes = rig.nodes(1, &[]).await;
     let alice = nodes[0].client.sign_in("alice", "alice").await;
@@ -366,10 +367,22 @@ async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut on_a = stream(&alice).await;
     assert_stays_open(&mut on_a, Duration::from_secs(2)).await;
-    // Back, but empty (as a Redis without persistence restarts): nothing says her session
-    // was not ended meanwhile, so it ends; and sign-in works again.
+
+    // Back, but empty (as a Redis without persistence restarts): that is no sign-out. The
+    // node writes her record back, her stream goes on, and a node started now knows her.
     rig.redis.restart().await;
-    assert_ended_unauthorized(&mut on_a, WAIT).await;
+    let deadline = Instant::now() + WAIT;
+    while rig.records().await != 1 {
+        assert!(Instant::now() < deadline, "her record was not written back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_stays_open(&mut on_a, Duration::from_secs(1)).await;
+    let (status, body) = alice.query("auth.me", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let later = rig.node(&[]).await;
+    let (status, body) = same_browser_on(&alice, &later).query("auth.me", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Sign-in works again.
     let deadline = Instant::now() + WAIT;
     loop {
         let (status, body, _) = nodes[0].client.anonymous().login("bob", "bob").await;
