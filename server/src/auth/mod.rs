@@ -186,7 +186,8 @@ pub struct Session {
     record: Option<RecordKey>,
     /// Milliseconds after `started` when its record's expiry was last pushed back.
     touched: AtomicU64,
-    /// With `--redis`: its record is gone (expired or deleted): the sweeper ends it.
+    /// With `--redis`: its record is gone (expired, or deleted by a node that ended it)
+    /// while Redis kept its data: the sweeper ends it.
     gone: AtomicBool,
 }
 

@@ -380,17 +380,19 @@ pub async fn listen(
 ) {
     let mut lost_logged = false;
     loop {
-        let subscribed = async {
-            let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, shared.client.get_async_pubsub())
-                .await
-                .map_err(|_| String::from("connecting timed out"))?
-                .map_err(|e| e.to_string())?;
-            pubsub.subscribe(&shared.channel).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(pubsub)
-        };
+        // Connecting and subscribing are bounded; waiting for messages is not.
+        let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let mut pubsub = shared.client.get_async_pubsub().await?;
+            pubsub.subscribe(&shared.channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        });
         let pubsub = tokio::select! {
             _ = shutdown.cancelled() => return,
-            subscribed = subscribed => subscribed,
+            subscribed = subscribed => match subscribed {
+                Ok(Ok(pubsub)) => Ok(pubsub),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+            },
         };
         match pubsub {
             Ok(pubsub) => {
