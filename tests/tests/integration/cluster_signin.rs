@@ -2,7 +2,7 @@
 //! real binary as a child process, all on one real `redis-server` and one simulator
 //! (`stalecast sim`). A cookie issued by one node works on every other, for queries and
 //! the event stream; signing out anywhere ends the session's streams on every node
-//! within a second; the idle clock is the cluster's, not a node's; each user's stream
+//! within a second, and a record that vanished unannounced ends it too; the idle clock is the cluster's, not a node's; each user's stream
 //! carries only their projects whichever node delivers it; and with Redis unreachable a
 //! sign-in answers 503 while sessions a node holds go on, written back to a Redis that
 //! returns empty.
@@ -233,6 +233,29 @@ async fn signing_out_on_any_node_ends_the_sessions_streams_on_every_node_within_
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     assert_eq!(rig.records().await, 0, "every record deleted");
+}
+
+#[tokio::test]
+async fn a_record_deleted_without_a_word_still_ends_the_session_on_every_node() {
+    let rig = Rig::start().await;
+    let nodes = rig.nodes(2, &[]).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let on_a = a.client.sign_in("alice", "alice").await;
+    let mut streams = vec![stream(&on_a).await, stream(&same_browser_on(&on_a, b)).await];
+    // As if a node deleted it while the others' subscriptions were down: no message.
+    let reply = rig.redis.command(&["KEYS", "stalecast:session:*"]).await;
+    let key = reply.lines().nth(2).expect("one key").to_owned();
+    assert!(key.starts_with("stalecast:session:"), "{reply}");
+    assert_eq!(rig.redis.command(&["DEL", &key]).await, ":1");
+    let deleted = Instant::now();
+    // Each node looks at its sessions' records every second.
+    for stream in &mut streams {
+        assert_ended_unauthorized(stream, Duration::from_millis(2000).saturating_sub(deleted.elapsed())).await;
+    }
+    for node in [a, b] {
+        let (status, body) = same_browser_on(&on_a, node).query("auth.me", None).await;
+        assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "{body}");
+    }
 }
 
 /// A stream's raw bytes, recorded as they arrive until it ends or is dropped.
