@@ -38,6 +38,11 @@ impl Rig {
 
     /// A node, nobody signed in on it yet; `extra` flags added (`--session-idle-timeout`).
     async fn node(&self, extra: &[&str]) -> ChildServer {
+        self.node_with(extra, &[]).await
+    }
+
+    /// A node with `env` in its environment (`RUST_LOG`).
+    async fn node_with(&self, extra: &[&str], env: &[(&str, &str)]) -> ChildServer {
         let url = self.redis.url();
         let mut args = vec![
             "serve",
@@ -55,7 +60,7 @@ impl Rig {
             "1s",
         ];
         args.extend_from_slice(extra);
-        ChildServer::start(&args, &[]).await.with_sim_url(&self.sim_url)
+        ChildServer::start(&args, env).await.with_sim_url(&self.sim_url)
     }
 
     async fn nodes(&self, n: usize, extra: &[&str]) -> Vec<ChildServer> {
@@ -162,7 +167,8 @@ async fn assert_stays_open(stream: &mut SseClient, wait: Duration) {
 #[tokio::test]
 async fn a_cookie_from_one_node_works_on_another_for_queries_and_the_stream() {
     let rig = Rig::start().await;
-    let nodes = rig.nodes(2, &[]).await;
+    let debug = [("RUST_LOG", "debug")];
+    let nodes = [rig.node_with(&[], &debug).await, rig.node_with(&[], &debug).await];
     let (a, b) = (&nodes[0], &nodes[1]);
     let alice_on_a = a.client.sign_in("alice", "alice").await;
     let alice_on_b = same_browser_on(&alice_on_a, b);
@@ -199,6 +205,15 @@ async fn a_cookie_from_one_node_works_on_another_for_queries_and_the_stream() {
         let (status, body) = same_browser_on(&forged, node).query("auth.me", None).await;
         assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "{body}");
     }
+    // Neither node's log, at debug, holds the session id or a token header; B logs that
+    // it took the session over.
+    for node in [a, b] {
+        let log = node.lines().join("\n");
+        assert!(!log.contains(id), "the log holds the session id:\n{log}");
+        let lower = log.to_lowercase();
+        assert!(!lower.contains("x-subject-token:") && !lower.contains("x-auth-token:"), "{log}");
+    }
+    assert!(b.lines().iter().any(|l| l.contains("took over a session")), "{}", b.lines().join("\n"));
 }
 
 #[tokio::test]
