@@ -305,6 +305,12 @@ pub enum SignInError {
     Unavailable(String),
 }
 
+/// With `--redis`: whether a cookie names a session cannot be told right now (Redis or
+/// Keystone cannot be asked). Not the same as no session: the cookie is kept, and the
+/// request is answered `503`, since the session may well go on.
+#[derive(Debug)]
+pub struct Unknown(pub String);
+
 /// Every session, and the sign-in rules.
 #[derive(Debug)]
 pub struct Sessions {
@@ -392,7 +398,8 @@ impl Sessions {
     /// sessions go on (and idle ones end here).
     async fn check_records(&self, shared: &Shared, all: &[Arc<Session>]) -> redis::RedisResult<()> {
         let held: Vec<&Arc<Session>> = all.iter().filter(|s| s.record.is_some() && s.ending().is_none()).collect();
-        if shared.lost().await? {
+        let lost = shared.lost().await?;
+        if shared.take_restore() {
             let now = Instant::now();
             let records: Vec<(String, Record, Duration)> = held
                 .iter()
@@ -404,8 +411,11 @@ impl Sessions {
                 "Redis lost the sessions' records (restarted empty, or flushed): writing back those this node holds"
             );
             if let Err(error) = shared.restore(&records).await {
-                tracing::warn!(%error, "could not write the sessions' records back");
+                tracing::warn!(%error, "could not write the sessions' records back; trying again");
             }
+            return Ok(());
+        }
+        if lost {
             return Ok(());
         }
         let keys: Vec<RecordKey> = held.iter().filter_map(|s| s.record.clone()).collect();
@@ -586,20 +596,24 @@ impl Sessions {
     }
 
     /// The running session with id `id`, marked as used now. With `--redis`, a session
-    /// this node does not hold is rebuilt from its record.
-    pub async fn find(&self, id: &str) -> Option<Arc<Session>> {
+    /// this node does not hold is rebuilt from its record ([`Unknown`] when that cannot
+    /// be done right now).
+    pub async fn find(&self, id: &str) -> Result<Option<Arc<Session>>, Unknown> {
         let session = match self.store.find(id).await {
             Some(session) => session,
-            None => self.rebuild(id).await?,
+            None => match self.rebuild(id).await? {
+                Some(session) => session,
+                None => return Ok(None),
+            },
         };
         let now = Instant::now();
         if let Some((why, reach)) = self.over(&session, now) {
             self.finish(&session, why, reach).await;
-            return None;
+            return Ok(None);
         }
         session.seen(now);
         self.touch(&session, now);
-        Some(session)
+        Ok(Some(session))
     }
 
     /// With `--redis`: pushes `session`'s record's expiry back to its idle timeout (never
@@ -630,24 +644,33 @@ impl Sessions {
     /// With `--redis`: the session `id` from its record, if Redis has one, kept on this
     /// node from now on. The token the user signed in with is validated at Keystone (a
     /// token it refuses ends the session everywhere) and scoped to each of their projects
-    /// with tokens of this node's own. `None` when Redis cannot be asked either: the
-    /// request is answered as one without a session.
-    async fn rebuild(&self, id: &str) -> Option<Arc<Session>> {
-        let shared = self.shared.as_ref()?;
+    /// with tokens of this node's own. [`Unknown`] when Redis or Keystone cannot be asked.
+    async fn rebuild(&self, id: &str) -> Result<Option<Arc<Session>>, Unknown> {
+        let Some(shared) = self.shared.as_ref() else { return Ok(None) };
+        let unknown = |what: &str, error: &dyn std::fmt::Display| {
+            tracing::warn!(%error, "{what}");
+            Unknown(what.to_owned())
+        };
         let record = match shared.load(id).await {
             Ok(Some(record)) => record,
-            Ok(None) => return None,
-            Err(error) => {
-                tracing::warn!(%error, "could not read a session's record from Redis");
-                return None;
+            // Missing just after Redis lost its data: maybe not written back yet.
+            Ok(None) if shared.lost().await.unwrap_or(false) || shared.recovering() => {
+                shared.suspect();
+                return Err(Unknown("Redis lost the sessions' records; they are being written back".into()));
             }
+            Ok(None) => return Ok(None),
+            Err(error) => return Err(unknown("could not read a session's record from Redis", &error)),
         };
         let key = shared.key(id);
-        let life = (UNIX_EPOCH + Duration::from_millis(record.ends_ms)).duration_since(SystemTime::now()).ok()?;
+        let Ok(life) = (UNIX_EPOCH + Duration::from_millis(record.ends_ms)).duration_since(SystemTime::now()) else {
+            return Ok(None);
+        };
         let idle_timeout = Duration::from_millis(record.idle_ms);
         // This request uses it: its idle clock starts again, on every node.
-        if !matches!(shared.touch(&key, idle_timeout.min(life)).await, Ok(true)) {
-            return None;
+        match shared.touch(&key, idle_timeout.min(life)).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(error) => return Err(unknown("could not read a session's record from Redis", &error)),
         }
         let held = Token {
             secret: record.token.clone(),
@@ -669,29 +692,23 @@ impl Sessions {
             Ok(_) => {
                 refused("its token names another user");
                 self.end_record(shared, &key, Ending::Revoked).await;
-                return None;
+                return Ok(None);
             }
             Err(UpstreamError::Unauthorized(_)) => {
                 refused("Keystone no longer accepts its token");
                 self.end_record(shared, &key, Ending::Revoked).await;
-                return None;
+                return Ok(None);
             }
-            Err(error) => {
-                tracing::warn!(user = %record.user_name, %error, "could not validate a shared session's token");
-                return None;
-            }
+            Err(error) => return Err(unknown("could not validate a shared session's token at Keystone", &error)),
         };
         let projects = match self.memberships_of(&token, &[]).await {
             Ok(projects) => projects,
             Err(UpstreamError::Unauthorized(_)) => {
                 refused("Keystone no longer accepts its token");
                 self.end_record(shared, &key, Ending::Revoked).await;
-                return None;
+                return Ok(None);
             }
-            Err(error) => {
-                tracing::warn!(user = %record.user_name, %error, "could not read a shared session's projects");
-                return None;
-            }
+            Err(error) => return Err(unknown("could not read a shared session's projects at Keystone", &error)),
         };
         let life =
             token.expires_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).map_or(life, |t| t.min(life));
@@ -705,7 +722,7 @@ impl Sessions {
         } else {
             self.revoke(session.project_tokens()).await;
         }
-        Some(kept)
+        Ok(Some(kept))
     }
 
     /// Ends the session of `key` on every node; a failure is logged (the record expires on

@@ -58,6 +58,9 @@ use super::Ending;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The wait between two attempts to subscribe again.
 const RETRY: Duration = Duration::from_millis(250);
+/// After Redis lost its data, how long a record found missing may still be one that a
+/// node has yet to write back: every node looks at least every second and a quarter.
+const RECOVERY: Duration = Duration::from_secs(3);
 
 /// What Redis keeps of a session: what another node needs to rebuild it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +193,10 @@ pub struct Shared {
     marker: String,
     /// The marker as this node last saw it.
     known: std::sync::Mutex<Option<String>>,
+    /// Redis lost its data, and this node has yet to write its records back.
+    restore_pending: AtomicBool,
+    /// Until when a missing record may be one not written back yet.
+    recovering_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {
@@ -205,6 +212,8 @@ impl Shared {
             suspect: AtomicBool::new(false),
             marker: format!("{prefix}sessions:generation"),
             known: std::sync::Mutex::new(None),
+            restore_pending: AtomicBool::new(false),
+            recovering_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -233,9 +242,23 @@ impl Shared {
         self.suspect.swap(false, Ordering::Relaxed)
     }
 
+    /// Whether this node has records to write back (Redis lost its data since it last
+    /// wrote them); asking clears it.
+    pub fn take_restore(&self) -> bool {
+        self.restore_pending.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether Redis lost its data a moment ago: a record missing now may be one that a
+    /// node has yet to write back.
+    pub fn recovering(&self) -> bool {
+        let until = *self.recovering_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|until| std::time::Instant::now() < until)
+    }
+
     /// Whether Redis lost its data since this node last looked: the marker of the
     /// records' generation is gone (then set anew) or another than the one seen before.
-    /// The first look sees nothing lost.
+    /// The first look sees nothing lost. A loss seen leaves [`Shared::take_restore`] and
+    /// [`Shared::recovering`] saying so.
     pub async fn lost(&self) -> redis::RedisResult<bool> {
         let candidate = format!("{:016x}", rand::random::<u64>());
         let mut conn = self.conn.clone();
@@ -254,10 +277,16 @@ impl Shared {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         let lost = known.as_ref().is_some_and(|k| *k != current);
         *known = Some(current);
+        if lost {
+            self.restore_pending.store(true, Ordering::Relaxed);
+            *self.recovering_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now() + RECOVERY);
+        }
         Ok(lost)
     }
 
-    /// Writes back the records of `sessions` (id, record, TTL) where Redis has none.
+    /// Writes back the records of `sessions` (id, record, TTL) where Redis has none; on a
+    /// failure the next look tries again.
     pub async fn restore(&self, sessions: &[(String, Record, Duration)]) -> Result<(), String> {
         let mut pipe = redis::pipe();
         for (id, record, ttl) in sessions {
@@ -274,6 +303,10 @@ impl Shared {
         let mut conn = self.conn.clone();
         let restored: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         self.mark(&restored);
+        if restored.is_err() {
+            self.restore_pending.store(true, Ordering::Relaxed);
+            self.suspect();
+        }
         restored.map_err(|e| e.to_string())
     }
 

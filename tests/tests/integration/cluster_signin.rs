@@ -5,7 +5,8 @@
 //! within a second, and a record that vanished unannounced ends it too; the idle clock is the cluster's, not a node's; each user's stream
 //! carries only their projects whichever node delivers it; and with Redis unreachable a
 //! sign-in answers 503 while sessions a node holds go on, written back to a Redis that
-//! returns empty.
+//! returns empty, and a node that does not hold a cookie's session answers 503 (cookie
+//! kept) rather than 401.
 //!
 //! The simulator's users: `admin`/`stalecast` (admin of every project), `alice`/`alice`
 //! (member of web-team, `prj-web`), `bob`/`bob` (reader of data-team, `prj-data`).
@@ -393,7 +394,8 @@ async fn a_session_in_use_on_one_node_is_not_idle_on_another_and_ends_everywhere
 }
 
 #[tokio::test]
-async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes_on_and_is_written_back() {
+async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes_on_and_is_written_back_another_node_answers_503()
+ {
     let mut rig = Rig::start().await;
     let nodes = rig.nodes(1, &[]).await;
     let alice = nodes[0].client.sign_in("alice", "alice").await;
@@ -420,6 +422,31 @@ async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes
     let later = rig.node(&[]).await;
     let (status, body) = same_browser_on(&alice, &later).query("auth.me", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Down again: the node that never served her cannot tell, and says so (503) without
+    // clearing her cookie, on a query and on the stream; back, it knows her.
+    let bob = later.client.sign_in("bob", "bob").await;
+    rig.redis.stop().await;
+    let on_later = same_browser_on(&bob, &nodes[0]);
+    let response = on_later.http.get(on_later.url("/trpc/auth.me")).send().await.expect("auth.me");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get("set-cookie").is_none(), "the cookie is kept");
+    let body: Value = response.json().await.expect("envelope");
+    assert_eq!(code(&body), "SERVICE_UNAVAILABLE", "{body}");
+    let response = on_later.open_stream("", None).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get("set-cookie").is_none(), "the cookie is kept");
+    rig.redis.restart().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = on_later.query("auth.me", None).await;
+        if status == StatusCode::OK {
+            assert_eq!(body["result"]["data"]["user"]["name"], "bob");
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(Instant::now() < deadline, "bob's session still unknown on the other node: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Sign-in works again.
     let deadline = Instant::now() + WAIT;
     loop {
