@@ -22,8 +22,8 @@
 //!   one node is therefore not idle on another; when nobody uses it, Redis drops the
 //!   record, and every node ends its copy.
 //! - **Ending everywhere.** The node that ends a session deletes the record and publishes
-//!   its key on [`Shared::channel`]; every node is subscribed (on a connection of its
-//!   own, [`listen`]) and ends its copy at once. The sweeper also asks Redis whether the
+//!   its key on a channel every node is subscribed to (each on a connection of its
+//!   own, [`listen`]), and each ends its copy at once. The sweeper also asks Redis whether the
 //!   records of its sessions still exist ([`Shared::existing`]), every second, and every
 //!   sweep while the subscription is down: a record dropped by its TTL, or whose message
 //!   was missed, still ends the session.
@@ -35,9 +35,11 @@
 //!   published, but its token was revoked: each node ends its copy at its next reading
 //!   of the memberships (at most a minute).
 //! - **Redis unreachable.** A sign-in fails (`503`) rather than making a session that
-//!   only one node knows; sessions a node holds already go on serving it.
+//!   only one node knows; sessions a node holds already go on serving it; a cookie whose
+//!   session it does not hold cannot be checked, and is answered `503` (not `401`, which
+//!   would clear the cookie).
 //!
-//! Nothing here logs a session id, a record key's id or a token.
+//! Nothing here logs a session id or a token (a record's key is a digest).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
