@@ -22,11 +22,11 @@
 //!   one node is therefore not idle on another; when nobody uses it, Redis drops the
 //!   record, and every node ends its copy.
 //! - **Ending everywhere.** The node that ends a session deletes the record and publishes
-//!   its key on a channel every node is subscribed to (each on a connection of its
-//!   own, [`listen`]), and each ends its copy at once. The sweeper also asks Redis whether the
-//!   records of its sessions still exist ([`Shared::existing`]), every second, and every
-//!   sweep while the subscription is down: a record dropped by its TTL, or whose message
-//!   was missed, still ends the session.
+//!   its key on a channel every node is subscribed to (each on a connection of its own,
+//!   [`listen`]), and each ends its copy at once. The sweeper also asks Redis whether
+//!   the records of its sessions still exist ([`Shared::existing`]), every second, and
+//!   every sweep while the subscription is down: a record dropped by its TTL, or whose
+//!   message was missed, still ends the session.
 //! - **Redis losing its data** (restarted without persistence, flushed) is not a
 //!   sign-out: a marker beside the records ([`Shared::lost`]), set once and never
 //!   expiring, tells the two apart. When it is gone or replaced, each node writes back
