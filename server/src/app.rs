@@ -27,7 +27,7 @@ use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::auth::{Limits, SessionConfig, Sessions};
+use crate::auth::{self, Limits, SessionConfig, Sessions};
 use crate::cluster;
 use crate::config::ServeConfig;
 use crate::config::cloud::Upstream;
@@ -43,6 +43,9 @@ use crate::upstream::poller;
 use crate::upstream::store::Store;
 use crate::web::{DemoUser, SignInHints};
 use crate::{domain, metrics, openapi, web};
+
+/// Where the cluster's keys live in Redis (`--redis`).
+const CLUSTER_PREFIX: &str = "stalecast:";
 
 /// The HTTP routes, with their middleware.
 pub fn router(
@@ -222,8 +225,8 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
                 shutdown.clone(),
                 &mut tasks,
             );
-            roster = Some(cluster.roster);
-            Some(cluster.stats)
+            roster = Some(cluster.roster.clone());
+            Some(cluster)
         }
     };
     let pings = Pings::start(config.ping_interval, shutdown.clone(), &mut tasks);
@@ -231,6 +234,11 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
     let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
     let fanout = Fanout::start(bus.clone(), pings.clone(), shards, shutdown.clone(), &mut tasks);
 
+    // With `--redis` the sessions are the cluster's: a user signed in on one node is
+    // recognised on every other, and signing out anywhere ends the session everywhere.
+    let shared_sessions =
+        cluster.as_ref().map(|c| auth::shared::Shared::new(c.client.clone(), c.conn.clone(), CLUSTER_PREFIX));
+    let cluster = cluster.map(|c| c.stats);
     let sessions = Sessions::new(
         client.clone(),
         SessionConfig {
@@ -243,6 +251,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> anyhow::
                 window: config.signin_window,
             },
         },
+        shared_sessions,
     );
     sessions.run(shutdown.clone(), &mut tasks);
     let stats = match roster {
@@ -350,7 +359,7 @@ async fn join_cluster(
         lease: config.lease,
         ring_size: config.ring_size as usize,
         node: config.node_name.clone().unwrap_or_else(|| cluster::nodes::default_node_name(addr.port())),
-        prefix: "stalecast:".into(),
+        prefix: CLUSTER_PREFIX.into(),
     };
     let joined = cluster::start(config, bus.clone(), store.clone(), shutdown.clone(), tasks).await?;
     let loading = store.clone();

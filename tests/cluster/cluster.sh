@@ -101,8 +101,9 @@ http {
   uwsgi_temp_path $run/nginx/uwsgi;
   scgi_temp_path $run/nginx/scgi;
   upstream stalecast {
-    # Sign-in sessions live in the node that made them (not in Redis yet): a browser
-    # stays on one node, by its address.
+    # Sessions are the cluster's (any node knows a cookie); a browser still stays on
+    # one node, by its address, which spares each other node rebuilding its session and
+    # lets a refetch after a mutation read the node that answered it.
     ip_hash;
 $servers    keepalive 32;
   }

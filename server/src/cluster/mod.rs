@@ -215,6 +215,11 @@ pub struct Cluster {
     pub polling: watch::Receiver<bool>,
     /// Every live node and which one polls, as this node last read them.
     pub roster: Arc<nodes::Roster>,
+    /// The cluster's Redis, for connections of one's own (the sign-in sessions'
+    /// subscription).
+    pub client: redis::Client,
+    /// The shared command connection (the sign-in sessions' records use it too).
+    pub conn: ConnectionManager,
 }
 
 /// How long a command on the shared connection may take before it counts as failed.
@@ -268,7 +273,7 @@ pub async fn start(
     let roster = Arc::new(nodes::Roster::new(&shared.config.node));
     tasks.spawn(nodes::run(shared.clone(), roster.clone(), shutdown));
     tracing::info!(redis = %shared.config.url, node = %shared.config.node, lease = ?shared.config.lease, "joined the cluster");
-    Ok(Cluster { stats, polling, roster })
+    Ok(Cluster { stats, polling, roster, client: shared.client.clone(), conn: shared.conn.clone() })
 }
 
 /// Sends the store's changes to the log: the store's [`Relay`].

@@ -48,6 +48,10 @@ pub enum Error {
     /// nothing was written upstream.
     #[error("updates cannot be published")]
     Unpublishable,
+    /// A sign-in could not be shared with the cluster's other nodes (its Redis is
+    /// unreachable), so no session was made. The detail is for operators only.
+    #[error("sign-in sessions cannot be shared: {0}")]
+    SignInUnavailable(String),
     /// The upstream failed (a 5xx, a malformed body, our own credentials refused). For
     /// operators only.
     #[error("upstream failed: {0}")]

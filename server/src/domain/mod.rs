@@ -512,7 +512,7 @@ mod tests {
         let bus = Arc::new(UpdateBus::starting_at(1, BusConfig::default()));
         let store = Arc::new(Store::new(client.clone(), bus.clone()));
         let stats = stats::Figures::new(&bus, &store, std::time::SystemTime::now());
-        let sessions = Sessions::new(client.clone(), SessionConfig::default());
+        let sessions = Sessions::new(client.clone(), SessionConfig::default(), None);
         let caller = Some(sessions.made_by_hand("alice", projects));
         Ctx { client, store, bus, stats, sessions, caller, peer: None }
     }

@@ -160,6 +160,7 @@ pub async fn login(ctx: &Ctx, input: LoginInput) -> Result<SignedIn, Error> {
         Err(SignInError::Limited(wait)) => Err(Error::SignInLimited(wait)),
         Err(SignInError::Upstream(e)) => Err(e.into()),
         Err(SignInError::Internal(detail)) => Err(Error::Internal(detail)),
+        Err(SignInError::Unavailable(detail)) => Err(Error::SignInUnavailable(detail)),
     }
 }
 

@@ -214,6 +214,13 @@ impl From<domain::Error> for RpcError {
                 ErrorCode::ServiceUnavailable,
                 "changes cannot be announced right now, so nothing was changed; try again shortly",
             ),
+            domain::Error::SignInUnavailable(detail) => {
+                tracing::warn!(%detail, "sign-in refused: sessions cannot be shared");
+                RpcError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "signing in is not possible right now (the servers cannot share the session); try again shortly",
+                )
+            }
             domain::Error::OutcomeUnknown(detail) => {
                 tracing::warn!(%detail, "upstream outcome unknown");
                 RpcError::new(

@@ -101,17 +101,21 @@ impl Api {
         })
     }
 
-    /// The running session the request's cookie names, if any.
-    pub async fn session(&self, headers: &HeaderMap) -> Option<Arc<Session>> {
-        let id = self.cookies.session_id(headers)?;
-        self.ctx.sessions.find(id).await
+    /// The running session the request's cookie names, if any; `503` when that cannot be
+    /// told right now (with `--redis`, a session this node does not hold while Redis or
+    /// Keystone cannot be asked): the cookie is not cleared, the session may go on.
+    pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Arc<Session>>, RpcError> {
+        let Some(id) = self.cookies.session_id(headers) else { return Ok(None) };
+        self.ctx.sessions.find(id).await.map_err(|_| {
+            RpcError::new(ErrorCode::ServiceUnavailable, "the session cannot be checked right now; try again shortly")
+        })
     }
 
     /// The context of one request: the server's parts, its caller and its address.
-    async fn context(&self, headers: &HeaderMap, extensions: &Extensions) -> Ctx {
-        let caller = self.session(headers).await;
+    async fn context(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<Ctx, RpcError> {
+        let caller = self.session(headers).await?;
         let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        Ctx { caller, peer, ..self.ctx.clone() }
+        Ok(Ctx { caller, peer, ..self.ctx.clone() })
     }
 
     /// Adds what an answer does to the session cookie to `response`.
@@ -202,7 +206,10 @@ async fn answer(
         Ok(inputs) => inputs,
         Err(e) => return (e.with_path(first_path).into_response(), false),
     };
-    let ctx = api.context(headers, extensions).await;
+    let ctx = match api.context(headers, extensions).await {
+        Ok(ctx) => ctx,
+        Err(e) => return (e.with_path(first_path).into_response(), false),
+    };
 
     if !batch {
         if paths.len() > 1 {

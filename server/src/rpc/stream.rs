@@ -78,7 +78,11 @@ pub async fn handler(
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(session) = api.session(&headers).await else {
+    let session = match api.session(&headers).await {
+        Ok(session) => session,
+        Err(e) => return e.with_path(PATH).into_response(),
+    };
+    let Some(session) = session else {
         let mut response =
             RpcError::new(ErrorCode::Unauthorized, "sign in first (auth.login): the stream needs a session")
                 .with_path(PATH)

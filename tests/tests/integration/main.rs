@@ -4,6 +4,7 @@
 mod changes;
 mod cluster;
 mod cluster_nodes;
+mod cluster_signin;
 mod config;
 mod contract;
 mod hardening;
