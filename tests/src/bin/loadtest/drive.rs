@@ -1,5 +1,6 @@
 //! The mutation driver: real tRPC mutations through Stalecast at a fixed rate, each of
-//! which changes the (simulated) cloud and so publishes one update.
+//! which changes the (simulated) cloud and so publishes one update. With several nodes
+//! they go round robin over the nodes that are up, each with that node's session.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::Mutation;
+use crate::nodes::Nodes;
 use crate::stats;
 
 /// What the driver did.
@@ -34,7 +36,7 @@ pub struct Counters {
 /// Sends `rate` mutations per second for `duration`, then waits for the last answers.
 pub async fn drive(
     http: &reqwest::Client,
-    base: &str,
+    nodes: Arc<Nodes>,
     kind: Mutation,
     rate: f64,
     duration: Duration,
@@ -42,7 +44,10 @@ pub async fn drive(
 ) -> anyhow::Result<Driven> {
     let total = (rate * duration.as_secs_f64()).round() as u64;
     let mut servers = match kind {
-        Mutation::Servers => toggleable_servers(http, base).await?,
+        Mutation::Servers => {
+            let (base, cookie) = nodes.any().context("no node is up")?;
+            toggleable_servers(http, &base, &cookie).await?
+        }
         Mutation::Volumes => Vec::new(),
     };
     let mut created: VecDeque<String> = VecDeque::new();
@@ -87,10 +92,14 @@ pub async fn drive(
         };
         driven.sent += 1;
         counters.sent.fetch_add(1, Ordering::Relaxed);
+        let Some((_, base, cookie)) = nodes.pick() else {
+            record(&mut driven, Duration::ZERO, Err(String::from("no node was up to send the mutation to")));
+            continue;
+        };
         let (http, url) = (http.clone(), format!("{base}/trpc/{path}"));
         in_flight.spawn(async move {
             let started = Instant::now();
-            let outcome = mutate(&http, &url, &input).await;
+            let outcome = mutate(&http, &url, &cookie, &input).await;
             (started.elapsed(), outcome)
         });
         // Volume creations must finish before their deletion is scheduled.
@@ -115,8 +124,14 @@ pub async fn drive(
 }
 
 /// `POST /trpc/<path>`: the answer's `result.data`, or why it failed.
-async fn mutate(http: &reqwest::Client, url: &str, input: &Value) -> Result<Value, String> {
-    let response = http.post(url).json(input).send().await.map_err(|e| format!("{url}: {e}"))?;
+async fn mutate(http: &reqwest::Client, url: &str, cookie: &str, input: &Value) -> Result<Value, String> {
+    let response = http
+        .post(url)
+        .header(reqwest::header::COOKIE, cookie)
+        .json(input)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
     let status = response.status();
     let body: Value = response.json().await.map_err(|e| format!("{url}: {e}"))?;
     if !status.is_success() {
@@ -126,9 +141,10 @@ async fn mutate(http: &reqwest::Client, url: &str, input: &Value) -> Result<Valu
 }
 
 /// The servers that are ACTIVE (→ stop) or SHUTOFF (→ start), as (id, active).
-async fn toggleable_servers(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(String, bool)>> {
+async fn toggleable_servers(http: &reqwest::Client, base: &str, cookie: &str) -> anyhow::Result<Vec<(String, bool)>> {
     let body: Value = http
         .get(format!("{base}/trpc/compute.servers.list"))
+        .header(reqwest::header::COOKIE, cookie)
         .send()
         .await
         .context("listing servers")?
