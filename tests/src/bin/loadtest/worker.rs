@@ -817,8 +817,10 @@ impl Client {
         let timeout = Duration::from_millis(self.config.connect_timeout_ms);
         let opened = {
             let _permit = self.gate.acquire().await.map_err(|e| e.to_string())?;
+            // The run's user (who sees every update), not an audience's: the slow client
+            // is judged against the whole window.
             let node = self.home();
-            tokio::time::timeout(timeout, self.open(node, source, true, &self.cookie(node), None)).await
+            tokio::time::timeout(timeout, self.open(node, source, true, &self.shared.cookie(node), None)).await
         };
         self.shared.slow_started.fetch_add(1, Ordering::Relaxed);
         let mut conn = match opened {
