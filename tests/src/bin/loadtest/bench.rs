@@ -101,10 +101,12 @@ const NO_TARGETS: Targets = Targets {
 /// The single node the clusters are compared with: 6,000 clients at 10/s, one node's
 /// share of `cluster-3n-18000c-10ps` and all of `cluster-3n-6000c-10ps`.
 const SINGLE_NODE: &str = "fanout-6000c-10ps";
+/// The light single node `cluster-3n-600c-10ps` is compared with.
+const LIGHT_SINGLE_NODE: &str = "fanout-600c-10ps";
 /// What the Redis hop may add to the median delivery.
 const REDIS_HOP_P50_MS: f64 = 2.0;
 
-const MATRIX: [Scenario; 11] = [
+const MATRIX: [Scenario; 13] = [
     Scenario {
         name: UNFILTERED,
         clients: 2000,
@@ -181,6 +183,28 @@ const MATRIX: [Scenario; 11] = [
         rolling_restart: false,
         storm: Some(StormMode::Paged),
         targets: Targets { applied_p99_ms: Some(300.0), wire_kib_per_change: Some(40.0), ..NO_TARGETS },
+    },
+    // A light load, one node then three: the fan-out costs little, so the difference
+    // is the Redis hop itself (publish script, the nodes' blocking read, applying).
+    Scenario {
+        name: LIGHT_SINGLE_NODE,
+        clients: 600,
+        rate: 10.0,
+        storm: None,
+        audience: &[],
+        nodes: 1,
+        rolling_restart: false,
+        targets: NO_TARGETS,
+    },
+    Scenario {
+        name: "cluster-3n-600c-10ps",
+        clients: 600,
+        rate: 10.0,
+        storm: None,
+        audience: &[],
+        nodes: 3,
+        rolling_restart: false,
+        targets: Targets { redis_hop: Some((LIGHT_SINGLE_NODE, REDIS_HOP_P50_MS)), ..NO_TARGETS },
     },
     // One node's share of the cluster's load, alone: what the clusters are compared with.
     Scenario {
@@ -580,17 +604,20 @@ fn render_clusters(md: &mut String, results: &[(&Scenario, RunReport, Vec<String
     let _ = writeln!(
         md,
         "\nClusters: nodes on one Redis, each client streaming from one node (round robin), mutations through the \
-         nodes in turn; delivery beside the single node's of this bench ({SINGLE_NODE}: 6,000 clients, one node's \
-         share of cluster-3n-18000c-10ps). The Redis hop may add {REDIS_HOP_P50_MS} ms at p50.\n\n\
+         nodes in turn; delivery beside a single node's in this bench: {SINGLE_NODE} carries one node's share of \
+         cluster-3n-18000c-10ps and all of cluster-3n-6000c-10ps, {LIGHT_SINGLE_NODE} all of cluster-3n-600c-10ps \
+         (a load light enough that what differs is the Redis hop). The Redis hop may add {REDIS_HOP_P50_MS} ms at \
+         p50. Every node, Redis, the simulator and the load generator share the machine's CPUs.\n\n\
          | scenario | nodes | clients | lost | resyncs | p50 / p99 ms | single node p50 / p99 ms | Redis hop at p50 | \
          reconnects | targets |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for (scenario, r, failures) in &clusters {
         let (single, hop) = match redis_hop(scenario, r, results) {
-            Some((single, hop)) => {
-                (format!("{:.2} / {:.2}", single.latency.p50_ms, single.latency.p99_ms), format!("{hop:+.2} ms"))
-            }
+            Some((single, hop)) => (
+                format!("{:.2} / {:.2} ({})", single.latency.p50_ms, single.latency.p99_ms, single.name),
+                format!("{hop:+.2} ms"),
+            ),
             None => (String::from("–"), String::from("–")),
         };
         let missed = missed_targets(scenario, r, failures, results);
@@ -717,4 +744,32 @@ fn write_results(path: &PathBuf, generated: &str) -> anyhow::Result<()> {
         _ => format!("# Load-test results\n\n{block}\n"),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> &'static Scenario {
+        MATRIX.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no scenario {name}"))
+    }
+
+    #[test]
+    fn a_cluster_scenario_brings_the_single_node_it_is_compared_with() {
+        let chosen =
+            |only: &str| -> Vec<&str> { MATRIX.iter().filter(|s| selected(s, Some(only))).map(|s| s.name).collect() };
+        assert_eq!(chosen("cluster-3n-18000c"), [SINGLE_NODE, "cluster-3n-18000c-10ps"]);
+        assert_eq!(chosen("cluster-3n-600c"), [LIGHT_SINGLE_NODE, "cluster-3n-600c-10ps"]);
+        assert_eq!(chosen("cluster-rolling-restart"), ["cluster-rolling-restart"]);
+        assert_eq!(chosen("fanout-2000c-10ps-3users"), [FILTERED]);
+        assert!(MATRIX.iter().all(|s| selected(s, None)));
+        // Every baseline named is a single node of the matrix.
+        for s in &MATRIX {
+            if let Some((base, _)) = s.targets.redis_hop {
+                assert_eq!(named(base).nodes, 1, "{} is compared with {base}", s.name);
+                assert!(s.nodes > 1);
+            }
+        }
+        assert_eq!(named("cluster-3n-18000c-10ps").clients / 3, named(SINGLE_NODE).clients, "one node's share");
+    }
 }
