@@ -174,7 +174,8 @@ loadtest:
 	$(CARGO) build --release --locked -p stalecast -p stalecast-tests --bin stalecast --bin loadtest
 	$(RELEASE_DIR)/loadtest $(LOADTEST_ARGS)
 
-bench:
+# The matrix's cluster scenarios start Debian's redis-server (installed when missing).
+bench: redis-server
 	$(CARGO) build --release --locked -p stalecast -p stalecast-tests --bin stalecast --bin loadtest
 	$(RELEASE_DIR)/loadtest bench $(LOADTEST_ARGS)
 

@@ -230,7 +230,8 @@ pub struct RunArgs {
     pub name: Option<String>,
     /// Exit with status 1 when a notification was lost, a client failed to connect or its
     /// task panicked, or a slow client saw a silent gap (with --server-nofile: when the
-    /// server died or a connected client lost anything).
+    /// server died or a connected client lost anything; with --rolling-restart: also on
+    /// any resync, or a node that did not shut down cleanly or come back).
     #[arg(long)]
     pub assert: bool,
     /// No progress bars (logs and CI).
