@@ -451,10 +451,11 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
         let n = &r.notifications;
         let _ = writeln!(
             md,
-            "- {} mutations ({} failed) → {} updates published in {:.1} s; {} notifications expected, {} received, \
-             {} lost, {} duplicates, {} resyncs; {}.",
+            "- {} mutations ({} failed, {} retries after a 503) → {} updates published in {:.1} s; {} notifications \
+             expected, {} received, {} lost, {} duplicates, {} resyncs; {}.",
             r.mutations.sent,
             r.mutations.failed,
+            r.mutations.retried,
             n.published,
             n.window_s,
             n.expected,

@@ -246,8 +246,7 @@ pub async fn rolling_restart(mut nodes: Vec<Node>, plan: RestartPlan) -> (Vec<No
     let mut restarts = Vec::new();
     for node in nodes.iter_mut() {
         tokio::time::sleep(plan.pause).await;
-        let mut restart =
-            Restart { node: node.index + 1, at_s: plan.window_started.elapsed().as_secs_f64(), ..Default::default() };
+        let mut restart = Restart { node: node.index + 1, ..Default::default() };
         plan.nodes.set_up(node.index, false);
         tokio::time::sleep(DRAIN_BEFORE_STOP).await;
         let stopping = Instant::now();

@@ -213,6 +213,8 @@ pub struct Mutations {
     pub sent: u64,
     pub ok: u64,
     pub failed: u64,
+    /// Tries sent again after a `503` (refused, nothing changed).
+    pub retried: u64,
     pub first_error: Option<String>,
     pub latency: Percentiles,
 }
@@ -513,6 +515,7 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
             sent: m.driven.sent,
             ok: m.driven.ok,
             failed: m.driven.failed,
+            retried: m.driven.retried,
             first_error: m.driven.first_error.clone(),
             latency: Percentiles::of(&m.driven.latency),
         },
@@ -788,10 +791,11 @@ pub fn print(r: &RunReport) {
     row(
         "mutations",
         format!(
-            "{} sent, {} ok, {} failed; p50 {:.1} ms, p99 {:.1} ms{}",
+            "{} sent, {} ok, {} failed, {} retries after a 503; p50 {:.1} ms, p99 {:.1} ms{}",
             mu.sent,
             mu.ok,
             mu.failed,
+            mu.retried,
             mu.latency.p50_ms,
             mu.latency.p99_ms,
             mu.first_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
