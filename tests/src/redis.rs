@@ -28,9 +28,20 @@ fn binary() -> PathBuf {
 impl RedisServer {
     /// Starts one on a free loopback port and waits until it answers.
     pub async fn start() -> RedisServer {
+        Self::try_start().await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`RedisServer::start`], answering what went wrong instead of panicking (the load
+    /// tool reports it).
+    pub async fn try_start() -> std::io::Result<RedisServer> {
         let mut server = RedisServer { port: crate::child::free_port(), child: None, binary: binary() };
-        server.run().await;
-        server
+        server.try_run().await?;
+        Ok(server)
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -43,6 +54,10 @@ impl RedisServer {
     }
 
     async fn run(&mut self) {
+        self.try_run().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    async fn try_run(&mut self) -> std::io::Result<()> {
         let child = Command::new(&self.binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdin(Stdio::null())
@@ -50,20 +65,26 @@ impl RedisServer {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {} ({e}): `make test` installs it", self.binary.display()));
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot run {} ({e}): `make redis-server` installs it", self.binary.display()),
+                )
+            })?;
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(reply) = self.try_command(&["PING"]).await
                 && reply == "+PONG"
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server on port {} did not answer within 10 s",
-                self.port
-            );
+            if tokio::time::Instant::now() >= deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("redis-server on port {} did not answer within 10 s", self.port),
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

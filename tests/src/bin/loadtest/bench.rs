@@ -1,5 +1,7 @@
-//! `loadtest bench`: the standard matrix, one fresh server per scenario, written to
-//! `tests/load/RESULTS.md` with the machine it ran on and whether each target was met.
+//! `loadtest bench`: the standard matrix, one fresh server (or cluster) per scenario,
+//! written to `tests/load/RESULTS.md` with the machine it ran on and whether each target
+//! was met. The cluster scenarios are compared with a single node's run of the same
+//! bench, so that before and after come from one session on one machine.
 //!
 //! Only the part between the `bench:begin` and `bench:end` markers is rewritten; notes
 //! written by hand around it (profiling findings) stay.
@@ -49,6 +51,9 @@ struct Targets {
     wire_kib_per_change: Option<f64>,
     /// Mutation latency p99 during the run.
     mutation_p99_ms: Option<f64>,
+    /// Clusters: how much later than in this single-node scenario of the same bench the
+    /// median notification may arrive (ms): the cost of the Redis hop.
+    redis_hop: Option<(&'static str, f64)>,
 }
 
 struct Scenario {
@@ -59,6 +64,10 @@ struct Scenario {
     /// Clients signed in as these users in turn (`user:password`), each notification
     /// checked against what its user may see; none: every client is the admin.
     audience: &'static [&'static str],
+    /// Nodes on one Redis (1: a single server without Redis).
+    nodes: u16,
+    /// Restart the nodes one at a time during the run.
+    rolling_restart: bool,
     targets: Targets,
 }
 
@@ -70,6 +79,9 @@ const THREE_USERS: &[&str] = &["admin:stalecast", "alice:alice", "bob:bob"];
 /// every client the admin, then clients of three users.
 const UNFILTERED: &str = "fanout-2000c-10ps";
 const FILTERED: &str = "fanout-2000c-10ps-3users";
+/// The rolling restart's pause before each node: three nodes restart within a 30 s run.
+const ROLLING_RESTART_PAUSE: Duration = Duration::from_secs(5);
+
 /// How much more server CPU per notification the filtered run may cost.
 const FILTER_OVERHEAD: f64 = 0.10;
 /// The unfiltered load at the rate alice's and bob's clients hear of updates in the
@@ -99,15 +111,26 @@ const NO_TARGETS: Targets = Targets {
     applied_p99_ms: None,
     wire_kib_per_change: None,
     mutation_p99_ms: None,
+    redis_hop: None,
 };
 
-const MATRIX: [Scenario; 8] = [
+/// The single node the clusters are compared with: 6,000 clients at 10/s, one node's
+/// share of `cluster-3n-18000c-10ps` and all of `cluster-3n-6000c-10ps`.
+const SINGLE_NODE: &str = "fanout-6000c-10ps";
+/// The light single node `cluster-3n-600c-10ps` is compared with.
+const LIGHT_SINGLE_NODE: &str = "fanout-600c-10ps";
+/// What the Redis hop may add to the median delivery.
+const REDIS_HOP_P50_MS: f64 = 2.0;
+
+const MATRIX: [Scenario; 14] = [
     Scenario {
         name: UNFILTERED,
         clients: 2000,
         rate: 10.0,
         storm: None,
         audience: &[],
+        nodes: 1,
+        rolling_restart: false,
         targets: Targets { p99_ms: Some(15.0), kib_per_connection: Some(10.0), cpu_us: Some(8.0), ..NO_TARGETS },
     },
     // The same, clients signed in as three users: each hears only of its user's projects.
@@ -117,23 +140,47 @@ const MATRIX: [Scenario; 8] = [
         rate: 10.0,
         storm: None,
         audience: THREE_USERS,
+        nodes: 1,
+        rolling_restart: false,
         targets: Targets { p99_ms: Some(15.0), kib_per_connection: Some(10.0), ..NO_TARGETS },
     },
-    Scenario { name: SPARSE, clients: 2000, rate: 10.0 / 3.0, storm: None, audience: &[], targets: NO_TARGETS },
+    Scenario {
+        name: SPARSE,
+        clients: 2000,
+        rate: 10.0 / 3.0,
+        storm: None,
+        audience: &[],
+        nodes: 1,
+        rolling_restart: false,
+        targets: NO_TARGETS,
+    },
     Scenario {
         name: "fanout-10000c-2ps",
         clients: 10_000,
         rate: 2.0,
         storm: None,
         audience: &[],
+        nodes: 1,
+        rolling_restart: false,
         targets: Targets { p99_ms: Some(80.0), ..NO_TARGETS },
     },
-    Scenario { name: "fanout-19000c-1ps", clients: 19_000, rate: 1.0, storm: None, audience: &[], targets: NO_TARGETS },
+    Scenario {
+        name: "fanout-19000c-1ps",
+        clients: 19_000,
+        rate: 1.0,
+        storm: None,
+        audience: &[],
+        nodes: 1,
+        rolling_restart: false,
+        targets: NO_TARGETS,
+    },
     Scenario {
         name: "storm-full-2000c-1ps",
         clients: 2000,
         rate: 1.0,
         audience: &[],
+        nodes: 1,
+        rolling_restart: false,
         storm: Some(StormMode::Full),
         targets: Targets { mutation_p99_ms: Some(300.0), ..NO_TARGETS },
     },
@@ -142,6 +189,8 @@ const MATRIX: [Scenario; 8] = [
         clients: 2000,
         rate: 10.0,
         audience: &[],
+        nodes: 1,
+        rolling_restart: false,
         storm: Some(StormMode::Delta),
         targets: Targets {
             p99_ms: Some(50.0),
@@ -156,16 +205,99 @@ const MATRIX: [Scenario; 8] = [
         clients: 2000,
         rate: 10.0,
         audience: &[],
+        nodes: 1,
+        rolling_restart: false,
         storm: Some(StormMode::Paged),
         targets: Targets { applied_p99_ms: Some(300.0), wire_kib_per_change: Some(40.0), ..NO_TARGETS },
     },
+    // A light load, one node then three: the fan-out costs little, so the difference
+    // is the Redis hop itself (publish script, the nodes' blocking read, applying).
+    Scenario {
+        name: LIGHT_SINGLE_NODE,
+        clients: 600,
+        rate: 10.0,
+        storm: None,
+        audience: &[],
+        nodes: 1,
+        rolling_restart: false,
+        targets: NO_TARGETS,
+    },
+    Scenario {
+        name: "cluster-3n-600c-10ps",
+        clients: 600,
+        rate: 10.0,
+        storm: None,
+        audience: &[],
+        nodes: 3,
+        rolling_restart: false,
+        targets: Targets { redis_hop: Some((LIGHT_SINGLE_NODE, REDIS_HOP_P50_MS)), ..NO_TARGETS },
+    },
+    // One node's share of the cluster's load, alone: what the clusters are compared with.
+    Scenario {
+        name: SINGLE_NODE,
+        clients: 6000,
+        rate: 10.0,
+        storm: None,
+        audience: &[],
+        nodes: 1,
+        rolling_restart: false,
+        targets: NO_TARGETS,
+    },
+    // The same 6,000 clients over three nodes on one Redis: the same work in all as the
+    // single node, so that on a machine whose CPUs every node shares the difference is
+    // the Redis hop rather than three times the fan-out.
+    Scenario {
+        name: "cluster-3n-6000c-10ps",
+        clients: 6000,
+        rate: 10.0,
+        storm: None,
+        audience: &[],
+        nodes: 3,
+        rolling_restart: false,
+        targets: Targets { redis_hop: Some((SINGLE_NODE, REDIS_HOP_P50_MS)), ..NO_TARGETS },
+    },
+    // Three nodes each carrying the single node's load: 18,000 clients in one load
+    // generator (one process may hold 20,000 descriptors).
+    Scenario {
+        name: "cluster-3n-18000c-10ps",
+        clients: 18_000,
+        rate: 10.0,
+        storm: None,
+        audience: &[],
+        nodes: 3,
+        rolling_restart: false,
+        targets: Targets { redis_hop: Some((SINGLE_NODE, REDIS_HOP_P50_MS)), ..NO_TARGETS },
+    },
+    // The nodes restarted one at a time while the mutations flow: every client of a
+    // stopping node resumes on the next one with its Last-Event-ID. The run's verdict
+    // holds the targets: 0 lost, 0 resync, every node back.
+    Scenario {
+        name: "cluster-rolling-restart",
+        clients: 6000,
+        rate: 10.0,
+        storm: None,
+        audience: &[],
+        nodes: 3,
+        rolling_restart: true,
+        targets: NO_TARGETS,
+    },
 ];
+
+/// Whether the bench runs `scenario`: it was asked for (`--only`), or a scenario that
+/// was is compared with it.
+fn selected(scenario: &Scenario, only: Option<&str>) -> bool {
+    let Some(only) = only else { return true };
+    scenario.name.contains(only)
+        || MATRIX
+            .iter()
+            .any(|s| s.name.contains(only) && s.targets.redis_hop.is_some_and(|(base, _)| base == scenario.name))
+}
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started = SystemTime::now();
     let mut results = Vec::new();
-    for scenario in MATRIX.iter().filter(|s| args.only.as_ref().is_none_or(|o| s.name.contains(o.as_str()))) {
+    for scenario in MATRIX.iter().filter(|s| selected(s, args.only.as_deref())) {
         tracing::info!(scenario = scenario.name, "bench scenario");
         let run = RunArgs {
             user: String::from("admin"),
@@ -181,7 +313,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             volumes: STORM_VOLUMES,
             accept_encoding: String::from("br, gzip"),
             no_conditional: false,
-            target: None,
+            targets: Vec::new(),
+            nodes: scenario.nodes,
+            rolling_restart: scenario.rolling_restart,
+            restart_pause: ROLLING_RESTART_PAUSE,
             server_pid: None,
             sim_url: None,
             server_bin: args.server_bin.clone(),
@@ -192,7 +327,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             connect_concurrency: 512,
             connect_timeout: Duration::from_secs(30),
             drain: Duration::from_secs(if scenario.storm.is_some() { 120 } else { 15 }),
-            slow_clients: if scenario.storm.is_some() { 0 } else { 10 },
+            // A stalled client's stream ends in a restart: it could not be judged.
+            slow_clients: if scenario.storm.is_some() || scenario.rolling_restart { 0 } else { 10 },
             expect_lagged: false,
             out: args.out.clone(),
             name: Some(scenario.name.to_owned()),
@@ -208,6 +344,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(line) = filtering_cost(&results) {
         println!("{line}");
+    }
+    // The clusters against the single node, with their verdicts, as RESULTS.md gets them.
+    let mut clusters = String::new();
+    render_clusters(&mut clusters, &results);
+    if !clusters.is_empty() {
+        println!("{clusters}");
     }
     let markdown = render(&results, started, &load_before);
     write_results(&args.results, &markdown)?;
@@ -291,7 +433,7 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
             (format!("{:.2}", s.kib_per_connection), format!("{:.2}", s.cpu_us_per_notification))
         });
         let upstream = r.upstream.as_ref().map_or(String::from("–"), |u| u.total.to_string());
-        let missed = missed_targets(scenario, r, failures);
+        let missed = missed_targets(scenario, r, failures, results);
         let _ = writeln!(
             md,
             "| {} | {}/{} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {kib} | {cpu} | {upstream} | {} |",
@@ -320,7 +462,7 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
         );
         for (scenario, r, failures) in storms {
             let Some(s) = &r.storm else { continue };
-            let missed = missed_targets(scenario, r, failures);
+            let missed = missed_targets(scenario, r, failures, results);
             let _ = writeln!(
                 md,
                 "| {} | {:.0} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} | {} |",
@@ -338,6 +480,7 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
             );
         }
     }
+    render_clusters(&mut md, results);
     for (scenario, r, _) in results {
         let _ = writeln!(md, "\n### {}\n", scenario.name);
         let _ = writeln!(
@@ -356,10 +499,11 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
         let n = &r.notifications;
         let _ = writeln!(
             md,
-            "- {} mutations ({} failed) → {} updates published in {:.1} s; {} notifications expected, {} received, \
-             {} lost, {} duplicates, {} resyncs; {}.",
+            "- {} mutations ({} failed, {} retries after a 503) → {} updates published in {:.1} s; {} notifications \
+             expected, {} received, {} lost, {} duplicates, {} resyncs; {}.",
             r.mutations.sent,
             r.mutations.failed,
+            r.mutations.retried,
             n.published,
             n.window_s,
             n.expected,
@@ -401,6 +545,31 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
                 md,
                 "- Load generator (same CPUs): {:.2} CPU-s in the window = {:.2} µs per received notification.",
                 s.generator_cpu_s, s.generator_cpu_us_per_notification
+            );
+        }
+        if let Some(c) = &r.cluster {
+            let _ = writeln!(
+                md,
+                "- Cluster: {} nodes on one redis-server ({} CPU-s in the window); clients spread round robin, \
+                 mutations through the nodes in turn; the server figures above are the nodes' summed.",
+                c.nodes.len(),
+                c.redis_cpu_s.map_or(String::from("–"), |s| format!("{s:.2}"))
+            );
+        }
+        if r.clients.disconnected > 0 || r.clients.reconnects > 0 {
+            let c = &r.clients;
+            let _ = writeln!(
+                md,
+                "- Reconnects: {} streams ended by the server, {} opened again on the next node with their \
+                 Last-Event-ID (end → connected p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms); failed attempts {:?}; \
+                 resyncs {:?}.",
+                c.disconnected,
+                c.reconnects,
+                c.reconnect.p50_ms,
+                c.reconnect.p99_ms,
+                c.reconnect.max_ms,
+                c.reconnect_errors,
+                r.notifications.resync_reasons
             );
         }
         if let Some(u) = &r.upstream {
@@ -463,10 +632,114 @@ fn render(results: &[(&Scenario, RunReport, Vec<String>)], started: SystemTime, 
     md
 }
 
+/// A cluster's median delivery against its single-node scenario's of the same bench:
+/// (that scenario's report, the hop: how much later the median notification arrived).
+fn redis_hop<'a>(
+    scenario: &Scenario,
+    r: &RunReport,
+    results: &'a [(&Scenario, RunReport, Vec<String>)],
+) -> Option<(&'a RunReport, f64)> {
+    let (base, _) = scenario.targets.redis_hop?;
+    let single = results.iter().find(|(s, _, _)| s.name == base).map(|(_, r, _)| r)?;
+    Some((single, r.latency.p50_ms - single.latency.p50_ms))
+}
+
+/// The clusters beside the single node, and the rolling restart node by node.
+fn render_clusters(md: &mut String, results: &[(&Scenario, RunReport, Vec<String>)]) {
+    let clusters: Vec<_> = results.iter().filter(|(s, _, _)| s.nodes > 1).collect();
+    if clusters.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nClusters: nodes on one Redis, each client streaming from one node (round robin), mutations through the \
+         nodes in turn; delivery beside a single node's in this bench: {SINGLE_NODE} carries one node's share of \
+         cluster-3n-18000c-10ps and all of cluster-3n-6000c-10ps, {LIGHT_SINGLE_NODE} all of cluster-3n-600c-10ps \
+         (a load light enough that what differs is the Redis hop). The Redis hop may add {REDIS_HOP_P50_MS} ms at \
+         p50. Every node, Redis, the simulator and the load generator share the machine's CPUs.\n\n\
+         | scenario | nodes | clients | lost | resyncs | p50 / p99 ms | single node p50 / p99 ms | Redis hop at p50 | \
+         reconnects | targets |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for (scenario, r, failures) in &clusters {
+        let (single, hop) = match redis_hop(scenario, r, results) {
+            Some((single, hop)) => (
+                format!("{:.2} / {:.2} ({})", single.latency.p50_ms, single.latency.p99_ms, single.name),
+                format!("{hop:+.2} ms"),
+            ),
+            None => (String::from("–"), String::from("–")),
+        };
+        let missed = missed_targets(scenario, r, failures, results);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {}/{} | {} | {} | {:.2} / {:.2} | {single} | {hop} | {} | {} |",
+            scenario.name,
+            scenario.nodes,
+            r.clients.connected,
+            r.clients.requested,
+            r.notifications.lost,
+            r.notifications.resyncs,
+            r.latency.p50_ms,
+            r.latency.p99_ms,
+            r.clients.reconnects,
+            if missed.is_empty() { String::from("met") } else { format!("**missed**: {}", missed.join("; ")) }
+        );
+    }
+    for (scenario, r, _) in &clusters {
+        let Some(c) = r.cluster.as_ref().filter(|c| !c.restarts.is_empty()) else { continue };
+        let nodes: Vec<String> = c
+            .restarts
+            .iter()
+            .map(|x| match &x.error {
+                Some(e) => format!("node {} at {:.1} s did not come back ({e})", x.node, x.at_s),
+                None => format!(
+                    "node {} at {:.1} s: SIGTERM → exited {:.0} ms{}, started → ready {:.0} ms ({:.0} ms in all)",
+                    x.node,
+                    x.at_s,
+                    x.stop_ms,
+                    if x.clean_exit { "" } else { " (not cleanly)" },
+                    x.start_ms,
+                    x.total_ms
+                ),
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nRolling restart ({}): {}. {} streams ended, {} resumed on the next node (end → connected p50 {:.1} ms, \
+             p99 {:.1} ms); {} lost, {} resyncs{} (target: 0 lost, 0 resync).",
+            scenario.name,
+            nodes.join("; "),
+            r.clients.disconnected,
+            r.clients.reconnects,
+            r.clients.reconnect.p50_ms,
+            r.clients.reconnect.p99_ms,
+            r.notifications.lost,
+            r.notifications.resyncs,
+            if r.notifications.resync_reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?}", r.notifications.resync_reasons)
+            }
+        );
+    }
+}
+
 /// The targets of issue "the load test" that this run missed.
-fn missed_targets(scenario: &Scenario, r: &RunReport, failures: &[String]) -> Vec<String> {
+fn missed_targets(
+    scenario: &Scenario,
+    r: &RunReport,
+    failures: &[String],
+    results: &[(&Scenario, RunReport, Vec<String>)],
+) -> Vec<String> {
     let mut missed: Vec<String> = failures.to_vec();
     let t = &scenario.targets;
+    if let Some((base, max)) = t.redis_hop {
+        match redis_hop(scenario, r, results) {
+            Some((_, hop)) if hop > max => missed.push(format!("Redis hop {hop:+.2} ms at p50 > {max} ms")),
+            Some(_) => {}
+            None => missed.push(format!("no {base} run in this bench to compare with")),
+        }
+    }
     if let Some(max) = t.p99_ms
         && r.latency.p99_ms >= max
     {
@@ -520,4 +793,32 @@ fn write_results(path: &PathBuf, generated: &str) -> anyhow::Result<()> {
         _ => format!("# Load-test results\n\n{block}\n"),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> &'static Scenario {
+        MATRIX.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no scenario {name}"))
+    }
+
+    #[test]
+    fn a_cluster_scenario_brings_the_single_node_it_is_compared_with() {
+        let chosen =
+            |only: &str| -> Vec<&str> { MATRIX.iter().filter(|s| selected(s, Some(only))).map(|s| s.name).collect() };
+        assert_eq!(chosen("cluster-3n-18000c"), [SINGLE_NODE, "cluster-3n-18000c-10ps"]);
+        assert_eq!(chosen("cluster-3n-600c"), [LIGHT_SINGLE_NODE, "cluster-3n-600c-10ps"]);
+        assert_eq!(chosen("cluster-rolling-restart"), ["cluster-rolling-restart"]);
+        assert_eq!(chosen("fanout-2000c-10ps-3users"), [FILTERED]);
+        assert!(MATRIX.iter().all(|s| selected(s, None)));
+        // Every baseline named is a single node of the matrix.
+        for s in &MATRIX {
+            if let Some((base, _)) = s.targets.redis_hop {
+                assert_eq!(named(base).nodes, 1, "{} is compared with {base}", s.name);
+                assert!(s.nodes > 1);
+            }
+        }
+        assert_eq!(named("cluster-3n-18000c-10ps").clients / 3, named(SINGLE_NODE).clients, "one node's share");
+    }
 }

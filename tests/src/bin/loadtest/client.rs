@@ -1,7 +1,8 @@
 //! One SSE client as lean as a load generator needs: a raw TCP socket bound to a chosen
 //! loopback source address, a hand-written HTTP/1.1 request, chunked-transfer decoding and
 //! SSE framing, and just enough JSON parsing to read `seq`, `ts` and the `ids` (which the
-//! audience check judges).
+//! audience check judges). Like a browser's `EventSource` it remembers the last event id
+//! it saw, which a reconnecting client sends back as `Last-Event-ID`.
 //!
 //! A full HTTP client per connection would cost the load generator more CPU than the
 //! server it measures; on a 2-core machine that would show up as the server's latency.
@@ -26,9 +27,10 @@ pub enum SseEvent {
         kind: UpdateKind,
         ids: Option<Vec<String>>,
     },
+    /// `reason`: `lagged`, `gap`, … as the server gave it.
     Resync {
         seq: u64,
-        lagged: bool,
+        reason: String,
     },
     Other(String),
 }
@@ -83,14 +85,25 @@ pub async fn connect_from(source: IpAddr, server: SocketAddr, stalled: bool) -> 
 pub struct SseConn {
     stream: TcpStream,
     decoder: Decoder,
+    /// Events already read but handed back ([`SseConn::unread`]): returned first.
+    pending: Vec<SseEvent>,
 }
 
 impl SseConn {
-    /// Sends the request (with `cookie`, the signed-in session's `name=value`) and reads
-    /// the response head; fails unless it is `200 text/event-stream`.
-    pub async fn open(mut stream: TcpStream, host: &str, path: &str, cookie: &str) -> io::Result<SseConn> {
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCookie: {cookie}\r\n\r\n");
+    /// Sends the request (with `cookie`, the signed-in session's `name=value`, and
+    /// `last_event_id` as `Last-Event-ID` when resuming) and reads the response head;
+    /// fails unless it is `200 text/event-stream`.
+    pub async fn open(
+        mut stream: TcpStream,
+        host: &str,
+        path: &str,
+        cookie: &str,
+        last_event_id: Option<&str>,
+    ) -> io::Result<SseConn> {
+        let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCookie: {cookie}\r\n{resume}\r\n"
+        );
         stream.write_all(request.as_bytes()).await?;
         let mut raw = BytesMut::with_capacity(2048);
         let head_end = loop {
@@ -112,12 +125,27 @@ impl SseConn {
         }
         let chunked = head.contains("transfer-encoding: chunked");
         raw.advance(head_end + 4);
-        Ok(SseConn { stream, decoder: Decoder::new(raw, chunked) })
+        let mut decoder = Decoder::new(raw, chunked);
+        // As `EventSource`, the last event id outlives the connection it came on.
+        decoder.last_id = last_event_id.map(str::to_owned);
+        Ok(SseConn { stream, decoder, pending: Vec::new() })
+    }
+
+    /// The id of the last event seen (on this connection or, until one arrives here, the
+    /// one it resumed from): what a reconnect sends as `Last-Event-ID`.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.decoder.last_id.as_deref()
+    }
+
+    /// Hands events back: the next [`SseConn::read_events`] returns them first.
+    pub fn unread(&mut self, events: impl IntoIterator<Item = SseEvent>) {
+        self.pending.extend(events);
     }
 
     /// Waits for bytes and appends every complete event to `out`. `Ok(false)` when the
     /// server closed the stream.
     pub async fn read_events(&mut self, out: &mut Vec<SseEvent>) -> io::Result<bool> {
+        out.append(&mut self.pending);
         // Events already buffered with the response head come first.
         self.decoder.drain(out)?;
         if !out.is_empty() {
@@ -150,17 +178,31 @@ struct Decoder {
     ended: bool,
     /// Decoded body bytes not yet framed into events.
     body: Vec<u8>,
+    /// The last `id:` field seen.
+    last_id: Option<String>,
 }
 
 impl Decoder {
     fn new(raw: BytesMut, chunked: bool) -> Self {
-        Decoder { raw, chunked, chunk_left: 0, chunk_crlf: false, ended: false, body: Vec::with_capacity(512) }
+        Decoder {
+            raw,
+            chunked,
+            chunk_left: 0,
+            chunk_crlf: false,
+            ended: false,
+            body: Vec::with_capacity(512),
+            last_id: None,
+        }
     }
 
     fn drain(&mut self, out: &mut Vec<SseEvent>) -> io::Result<()> {
         self.dechunk()?;
         while let Some(end) = find(&self.body, b"\n\n") {
-            out.push(parse_event(&self.body[..end]));
+            let (event, id) = parse_event(&self.body[..end]);
+            if let Some(id) = id {
+                self.last_id = Some(id);
+            }
+            out.push(event);
             self.body.drain(..end + 2);
         }
         Ok(())
@@ -208,10 +250,12 @@ impl Decoder {
     }
 }
 
-fn parse_event(block: &[u8]) -> SseEvent {
+/// One event block: the event, and its `id:` field if it had one.
+fn parse_event(block: &[u8]) -> (SseEvent, Option<String>) {
     let text = String::from_utf8_lossy(block);
     let mut event = "message";
     let mut data = String::new();
+    let mut id = None;
     for line in text.split('\n') {
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
@@ -219,6 +263,7 @@ fn parse_event(block: &[u8]) -> SseEvent {
         };
         match field {
             "event" => event = value,
+            "id" => id = Some(value.to_owned()),
             "data" => {
                 if !data.is_empty() {
                     data.push('\n');
@@ -228,7 +273,7 @@ fn parse_event(block: &[u8]) -> SseEvent {
             _ => {}
         }
     }
-    match event {
+    let event = match event {
         "connected" => SseEvent::Connected,
         "ping" => SseEvent::Ping,
         "message" => match serde_json::from_str::<Data>(&data) {
@@ -238,11 +283,12 @@ fn parse_event(block: &[u8]) -> SseEvent {
                 kind: if d.update_type == "volumes" { UpdateKind::Volumes } else { UpdateKind::Other },
                 ids: d.ids,
             },
-            Ok(d) if d.kind == "resync" => SseEvent::Resync { seq: d.seq, lagged: d.reason == "lagged" },
+            Ok(d) if d.kind == "resync" => SseEvent::Resync { seq: d.seq, reason: d.reason.to_owned() },
             _ => SseEvent::Other(data),
         },
         other => SseEvent::Other(other.to_owned()),
-    }
+    };
+    (event, id)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -282,7 +328,7 @@ mod tests {
             SseEvent::Connected,
             SseEvent::Update { seq: 7, ts: 99, kind: UpdateKind::Volumes, ids: Some(vec!["v-1".into()]) },
             SseEvent::Ping,
-            SseEvent::Resync { seq: 9, lagged: true },
+            SseEvent::Resync { seq: 9, reason: String::from("lagged") },
         ];
         assert_eq!(decode(&chunked, true), expected);
         // Fed one byte at a time, the same events come out.
@@ -294,6 +340,24 @@ mod tests {
         }
         assert_eq!(out, expected);
         assert_eq!(decode(body.as_bytes(), false), expected);
+    }
+
+    #[test]
+    fn remembers_the_last_event_id_as_eventsource_does() {
+        let mut decoder = Decoder::new(BytesMut::new(), false);
+        decoder.last_id = Some(String::from("5"));
+        let mut out = Vec::new();
+        // Events without an id (connected, ping) leave it as it was.
+        decoder.raw.extend_from_slice(b"event: connected\ndata: {}\n\nevent: ping\ndata: {}\n\n");
+        decoder.drain(&mut out).expect("decodes");
+        assert_eq!(decoder.last_id.as_deref(), Some("5"));
+        decoder.raw.extend_from_slice(b"id: 7\ndata: {\"kind\":\"update\",\"seq\":7}\n\nid: 8\ndata: {\"kind\":\"res");
+        decoder.drain(&mut out).expect("decodes");
+        assert_eq!(decoder.last_id.as_deref(), Some("7"), "an event counts once it is complete");
+        decoder.raw.extend_from_slice(b"ync\",\"seq\":8,\"reason\":\"gap\"}\n\n");
+        decoder.drain(&mut out).expect("decodes");
+        assert_eq!(decoder.last_id.as_deref(), Some("8"));
+        assert_eq!(out.last(), Some(&SseEvent::Resync { seq: 8, reason: String::from("gap") }));
     }
 
     #[test]

@@ -13,7 +13,14 @@
 //!   [36000] seeds the simulator with that many realistic volumes first
 //!   (`POST /_sim/seed`); `--accept-encoding` ["br, gzip"], `--no-conditional`.
 //! - `--target URL` drives an already running server instead of starting one
-//!   (`--server-pid` to still measure it, `--sim-url` for upstream counts).
+//!   (`--server-pid` to still measure it, `--sim-url` for upstream counts); repeated, the
+//!   nodes of a running cluster, which the clients and mutations are spread over.
+//! - `--nodes N` [1]: start a cluster: a `redis-server` (on a free loopback port, no
+//!   persistence) and N `stalecast serve --redis` nodes against one simulator; client `i`
+//!   streams from node `i mod N`, mutations go round robin. `--rolling-restart`: during
+//!   the run, restart the nodes one at a time (`--restart-pause` [5s] before each); a
+//!   client whose stream ended reconnects to the next node with its `Last-Event-ID`, and
+//!   must get what it missed replayed: any loss or `resync` fails `--assert`.
 //! - `--server-bin PATH` [the release `stalecast` next to this tool], `--server-nofile N`
 //!   (start the server under `ulimit -n N`), `--server-arg ARG` (extra `serve` flags).
 //! - `--clients-per-worker N` [fd limit − 256]: clients are split over worker processes
@@ -35,7 +42,9 @@
 
 mod bench;
 mod client;
+mod cluster;
 mod drive;
+mod nodes;
 mod procs;
 mod report;
 mod run;
@@ -161,9 +170,20 @@ pub struct RunArgs {
     /// Storm: do not send If-None-Match with the last ETag.
     #[arg(long)]
     pub no_conditional: bool,
-    /// Drive this running server (http://127.0.0.1:3000) instead of starting one.
+    /// Drive this running server (http://127.0.0.1:3000) instead of starting one; repeat
+    /// for the nodes of a running cluster (clients and mutations spread over them).
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Start this many nodes on one Redis (1: a single server, no Redis).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub nodes: u16,
+    /// Restart the nodes one at a time during the run (SIGTERM, wait, start again on the
+    /// same port); clients whose stream ended reconnect to the next node.
     #[arg(long)]
-    pub target: Option<String>,
+    pub rolling_restart: bool,
+    /// With --rolling-restart: the pause before each node's restart.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    pub restart_pause: Duration,
     /// With --target: the server's pid, to measure its memory and CPU.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -210,7 +230,8 @@ pub struct RunArgs {
     pub name: Option<String>,
     /// Exit with status 1 when a notification was lost, a client failed to connect or its
     /// task panicked, or a slow client saw a silent gap (with --server-nofile: when the
-    /// server died or a connected client lost anything).
+    /// server died or a connected client lost anything; with --rolling-restart: also on
+    /// any resync, or a node that did not shut down cleanly or come back).
     #[arg(long)]
     pub assert: bool,
     /// No progress bars (logs and CI).
@@ -225,6 +246,9 @@ impl RunArgs {
                 if self.rate.fract() == 0.0 { format!("{}", self.rate as u64) } else { format!("{}", self.rate) };
             if self.storm {
                 format!("storm-{}-{}c-{rate}ps", self.storm_mode, self.clients)
+            } else if self.nodes > 1 {
+                let restart = if self.rolling_restart { "-rolling-restart" } else { "" };
+                format!("cluster-{}n-{}c-{rate}ps{restart}", self.nodes, self.clients)
             } else {
                 format!("fanout-{}c-{rate}ps", self.clients)
             }

@@ -151,19 +151,20 @@ pub async fn start_sim(bin: &Path, log: &Path) -> anyhow::Result<(Logged, Socket
     Ok((child, ready_addr(&ready, "addr")?))
 }
 
-/// Starts `stalecast serve` on a free loopback port against `upstream`, optionally with
-/// a lower descriptor limit.
+/// Starts `stalecast serve` on loopback `port` (0: a free one) against `upstream`,
+/// optionally with a lower descriptor limit.
 pub async fn start_server(
     bin: &Path,
     upstream: &str,
+    port: u16,
     nofile: Option<u64>,
     extra: &[String],
     log: &Path,
 ) -> anyhow::Result<(Logged, SocketAddr)> {
-    let mut args: Vec<String> = ["--log-format", "json", "serve", "--host", "127.0.0.1", "--port", "0", "--upstream"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> =
+        ["--log-format", "json", "serve", "--host", "127.0.0.1", "--port"].iter().map(|s| s.to_string()).collect();
+    args.push(port.to_string());
+    args.push(String::from("--upstream"));
     args.push(upstream.to_owned());
     args.extend(extra.iter().cloned());
     let command = match nofile {
@@ -254,6 +255,22 @@ pub fn sample(pid: u32) -> anyhow::Result<Sample> {
     Ok(Sample { rss_kib, cpu_s, wchar, fds, threads })
 }
 
+/// The resource use of several processes (the nodes of a cluster) as one: memory, CPU,
+/// bytes written and descriptors summed, every thread listed. `None` for no process.
+pub fn sample_all(pids: &[u32]) -> anyhow::Result<Option<Sample>> {
+    let mut total: Option<Sample> = None;
+    for pid in pids {
+        let s = sample(*pid)?;
+        let t = total.get_or_insert_with(Sample::default);
+        t.rss_kib += s.rss_kib;
+        t.cpu_s += s.cpu_s;
+        t.wchar += s.wchar;
+        t.fds += s.fds;
+        t.threads.extend(s.threads);
+    }
+    Ok(total)
+}
+
 /// The command name and utime + stime of a `stat` line.
 fn stat_cpu(stat: &str) -> (String, f64) {
     let name = stat.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')).map_or("", |(n, _)| n).to_owned();
@@ -289,6 +306,10 @@ mod tests {
         assert!(s.rss_kib > 0);
         assert!(s.fds > 0);
         assert!(!s.threads.is_empty());
+        let two = sample_all(&[std::process::id(), std::process::id()]).expect("own /proc").expect("a sample");
+        // Summed: about twice one sample's memory, every thread twice.
+        assert!(two.rss_kib > s.rss_kib && two.threads.len() >= 2);
+        assert!(sample_all(&[]).expect("nothing to read").is_none());
         let (name, _) = stat_cpu("42 (tokio-runtime-w) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0");
         assert_eq!(name, "tokio-runtime-w");
         assert_eq!(stat_cpu("42 (a b) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0").1, 2.0);

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use crate::cluster::Restart;
 use crate::drive::Driven;
 use crate::procs::{self, Sample, ThreadCpu};
 use crate::stats::{self, Percentiles};
@@ -49,6 +50,31 @@ pub struct Measured {
     pub server_errors: u64,
     pub server_log_samples: Vec<String>,
     pub server_log: Option<PathBuf>,
+    /// With several nodes started by the tool: each node, the rolling restart, Redis.
+    pub cluster: Option<ClusterMeasured>,
+}
+
+/// The nodes of a cluster the tool started, and what happened to them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterMeasured {
+    pub nodes: Vec<NodeMeasured>,
+    /// One per node restarted (`--rolling-restart`), in order.
+    pub restarts: Vec<Restart>,
+    /// CPU seconds `redis-server` used in the window.
+    pub redis_cpu_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMeasured {
+    pub addr: String,
+    /// Every process id it ran as (one more per restart).
+    pub pids: Vec<u32>,
+    pub warnings: u64,
+    pub errors: u64,
+    /// Whether each of its processes exited cleanly on SIGTERM.
+    pub clean_exits: Vec<bool>,
 }
 
 /// The server's CPU while only the poller works (no clients, no mutations).
@@ -80,6 +106,7 @@ pub struct RunReport {
     pub server: Option<ServerCost>,
     pub upstream: Option<Upstream>,
     pub storm: Option<Storm>,
+    pub cluster: Option<ClusterMeasured>,
     pub outputs: BTreeMap<String, String>,
 }
 
@@ -100,7 +127,9 @@ pub struct Knobs {
     pub clients_per_worker: usize,
     pub server_nofile: Option<u64>,
     pub slow_clients: usize,
-    pub target: Option<String>,
+    pub targets: Vec<String>,
+    pub nodes: u16,
+    pub rolling_restart: bool,
     pub server_args: Vec<String>,
 }
 
@@ -113,6 +142,12 @@ pub struct Clients {
     pub errors: BTreeMap<String, u64>,
     /// Streams the server closed during the run.
     pub disconnected: u64,
+    /// Streams opened again on the next node after the server ended them.
+    pub reconnects: u64,
+    /// From a stream's end to `connected` on the next node.
+    pub reconnect: Percentiles,
+    /// Failed reconnect attempts (each retried on the node after), by error.
+    pub reconnect_errors: BTreeMap<String, u64>,
     /// Client tasks that panicked, and workers that did not exit cleanly.
     pub panicked: u64,
     pub worker_failures: Vec<String>,
@@ -131,6 +166,8 @@ pub struct Notifications {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub resyncs: u64,
+    /// The resyncs by reason (`lagged`, `gap`, …).
+    pub resync_reasons: BTreeMap<String, u64>,
     pub window_s: f64,
     /// With `--audience`: the users clients signed in as, notifications checked against
     /// what their user may see, those delivered to a client that may not see them, and
@@ -176,6 +213,8 @@ pub struct Mutations {
     pub sent: u64,
     pub ok: u64,
     pub failed: u64,
+    /// Tries sent again after a `503` (refused, nothing changed).
+    pub retried: u64,
     pub first_error: Option<String>,
     pub latency: Percentiles,
 }
@@ -242,6 +281,7 @@ pub struct Storm {
 pub fn build(m: Measured) -> anyhow::Result<RunReport> {
     let mut latency = stats::histogram();
     let mut connect = stats::histogram();
+    let mut reconnect = stats::histogram();
     let mut per_second: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
     let mut storm_latency = stats::histogram();
     let mut storm_applied = stats::histogram();
@@ -251,6 +291,9 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         failed: 0,
         errors: BTreeMap::new(),
         disconnected: 0,
+        reconnects: 0,
+        reconnect: Percentiles::default(),
+        reconnect_errors: BTreeMap::new(),
         panicked: 0,
         worker_failures: m.worker_failures.clone(),
         connect: Percentiles::default(),
@@ -264,6 +307,7 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         duplicates: 0,
         out_of_order: 0,
         resyncs: 0,
+        resync_reasons: BTreeMap::new(),
         window_s: m.window.as_secs_f64(),
         audience: m.audience.clone(),
         audience_checked: 0,
@@ -301,6 +345,14 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         clients.connected += r.connected;
         clients.failed += r.failed;
         clients.disconnected += r.disconnected;
+        clients.reconnects += r.reconnects;
+        r.reconnect_us.add_to(&mut reconnect);
+        for (k, v) in &r.reconnect_errors {
+            *clients.reconnect_errors.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &r.resync_reasons {
+            *n.resync_reasons.entry(k.clone()).or_default() += v;
+        }
         clients.panicked += r.panicked;
         for (k, v) in &r.errors {
             *clients.errors.entry(k.clone()).or_default() += v;
@@ -357,6 +409,7 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
         }
     }
     clients.connect = Percentiles::of(&connect);
+    clients.reconnect = Percentiles::of(&reconnect);
     if let Some(s) = storm.as_mut() {
         s.latency = Percentiles::of(&storm_latency);
         s.applied = Percentiles::of(&storm_applied);
@@ -442,7 +495,9 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
             clients_per_worker: m.per_worker,
             server_nofile: m.args.server_nofile,
             slow_clients: m.args.slow_clients,
-            target: m.args.target.clone(),
+            targets: m.args.targets.clone(),
+            nodes: m.args.nodes,
+            rolling_restart: m.args.rolling_restart,
             server_args: m.args.server_args.clone(),
         },
         clients,
@@ -460,12 +515,14 @@ pub fn build(m: Measured) -> anyhow::Result<RunReport> {
             sent: m.driven.sent,
             ok: m.driven.ok,
             failed: m.driven.failed,
+            retried: m.driven.retried,
             first_error: m.driven.first_error.clone(),
             latency: Percentiles::of(&m.driven.latency),
         },
         server,
         upstream,
         storm,
+        cluster: m.cluster.clone(),
         poll: m.poll.clone(),
         outputs,
     };
@@ -523,7 +580,31 @@ pub fn verdict(args: &RunArgs, r: &RunReport) -> Vec<String> {
             ));
         }
     }
-    if r.clients.disconnected > 0 {
+    // In a rolling restart the streams of each stopping node end, and their clients must
+    // resume elsewhere with nothing missing and no resync; otherwise no stream may end.
+    if args.rolling_restart {
+        if r.notifications.resyncs > 0 {
+            failed.push(format!("{} resyncs {:?}", r.notifications.resyncs, r.notifications.resync_reasons));
+        }
+        match &r.cluster {
+            Some(c) => {
+                for restart in &c.restarts {
+                    if let Some(e) = &restart.error {
+                        failed.push(format!("node {} did not come back: {e}", restart.node));
+                    } else if !restart.clean_exit {
+                        failed.push(format!("node {} did not shut down cleanly on SIGTERM", restart.node));
+                    }
+                }
+                if c.restarts.len() < c.nodes.len() {
+                    failed.push(format!("{} of {} nodes were restarted", c.restarts.len(), c.nodes.len()));
+                }
+            }
+            None => failed.push(String::from("no cluster to restart")),
+        }
+        if r.clients.disconnected == 0 {
+            failed.push(String::from("no stream ended: the restarts reached no client"));
+        }
+    } else if r.clients.disconnected > 0 {
         failed.push(format!("{} streams closed by the server", r.clients.disconnected));
     }
     if r.mutations.failed > 0 {
@@ -536,6 +617,12 @@ pub fn verdict(args: &RunArgs, r: &RunReport) -> Vec<String> {
         if server.clean_exit == Some(false) {
             failed.push(String::from("the server did not shut down cleanly"));
         }
+    }
+    if let Some(c) = &r.cluster
+        && !args.rolling_restart
+        && let Some(node) = c.nodes.iter().find(|n| n.clean_exits.iter().any(|clean| !clean))
+    {
+        failed.push(format!("node {} did not shut down cleanly", node.addr));
     }
     if args.server_nofile.is_none() {
         if r.clients.connected < r.clients.requested as u64 {
@@ -602,14 +689,70 @@ pub fn print(r: &RunReport) {
             c.connect.p50_ms, c.connect.p99_ms, c.connect.max_ms, c.connect_wall_s
         ),
     );
+    if c.disconnected > 0 || c.reconnects > 0 {
+        row(
+            "reconnects",
+            format!(
+                "{} streams ended by the server, {} opened again on the next node (end → connected p50 {:.1} ms, \
+                 p99 {:.1} ms, max {:.1} ms){}",
+                c.disconnected,
+                c.reconnects,
+                c.reconnect.p50_ms,
+                c.reconnect.p99_ms,
+                c.reconnect.max_ms,
+                if c.reconnect_errors.is_empty() {
+                    String::new()
+                } else {
+                    format!("; failed attempts {:?}", c.reconnect_errors)
+                }
+            ),
+        );
+    }
     let n = &r.notifications;
     row(
         "notifications",
         format!(
-            "{} published; {} expected, {} received, {} LOST, {} duplicates, {} resyncs",
-            n.published, n.expected, n.received, n.lost, n.duplicates, n.resyncs
+            "{} published; {} expected, {} received, {} LOST, {} duplicates, {} resyncs{}",
+            n.published,
+            n.expected,
+            n.received,
+            n.lost,
+            n.duplicates,
+            n.resyncs,
+            if n.resync_reasons.is_empty() { String::new() } else { format!(" {:?}", n.resync_reasons) }
         ),
     );
+    if let Some(cluster) = &r.cluster {
+        let nodes: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("{} (pids {:?}, {} warnings, {} errors)", n.addr, n.pids, n.warnings, n.errors))
+            .collect();
+        row(
+            "cluster",
+            format!(
+                "{} nodes on one Redis: {}; redis-server {}",
+                cluster.nodes.len(),
+                nodes.join(", "),
+                cluster.redis_cpu_s.map_or(String::from("–"), |c| format!("{c:.2} CPU-s in the window"))
+            ),
+        );
+        for restart in &cluster.restarts {
+            row(
+                "restart",
+                format!(
+                    "node {} at {:.1} s: SIGTERM → exited {:.0} ms ({}), started → ready {:.0} ms, {:.0} ms in all{}",
+                    restart.node,
+                    restart.at_s,
+                    restart.stop_ms,
+                    if restart.clean_exit { "clean" } else { "UNCLEAN" },
+                    restart.start_ms,
+                    restart.total_ms,
+                    restart.error.as_ref().map(|e| format!(": FAILED {e}")).unwrap_or_default()
+                ),
+            );
+        }
+    }
     if let Some(users) = &n.audience {
         row(
             "audience",
@@ -648,10 +791,11 @@ pub fn print(r: &RunReport) {
     row(
         "mutations",
         format!(
-            "{} sent, {} ok, {} failed; p50 {:.1} ms, p99 {:.1} ms{}",
+            "{} sent, {} ok, {} failed, {} retries after a 503; p50 {:.1} ms, p99 {:.1} ms{}",
             mu.sent,
             mu.ok,
             mu.failed,
+            mu.retried,
             mu.latency.p50_ms,
             mu.latency.p99_ms,
             mu.first_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()

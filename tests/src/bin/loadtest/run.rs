@@ -1,13 +1,16 @@
 //! One load-test run, from starting the server to the report: the coordinator.
 //!
-//! 1. Start the simulator and the server (or use `--target`), wait until ready.
+//! 1. Start the simulator and the server, or Redis and several nodes (or use
+//!    `--target`), wait until ready, sign in on each node.
 //! 2. Measure the server idle, start the worker processes, wait until every client
 //!    streams (or gave up), measure again: memory per connection.
-//! 3. Open the window (bus seq, CPU, upstream counts), drive mutations for the duration,
-//!    close the window, wait until every notification arrived (or `--drain` passed).
+//! 3. Open the window (bus seq, CPU, upstream counts), drive mutations for the duration
+//!    (and restart the nodes one at a time, with `--rolling-restart`), close the window,
+//!    wait until every notification arrived (or `--drain` passed).
 //! 4. Measure, stop everything, build the report.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +23,11 @@ use stalecast::updates::now_micros;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, Command};
 
+use crate::cluster::{self, RestartPlan, Started};
 use crate::drive::{self, Counters};
-use crate::procs::{self, Logged};
-use crate::report::{self, RunReport};
+use crate::nodes::Nodes;
+use crate::procs;
+use crate::report::{self, ClusterMeasured, NodeMeasured, RunReport};
 use crate::worker::{Audience, AudienceUser, StormConfig, ToCoordinator, ToWorker, WorkerConfig, WorkerReport};
 use crate::{Mutation, RunArgs};
 
@@ -69,41 +74,49 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let soft_limit = crate::raise_fd_limit();
     let started_at = SystemTime::now();
-    let server_log = args.out.join(format!("{name}-server.log"));
-    let sim_log = args.out.join(format!("{name}-sim.log"));
     let mutation = if args.storm { Mutation::Volumes } else { args.mutation };
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let plain = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    check_knobs(args)?;
 
     // 1. The processes under test.
-    let (mut server, mut sim, base, sim_url) = match &args.target {
-        Some(url) => (None, None, url.trim_end_matches('/').to_owned(), args.sim_url.clone()),
-        None => {
-            let bin = procs::server_binary(args.server_bin.as_deref())?;
-            let (sim, sim_addr) = procs::start_sim(&bin, &sim_log).await?;
-            let sim_url = format!("http://{sim_addr}");
-            let (server, addr) =
-                procs::start_server(&bin, &sim_url, args.server_nofile, &args.server_args, &server_log).await?;
-            tracing::info!(%addr, %sim_url, pid = server.pid, "server started");
-            (Some(server), Some(sim), format!("http://{addr}"), Some(sim_url))
-        }
+    let (mut started, addrs, sim_url) = if args.targets.is_empty() {
+        let bin = procs::server_binary(args.server_bin.as_deref())?;
+        let started =
+            Started::start(&bin, args.nodes.into(), args.server_nofile, &args.server_args, &args.out, &name).await?;
+        let addrs: Vec<SocketAddr> = started.nodes.iter().map(|n| n.addr).collect();
+        tracing::info!(?addrs, sim_url = %started.sim_url, pids = ?started.node_pids(), "servers started");
+        let sim_url = Some(started.sim_url.clone());
+        (Some(started), addrs, sim_url)
+    } else {
+        let addrs = args.targets.iter().map(|t| target_addr(t)).collect::<anyhow::Result<Vec<_>>>()?;
+        (None, addrs, args.sim_url.clone())
     };
-    let pid = server.as_ref().map(|s| s.pid).or(args.server_pid);
-    let addr: std::net::SocketAddr = base
-        .trim_start_matches("http://")
-        .parse()
-        .with_context(|| format!("{base}: the target must be http://<ip>:<port> on loopback"))?;
-    anyhow::ensure!(addr.ip().is_loopback(), "{addr}: the load test only targets loopback addresses");
-    wait_ready(&http, &base).await?;
-    // Every request from here on is signed in, as a browser's would be.
-    let cookie = sign_in(&http, &base, &args.user, &args.password).await?;
+    // The processes whose memory and CPU the report gives: every node's, summed. Not
+    // across a rolling restart, whose new processes start from nothing.
+    let pids = match &started {
+        Some(s) if !args.rolling_restart => s.node_pids(),
+        Some(_) => Vec::new(),
+        None => args.server_pid.into_iter().collect(),
+    };
+    let pid = pids.first().copied().filter(|_| pids.len() == 1);
+    // Every request from here on is signed in, as a browser's would be: on each node, as
+    // sessions are each node's own.
+    let mut signed_in = Vec::new();
+    for addr in &addrs {
+        let base = format!("http://{addr}");
+        wait_ready(&plain, &base).await?;
+        signed_in.push((*addr, sign_in(&plain, &base, &args.user, &args.password).await?));
+    }
+    let cookie = signed_in[0].1.clone();
+    let nodes = Arc::new(Nodes::new(signed_in));
+    let base = nodes.base(0);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .default_headers(crate::signed_in(&cookie)?)
         .build()?;
     // Warnings before readiness (`/readyz` answering 503 while the cache fills) are not the run's.
-    if let Some(server) = &server {
-        server.warnings.store(0, Ordering::Relaxed);
-        server.samples.lock().map(|mut s| s.clear()).unwrap_or_default();
+    for node in started.iter().flat_map(|s| &s.nodes) {
+        node.forget_warnings();
     }
 
     if args.storm {
@@ -115,9 +128,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         _ => None,
     };
     // Warm the paths the run uses, so lazy initialisation is not counted per connection.
-    let _ = bus_seq(&http, &base).await?;
+    for node in 0..nodes.len() {
+        let _ = bus_seq(&plain, &nodes.base(node), &nodes.cookie(node)).await?;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = pid.map(procs::sample).transpose()?;
+    let idle = procs::sample_all(&pids)?;
+    let redis_pid = started.as_ref().and_then(|s| s.redis.as_ref()).and_then(|r| r.pid());
 
     // 2. Workers and their clients.
     let fds_per_client = if args.storm { 2 } else { 1 };
@@ -146,7 +162,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         let clients = per_worker.min(args.clients - first_index);
         let config = WorkerConfig {
             worker: w,
-            server: addr,
+            servers: addrs.clone(),
+            cookies: nodes.cookies(),
+            reconnect: args.rolling_restart,
             path: String::from("/trpc/updates.onUpdate"),
             clients,
             first_index,
@@ -189,10 +207,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
 
     // Idle for a moment with every client connected: memory per connection.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let connected_sample = pid.map(procs::sample).transpose()?;
+    let connected_sample = procs::sample_all(&pids)?;
 
     // 3. The measurement window.
-    let seq0 = bus_seq(&http, &base).await?;
+    let seq0 = any_seq(&plain, &nodes).await?;
     let start_us = now_micros();
     for worker in &mut workers {
         send(&mut worker.stdin, &ToWorker::Window { seq0, start_us }).await?;
@@ -202,32 +220,68 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         None => None,
     };
     let window_started = Instant::now();
-    let before = pid.map(procs::sample).transpose()?;
+    let before = procs::sample_all(&pids)?;
+    let redis_before = redis_pid.and_then(|p| procs::sample(p).ok());
     let generator_before = generator_cpu(&workers);
 
     let counters = Arc::new(Counters::default());
     let driving = bar(args.no_progress, args.duration.as_secs().max(1), "running    {bar:40} {pos}/{len} s  {msg}");
     let driver = {
-        let (http, base, counters) = (http.clone(), base.clone(), counters.clone());
+        let (http, nodes, counters) = (plain.clone(), nodes.clone(), counters.clone());
         let (rate, duration) = (args.rate, args.duration);
-        tokio::spawn(async move { drive::drive(&http, &base, mutation, rate, duration, counters).await })
+        tokio::spawn(async move { drive::drive(&http, nodes, mutation, rate, duration, counters).await })
+    };
+    // The rolling restart runs beside the mutations; it has the nodes until it is done,
+    // and sends each restarted node's new session cookie here, for the workers.
+    let (cookies_tx, mut cookies_rx) = tokio::sync::mpsc::unbounded_channel();
+    let restarter = {
+        let nodes_to_restart = match started.as_mut() {
+            Some(s) if args.rolling_restart => std::mem::take(&mut s.nodes),
+            _ => Vec::new(),
+        };
+        let plan = RestartPlan {
+            nodes: nodes.clone(),
+            http: plain.clone(),
+            user: args.user.clone(),
+            password: args.password.clone(),
+            pause: args.restart_pause,
+            window_started,
+            cookies: cookies_tx,
+        };
+        tokio::spawn(cluster::rolling_restart(nodes_to_restart, plan))
     };
     let mut driver = std::pin::pin!(driver);
-    let driven = loop {
+    let mut restarter = std::pin::pin!(restarter);
+    let (mut driven, mut restarts) = (None, None);
+    while driven.is_none() || restarts.is_none() {
         tokio::select! {
-            d = &mut driver => break d.context("driver panicked")??,
+            d = &mut driver, if driven.is_none() => driven = Some(d.context("driver panicked")??),
+            r = &mut restarter, if restarts.is_none() => {
+                let (back, done) = r.context("the rolling restart panicked")?;
+                if let Some(s) = started.as_mut() && !back.is_empty() {
+                    s.nodes = back;
+                }
+                restarts = Some(done);
+            }
+            Some((node, cookie)) = cookies_rx.recv() => {
+                for worker in &mut workers {
+                    send(&mut worker.stdin, &ToWorker::Cookie { node, cookie: cookie.clone() }).await?;
+                }
+            }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         driving.set_position(window_started.elapsed().as_secs());
         driving.set_message(format!(
-            "{} mutations ({} failed), {} notifications received",
+            "{} mutations ({} failed), {} notifications received{}",
             counters.sent.load(Ordering::Relaxed),
             counters.failed.load(Ordering::Relaxed),
-            total(&workers, |p| &p.in_window)
+            total(&workers, |p| &p.in_window),
+            if driven.is_some() { ", waiting for the rolling restart" } else { "" }
         ));
-    };
+    }
+    let (Some(driven), Some(restarts)) = (driven, restarts) else { bail!("the run ended without its mutations") };
     driving.finish();
-    let seq1 = bus_seq(&http, &base).await?;
+    let seq1 = any_seq(&plain, &nodes).await?;
     for worker in &mut workers {
         send(&mut worker.stdin, &ToWorker::WindowEnd { seq1 }).await?;
     }
@@ -265,13 +319,21 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
     }
     draining.finish();
     let window = window_started.elapsed();
-    let after = pid.map(procs::sample).transpose()?;
+    let after = procs::sample_all(&pids)?;
+    let redis_cpu_s = match (redis_before, redis_pid.and_then(|p| procs::sample(p).ok())) {
+        (Some(before), Some(after)) => Some(after.cpu_s - before.cpu_s),
+        _ => None,
+    };
     let generator_cpu_s = generator_cpu(&workers) - generator_before;
     let upstream1 = match &sim_url {
         Some(url) => Some(sim_stats(&http, url).await?),
         None => None,
     };
-    let alive = http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success());
+    let mut alive = true;
+    for node in 0..nodes.len() {
+        let healthz = plain.get(format!("{}/healthz", nodes.base(node))).send().await;
+        alive &= healthz.is_ok_and(|r| r.status().is_success());
+    }
 
     // 4. Stop the workers, collect their reports, stop the server.
     let mut reports = Vec::new();
@@ -292,21 +354,45 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
             Err(_) => worker_failures.push(String::from("a worker did not exit within 10 s of its report")),
         }
     }
-    let server_alive_process = server.as_mut().is_none_or(Logged::alive);
-    let (warnings, errors, samples) = server.as_ref().map_or((0, 0, Vec::new()), |s| {
-        (
-            s.warnings.load(Ordering::Relaxed),
-            s.errors.load(Ordering::Relaxed),
-            s.samples.lock().map(|v| v.clone()).unwrap_or_default(),
-        )
-    });
-    let clean_exit = match server.take() {
-        Some(server) => Some(server.stop(Duration::from_secs(10)).await),
+    let server_alive_process = started.as_mut().is_none_or(|s| s.nodes.iter_mut().all(|n| n.alive()));
+    let (mut warnings, mut errors, mut samples) = (0, 0, Vec::new());
+    for node in started.iter().flat_map(|s| &s.nodes) {
+        let (w, e, s) = node.log_counts();
+        warnings += w;
+        errors += e;
+        samples.extend(s.into_iter().take(5usize.saturating_sub(samples.len())));
+    }
+    let server_log = started.as_ref().and_then(|s| s.nodes.first()).map(|n| n.log_path(0));
+    let clean_exit = match started.take() {
+        Some(mut s) => {
+            let clean = s.stop_nodes().await;
+            let cluster = (s.nodes.len() > 1).then(|| ClusterMeasured {
+                nodes: s
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let (warnings, errors, _) = n.log_counts();
+                        NodeMeasured {
+                            addr: n.addr.to_string(),
+                            pids: n.pids.clone(),
+                            warnings,
+                            errors,
+                            clean_exits: n.clean_exits.clone(),
+                        }
+                    })
+                    .collect(),
+                restarts: restarts.clone(),
+                redis_cpu_s,
+            });
+            s.stop().await;
+            Some((clean, cluster))
+        }
         None => None,
     };
-    if let Some(sim) = sim.take() {
-        sim.stop(Duration::from_secs(5)).await;
-    }
+    let (clean_exit, cluster) = match clean_exit {
+        Some((clean, cluster)) => (Some(clean), cluster),
+        None => (None, None),
+    };
 
     let measured = report::Measured {
         poll,
@@ -335,7 +421,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
         server_warnings: warnings,
         server_errors: errors,
         server_log_samples: samples,
-        server_log: args.target.is_none().then_some(server_log),
+        server_log,
+        cluster,
     };
     report::build(measured)
 }
@@ -350,6 +437,34 @@ fn generator_cpu(workers: &[WorkerHandle]) -> f64 {
         .filter_map(|pid| procs::sample(pid).ok())
         .map(|s| s.cpu_s)
         .sum::<f64>()
+}
+
+/// Knob combinations a run cannot honour, refused before anything starts.
+fn check_knobs(args: &RunArgs) -> anyhow::Result<()> {
+    let several = args.nodes > 1 || args.targets.len() > 1;
+    anyhow::ensure!(args.targets.is_empty() || args.nodes == 1, "--nodes starts a cluster; --target drives one");
+    anyhow::ensure!(!(several && args.storm), "--storm runs against one node");
+    anyhow::ensure!(!several || args.audience.is_empty(), "--audience runs against one node");
+    anyhow::ensure!(
+        !args.rolling_restart || (args.nodes > 1 && args.targets.is_empty()),
+        "--rolling-restart restarts the nodes the tool started: it needs --nodes 2 or more"
+    );
+    anyhow::ensure!(
+        !(args.rolling_restart && args.slow_clients > 0),
+        "--slow-clients cannot be judged across a rolling restart (their stream ends)"
+    );
+    Ok(())
+}
+
+/// The address of a `--target` URL (`http://<ip>:<port>`, on loopback).
+fn target_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let base = url.trim_end_matches('/');
+    let addr: SocketAddr = base
+        .trim_start_matches("http://")
+        .parse()
+        .with_context(|| format!("{base}: the target must be http://<ip>:<port> on loopback"))?;
+    anyhow::ensure!(addr.ip().is_loopback(), "{addr}: the load test only targets loopback addresses");
+    Ok(addr)
 }
 
 async fn spawn_worker(config: &WorkerConfig) -> anyhow::Result<WorkerHandle> {
@@ -452,7 +567,7 @@ async fn audience_of(http: &reqwest::Client, base: &str, args: &RunArgs) -> anyh
 }
 
 /// Signs `user` in (`auth.login`); answers the session cookie as `name=value`.
-async fn sign_in(http: &reqwest::Client, base: &str, user: &str, password: &str) -> anyhow::Result<String> {
+pub async fn sign_in(http: &reqwest::Client, base: &str, user: &str, password: &str) -> anyhow::Result<String> {
     let response = http
         .post(format!("{base}/trpc/auth.login"))
         .json(&serde_json::json!({"user": user, "password": password}))
@@ -474,7 +589,7 @@ async fn sign_in(http: &reqwest::Client, base: &str, user: &str, password: &str)
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+pub async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await
@@ -489,10 +604,23 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The bus's latest seq (`updates.state`).
-async fn bus_seq(http: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
-    let body: Value = http.get(format!("{base}/trpc/updates.state")).send().await?.json().await?;
-    body["result"]["data"]["seq"].as_u64().context("updates.state has no seq")
+/// The bus's latest seq (`updates.state`) as the node at `base` knows it.
+async fn bus_seq(http: &reqwest::Client, base: &str, cookie: &str) -> anyhow::Result<u64> {
+    let response =
+        http.get(format!("{base}/trpc/updates.state")).header(reqwest::header::COOKIE, cookie).send().await?;
+    let body: Value = response.json().await?;
+    body["result"]["data"]["seq"].as_u64().with_context(|| format!("updates.state has no seq: {body}"))
+}
+
+/// The latest seq: the highest any node knows (they share one, but a node may not have
+/// applied the last entry another published yet).
+async fn any_seq(http: &reqwest::Client, nodes: &Nodes) -> anyhow::Result<u64> {
+    let mut seq = None;
+    for node in 0..nodes.len() {
+        let at = bus_seq(http, &nodes.base(node), &nodes.cookie(node)).await?;
+        seq = Some(seq.map_or(at, |s: u64| s.max(at)));
+    }
+    seq.context("no node to ask")
 }
 
 /// Requests the simulator served so far, by kind (`GET volumes`, …).

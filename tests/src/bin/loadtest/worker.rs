@@ -5,7 +5,13 @@
 //! clients over as many workers as it needs. Protocol: the worker prints
 //! [`ToCoordinator`] lines (progress, then `ready` once every client connected or gave
 //! up, then `done`); it reads [`ToWorker`] lines on stdin (`window`, `windowEnd`,
-//! `stop`). End of stdin means stop.
+//! `stop`, and `cookie` when a restarted node was signed in to again). End of stdin means
+//! stop.
+//!
+//! With several nodes, client `i` streams from node `i mod N`; with `reconnect`, a client
+//! whose stream the server ended connects to the next node of its list with the last
+//! event id it saw as `Last-Event-ID`, as a browser's `EventSource` would, and goes on
+//! counting: whatever the new node did not replay shows as lost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -23,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::StormMode;
 use crate::client::{SseConn, SseEvent, UpdateKind, connect_from, source_addr};
+use crate::nodes::{home_node, next_node};
 use crate::stats::{self, Pairs};
 
 /// What a worker is asked to do.
@@ -30,7 +37,12 @@ use crate::stats::{self, Pairs};
 #[serde(rename_all = "camelCase")]
 pub struct WorkerConfig {
     pub worker: usize,
-    pub server: SocketAddr,
+    /// Every node's address; clients are spread over them round robin.
+    pub servers: Vec<SocketAddr>,
+    /// The cookie of a session on each node (`servers[i]`'s is `cookies[i]`).
+    pub cookies: Vec<String>,
+    /// Reconnect (to the next node) when the server ends a stream.
+    pub reconnect: bool,
     /// `/trpc/updates.onUpdate`, with a query string if any.
     pub path: String,
     pub clients: usize,
@@ -42,8 +54,8 @@ pub struct WorkerConfig {
     /// Clients that stop reading once connected, until the window closed.
     pub slow_clients: usize,
     pub storm: Option<StormConfig>,
-    /// The session cookie (`name=value`) every client's requests carry (with an
-    /// `audience`, the slow clients' and the storm's).
+    /// The session cookie (`name=value`) of the first node: the storm's refetches carry
+    /// it (storms run on one node).
     pub cookie: String,
     /// Clients signed in as several users, each notification judged by what its user may
     /// see.
@@ -120,6 +132,11 @@ pub enum ToWorker {
     WindowEnd {
         seq1: u64,
     },
+    /// Node `node` was restarted: its sessions are gone, this is a new one.
+    Cookie {
+        node: usize,
+        cookie: String,
+    },
     Stop,
 }
 
@@ -145,6 +162,14 @@ pub struct WorkerReport {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub resyncs: u64,
+    /// The resyncs by their reason (`lagged`, `gap`, …).
+    pub resync_reasons: BTreeMap<String, u64>,
+    /// Streams that ended and were opened again on another node.
+    pub reconnects: u64,
+    /// From a stream's end to `connected` on the next node.
+    pub reconnect_us: Pairs,
+    /// Failed attempts to reconnect, by error (each was retried on the next node).
+    pub reconnect_errors: BTreeMap<String, u64>,
     pub slow: Vec<SlowReport>,
     pub storm: Option<StormReport>,
     /// With an audience: notifications checked against what their client's user may see,
@@ -266,6 +291,8 @@ struct Shared {
     /// Updates up to this seq belong to the window (`u64::MAX`: still open).
     seq1: AtomicU64,
     start_us: AtomicU64,
+    /// The current session cookie of each node.
+    cookies: Mutex<Vec<String>>,
     recorded: Mutex<Recorded>,
 }
 
@@ -275,7 +302,11 @@ struct Recorded {
     latency: Histogram<u64>,
     per_second: Vec<Histogram<u64>>,
     resyncs: u64,
+    resync_reasons: BTreeMap<String, u64>,
     disconnected: u64,
+    reconnects: u64,
+    reconnect: Histogram<u64>,
+    reconnect_errors: BTreeMap<String, u64>,
     storm: StormRecorded,
 }
 
@@ -302,6 +333,10 @@ impl Shared {
     fn error(&self, what: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         *self.recorded().errors.entry(what).or_default() += 1;
+    }
+
+    fn cookie(&self, node: usize) -> String {
+        self.cookies.lock().unwrap_or_else(|p| p.into_inner()).get(node).cloned().unwrap_or_default()
     }
 }
 
@@ -330,13 +365,18 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         seq0: AtomicU64::new(u64::MAX),
         seq1: AtomicU64::new(u64::MAX),
         start_us: AtomicU64::new(0),
+        cookies: Mutex::new(config.cookies.clone()),
         recorded: Mutex::new(Recorded {
             errors: BTreeMap::new(),
             connect: stats::histogram(),
             latency: stats::histogram(),
             per_second: Vec::new(),
             resyncs: 0,
+            resync_reasons: BTreeMap::new(),
             disconnected: 0,
+            reconnects: 0,
+            reconnect: stats::histogram(),
+            reconnect_errors: BTreeMap::new(),
             storm: StormRecorded {
                 latency: Some(stats::histogram()),
                 applied: Some(stats::histogram()),
@@ -441,6 +481,11 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
                 shared.seq1.store(seq1, Ordering::Release);
                 shared.resume.cancel();
             }
+            Ok(ToWorker::Cookie { node, cookie }) => {
+                if let Some(slot) = shared.cookies.lock().unwrap_or_else(|p| p.into_inner()).get_mut(node) {
+                    *slot = cookie;
+                }
+            }
             Ok(ToWorker::Stop) => break,
             Err(e) => tracing::warn!(%e, %line, "unreadable command"),
         }
@@ -522,6 +567,10 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
             .map(|(s, h)| (s as u64, Pairs::of(h)))
             .collect();
         report.resyncs = recorded.resyncs;
+        report.resync_reasons = recorded.resync_reasons.clone();
+        report.reconnects = recorded.reconnects;
+        report.reconnect_us = Pairs::of(&recorded.reconnect);
+        report.reconnect_errors = recorded.reconnect_errors.clone();
         if config.storm.is_some() {
             let s = &recorded.storm;
             report.storm = Some(StormReport {
@@ -585,23 +634,30 @@ impl Client {
         self.config.audience.as_ref().map(|a| self.index % a.users.len())
     }
 
-    /// The session cookie its stream carries.
-    fn cookie(&self) -> &str {
+    /// The session cookie its stream on `node` carries.
+    fn cookie(&self, node: usize) -> String {
         match (&self.config.audience, self.user()) {
-            (Some(audience), Some(user)) => &audience.users[user].cookie,
-            _ => &self.config.cookie,
+            (Some(audience), Some(user)) => audience.users[user].cookie.clone(),
+            _ => self.shared.cookie(node),
         }
+    }
+
+    /// The node it streams from first.
+    fn home(&self) -> usize {
+        home_node(self.index, self.config.servers.len())
     }
 
     async fn run(self) -> Option<ClientOutcome> {
         let source = source_addr(self.index, self.config.source_addrs);
         let timeout = Duration::from_millis(self.config.connect_timeout_ms);
         let started = Instant::now();
+        let mut node = self.home();
         let opened = {
             let _permit = self.gate.acquire().await.ok()?;
+            let cookie = self.cookie(node);
             tokio::select! {
                 _ = self.stop.cancelled() => return None,
-                opened = tokio::time::timeout(timeout, self.open(source, false, self.cookie())) => opened,
+                opened = tokio::time::timeout(timeout, self.open(node, source, false, &cookie, None)) => opened,
             }
         };
         let mut conn = match opened {
@@ -622,7 +678,7 @@ impl Client {
             (Some(http), Some(storm), Some(runtime)) => Some(Refetcher::spawn(
                 runtime,
                 http.clone(),
-                format!("http://{}", self.config.server),
+                format!("http://{}", self.config.servers[0]),
                 storm.clone(),
                 self.shared.clone(),
                 self.stop.clone(),
@@ -646,7 +702,17 @@ impl Client {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
                     self.shared.recorded().disconnected += 1;
-                    break;
+                    if !self.config.reconnect {
+                        break;
+                    }
+                    let resume = conn.last_event_id().map(str::to_owned);
+                    match self.reconnect(&mut node, source, resume).await {
+                        Some(again) => {
+                            conn = again;
+                            continue;
+                        }
+                        None => break,
+                    }
                 }
             }
             for event in events.drain(..) {
@@ -685,12 +751,55 @@ impl Client {
                             refetch.notify(arrived, ts);
                         }
                     }
-                    SseEvent::Resync { .. } => self.shared.recorded().resyncs += 1,
+                    SseEvent::Resync { reason, .. } => {
+                        let mut recorded = self.shared.recorded();
+                        recorded.resyncs += 1;
+                        *recorded.resync_reasons.entry(reason).or_default() += 1;
+                    }
                     SseEvent::Connected | SseEvent::Ping | SseEvent::Other(_) => {}
                 }
             }
         }
         Some(ClientOutcome { seqs, user, witnessed, checked, violations })
+    }
+
+    /// After its stream on `node` ended: connects to the next node of its list, resuming
+    /// after `resume` (the last event id it saw), and again to the one after that while
+    /// an attempt fails, until one streams or the run stops (`None`). Reconnects at once,
+    /// as `EventSource` does when the server closes a stream cleanly; a failed attempt
+    /// waits a little longer each time.
+    async fn reconnect(&self, node: &mut usize, source: std::net::IpAddr, resume: Option<String>) -> Option<SseConn> {
+        let ended = Instant::now();
+        let timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        for attempt in 1u64.. {
+            *node = next_node(*node, self.config.servers.len());
+            let opened = {
+                let _permit = self.gate.acquire().await.ok()?;
+                let cookie = self.cookie(*node);
+                let open = self.open(*node, source, false, &cookie, resume.as_deref());
+                tokio::select! {
+                    _ = self.stop.cancelled() => return None,
+                    opened = tokio::time::timeout(timeout, open) => opened,
+                }
+            };
+            let error = match opened {
+                Ok(Ok(conn)) => {
+                    let mut recorded = self.shared.recorded();
+                    recorded.reconnects += 1;
+                    stats::record(&mut recorded.reconnect, ended.elapsed().as_micros() as u64);
+                    return Some(conn);
+                }
+                Ok(Err(e)) => e,
+                Err(_) => String::from("timeout"),
+            };
+            *self.shared.recorded().reconnect_errors.entry(error).or_default() += 1;
+            let backoff = Duration::from_millis(50 * attempt.min(20));
+            tokio::select! {
+                _ = self.stop.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        }
+        None
     }
 
     /// A stalled tab: opens its stream, then reads nothing until the window closed, so
@@ -708,7 +817,10 @@ impl Client {
         let timeout = Duration::from_millis(self.config.connect_timeout_ms);
         let opened = {
             let _permit = self.gate.acquire().await.map_err(|e| e.to_string())?;
-            tokio::time::timeout(timeout, self.open(source, true, &self.config.cookie)).await
+            // The run's user (who sees every update), not an audience's: the slow client
+            // is judged against the whole window.
+            let node = self.home();
+            tokio::time::timeout(timeout, self.open(node, source, true, &self.shared.cookie(node), None)).await
         };
         self.shared.slow_started.fetch_add(1, Ordering::Relaxed);
         let mut conn = match opened {
@@ -740,7 +852,7 @@ impl Client {
             for event in events.drain(..) {
                 let event = match event {
                     SseEvent::Update { seq, .. } => Seen::Update(seq),
-                    SseEvent::Resync { seq, lagged } => Seen::Resync { seq, lagged },
+                    SseEvent::Resync { seq, reason } => Seen::Resync { seq, lagged: reason == "lagged" },
                     SseEvent::Connected | SseEvent::Ping | SseEvent::Other(_) => continue,
                 };
                 let (Seen::Update(seq) | Seen::Resync { seq, .. }) = event;
@@ -751,12 +863,21 @@ impl Client {
         Ok(judge_slow(&seen, seq0, seq1))
     }
 
-    /// Connects (`stalled`: with small socket buffers), sends the request and waits for
-    /// the `connected` event.
-    async fn open(&self, source: std::net::IpAddr, stalled: bool, cookie: &str) -> Result<SseConn, String> {
-        let stream = connect_from(source, self.config.server, stalled).await.map_err(|e| format!("connect: {e}"))?;
+    /// Connects to `node` (`stalled`: with small socket buffers), sends the request
+    /// (resuming after `resume`, if any) and waits for the `connected` event. Events that
+    /// came with it (a resumed stream's replay) stay for the next read.
+    async fn open(
+        &self,
+        node: usize,
+        source: std::net::IpAddr,
+        stalled: bool,
+        cookie: &str,
+        resume: Option<&str>,
+    ) -> Result<SseConn, String> {
+        let server = self.config.servers[node];
+        let stream = connect_from(source, server, stalled).await.map_err(|e| format!("connect: {e}"))?;
         let mut conn =
-            SseConn::open(stream, "127.0.0.1", &self.config.path, cookie).await.map_err(|e| e.to_string())?;
+            SseConn::open(stream, "127.0.0.1", &self.config.path, cookie, resume).await.map_err(|e| e.to_string())?;
         let mut events = Vec::new();
         loop {
             match conn.read_events(&mut events).await {
@@ -764,7 +885,8 @@ impl Client {
                 Ok(false) => return Err(String::from("closed before connected")),
                 Err(e) => return Err(format!("read: {}", e.kind())),
             }
-            if events.contains(&SseEvent::Connected) {
+            if let Some(at) = events.iter().position(|e| *e == SseEvent::Connected) {
+                conn.unread(events.drain(at + 1..));
                 return Ok(conn);
             }
             events.clear();
