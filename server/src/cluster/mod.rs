@@ -222,9 +222,14 @@ pub struct Cluster {
     pub conn: ConnectionManager,
 }
 
-/// How long a command on the shared connection may take before it counts as failed.
-/// Measured on loopback a publish takes ≈ 0.1 ms; half a second is Redis in trouble.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a command on the shared connection may take before it counts as failed (and
+/// the node as cut off from Redis: not ready, mutations 503). On loopback a publish takes
+/// ≈ 0.1 ms; but with three nodes, Redis and 18,000 clients on two cores
+/// (`loadtest bench`'s `cluster-3n-18000c-10ps`), 500 ms fired while Redis was well: the
+/// nodes' own tasks waited that long for a CPU, and 26 of 300 mutations answered 503.
+/// Two seconds still notices a hung Redis well within the poller's lease (3 s, renewed
+/// every second); a stopped or unreachable one fails at once (connection refused or reset).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connects to Redis, fills the local ring from the stream, and starts the reader and
 /// the lease tasks (they stop when `shutdown` fires). The store sends its changes
