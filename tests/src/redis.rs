@@ -2,7 +2,8 @@
 //! loopback port without persistence (`--save '' --appendonly no`), stopped by its
 //! process id, restartable on the same port (empty, as a Redis without persistence
 //! comes back), and spoken to with a minimal RESP client (no client library needed to
-//! flush it or read a key).
+//! flush it or read a key). [`RedisServer::start_tls`] adds a TLS port (`rediss://`)
+//! beside the plain one, which the helper itself keeps using.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ use tokio::process::{Child, Command};
 /// A running `redis-server`, killed when dropped.
 pub struct RedisServer {
     pub port: u16,
+    /// The TLS port and the arguments that serve it, when started with TLS.
+    tls: Option<(u16, Vec<String>)>,
     child: Option<Child>,
     binary: PathBuf,
 }
@@ -34,9 +37,38 @@ impl RedisServer {
     /// As [`RedisServer::start`], answering what went wrong instead of panicking (the load
     /// tool reports it).
     pub async fn try_start() -> std::io::Result<RedisServer> {
-        let mut server = RedisServer { port: crate::child::free_port(), child: None, binary: binary() };
+        let mut server = RedisServer { port: crate::child::free_port(), tls: None, child: None, binary: binary() };
         server.try_run().await?;
         Ok(server)
+    }
+
+    /// As [`RedisServer::start`], also serving TLS with `cert` on a port of its own
+    /// (clients are not asked for certificates).
+    pub async fn start_tls(cert: &crate::tls::TestCert) -> RedisServer {
+        let (cert, key) = cert.paths();
+        let port = crate::child::free_port();
+        let args: Vec<String> = vec![
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            cert.clone(),
+            "--tls-key-file".into(),
+            key,
+            "--tls-ca-cert-file".into(),
+            cert,
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let mut server =
+            RedisServer { port: crate::child::free_port(), tls: Some((port, args)), child: None, binary: binary() };
+        server.run().await;
+        server
+    }
+
+    /// `rediss://localhost:<tls port>` (the name the test certificate is for).
+    pub fn tls_url(&self) -> String {
+        let (port, _) = self.tls.as_ref().expect("started with start_tls");
+        format!("rediss://localhost:{port}")
     }
 
     /// The process id of the running server.
@@ -60,6 +92,7 @@ impl RedisServer {
     async fn try_run(&mut self) -> std::io::Result<()> {
         let child = Command::new(&self.binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(self.tls.iter().flat_map(|(_, args)| args))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -205,7 +205,8 @@ pub struct ServeConfig {
 
     // --- several nodes ---
     /// Run as one node of several on this Redis (`redis://[user:password@]host[:port][/db]`,
-    /// `rediss://` for TLS): one seq and update log, one poller, resume on any node.
+    /// `rediss://` for TLS, its certificate verified against the system's trust store or
+    /// `SSL_CERT_FILE`): one seq and update log, one poller, resume on any node.
     /// Without it, everything stays in this process.
     #[arg(long, env = "STALECAST_REDIS", hide_env_values = true, value_name = "URL")]
     pub redis: Option<String>,

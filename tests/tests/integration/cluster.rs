@@ -346,3 +346,35 @@ async fn a_malformed_redis_url_stops_the_start_naming_the_flag_without_its_passw
         assert!(!output.contains("hunter2"), "the password is never printed: {output}");
     }
 }
+
+/// `rediss://`: the nodes speak TLS to Redis (every connection: commands, the blocking
+/// reader, the sessions' subscription), verify its certificate against the system's
+/// trust store (here `SSL_CERT_FILE`, which names the test's own authority), and a node
+/// that cannot verify it does not start.
+#[tokio::test]
+async fn nodes_reach_redis_over_tls_and_refuse_a_certificate_they_cannot_verify() {
+    let cert = stalecast_tests::tls::TestCert::localhost();
+    let redis = RedisServer::start_tls(&cert).await;
+    let sim = ChildServer::start(&["sim", "--port", "0"], &[]).await;
+    let sim_url = format!("http://{}", sim.addr);
+    let url = redis.tls_url();
+    let args = ["serve", "--port", "0", "--upstream", &sim_url, "--redis", &url, "--poll-interval", "500ms"];
+    let (ca, _) = cert.paths();
+    let trusting = [("SSL_CERT_FILE", ca.as_str())];
+
+    let a = ChildServer::start(&args, &trusting).await.with_sim_url(&sim_url).signed_in().await;
+    let b = ChildServer::start(&args, &trusting).await.with_sim_url(&sim_url).signed_in().await;
+    let mut on_b = stream(&b.client, None).await;
+    let id = a.client.create_volume("over-tls").await;
+    let (seq, _) = update_naming(&mut on_b, &id, Duration::from_secs(5)).await;
+    assert!(seq.parse::<u64>().is_ok(), "a seq from the log: {seq}");
+    // The session signed in on A (its record went to Redis over TLS) is known to B.
+    let (status, body) = b.client.query("storage.volumes.get", Some(json!({"id": id}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Without the authority the certificate is not verified: no start, a clear reason.
+    let (status, output) = run(&args, &[]).await;
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("cannot reach Redis at rediss://localhost:"), "{output}");
+    assert!(output.to_lowercase().contains("certificate"), "names the certificate: {output}");
+}
