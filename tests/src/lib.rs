@@ -373,16 +373,20 @@ impl Client {
         Client { http: (self.builder)().build().expect("http client"), cookie: None, ..self.clone() }
     }
 
-    /// `auth.login` as `user`: status, body and the `Set-Cookie` headers of the answer.
-    pub async fn login(&self, user: &str, password: &str) -> (StatusCode, Value, Vec<String>) {
-        let response = self
-            .http
+    /// `auth.login` as `user`: the answer as it came (its headers: `Retry-After`).
+    pub async fn login_response(&self, user: &str, password: &str) -> reqwest::Response {
+        self.http
             .post(self.url("/trpc/auth.login"))
             .header("content-type", "application/json")
             .body(json!({"user": user, "password": password}).to_string())
             .send()
             .await
-            .expect("auth.login");
+            .expect("auth.login")
+    }
+
+    /// `auth.login` as `user`: status, body and the `Set-Cookie` headers of the answer.
+    pub async fn login(&self, user: &str, password: &str) -> (StatusCode, Value, Vec<String>) {
+        let response = self.login_response(user, password).await;
         let cookies = response
             .headers()
             .get_all(reqwest::header::SET_COOKIE)

@@ -21,13 +21,15 @@
 //! the user signed in with, validated again, and their projects read again, each scoped
 //! with a token of this node's own); a session that ends on one node ends on every node;
 //! the idle clock is the record's Redis TTL, which every node that serves the session
-//! pushes back.
+//! pushes back. Failed sign-ins are then counted by the whole cluster too
+//! ([`shared_limiter`]).
 //!
 //! What each layer does with a session: the domain filters by its room and acts with the
 //! token of a project ([`Membership`]); the wire layer reads the cookie and sets it.
 
 pub mod limiter;
 pub mod shared;
+pub mod shared_limiter;
 pub mod store;
 
 use std::net::IpAddr;
@@ -46,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use limiter::Limiter;
 pub use limiter::Limits;
 use shared::{Record, RecordKey, Shared};
+use shared_limiter::SharedLimiter;
 use store::{MemoryStore, SessionStore};
 
 use crate::updates::{Access, Room, Rooms};
@@ -320,6 +323,8 @@ pub struct Sessions {
     /// With `--redis`: the records every node shares.
     shared: Option<Arc<Shared>>,
     limiter: Limiter,
+    /// With `--redis`: failed sign-ins counted by every node, beside this node's count.
+    shared_limiter: Option<SharedLimiter>,
     config: SessionConfig,
     /// Sessions open, as of the last sweep (`stalecast_sessions`).
     open: prometheus_client::metrics::gauge::Gauge,
@@ -334,6 +339,7 @@ impl Sessions {
             client,
             rooms: Rooms::default(),
             store: Box::new(MemoryStore::default()),
+            shared_limiter: shared.as_ref().map(|shared| shared.limiter(config.limits)),
             shared,
             limiter: Limiter::new(config.limits),
             config,
@@ -516,17 +522,37 @@ impl Sessions {
     ) -> Result<Arc<Session>, SignInError> {
         let domain_key = domain.unwrap_or("default");
         self.limiter.check(user, domain_key, address, Instant::now()).map_err(SignInError::Limited)?;
+        if let Some(shared) = &self.shared_limiter {
+            // Refused before Keystone is asked when the cluster cannot count: no node may
+            // become the one where the limits do not hold.
+            match shared.check(user, domain_key, address).await {
+                Ok(None) => {}
+                Ok(Some(wait)) => return Err(SignInError::Limited(wait)),
+                Err(e) => return Err(SignInError::Unavailable(format!("counting failed sign-ins in Redis: {e}"))),
+            }
+        }
         let named = Named { name: Some(user.to_owned()), domain_name: domain.map(str::to_owned), ..Named::default() };
         let token = match self.client.sign_in(&named, password).await {
             Ok(token) => token,
             Err(UpstreamError::Unauthorized(_)) => {
                 self.limiter.failed(user, domain_key, address, Instant::now());
+                if let Some(shared) = &self.shared_limiter
+                    && let Err(error) = shared.failed(user, domain_key, address).await
+                {
+                    // This node counted it; the others will not.
+                    tracing::warn!(%error, "a failed sign-in could not be counted in Redis");
+                }
                 tracing::info!(user, ?address, "sign-in refused");
                 return Err(SignInError::Refused);
             }
             Err(e) => return Err(SignInError::Upstream(e)),
         };
         self.limiter.succeeded(user, domain_key);
+        if let Some(shared) = &self.shared_limiter
+            && let Err(error) = shared.succeeded(user, domain_key).await
+        {
+            tracing::warn!(%error, "a sign-in's earlier failures could not be cleared in Redis");
+        }
         let projects = match self.memberships_of(&token, &[]).await {
             Ok(projects) => projects,
             Err(e) => {

@@ -96,7 +96,7 @@ impl RecordKey {
 
 /// SHA-256 of `purpose`, a zero byte and `id`: one digest per use, so the key a record
 /// is found under says nothing of the key it is sealed with.
-fn keyed(purpose: &[u8], id: &str) -> [u8; 32] {
+pub(super) fn keyed(purpose: &[u8], id: &str) -> [u8; 32] {
     let mut input = Vec::with_capacity(purpose.len() + 1 + id.len());
     input.extend_from_slice(purpose);
     input.push(0);
@@ -106,7 +106,7 @@ fn keyed(purpose: &[u8], id: &str) -> [u8; 32] {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -217,6 +217,11 @@ impl Shared {
             restore_pending: AtomicBool::new(false),
             recovering_until: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The cluster's count of failed sign-ins, on the same Redis and prefix.
+    pub fn limiter(&self, limits: super::Limits) -> super::shared_limiter::SharedLimiter {
+        super::shared_limiter::SharedLimiter::new(self.conn.clone(), &self.prefix, limits)
     }
 
     /// Where the record of session `id` is kept.

@@ -6,7 +6,7 @@
 //! carries only their projects whichever node delivers it; and with Redis unreachable a
 //! sign-in answers 503 while sessions a node holds go on, written back to a Redis that
 //! returns empty, and a node that does not hold a cookie's session answers 503 (cookie
-//! kept) rather than 401.
+//! kept) rather than 401. Failed sign-ins are counted by the whole cluster.
 //!
 //! The simulator's users: `admin`/`stalecast` (admin of every project), `alice`/`alice`
 //! (member of web-team, `prj-web`), `bob`/`bob` (reader of data-team, `prj-data`).
@@ -457,4 +457,48 @@ async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes
         assert!(Instant::now() < deadline, "sign-in still {status}: {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Failed sign-ins count across the cluster: attempts spread over two nodes are limited
+/// as on one (429 with `Retry-After` on both), a success clears the user everywhere, and
+/// Redis holds no user name.
+#[tokio::test]
+async fn failed_sign_ins_are_counted_by_the_whole_cluster() {
+    let rig = Rig::start().await;
+    let limits = ["--signin-failures-per-user", "3", "--signin-failures-per-address", "100", "--signin-window", "3s"];
+    let nodes = rig.nodes(2, &limits).await;
+    let login = |node: usize, user: &'static str, password: &'static str| {
+        let client = nodes[node].client.anonymous();
+        async move { client.login_response(user, password).await }
+    };
+    // Three failures, on alternate nodes: neither node alone saw three.
+    let first_failed = Instant::now();
+    for node in [0, 1, 0] {
+        assert_eq!(login(node, "alice", "wrong").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    for node in [1, 0] {
+        let blocked = login(node, "alice", "alice").await;
+        assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS, "node {node}");
+        let retry_after: u64 = blocked.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+        assert!((1..=3).contains(&retry_after), "Retry-After: {retry_after}");
+        let body: Value = blocked.json().await.expect("envelope");
+        assert_eq!(code(&body), "TOO_MANY_REQUESTS", "{body}");
+    }
+    assert_eq!(login(1, "bob", "bob").await.status(), StatusCode::OK, "another user is not blocked");
+    let keys = rig.redis.command(&["KEYS", "*alice*"]).await;
+    assert_eq!(keys, "*0", "no user name in Redis");
+
+    // Free again once the window passed, on either node.
+    tokio::time::sleep((first_failed + Duration::from_millis(3100)).saturating_duration_since(Instant::now())).await;
+    assert_eq!(login(1, "alice", "alice").await.status(), StatusCode::OK);
+    // A success on one node clears the failures the other counted: two failures, a
+    // success, two more, and alice is not blocked (four within the window would be).
+    for node in [0, 1] {
+        assert_eq!(login(node, "alice", "wrong").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login(0, "alice", "alice").await.status(), StatusCode::OK);
+    for node in [1, 0] {
+        assert_eq!(login(node, "alice", "wrong").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login(1, "alice", "alice").await.status(), StatusCode::OK, "counting started over");
 }

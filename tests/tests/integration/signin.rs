@@ -433,15 +433,7 @@ async fn failed_sign_ins_are_limited_per_user_and_per_address_with_retry_after_t
     .await;
     let login = |user: &'static str, password: &'static str| {
         let app = app.anonymous();
-        async move {
-            app.http
-                .post(app.url("/trpc/auth.login"))
-                .header("content-type", "application/json")
-                .body(json!({"user": user, "password": password}).to_string())
-                .send()
-                .await
-                .expect("auth.login")
-        }
+        async move { app.login_response(user, password).await }
     };
     assert_eq!(login("alice", "wrong").await.status(), StatusCode::UNAUTHORIZED);
     // The first failure counted by now: the window runs from it.
