@@ -8,9 +8,9 @@
 //! older than the window (what `Retry-After` says); a success clears the user's
 //! failures, not the address's. Redis keeps, per user and per address, a sorted set of
 //! the failures' times, trimmed to the limit and expiring with the window; one script
-//! checks, another records, each in one round trip, on Redis's clock (the nodes' clocks
-//! need not agree). The keys are digests ([`shared::keyed`]): a dump of Redis lists no
-//! user name and no address.
+//! either checks or records, in one round trip, on Redis's clock (the nodes' clocks need
+//! not agree). The keys are digests ([`shared::keyed`]): a dump of Redis shows no user
+//! name and no address in clear.
 
 use std::net::IpAddr;
 use std::time::Duration;
