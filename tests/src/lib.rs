@@ -14,6 +14,7 @@
 //! variable but `STALECAST_BIN` (which binary to run): the tests are hermetic.
 
 pub mod child;
+pub mod cluster;
 pub mod raw;
 pub mod redis;
 pub mod tls;
@@ -553,6 +554,53 @@ pub enum Next {
     Failed(String),
     /// Nothing within the wait: the stream is still open.
     Quiet,
+}
+
+/// A stream's raw bytes, recorded as they arrive until it ends or is dropped: to assert
+/// on everything a stream carried, every frame and comment included.
+pub struct Recorder {
+    bytes: Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    /// Opens `updates.onUpdate` on `client` (with `query` and `last_event_id`, as
+    /// [`Client::open_stream`]) and records it.
+    pub async fn start(client: &Client, query: &str, last_event_id: Option<&str>) -> Recorder {
+        let response = client.open_stream(query, last_event_id).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let bytes = bytes.clone();
+            async move {
+                let mut body = response.bytes_stream();
+                while let Some(Ok(chunk)) = body.next().await {
+                    bytes.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&chunk);
+                }
+            }
+        });
+        Recorder { bytes, task }
+    }
+
+    /// Everything recorded so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    /// Waits until the recording holds `needle`, at most `within`.
+    pub async fn wait_for(&self, needle: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.text().contains(needle) {
+            assert!(tokio::time::Instant::now() < deadline, "{needle} never came; the stream so far:\n{}", self.text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops recording; answers everything recorded.
+    pub fn stop(self) -> String {
+        self.task.abort();
+        self.text()
+    }
 }
 
 /// One open `updates.onUpdate` stream.

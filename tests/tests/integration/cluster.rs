@@ -7,76 +7,23 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stalecast_tests::child::{ChildServer, run};
+use stalecast_tests::cluster::Cluster;
 use stalecast_tests::redis::RedisServer;
 use stalecast_tests::{Client, SseClient, create_volume_in_sim, publish_script};
 
 const POLL: Duration = Duration::from_millis(500);
 
-struct Rig {
-    redis: RedisServer,
-    _sim: ChildServer,
-    sim_url: String,
-    lease: &'static str,
+/// A node signed in as the service account, with `/metrics` and a short staleness bound.
+async fn node(rig: &Cluster) -> ChildServer {
+    rig.node(&["--max-staleness", "5s", "--metrics-addr", "127.0.0.1:0"], &[]).await.signed_in().await
 }
 
-impl Rig {
-    async fn start(lease: &'static str) -> Rig {
-        let redis = RedisServer::start().await;
-        let sim = ChildServer::start(&["sim", "--port", "0"], &[]).await;
-        let sim_url = format!("http://{}", sim.addr);
-        Rig { redis, _sim: sim, sim_url, lease }
+async fn nodes(rig: &Cluster, n: usize) -> Vec<ChildServer> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(node(rig).await);
     }
-
-    /// A node: polls every 500 ms when it holds the lease, pings every second.
-    async fn node(&self) -> ChildServer {
-        let url = self.redis.url();
-        let args = [
-            "serve",
-            "--port",
-            "0",
-            "--upstream",
-            &self.sim_url,
-            "--redis",
-            &url,
-            "--poll-interval",
-            "500ms",
-            "--lease",
-            self.lease,
-            "--ping-interval",
-            "1s",
-            "--max-staleness",
-            "5s",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ];
-        ChildServer::start(&args, &[]).await.with_sim_url(&self.sim_url).signed_in().await
-    }
-
-    async fn nodes(&self, n: usize) -> Vec<ChildServer> {
-        let mut nodes = Vec::new();
-        for _ in 0..n {
-            nodes.push(self.node().await);
-        }
-        nodes
-    }
-
-    /// The port of the node holding the poller's lease (`None`: nobody).
-    async fn leader_port(&self) -> Option<u16> {
-        let token = self.redis.get("stalecast:lease").await?;
-        token.rsplit(':').next().and_then(|p| p.parse().ok())
-    }
-
-    /// Waits until some node holds the lease; answers its port.
-    async fn wait_for_leader(&self, other_than: Option<u16>, within: Duration) -> u16 {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(port) = self.leader_port().await.filter(|p| Some(*p) != other_than) {
-                return port;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no (new) lease holder within {within:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    nodes
 }
 
 /// A node's `/metrics` text.
@@ -162,8 +109,8 @@ async fn polls_over(client: &Client, what: &str, window: Duration) -> u64 {
 
 #[tokio::test]
 async fn a_mutation_on_one_node_reaches_another_with_its_seq_and_resumes_anywhere() {
-    let rig = Rig::start("2s").await;
-    let nodes = rig.nodes(2).await;
+    let rig = Cluster::start().await;
+    let nodes = nodes(&rig, 2).await;
     let (a, b) = (&nodes[0].client, &nodes[1].client);
     let mut on_a = stream(a, None).await;
     let mut on_b = stream(b, None).await;
@@ -181,7 +128,7 @@ async fn a_mutation_on_one_node_reaches_another_with_its_seq_and_resumes_anywher
     // from the stream): what followed, in order, no resync, no gap, no duplicate.
     let second = a.create_volume("cluster-second").await;
     let (seq_second, _) = update_naming(&mut on_a, &second, Duration::from_secs(5)).await;
-    let c = rig.node().await;
+    let c = node(&rig).await;
     for node in [b, &c.client] {
         let mut resumed = stream(node, Some(&seq_a)).await;
         let mut expected: u64 = seq_a.parse::<u64>().expect("seq") + 1;
@@ -199,8 +146,8 @@ async fn a_mutation_on_one_node_reaches_another_with_its_seq_and_resumes_anywher
 
 #[tokio::test]
 async fn one_poller_in_the_cluster_and_another_within_two_leases_after_it_is_killed() {
-    let rig = Rig::start("2s").await;
-    let nodes = rig.nodes(3).await;
+    let rig = Cluster::start().await;
+    let nodes = nodes(&rig, 3).await;
     let leader = rig.wait_for_leader(None, Duration::from_secs(5)).await;
     let all: Vec<&ChildServer> = nodes.iter().collect();
     assert_eq!(one_leader_in_the_metrics(&all, Duration::from_secs(3)).await, leader, "the lease holder says it leads");
@@ -237,8 +184,8 @@ async fn one_poller_in_the_cluster_and_another_within_two_leases_after_it_is_kil
 
 #[tokio::test]
 async fn a_publish_with_a_stale_fencing_token_is_refused() {
-    let rig = Rig::start("2s").await;
-    let nodes = rig.nodes(1).await;
+    let rig = Cluster::start().await;
+    let nodes = nodes(&rig, 1).await;
     rig.wait_for_leader(None, Duration::from_secs(5)).await;
     let token = rig.redis.get("stalecast:lease").await.expect("lease");
     let epoch = rig.redis.get("stalecast:epoch").await.expect("epoch");
@@ -276,8 +223,8 @@ async fn a_publish_with_a_stale_fencing_token_is_refused() {
 
 #[tokio::test]
 async fn a_flushed_redis_is_a_new_epoch_and_every_node_resyncs() {
-    let rig = Rig::start("2s").await;
-    let nodes = rig.nodes(2).await;
+    let rig = Cluster::start().await;
+    let nodes = nodes(&rig, 2).await;
     let mut streams = vec![stream(&nodes[0].client, None).await, stream(&nodes[1].client, None).await];
     let before = nodes[0].client.create_volume("before-flush").await;
     let (old_seq, _) = update_naming(&mut streams[1], &before, Duration::from_secs(5)).await;
@@ -303,8 +250,8 @@ async fn a_flushed_redis_is_a_new_epoch_and_every_node_resyncs() {
 
 #[tokio::test]
 async fn redis_down_for_five_seconds_stops_writes_and_loses_nothing_silently() {
-    let mut rig = Rig::start("2s").await;
-    let nodes = rig.nodes(2).await;
+    let mut rig = Cluster::start().await;
+    let nodes = nodes(&rig, 2).await;
     let (a, b) = (&nodes[0].client, &nodes[1].client);
     a.wait_for_readiness(200).await;
     let mut on_b = stream(b, None).await;

@@ -11,52 +11,15 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use stalecast::cluster::nodes::{EXPIRY, default_node_name};
 use stalecast_tests::child::ChildServer;
-use stalecast_tests::redis::RedisServer;
+use stalecast_tests::cluster::{Cluster, LEASE};
 use stalecast_tests::{SseClient, types_query};
 
-/// The poller's lease the nodes run with.
-const LEASE: Duration = Duration::from_secs(2);
-
-struct Rig {
-    redis: RedisServer,
-    _sim: ChildServer,
-    sim_url: String,
-}
-
-impl Rig {
-    async fn start() -> Rig {
-        let redis = RedisServer::start().await;
-        let sim = ChildServer::start(&["sim", "--port", "0"], &[]).await;
-        let sim_url = format!("http://{}", sim.addr);
-        Rig { redis, _sim: sim, sim_url }
-    }
-
-    /// A node, signed in; `name` by the flag, `env_name` by `STALECAST_NODE_NAME`, or
-    /// neither (the default name).
-    async fn node(&self, name: Option<&str>, env_name: Option<&str>) -> ChildServer {
-        let url = self.redis.url();
-        let lease = format!("{}ms", LEASE.as_millis());
-        let mut args = vec![
-            "serve",
-            "--port",
-            "0",
-            "--upstream",
-            &self.sim_url,
-            "--redis",
-            &url,
-            "--poll-interval",
-            "500ms",
-            "--lease",
-            &lease,
-            "--ping-interval",
-            "1s",
-        ];
-        if let Some(name) = name {
-            args.extend(["--node-name", name]);
-        }
-        let env: Vec<(&str, &str)> = env_name.map(|n| ("STALECAST_NODE_NAME", n)).into_iter().collect();
-        ChildServer::start(&args, &env).await.with_sim_url(&self.sim_url).signed_in().await
-    }
+/// A node, signed in; `name` by the flag, `env_name` by `STALECAST_NODE_NAME`, or
+/// neither (the default name).
+async fn node(rig: &Cluster, name: Option<&str>, env_name: Option<&str>) -> ChildServer {
+    let extra: Vec<&str> = name.map(|name| ["--node-name", name]).into_iter().flatten().collect();
+    let env: Vec<(&str, &str)> = env_name.map(|n| ("STALECAST_NODE_NAME", n)).into_iter().collect();
+    rig.node(&extra, &env).await.signed_in().await
 }
 
 /// The `result.data` of `server.stats` on `node`.
@@ -129,9 +92,12 @@ fn kill(node: &ChildServer) {
 
 #[tokio::test]
 async fn every_node_is_listed_with_one_poller_and_a_killed_poller_is_replaced_then_dropped() {
-    let rig = Rig::start().await;
-    let nodes =
-        vec![rig.node(Some("node-a"), None).await, rig.node(None, Some("node-b")).await, rig.node(None, None).await];
+    let rig = Cluster::start().await;
+    let nodes = vec![
+        node(&rig, Some("node-a"), None).await,
+        node(&rig, None, Some("node-b")).await,
+        node(&rig, None, None).await,
+    ];
     // The third is named after this host and its port.
     let node_names = ["node-a".to_owned(), "node-b".to_owned(), default_node_name(nodes[2].addr.port())];
     let mut sorted = node_names.to_vec();
@@ -202,9 +168,9 @@ async fn every_node_is_listed_with_one_poller_and_a_killed_poller_is_replaced_th
 
 #[tokio::test]
 async fn a_node_that_shuts_down_leaves_the_list_at_once() {
-    let rig = Rig::start().await;
-    let staying = rig.node(Some("node-a"), None).await;
-    let mut leaving = rig.node(Some("node-b"), None).await;
+    let rig = Cluster::start().await;
+    let staying = node(&rig, Some("node-a"), None).await;
+    let mut leaving = node(&rig, Some("node-b"), None).await;
     stats_until(&staying, Duration::from_secs(10), "both nodes", |s| names(s) == ["node-a", "node-b"]).await;
     let mut watching = staying.client.stream(&types_query(&["serverStats"]), None).await;
     watching.connected().await;

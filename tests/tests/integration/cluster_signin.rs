@@ -11,87 +11,30 @@
 //! The simulator's users: `admin`/`stalecast` (admin of every project), `alice`/`alice`
 //! (member of web-team, `prj-web`), `bob`/`bob` (reader of data-team, `prj-data`).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stalecast_tests::child::ChildServer;
-use stalecast_tests::redis::RedisServer;
-use stalecast_tests::{Client, Next, SseClient, create_volume_in_sim};
+use stalecast_tests::cluster::Cluster;
+use stalecast_tests::{Client, Next, Recorder, SseClient, create_volume_in_sim};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Rig {
-    redis: RedisServer,
-    _sim: ChildServer,
-    sim_url: String,
+/// `n` nodes, nobody signed in on them yet; `extra` flags added (`--session-idle-timeout`).
+async fn nodes(rig: &Cluster, n: usize, extra: &[&str]) -> Vec<ChildServer> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(rig.node(extra, &[]).await);
+    }
+    nodes
 }
 
-impl Rig {
-    async fn start() -> Rig {
-        let redis = RedisServer::start().await;
-        let sim = ChildServer::start(&["sim", "--port", "0"], &[]).await;
-        let sim_url = format!("http://{}", sim.addr);
-        Rig { redis, _sim: sim, sim_url }
-    }
-
-    /// A node, nobody signed in on it yet; `extra` flags added (`--session-idle-timeout`).
-    async fn node(&self, extra: &[&str]) -> ChildServer {
-        self.node_with(extra, &[]).await
-    }
-
-    /// A node with `env` in its environment (`RUST_LOG`).
-    async fn node_with(&self, extra: &[&str], env: &[(&str, &str)]) -> ChildServer {
-        let url = self.redis.url();
-        let mut args = vec![
-            "serve",
-            "--port",
-            "0",
-            "--upstream",
-            &self.sim_url,
-            "--redis",
-            &url,
-            "--poll-interval",
-            "500ms",
-            "--lease",
-            "2s",
-            "--ping-interval",
-            "1s",
-        ];
-        args.extend_from_slice(extra);
-        ChildServer::start(&args, env).await.with_sim_url(&self.sim_url)
-    }
-
-    async fn nodes(&self, n: usize, extra: &[&str]) -> Vec<ChildServer> {
-        let mut nodes = Vec::new();
-        for _ in 0..n {
-            nodes.push(self.node(extra).await);
-        }
-        nodes
-    }
-
-    /// Waits until some node holds the poller's lease; answers its port.
-    async fn leader_port(&self) -> u16 {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(port) =
-                self.redis.get("stalecast:lease").await.and_then(|t| t.rsplit(':').next().and_then(|p| p.parse().ok()))
-            {
-                return port;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no lease holder within {WAIT:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// How many session records Redis holds.
-    async fn records(&self) -> usize {
-        // `KEYS` answers an array: its first line is `*<count>`.
-        let reply = self.redis.command(&["KEYS", "stalecast:session:*"]).await;
-        reply.lines().next().and_then(|l| l.strip_prefix('*')).and_then(|n| n.parse().ok()).expect("an array reply")
-    }
+/// How many session records Redis holds.
+async fn records(rig: &Cluster) -> usize {
+    // `KEYS` answers an array: its first line is `*<count>`.
+    let reply = rig.redis.command(&["KEYS", "stalecast:session:*"]).await;
+    reply.lines().next().and_then(|l| l.strip_prefix('*')).and_then(|n| n.parse().ok()).expect("an array reply")
 }
 
 /// `client` of another node: the same browser, its cookie sent to `node`.
@@ -167,9 +110,9 @@ async fn assert_stays_open(stream: &mut SseClient, wait: Duration) {
 
 #[tokio::test]
 async fn a_cookie_from_one_node_works_on_another_for_queries_and_the_stream() {
-    let rig = Rig::start().await;
+    let rig = Cluster::start().await;
     let debug = [("RUST_LOG", "debug")];
-    let nodes = [rig.node_with(&[], &debug).await, rig.node_with(&[], &debug).await];
+    let nodes = [rig.node(&[], &debug).await, rig.node(&[], &debug).await];
     let (a, b) = (&nodes[0], &nodes[1]);
     let alice_on_a = a.client.sign_in("alice", "alice").await;
     let alice_on_b = same_browser_on(&alice_on_a, b);
@@ -197,7 +140,7 @@ async fn a_cookie_from_one_node_works_on_another_for_queries_and_the_stream() {
     update_naming(&mut on_b, &through_b).await;
 
     // Redis holds one record, named by no part of the cookie.
-    assert_eq!(rig.records().await, 1);
+    assert_eq!(records(&rig).await, 1);
     let id = alice_on_a.cookie.as_deref().and_then(|c| c.split_once('=')).expect("name=value").1;
     assert_eq!(rig.redis.command(&["KEYS", &format!("*{id}*")]).await, "*0", "no key holds the session id");
     // A cookie no node issued is refused on every node.
@@ -219,8 +162,8 @@ async fn a_cookie_from_one_node_works_on_another_for_queries_and_the_stream() {
 
 #[tokio::test]
 async fn signing_out_on_any_node_ends_the_sessions_streams_on_every_node_within_a_second() {
-    let rig = Rig::start().await;
-    let nodes = rig.nodes(3, &[]).await;
+    let rig = Cluster::start().await;
+    let nodes = nodes(&rig, 3, &[]).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     for (signs_in, signs_out) in [(a, a), (a, b)] {
         let on_signer = signs_in.client.sign_in("alice", "alice").await;
@@ -248,13 +191,13 @@ async fn signing_out_on_any_node_ends_the_sessions_streams_on_every_node_within_
         let (status, body) = other.mutate("auth.logout", json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    assert_eq!(rig.records().await, 0, "every record deleted");
+    assert_eq!(records(&rig).await, 0, "every record deleted");
 }
 
 #[tokio::test]
 async fn a_record_deleted_without_a_word_still_ends_the_session_on_every_node() {
-    let rig = Rig::start().await;
-    let nodes = rig.nodes(2, &[]).await;
+    let rig = Cluster::start().await;
+    let nodes = nodes(&rig, 2, &[]).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let on_a = a.client.sign_in("alice", "alice").await;
     let mut streams = vec![stream(&on_a).await, stream(&same_browser_on(&on_a, b)).await];
@@ -274,59 +217,18 @@ async fn a_record_deleted_without_a_word_still_ends_the_session_on_every_node() 
     }
 }
 
-/// A stream's raw bytes, recorded as they arrive until it ends or is dropped.
-struct Recorder {
-    bytes: Arc<Mutex<Vec<u8>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Recorder {
-    async fn start(client: &Client) -> Recorder {
-        let response = client.open_stream("", None).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn({
-            let bytes = bytes.clone();
-            async move {
-                let mut body = response.bytes_stream();
-                while let Some(Ok(chunk)) = body.next().await {
-                    bytes.lock().expect("lock").extend_from_slice(&chunk);
-                }
-            }
-        });
-        Recorder { bytes, task }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes.lock().expect("lock")).into_owned()
-    }
-
-    async fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.text().contains(needle) {
-            assert!(Instant::now() < deadline, "{needle} never came; the stream so far:\n{}", self.text());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn stop(self) -> String {
-        self.task.abort();
-        self.text()
-    }
-}
-
 #[tokio::test]
 async fn alices_stream_on_a_follower_carries_nothing_of_data_team_while_others_change_it_through_the_leader() {
-    let rig = Rig::start().await;
-    let nodes = rig.nodes(2, &[]).await;
-    let leader_port = rig.leader_port().await;
+    let rig = Cluster::start().await;
+    let nodes = nodes(&rig, 2, &[]).await;
+    let leader_port = rig.wait_for_leader(None, WAIT).await;
     let leader = nodes.iter().find(|n| n.addr.port() == leader_port).expect("the leader is a node");
     let follower = nodes.iter().find(|n| n.addr.port() != leader_port).expect("a follower");
     // Alice signs in on the leader and streams from the follower, with the same cookie.
     let alice = same_browser_on(&leader.client.sign_in("alice", "alice").await, follower);
     let admin = leader.client.sign_in("admin", "stalecast").await;
     let bob = leader.client.sign_in("bob", "bob").await;
-    let recorded = Recorder::start(&alice).await;
+    let recorded = Recorder::start(&alice, "", None).await;
     let mut bobs = stream(&same_browser_on(&bob, follower)).await;
 
     let mut secret = Vec::new();
@@ -346,10 +248,10 @@ async fn alices_stream_on_a_follower_carries_nothing_of_data_team_while_others_c
     update_naming(&mut bobs, &polled).await;
     secret.push(polled);
     let polled_web = create_volume_in_sim(&rig.sim_url, "prj-web", "web-polled").await;
-    recorded.wait_for(&polled_web).await;
+    recorded.wait_for(&polled_web, WAIT).await;
     // Then one of web-team's through the leader: it reaches her on the follower.
     let mine = create_volume_as(&admin, "prj-web", "for-web").await;
-    recorded.wait_for(&mine).await;
+    recorded.wait_for(&mine, WAIT).await;
     let recorded = recorded.stop();
     for id in &secret {
         assert!(!recorded.contains(id.as_str()), "alice's stream named {id}:\n{recorded}");
@@ -360,8 +262,8 @@ async fn alices_stream_on_a_follower_carries_nothing_of_data_team_while_others_c
 #[tokio::test]
 async fn a_session_in_use_on_one_node_is_not_idle_on_another_and_ends_everywhere_once_idle() {
     let idle = Duration::from_secs(3);
-    let rig = Rig::start().await;
-    let nodes = rig.nodes(2, &["--session-idle-timeout", "3s"]).await;
+    let rig = Cluster::start().await;
+    let nodes = nodes(&rig, 2, &["--session-idle-timeout", "3s"]).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let on_a = a.client.sign_in("alice", "alice").await;
     let on_b = same_browser_on(&on_a, b);
@@ -390,14 +292,14 @@ async fn a_session_in_use_on_one_node_is_not_idle_on_another_and_ends_everywhere
         let (status, body) = client.query("auth.me", None).await;
         assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "{body}");
     }
-    assert_eq!(rig.records().await, 0);
+    assert_eq!(records(&rig).await, 0);
 }
 
 #[tokio::test]
 async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes_on_and_is_written_back_another_node_answers_503()
  {
-    let mut rig = Rig::start().await;
-    let nodes = rig.nodes(1, &[]).await;
+    let mut rig = Cluster::start().await;
+    let nodes = nodes(&rig, 1, &[]).await;
     let alice = nodes[0].client.sign_in("alice", "alice").await;
     rig.redis.stop().await;
     let (status, body, cookies) = nodes[0].client.anonymous().login("bob", "bob").await;
@@ -412,14 +314,14 @@ async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes
     // node writes her record back, her stream goes on, and a node started now knows her.
     rig.redis.restart().await;
     let deadline = Instant::now() + WAIT;
-    while rig.records().await != 1 {
+    while records(&rig).await != 1 {
         assert!(Instant::now() < deadline, "her record was not written back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_stays_open(&mut on_a, Duration::from_secs(1)).await;
     let (status, body) = alice.query("auth.me", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let later = rig.node(&[]).await;
+    let later = rig.node(&[], &[]).await;
     let (status, body) = same_browser_on(&alice, &later).query("auth.me", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Down again: the node that never served her cannot tell, and says so (503) without
@@ -464,9 +366,9 @@ async fn with_redis_down_a_sign_in_answers_503_and_a_session_the_node_holds_goes
 /// Redis holds no user name.
 #[tokio::test]
 async fn failed_sign_ins_are_counted_by_the_whole_cluster() {
-    let rig = Rig::start().await;
+    let rig = Cluster::start().await;
     let limits = ["--signin-failures-per-user", "3", "--signin-failures-per-address", "100", "--signin-window", "3s"];
-    let nodes = rig.nodes(2, &limits).await;
+    let nodes = nodes(&rig, 2, &limits).await;
     let login = |node: usize, user: &'static str, password: &'static str| {
         let client = nodes[node].client.anonymous();
         async move { client.login_response(user, password).await }

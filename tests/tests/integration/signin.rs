@@ -8,58 +8,15 @@
 //! The simulator's users: `admin`/`stalecast` (admin of every project), `alice`/`alice`
 //! (member of web-team, `prj-web`), `bob`/`bob` (reader of data-team, `prj-data`).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stalecast_tests::{Client, Next, SseClient, TestApp, procedures, spawn_app, spawn_app_anonymous, spawn_app_with};
+use stalecast_tests::{
+    Client, Next, Recorder, SseClient, TestApp, procedures, spawn_app, spawn_app_anonymous, spawn_app_with,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A stream's raw bytes, recorded as they arrive until it ends or is dropped.
-struct Recorder {
-    bytes: Arc<Mutex<Vec<u8>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Recorder {
-    async fn start(client: &Client, query: &str, last_event_id: Option<&str>) -> Recorder {
-        let response = client.open_stream(query, last_event_id).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn({
-            let bytes = bytes.clone();
-            async move {
-                let mut body = response.bytes_stream();
-                while let Some(Ok(chunk)) = body.next().await {
-                    bytes.lock().expect("lock").extend_from_slice(&chunk);
-                }
-            }
-        });
-        Recorder { bytes, task }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes.lock().expect("lock")).into_owned()
-    }
-
-    /// Waits until the recording holds `needle`.
-    async fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.text().contains(needle) {
-            assert!(Instant::now() < deadline, "{needle} never came; the stream so far:\n{}", self.text());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Stops recording; answers everything recorded.
-    fn stop(self) -> String {
-        self.task.abort();
-        self.text()
-    }
-}
 
 fn ids(body: &Value) -> Vec<String> {
     body["result"]["data"]
@@ -315,10 +272,10 @@ async fn alice_never_receives_a_byte_about_data_team_live_or_replayed() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // Then something of web-team's: alice hears of it (the stream works), and it came after.
     let mine = create_volume_as(&app, "prj-web", "for-web").await;
-    alice_stream.wait_for(&mine).await;
+    alice_stream.wait_for(&mine, WAIT).await;
     // An update naming a web-team and a data-team volume names only hers to her.
     app.publish_owned("volumes", &[("vol-mixed-web", "prj-web"), ("vol-mixed-data", "prj-data")]);
-    alice_stream.wait_for("vol-mixed-web").await;
+    alice_stream.wait_for("vol-mixed-web", WAIT).await;
     secret.push("vol-mixed-data".into());
     let recorded = alice_stream.stop();
     for id in &secret {
@@ -328,14 +285,14 @@ async fn alice_never_receives_a_byte_about_data_team_live_or_replayed() {
 
     // Replay from before all of it: the same, from the ring.
     let replay = Recorder::start(&alice, "", Some(&start)).await;
-    replay.wait_for(&mine).await;
+    replay.wait_for(&mine, WAIT).await;
     let replayed = replay.stop();
     for id in &secret {
         assert!(!replayed.contains(id.as_str()), "the replay named {id}:\n{replayed}");
     }
     // Admin sees every project's updates, replayed as well.
     let admin_replay = Recorder::start(&app, "", Some(&start)).await;
-    admin_replay.wait_for(&mine).await;
+    admin_replay.wait_for(&mine, WAIT).await;
     let all = admin_replay.stop();
     assert!(secret.iter().all(|id| all.contains(id.as_str())), "{all}");
     app.shutdown().await;
